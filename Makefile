@@ -1,0 +1,57 @@
+# The two quick-start commands: `make run` and `make test`. Both set everything up first.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_ADMIN_USER ?= admin
+PYTEST_ARGS ?=
+
+.PHONY: run test venv deps dev-deps migrate lint format types imports pytest bench clean
+
+$(PY):
+	@python=$$(scripts/find-python) && echo "Using $$python" && "$$python" -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when a requirements file changed.
+$(VENV)/.deps: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+migrate: deps
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	@password=$${DEMO_ADMIN_PASSWORD:-$$(cat var/demo-admin-password 2>/dev/null || $(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}; \
+	mkdir -p var && umask 077 && echo "$$password" > var/demo-admin-password; \
+	DEMO_ADMIN_PASSWORD="$$password" $(PY) manage.py demo_admin --username $(DEMO_ADMIN_USER); \
+	$(PY) manage.py durable_demo && \
+	echo "Serving on http://$(HOST):$(PORT)/admin/  (login: $(DEMO_ADMIN_USER) / $$password)" && \
+	exec $(PY) manage.py runserver $(HOST):$(PORT)
+
+test: dev-deps
+	@set -e; total=$$(date +%s); \
+	tier() { local name=$$1; shift; local t=$$(date +%s); echo "== $$name"; "$$@"; echo "== $$name took $$(( $$(date +%s) - t ))s"; }; \
+	tier "lint (ruff)" $(BIN)/ruff check . ; \
+	tier "format (ruff)" $(BIN)/ruff format --check . ; \
+	tier "types (mypy durable/)" $(BIN)/mypy durable ; \
+	tier "import contracts" $(BIN)/lint-imports ; \
+	tier "tests (pytest)" $(BIN)/pytest $(PYTEST_ARGS) ; \
+	echo "== make test took $$(( $$(date +%s) - total ))s in all"
+
+format: dev-deps
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: dev-deps
+	$(PY) bench/steps.py
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The product: documents, reviews and the summarize-approve-persist workflow (issue 6 onward)."""

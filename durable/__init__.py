@@ -1,0 +1,56 @@
+"""Durable execution for Django: checkpoint-and-replay handlers with the official SDK's API.
+
+Only the replay core is imported here, so `import durable` works before Django is set up.
+"""
+
+from durable.config import (
+    CallbackConfig,
+    ChildConfig,
+    Duration,
+    JitterStrategy,
+    StepConfig,
+    StepSemantics,
+    WaitForCallbackConfig,
+)
+from durable.context import DurableContext, durable_step
+from durable.exceptions import (
+    CallbackError,
+    CallbackTimeoutError,
+    DurableExecutionsError,
+    ExecutionError,
+    InvocationError,
+    NonDeterministicExecutionError,
+    SerDesError,
+    StepError,
+    ValidationError,
+)
+from durable.execution import durable_execution
+from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
+from durable.types import StepContext
+
+__all__ = [
+    "CallbackConfig",
+    "CallbackError",
+    "CallbackTimeoutError",
+    "ChildConfig",
+    "DurableContext",
+    "DurableExecutionsError",
+    "Duration",
+    "ExecutionError",
+    "InvocationError",
+    "JitterStrategy",
+    "NonDeterministicExecutionError",
+    "RetryDecision",
+    "RetryPresets",
+    "RetryStrategyConfig",
+    "SerDesError",
+    "StepConfig",
+    "StepContext",
+    "StepError",
+    "StepSemantics",
+    "ValidationError",
+    "WaitForCallbackConfig",
+    "create_retry_strategy",
+    "durable_execution",
+    "durable_step",
+]

@@ -1,0 +1,135 @@
+"""The service API: start, inspect and stop executions (what Lambda's control plane offers)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+
+from durable import clock, conf, dispatch, store
+from durable.config import Duration
+from durable.exceptions import (
+    ExecutionAlreadyExistsError,
+    ExecutionNotFoundError,
+    ExecutionNotRunningError,
+    ValidationError,
+)
+from durable.execution import DurableFunction, get_function, validate_timeout
+from durable.history import history_events
+from durable.models import Execution, ExecutionStatus
+from durable.state import HistoryRecord
+
+
+def start_execution(
+    function: DurableFunction | str,
+    input: Any = None,  # noqa: A002 - the service's word
+    *,
+    execution_name: str | None = None,
+    execution_timeout: Duration | int | None = None,
+) -> Execution:
+    """Start an execution, or return the existing one started under the same name and input.
+
+    Raises ExecutionAlreadyExistsError (same name, other input), UnknownFunctionError,
+    ValidationError (input not JSON, too large, or a timeout outside 1 s to 366 days).
+    """
+    fn = function if isinstance(function, DurableFunction) else get_function(function)
+    payload = _input_payload(input)
+    timeout = validate_timeout(
+        execution_timeout or fn.execution_timeout or Duration(conf.get("EXECUTION_TIMEOUT"))
+    ).seconds
+    name = execution_name or uuid.uuid4().hex
+    if len(name) > 200:
+        raise ValidationError("execution_name is longer than 200 characters")
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    existing = _existing(fn.name, name, digest)
+    if existing:
+        return existing
+    now = clock.now()
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                function_name=fn.name,
+                execution_name=name,
+                input=payload,
+                input_hash=digest,
+                created_at=now,
+                updated_at=now,
+                timeout_seconds=timeout,
+                timeout_at=now + timedelta(seconds=timeout),
+                wake_at=now,
+            )
+            details = {"Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": timeout}
+            store.append_events(str(execution.pk), [HistoryRecord("ExecutionStarted", None, details, now)])
+            dispatch.on_commit_wake(str(execution.pk), now)
+    except IntegrityError:
+        # Another caller started the same name between our read and our insert.
+        existing = _existing(fn.name, name, digest)
+        if existing:
+            return existing
+        raise
+    return execution
+
+
+def _input_payload(value: Any) -> str:
+    try:
+        payload = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"execution input must be JSON-serializable: {exc}") from exc
+    limit = conf.get("MAX_INPUT_BYTES")
+    if len(payload.encode()) > limit:
+        raise ValidationError(f"execution input is {len(payload.encode())} bytes; the limit is {limit}")
+    return payload
+
+
+def _existing(function_name: str, name: str, digest: str) -> Execution | None:
+    found = Execution.objects.filter(function_name=function_name, execution_name=name).first()
+    if found and found.input_hash != digest:
+        raise ExecutionAlreadyExistsError(
+            f"an execution named {name!r} of {function_name} already exists with a different input"
+        )
+    return found
+
+
+def get_execution(execution_id: str | uuid.UUID) -> Execution:
+    """Raises ExecutionNotFoundError."""
+    try:
+        return Execution.objects.get(pk=execution_id)
+    except (Execution.DoesNotExist, ValueError, DjangoValidationError):
+        raise ExecutionNotFoundError(f"no execution with id {execution_id}") from None
+
+
+def get_history(execution_id: str | uuid.UUID, *, include_execution_data: bool = True) -> dict[str, Any]:
+    """The execution's events in the official service's shape: {"Events": [...]}."""
+    execution = get_execution(execution_id)
+    return {"Events": history_events(execution, include_execution_data=include_execution_data)}
+
+
+def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | None = None) -> Execution:
+    """Stop a RUNNING execution; a running invocation's next checkpoint is refused.
+
+    Raises ExecutionNotFoundError, ExecutionNotRunningError.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        execution = get_execution(execution_id)
+        stopped = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
+            status=ExecutionStatus.STOPPED,
+            error=error,
+            ended_at=now,
+            updated_at=now,
+            wake_at=None,
+            lease_token=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        if not stopped:
+            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+        details = {"Error": {"Payload": error}} if error else {}
+        store.append_events(str(execution.pk), [HistoryRecord("ExecutionStopped", None, details, now)])
+    execution.refresh_from_db()
+    return execution

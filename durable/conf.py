@@ -1,0 +1,22 @@
+"""The engine's settings, read lazily from `settings.DURABLE` so override_settings works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # How long an invocation's lease lasts without renewal.
+    "LEASE_SECONDS": 60,
+    # Default execution timeout, in seconds, for functions that do not set one (366 days).
+    "EXECUTION_TIMEOUT": 366 * 24 * 3600,
+    # Dotted path to f(execution_id, when) that schedules an invocation; None: nobody does.
+    "DISPATCHER": None,
+    # Largest execution input accepted by start_execution, in bytes.
+    "MAX_INPUT_BYTES": 256 * 1024,
+}
+
+
+def get(name: str) -> Any:
+    return {**DEFAULTS, **getattr(settings, "DURABLE", {})}[name]

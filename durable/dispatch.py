@@ -1,0 +1,29 @@
+"""Wake-ups: how an execution that is due gets an invocation.
+
+The backend is `settings.DURABLE["DISPATCHER"]`, a dotted path to `f(execution_id, when)`.
+With none configured, nothing is enqueued: the test runner and `durable_demo` drive
+invocations themselves. Dispatch always happens after the transaction that made it necessary
+commits, so a rolled-back transaction leaves no wake-up behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from durable import conf
+
+
+def _backend() -> Callable[[str, datetime], None] | None:
+    path = conf.get("DISPATCHER")
+    return import_string(path) if path else None
+
+
+def on_commit_wake(execution_id: str, when: datetime) -> None:
+    """Ask for an invocation of `execution_id` at `when`, once the current transaction commits."""
+    backend = _backend()
+    if backend is not None:
+        transaction.on_commit(lambda: backend(execution_id, when))

@@ -1,0 +1,98 @@
+"""`@durable_execution`: registers a handler as a durable function the workers can run."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+from durable.config import MAX_DURATION_SECONDS, Duration
+from durable.exceptions import UnknownFunctionError, ValidationError
+
+if TYPE_CHECKING:
+    from durable.context import DurableContext
+
+Handler = Callable[[Any, "DurableContext"], Any]
+
+
+@dataclass(frozen=True)
+class DurableFunction:
+    """A registered handler. Calling it calls the handler, which unit tests may do directly."""
+
+    name: str
+    func: Handler
+    execution_timeout: Duration | None = None
+
+    def __call__(self, event: Any, context: DurableContext) -> Any:
+        return self.func(event, context)
+
+
+_registry: dict[str, DurableFunction] = {}
+
+
+def validate_timeout(timeout: Duration | int) -> Duration:
+    """Check an execution timeout is between 1 second and 366 days; raises ValidationError."""
+    duration = timeout if isinstance(timeout, Duration) else Duration(int(timeout))
+    if not 1 <= duration.seconds <= MAX_DURATION_SECONDS:
+        raise ValidationError(
+            f"execution timeout must be between 1 second and 366 days, got {duration.seconds} seconds"
+        )
+    return duration
+
+
+@overload
+def durable_execution(func: Handler, /) -> DurableFunction: ...
+@overload
+def durable_execution(
+    func: None = None, /, *, name: str | None = None, execution_timeout: Duration | int | None = None
+) -> Callable[[Handler], DurableFunction]: ...
+
+
+def durable_execution(
+    func: Handler | None = None,
+    /,
+    *,
+    name: str | None = None,
+    execution_timeout: Duration | int | None = None,
+) -> DurableFunction | Callable[[Handler], DurableFunction]:
+    """Register `func(event, context)` under `name` (default `module.qualname`)."""
+
+    def register(f: Handler) -> DurableFunction:
+        fn = DurableFunction(
+            name=name or f"{f.__module__}.{f.__qualname__}",
+            func=f,
+            execution_timeout=validate_timeout(execution_timeout) if execution_timeout else None,
+        )
+        _registry[fn.name] = fn
+        return fn
+
+    return register(func) if func is not None else register
+
+
+def register(fn: DurableFunction) -> DurableFunction:
+    """(Re-)register a durable function, e.g. a fixed version of its code before a redrive."""
+    _registry[fn.name] = fn
+    return fn
+
+
+def get_function(name: str) -> DurableFunction:
+    """Find a registered function, importing its module if the name is `module.qualname`.
+
+    Raises UnknownFunctionError.
+    """
+    if name not in _registry and "." in name:
+        module = name.rsplit(".", 1)[0]
+        while module and name not in _registry:
+            try:
+                importlib.import_module(module)
+                break
+            except ImportError:
+                module = module.rpartition(".")[0]
+    try:
+        return _registry[name]
+    except KeyError:
+        raise UnknownFunctionError(
+            f"no durable function is registered under {name!r}; is its module imported by "
+            "the worker (an app's workflows.py is imported automatically)?"
+        ) from None

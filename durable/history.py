@@ -1,0 +1,33 @@
+"""History events in the shape of the official service's GetDurableExecutionHistory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durable.models import Execution
+
+_PAYLOAD_KEYS = ("Input", "Result")
+
+
+def history_events(execution: Execution, *, include_execution_data: bool = True) -> list[dict[str, Any]]:
+    """Each event with its rank as EventId; payloads elided unless `include_execution_data`."""
+    events = []
+    rows = execution.history.order_by("id").values_list(
+        "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details"
+    )
+    for rank, (event_type, op_id, parent_id, name, sub_type, timestamp, details) in enumerate(rows, 1):
+        event: dict[str, Any] = {"EventType": event_type, "EventId": rank, "EventTimestamp": timestamp}
+        if op_id:
+            event.update(Id=op_id, Name=name, SubType=sub_type)
+            if parent_id:
+                event["ParentId"] = parent_id
+        elif event_type.startswith("Execution"):
+            event.update(Id=str(execution.pk), Name=execution.execution_name)
+        body = dict(details or {})
+        if not include_execution_data:
+            for key in _PAYLOAD_KEYS:
+                if key in body:
+                    body[key] = {"Truncated": True}
+        event[f"{event_type}Details"] = body
+        events.append(event)
+    return events

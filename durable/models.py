@@ -1,0 +1,107 @@
+"""The journal: executions, their operations, and an append-only history of events."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class ExecutionStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
+
+
+class Execution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    function_name = models.CharField(max_length=200)
+    execution_name = models.CharField(max_length=200)
+    input = models.TextField(help_text="The input as JSON.")
+    input_hash = models.CharField(max_length=64, help_text="SHA-256 of the input, for idempotent starts.")
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices, default=ExecutionStatus.RUNNING)
+    result = models.TextField(null=True, blank=True, help_text="The handler's return value as JSON.")
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    timeout_seconds = models.PositiveIntegerField()
+    timeout_at = models.DateTimeField()
+    wake_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a RUNNING execution must next be invoked; null: on a callback."
+    )
+    lease_owner = models.CharField(max_length=200, null=True, blank=True)
+    lease_token = models.CharField(max_length=32, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    invocation_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["function_name", "execution_name"], name="durable_execution_name_unique")
+        ]
+        indexes = [
+            # The sweep's queries: due wake-ups and expired leases of running executions.
+            models.Index(fields=["status", "wake_at"], name="durable_exec_due"),
+            models.Index(fields=["status", "lease_expires_at"], name="durable_exec_lease"),
+            models.Index(fields=["status", "timeout_at"], name="durable_exec_timeout"),
+            models.Index(fields=["-created_at"], name="durable_exec_created"),
+        ]
+        permissions = [
+            ("stop_execution", "Can stop an execution"),
+            ("redrive_execution", "Can redrive a failed execution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function_name} {self.execution_name} ({self.status})"
+
+
+class Operation(models.Model):
+    """One operation of an execution; its primary key orders the journal."""
+
+    id = models.BigAutoField(primary_key=True)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations")
+    operation_id = models.CharField(max_length=64)
+    parent_id = models.CharField(max_length=64, null=True, blank=True)
+    type = models.CharField(max_length=16)
+    sub_type = models.CharField(max_length=64)
+    name = models.CharField(max_length=256, null=True, blank=True)
+    status = models.CharField(max_length=16)
+    attempt = models.PositiveIntegerField(default=0)
+    result = models.TextField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    wait_until = models.DateTimeField(null=True, blank=True)
+    callback_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    callback_deadline = models.DateTimeField(null=True, blank=True)
+    heartbeat_deadline = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
+        indexes = [models.Index(fields=["execution", "id"], name="durable_op_journal")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name or self.operation_id[:12]} ({self.status})"
+
+
+class HistoryEvent(models.Model):
+    """An append-only log entry; EventId is the event's rank within its execution."""
+
+    id = models.BigAutoField(primary_key=True)
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history")
+    event_type = models.CharField(max_length=40)
+    operation_id = models.CharField(max_length=64, null=True, blank=True)
+    parent_id = models.CharField(max_length=64, null=True, blank=True)
+    name = models.CharField(max_length=256, null=True, blank=True)
+    sub_type = models.CharField(max_length=64, null=True, blank=True)
+    timestamp = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["execution", "id"], name="durable_history_order")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.name or ''}".strip()

@@ -1,0 +1,183 @@
+"""The step operation: run a body once per attempt, checkpoint its result, retry per strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, NoReturn, TypeVar
+
+from durable.config import StepConfig, StepSemantics
+from durable.exceptions import (
+    ExecutionError,
+    SerDesError,
+    StepError,
+    StepInterruptedError,
+    TimedSuspendExecution,
+    error_object,
+    raise_recorded,
+)
+from durable.logger import ReplayAwareLogger
+from durable.retries import RetryPresets
+from durable.serdes import deserialize, serialize
+from durable.state import (
+    ExecutionState,
+    HistoryRecord,
+    OperationRecord,
+    OperationStatus,
+    OperationSubType,
+    OperationType,
+)
+from durable.types import StepContext
+
+T = TypeVar("T")
+
+
+class StepOperation:
+    def __init__(
+        self,
+        state: ExecutionState,
+        operation_id: str,
+        parent_id: str | None,
+        name: str | None,
+        config: StepConfig,
+        logger: ReplayAwareLogger,
+    ) -> None:
+        self.state = state
+        self.operation_id = operation_id
+        self.parent_id = parent_id
+        self.name = name
+        self.config = config
+        self.sub_type = config.sub_type or OperationSubType.STEP.value
+        self.logger = logger
+
+    def run(self, func: Callable[[StepContext], T]) -> T:
+        record = self.state.visit(self.operation_id, OperationType.STEP, self.sub_type, self.name, self.parent_id)
+        if record is None:
+            record = self._new_record()
+        elif record.status is OperationStatus.SUCCEEDED:
+            value: T = self._decode(record.result)
+            return value
+        elif record.status is OperationStatus.FAILED:
+            raise_recorded(record.error, StepError)
+        elif record.status is OperationStatus.PENDING:
+            assert record.next_attempt_at is not None
+            if record.next_attempt_at > self.state.now():
+                raise TimedSuspendExecution.from_datetime(
+                    f"step {self._label()} retries at {record.next_attempt_at.isoformat()}",
+                    record.next_attempt_at,
+                )
+        elif record.status is OperationStatus.STARTED:
+            if self.config.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY:
+                # An earlier invocation began this attempt and never recorded its end: the body
+                # may have run, so this attempt counts as failed rather than running again.
+                self._failed(
+                    record,
+                    StepInterruptedError(
+                        f"step {self._label()} attempt {record.attempt} was interrupted",
+                        self.operation_id,
+                    ),
+                )
+            # At least once per retry: the same attempt runs again.
+            return self._attempt(func, record, record.attempt)
+        return self._attempt(func, record, record.attempt + 1)
+
+    def _new_record(self) -> OperationRecord:
+        return OperationRecord(
+            operation_id=self.operation_id,
+            type=OperationType.STEP,
+            sub_type=self.sub_type,
+            name=self.name,
+            status=OperationStatus.READY,
+            parent_id=self.parent_id,
+        )
+
+    def _label(self) -> str:
+        return f"{self.name!r} ({self.operation_id[:12]})" if self.name else self.operation_id[:12]
+
+    def _decode(self, payload: str | None) -> Any:
+        if payload is None:
+            return None
+        return deserialize(self.config.serdes, payload, self.operation_id, self.state.execution_id)
+
+    def _attempt(self, func: Callable[[StepContext], T], record: OperationRecord, attempt: int) -> T:
+        now = self.state.now()
+        record.status = OperationStatus.STARTED
+        record.attempt = attempt
+        record.started_at = record.started_at or now
+        record.next_attempt_at = None
+        at_most_once = self.config.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
+        # At-most-once must have STARTED on disk before the body runs; at-least-once lets it
+        # ride with the SUCCEEDED write, saving a transaction per step.
+        self.state.checkpoint(record, [HistoryRecord("StepStarted", None)], sync=at_most_once)
+        context = StepContext(
+            logger=self.logger.with_extra(operation_id=self.operation_id, attempt=attempt),
+            attempt=attempt,
+        )
+        try:
+            if self.config.transactional:
+                with self.state.writer.transaction():
+                    value = self._run_body(func, context, record, attempt)
+            else:
+                value = self._run_body(func, context, record, attempt)
+        except SerDesError as exc:
+            self._fail(record, exc)
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the retry strategy decides what to do with it
+            self._failed(record, exc)
+        return value
+
+    def _run_body(
+        self, func: Callable[[StepContext], T], context: StepContext, record: OperationRecord, attempt: int
+    ) -> T:
+        result = func(context)
+        try:
+            payload = serialize(self.config.serdes, result, self.operation_id, self.state.execution_id)
+        except SerDesError as exc:
+            raise SerDesError(
+                f"step {self._label()} returned a value that cannot be serialized: {exc.message}",
+                "SerDesError",
+            ) from exc
+        # Decode what was stored so the first run returns exactly what a replay will.
+        value: T = self._decode(payload)
+        record.status = OperationStatus.SUCCEEDED
+        record.result = payload
+        record.error = None
+        record.ended_at = self.state.now()
+        details = {"Result": {"Payload": payload, "Truncated": False}}
+        if attempt > 1:
+            details["RetryDetails"] = {"CurrentAttempt": attempt}
+        self.state.checkpoint(record, [HistoryRecord("StepSucceeded", None, details)])
+        return value
+
+    def _failed(self, record: OperationRecord, error: Exception) -> NoReturn:
+        """Record a failed attempt: schedule the next one and suspend, or fail the step."""
+        strategy = self.config.retry_strategy or RetryPresets.default()
+        decision = strategy(error, record.attempt)
+        if not decision.should_retry:
+            self._fail(record, error)
+        delay = max(1, decision.delay_seconds)
+        record.status = OperationStatus.PENDING
+        record.error = error_object(error)
+        record.next_attempt_at = self.state.now() + timedelta(seconds=delay)
+        details = {
+            "Error": {"Payload": record.error},
+            "RetryDetails": {"CurrentAttempt": record.attempt, "NextAttemptDelaySeconds": delay},
+        }
+        self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
+        raise TimedSuspendExecution.from_datetime(
+            f"step {self._label()} attempt {record.attempt} failed; retrying in {delay}s",
+            record.next_attempt_at,
+        )
+
+    def _fail(self, record: OperationRecord, error: Exception) -> NoReturn:
+        record.status = OperationStatus.FAILED
+        record.error = error_object(error)
+        record.next_attempt_at = None
+        record.ended_at = self.state.now()
+        details = {
+            "Error": {"Payload": record.error},
+            "RetryDetails": {"CurrentAttempt": record.attempt},
+        }
+        self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
+        raise_recorded(record.error, StepError)

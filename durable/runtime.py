@@ -1,0 +1,155 @@
+"""Invocations: take the lease, load the journal in one query, replay the handler, record the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from durable import clock, conf, store
+from durable.context import DurableContext
+from durable.exceptions import (
+    ExecutionError,
+    InvocationError,
+    LeaseLostError,
+    SuspendExecution,
+    UnknownFunctionError,
+    error_object,
+)
+from durable.execution import get_function
+from durable.models import ExecutionStatus
+from durable.state import ExecutionState, HistoryRecord
+
+log = logging.getLogger("durable.runtime")
+
+
+@dataclass(frozen=True)
+class InvocationOutcome:
+    """How one invocation ended. `status` is the execution's status afterwards."""
+
+    execution_id: str
+    ran: bool
+    status: str | None = None
+    wake_at: datetime | None = None
+    checkpoints: int = 0
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_invocation(execution_id: str, *, owner: str | None = None) -> InvocationOutcome:
+    """Run one invocation of a RUNNING execution; returns at once if its lease is held elsewhere."""
+    now = clock.now()
+    execution = store.acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
+    if execution is None:
+        return InvocationOutcome(str(execution_id), ran=False)
+    assert execution.lease_token is not None
+    journal = store.LeasedJournal(str(execution.pk), execution.lease_token, clock.now)
+    invocation: dict[str, Any] = {"StartTimestamp": now.isoformat()}
+
+    if now >= execution.timeout_at:
+        message = f"execution exceeded its timeout of {execution.timeout_seconds} seconds"
+        return _end(journal, [], invocation, ExecutionStatus.TIMED_OUT, error=_error("ExecutionTimedOut", message))
+
+    try:
+        function = get_function(execution.function_name)
+    except UnknownFunctionError as exc:
+        return _end(journal, [], invocation, ExecutionStatus.FAILED, error=error_object(exc))
+
+    state = ExecutionState(str(execution.pk), store.load_journal(str(execution.pk)), journal, clock.now)
+    try:
+        result = function.func(json.loads(execution.input), DurableContext(state))
+        payload = _result_payload(result)
+    except SuspendExecution:
+        wake_at = state.next_wake_at()
+        wake_at = min(wake_at, execution.timeout_at) if wake_at else execution.timeout_at
+        return _end(
+            journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=wake_at, state=state
+        )
+    except LeaseLostError:
+        log.warning("invocation of %s lost its lease; stopped writing", execution.pk)
+        return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
+    except InvocationError as exc:
+        # The invocation failed, not the execution: run again from the last checkpoint.
+        invocation["Error"] = error_object(exc)
+        return _end(
+            journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=clock.now(), state=state
+        )
+    except ExecutionError as exc:
+        return _end(
+            journal,
+            state.pending_checkpoints(),
+            invocation,
+            ExecutionStatus.FAILED,
+            error=error_object(exc),
+            state=state,
+        )
+    except Exception as exc:  # noqa: BLE001 - an unhandled error ends the execution as FAILED
+        return _end(
+            journal,
+            state.pending_checkpoints(),
+            invocation,
+            ExecutionStatus.FAILED,
+            error=error_object(exc),
+            state=state,
+        )
+    return _end(
+        journal, state.pending_checkpoints(), invocation, ExecutionStatus.SUCCEEDED, result=payload, state=state
+    )
+
+
+def _result_payload(result: Any) -> str:
+    try:
+        return json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise ExecutionError(
+            f"the handler returned a value of type {type(result).__qualname__} that is not JSON: {exc}"
+        ) from exc
+
+
+def _error(error_type: str, message: str) -> dict[str, Any]:
+    return {"ErrorType": error_type, "ErrorMessage": message, "ErrorData": None, "StackTrace": []}
+
+
+_FINAL_EVENTS = {
+    ExecutionStatus.SUCCEEDED: "ExecutionSucceeded",
+    ExecutionStatus.FAILED: "ExecutionFailed",
+    ExecutionStatus.TIMED_OUT: "ExecutionTimedOut",
+}
+
+
+def _end(
+    journal: store.LeasedJournal,
+    checkpoints: list[Any],
+    invocation: dict[str, Any],
+    status: ExecutionStatus,
+    *,
+    result: str | None = None,
+    error: dict[str, Any] | None = None,
+    wake_at: datetime | None = None,
+    state: ExecutionState | None = None,
+) -> InvocationOutcome:
+    now = clock.now()
+    invocation["EndTimestamp"] = now.isoformat()
+    events = [HistoryRecord("InvocationCompleted", None, invocation, now)]
+    changes: dict[str, Any] = {"status": status, "wake_at": wake_at}
+    if status in _FINAL_EVENTS:
+        details: dict[str, Any] = {"Result": {"Payload": result, "Truncated": False}} if result is not None else {}
+        if error is not None:
+            details = {"Error": {"Payload": error}}
+        events.append(HistoryRecord(_FINAL_EVENTS[status], None, details, now))
+        changes.update(result=result, error=error, ended_at=now, wake_at=None)
+    try:
+        journal.finish(checkpoints, events, **changes)
+    except LeaseLostError:
+        log.warning("invocation of %s lost its lease before it could finish", journal.execution_id)
+        return InvocationOutcome(journal.execution_id, ran=True, status=None)
+    count = (state.checkpoint_count if state else 0) + 1
+    return InvocationOutcome(
+        journal.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count
+    )

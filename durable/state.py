@@ -1,0 +1,200 @@
+"""The replay core's view of one execution: its journal in memory and the checkpoint queue.
+
+Plain Python: the journal store behind `JournalWriter` is the only thing that touches a
+database. Checkpoints are applied to the in-memory journal at once; synchronous ones are
+written before the call returns, buffered ones ride along with the next synchronous write.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from durable.exceptions import NonDeterministicExecutionError
+
+
+class OperationType(enum.StrEnum):
+    STEP = "STEP"
+    WAIT = "WAIT"
+    CALLBACK = "CALLBACK"
+    CONTEXT = "CONTEXT"
+    INVOKE = "INVOKE"
+
+
+class OperationSubType(enum.StrEnum):
+    STEP = "Step"
+    WAIT = "Wait"
+    CALLBACK = "Callback"
+    RUN_IN_CHILD_CONTEXT = "RunInChildContext"
+    WAIT_FOR_CALLBACK = "WaitForCallback"
+
+
+class OperationStatus(enum.StrEnum):
+    STARTED = "STARTED"
+    PENDING = "PENDING"
+    READY = "READY"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        OperationStatus.SUCCEEDED,
+        OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
+        OperationStatus.TIMED_OUT,
+        OperationStatus.STOPPED,
+    }
+)
+
+
+@dataclass
+class OperationRecord:
+    """One operation's current state: a row of the journal."""
+
+    operation_id: str
+    type: OperationType
+    sub_type: str
+    name: str | None
+    status: OperationStatus
+    parent_id: str | None = None
+    attempt: int = 0
+    result: str | None = None
+    error: dict[str, Any] | None = None
+    next_attempt_at: datetime | None = None
+    wait_until: datetime | None = None
+    callback_id: str | None = None
+    callback_deadline: datetime | None = None
+    heartbeat_deadline: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def wake_at(self) -> datetime | None:
+        """When the engine must look at this operation again without outside help."""
+        if self.status is OperationStatus.PENDING:
+            return self.next_attempt_at
+        if self.status is OperationStatus.STARTED:
+            times = [t for t in (self.wait_until, self.callback_deadline, self.heartbeat_deadline) if t]
+            return min(times) if times else None
+        return None
+
+
+@dataclass
+class HistoryRecord:
+    """One event for the history; `details` holds the per-type details in the official shape."""
+
+    event_type: str
+    operation: OperationRecord | None
+    details: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime | None = None
+
+
+@dataclass
+class Checkpoint:
+    record: OperationRecord
+    events: list[HistoryRecord]
+
+
+class JournalWriter(Protocol):
+    def write(self, checkpoints: list[Checkpoint]) -> None:
+        """Persist the checkpoints in one transaction, fenced by the lease; raises LeaseLostError."""
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A transaction in which a body's writes and its checkpoint commit together."""
+
+
+class ExecutionState:
+    """The journal of one execution as this invocation sees it."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        operations: dict[str, OperationRecord],
+        writer: JournalWriter,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.execution_id = execution_id
+        self.operations = operations
+        self.writer = writer
+        self.now = clock
+        self._buffer: list[Checkpoint] = []
+        self._completed_at_load = {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
+        self._visited_completed: set[str] = set()
+        self.checkpoint_count = 0
+
+    def get(self, operation_id: str) -> OperationRecord | None:
+        return self.operations.get(operation_id)
+
+    def visit(
+        self, operation_id: str, type_: OperationType, sub_type: str, name: str | None, parent_id: str | None
+    ) -> OperationRecord | None:
+        """Return the journal's record at this id after checking it matches what the code asks."""
+        record = self.operations.get(operation_id)
+        if record is None:
+            return None
+        asked = (type_.value, sub_type, name or None, parent_id or None)
+        held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
+        if asked != held:
+            raise NonDeterministicExecutionError(_describe_mismatch(operation_id, held, asked), operation_id)
+        if operation_id in self._completed_at_load:
+            self._visited_completed.add(operation_id)
+        return record
+
+    def is_replaying(self) -> bool:
+        """True while completed operations from earlier invocations remain to be visited."""
+        return len(self._visited_completed) < len(self._completed_at_load)
+
+    def was_completed_at_load(self, operation_id: str) -> bool:
+        return operation_id in self._completed_at_load
+
+    def checkpoint(self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True) -> None:
+        """Apply a change to the journal; write it now if `sync`, else with the next write."""
+        now = self.now()
+        for event in events:
+            event.timestamp = event.timestamp or now
+            event.operation = replace(record)
+        self.operations[record.operation_id] = record
+        self._buffer.append(Checkpoint(replace(record), events))
+        if sync:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        self.writer.write(batch)
+        self.checkpoint_count += 1
+
+    def pending_checkpoints(self) -> list[Checkpoint]:
+        """Take the buffered checkpoints, for a caller that writes them in its own transaction."""
+        batch, self._buffer = self._buffer, []
+        return batch
+
+    def next_wake_at(self) -> datetime | None:
+        times = [t for op in self.operations.values() if (t := op.wake_at())]
+        return min(times) if times else None
+
+    def __iter__(self) -> Iterator[OperationRecord]:
+        return iter(self.operations.values())
+
+
+def _describe_mismatch(operation_id: str, held: tuple[Any, ...], asked: tuple[Any, ...]) -> str:
+    labels = ("type", "sub type", "name", "parent")
+    diffs = [
+        f"{label}: journal has {h!r}, code asks for {a!r}"
+        for label, h, a in zip(labels, held, asked, strict=True)
+        if h != a
+    ]
+    return (
+        f"Non-deterministic execution at operation {operation_id}: the journal holds "
+        f"{held[0]} {held[2]!r} (sub type {held[1]}) at this position, but the code asked for "
+        f"{asked[0]} {asked[2]!r} (sub type {asked[1]}). Differences: " + "; ".join(diffs) + ". "
+        "Code changed under a running execution; restore the old order or redrive after a fix."
+    )
