@@ -1,0 +1,122 @@
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from durable import DurableContext, durable_execution
+from durable import clock as engine_clock
+from durable.client import start_execution
+from durable.config import Duration
+from durable.exceptions import LeaseLostError
+from durable.execution import register
+from durable.models import Execution, Operation
+from durable.runtime import run_invocation
+from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
+from durable.store import LeasedJournal, acquire_lease
+from durable.testing import DurableTestRunner
+
+pytestmark = pytest.mark.django_db
+
+
+@durable_execution(name="tests.runtime.many_steps")
+def many_steps(event: dict, context: DurableContext) -> int:
+    total = 0
+    for i in range(event["steps"]):
+        total += context.step(lambda _, i=i: i, name=f"s{i}")
+    context.wait(Duration(5), name="pause")
+    return total + context.step(lambda _: 1, name="last")
+
+
+@pytest.mark.parametrize("steps", [5, 300])
+def test_replay_loads_the_journal_in_a_constant_number_of_queries(steps):
+    with DurableTestRunner(many_steps) as runner:
+        execution_id = runner.run_async(json.dumps({"steps": steps}))
+        assert runner.step_once(execution_id)
+        assert Operation.objects.filter(execution_id=execution_id).count() == steps + 1
+        runner.clock.advance_to(runner.clock.current + timedelta(seconds=5))
+        with CaptureQueriesContext(connection) as replay:
+            run_invocation(execution_id)
+    assert Execution.objects.get(pk=execution_id).result == str(sum(range(steps)) + 1)
+    # lease UPDATE, execution SELECT, journal SELECT, then one fenced write for the last
+    # step (savepoint + UPDATE + upsert + events) and the finishing transaction.
+    selects = [q for q in replay.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 2, [q["sql"][:80] for q in selects]
+    assert len(replay.captured_queries) <= 14, [q["sql"][:60] for q in replay.captured_queries]
+    replay_queries[steps] = len(replay.captured_queries)
+    if len(replay_queries) == 2:
+        assert replay_queries[5] == replay_queries[300]
+
+
+replay_queries: dict[int, int] = {}
+
+
+def test_a_held_lease_keeps_a_second_delivery_out():
+    execution = start_execution(many_steps, {"steps": 1})
+    now = engine_clock.now()
+    held = acquire_lease(str(execution.pk), "worker-a", now, 60)
+    assert held is not None
+    assert acquire_lease(str(execution.pk), "worker-b", now, 60) is None
+    assert not run_invocation(str(execution.pk)).ran
+    # Once the lease expires, another worker may take it.
+    later = now + timedelta(seconds=61)
+    assert acquire_lease(str(execution.pk), "worker-b", later, 60) is not None
+
+
+def test_a_worker_that_lost_its_lease_writes_nothing():
+    execution = start_execution(many_steps, {"steps": 1})
+    now = engine_clock.now()
+    stale = acquire_lease(str(execution.pk), "worker-a", now, 60)
+    fresh = acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
+    assert stale.lease_token != fresh.lease_token
+    record = OperationRecord("op-1", OperationType.STEP, "Step", "late", OperationStatus.SUCCEEDED, result="1")
+    with pytest.raises(LeaseLostError):
+        LeasedJournal(str(execution.pk), stale.lease_token, engine_clock.now).write([Checkpoint(record, [])])
+    assert not Operation.objects.filter(execution=execution).exists()
+    LeasedJournal(str(execution.pk), fresh.lease_token, engine_clock.now).write([Checkpoint(record, [])])
+    assert Operation.objects.filter(execution=execution).count() == 1
+
+
+@durable_execution(name="tests.runtime.not_json")
+def not_json(event: dict, context: DurableContext) -> object:
+    return {1, 2}
+
+
+def test_a_handler_result_that_is_not_json_fails_clearly():
+    with DurableTestRunner(not_json) as runner:
+        result = runner.run()
+    assert result.status == "FAILED"
+    assert "type set" in result.error["ErrorMessage"]
+
+
+def test_an_execution_of_an_unregistered_function_fails_with_a_clear_error():
+    execution = start_execution(many_steps, {"steps": 1})
+    Execution.objects.filter(pk=execution.pk).update(function_name="gone.function")
+    run_invocation(str(execution.pk))
+    execution.refresh_from_db()
+    assert execution.status == "FAILED"
+    assert execution.error["ErrorType"] == "UnknownFunctionError"
+    assert "gone.function" in execution.error["ErrorMessage"]
+
+
+def test_code_that_no_longer_matches_its_journal_fails_with_a_diff():
+    @durable_execution(name="tests.runtime.changing")
+    def before(event: dict, context: DurableContext) -> None:
+        context.step(lambda _: 1, name="reserve")
+        context.wait(Duration(60), name="hold")
+
+    @durable_execution(name="tests.runtime.changing")
+    def after(event: dict, context: DurableContext) -> None:
+        context.wait(Duration(60), name="hold")
+
+    with DurableTestRunner(before) as runner:
+        execution_id = runner.run_async()
+        assert runner.step_once(execution_id)
+        register(after)
+        result = runner.wait_for_result(execution_id)
+    assert result.status == "FAILED"
+    assert result.error["ErrorType"] == "NonDeterministicExecutionError"
+    message = result.error["ErrorMessage"]
+    assert "journal has 'STEP', code asks for 'WAIT'" in message
+    assert "journal has 'reserve', code asks for 'hold'" in message
