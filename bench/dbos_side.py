@@ -112,11 +112,12 @@ def _run(n: int, wid: str) -> float:
     return time.perf_counter() - t0
 
 
-def measure_dbos(steps: int, workdir: str) -> dict[str, Any]:
+def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> dict[str, Any]:
     """Run the measurements in the module docstring on a new SQLite file in ``workdir``.
 
     Launches and destroys its own DBOS instance, so it can be called repeatedly in one
     process, but not while another DBOS instance exists there (raises RuntimeError).
+    ``synchronous`` (e.g. "NORMAL") is set on every DBOS connection when given; else DBOS's own.
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -136,6 +137,12 @@ def measure_dbos(steps: int, workdir: str) -> dict[str, Any]:
         "log_level": "WARNING",
         "enable_otlp": False,
     }
+    def _set_sync(dbapi_conn: Any, _record: Any) -> None:
+        if isinstance(dbapi_conn, sqlite3.Connection):
+            dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
+
+    if synchronous:
+        sa.event.listen(sa.engine.Engine, "connect", _set_sync)
     if NEEDS_SHIM:
         sa.event.listen(sa.engine.Engine, "connect", _install_shim)
     t_launch = time.perf_counter()
@@ -205,6 +212,8 @@ def measure_dbos(steps: int, workdir: str) -> dict[str, Any]:
         DBOS.destroy()
         if NEEDS_SHIM:
             sa.event.remove(sa.engine.Engine, "connect", _install_shim)
+        if synchronous:
+            sa.event.remove(sa.engine.Engine, "connect", _set_sync)
 
 
 def main() -> None:

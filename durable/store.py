@@ -8,12 +8,14 @@ lease (or whose execution was stopped) writes nothing and gets LeaseLostError.
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.db.models import F, Q
 
 from durable.exceptions import LeaseLostError
@@ -43,6 +45,9 @@ _OPERATION_FIELDS = (
     "heartbeat_deadline",
     "started_at",
     "ended_at",
+)
+_DATETIME_FIELDS = frozenset(
+    {"next_attempt_at", "wait_until", "callback_deadline", "heartbeat_deadline", "started_at", "ended_at"}
 )
 _UPDATABLE_FIELDS = [f for f in _OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
 
@@ -79,43 +84,107 @@ def load_journal(execution_id: str) -> dict[str, OperationRecord]:
 
 
 def save_checkpoints(execution_id: str, checkpoints: Iterable[Checkpoint]) -> None:
-    """Upsert the operations (last state wins) and append their events; call inside a transaction."""
+    """Upsert the operations (last state wins) and append their events; call inside a transaction.
+
+    Raw SQL on purpose: this runs once per checkpoint, and the ORM's statement building cost
+    more than the database's work. `INSERT ... ON CONFLICT DO UPDATE` is the same on SQLite
+    and PostgreSQL.
+    """
     latest: dict[str, OperationRecord] = {}
-    events: list[HistoryEvent] = []
+    events: list[HistoryRecord] = []
     for checkpoint in checkpoints:
         latest[checkpoint.record.operation_id] = checkpoint.record
-        events.extend(_event_row(execution_id, event) for event in checkpoint.events)
-    if latest:
-        Operation.objects.bulk_create(
-            [
-                Operation(execution_id=execution_id, **{f: getattr(r, f) for f in _OPERATION_FIELDS})
-                for r in latest.values()
-            ],
-            update_conflicts=True,
-            unique_fields=["execution", "operation_id"],
-            update_fields=_UPDATABLE_FIELDS,
+        events.extend(checkpoint.events)
+    sql = _sql()
+    ops = connection.ops
+    pk = _pk(execution_id)
+    with connection.cursor() as cursor:
+        if latest:
+            cursor.executemany(
+                sql.upsert_operation,
+                [
+                    [pk] + [_adapt(ops, field, getattr(record, field)) for field in _OPERATION_FIELDS]
+                    for record in latest.values()
+                ],
+            )
+        if events:
+            cursor.executemany(sql.insert_event, [_event_params(pk, e) for e in events])
+
+
+def _adapt(ops: Any, field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field in _DATETIME_FIELDS:
+        return ops.adapt_datetimefield_value(value)
+    if field == "error":
+        return ops.adapt_json_value(value, DjangoJSONEncoder)
+    return value
+
+
+def _event_params(pk: Any, event: HistoryRecord) -> list[Any]:
+    op = event.operation
+    ops = connection.ops
+    assert event.timestamp is not None
+    return [
+        pk,
+        event.event_type,
+        op.operation_id if op else None,
+        op.parent_id if op else None,
+        op.name if op else None,
+        op.sub_type if op else None,
+        ops.adapt_datetimefield_value(event.timestamp),
+        ops.adapt_json_value(event.details, DjangoJSONEncoder),
+    ]
+
+
+def _pk(execution_id: str) -> Any:
+    return Execution._meta.pk.get_db_prep_value(uuid.UUID(str(execution_id)), connection)
+
+
+class _Statements:
+    # Table and column names come from the models' metadata, quoted; values are parameters.
+    def __init__(self) -> None:
+        qn = connection.ops.quote_name
+        op_table, exec_table = qn(Operation._meta.db_table), qn(Execution._meta.db_table)
+        op_columns = [Operation._meta.get_field("execution").column, *_OPERATION_FIELDS]
+        self.upsert_operation = (
+            f"INSERT INTO {op_table} ({', '.join(qn(c) for c in op_columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(op_columns))}) "
+            f"ON CONFLICT ({qn('execution_id')}, {qn('operation_id')}) DO UPDATE SET "
+            + ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in _UPDATABLE_FIELDS)
         )
-    if events:
-        HistoryEvent.objects.bulk_create(events)
+        event_columns = [
+            "execution_id",
+            "event_type",
+            "operation_id",
+            "parent_id",
+            "name",
+            "sub_type",
+            "timestamp",
+            "details",
+        ]
+        self.insert_event = (
+            f"INSERT INTO {qn(HistoryEvent._meta.db_table)} ({', '.join(qn(c) for c in event_columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(event_columns))})"
+        )
+        self.fence = (
+            f"UPDATE {exec_table} SET {qn('updated_at')} = %s "
+            f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {qn('status')} = %s"
+        )
+
+
+_statements: dict[str, _Statements] = {}
+
+
+def _sql() -> _Statements:
+    if connection.vendor not in _statements:
+        _statements[connection.vendor] = _Statements()
+    return _statements[connection.vendor]
 
 
 def append_events(execution_id: str, events: Iterable[HistoryRecord]) -> None:
-    HistoryEvent.objects.bulk_create([_event_row(execution_id, e) for e in events])
-
-
-def _event_row(execution_id: str, event: HistoryRecord) -> HistoryEvent:
-    op = event.operation
-    assert event.timestamp is not None
-    return HistoryEvent(
-        execution_id=execution_id,
-        event_type=event.event_type,
-        operation_id=op.operation_id if op else None,
-        parent_id=op.parent_id if op else None,
-        name=op.name if op else None,
-        sub_type=op.sub_type if op else None,
-        timestamp=event.timestamp,
-        details=event.details,
-    )
+    with connection.cursor() as cursor:
+        cursor.executemany(_sql().insert_event, [_event_params(_pk(execution_id), e) for e in events])
 
 
 class LeasedJournal:
@@ -125,11 +194,18 @@ class LeasedJournal:
         self.execution_id = execution_id
         self.token = token
         self.clock = clock
+        self._pk = _pk(execution_id)
 
     def _fence(self, **changes: Any) -> None:
-        kept = Execution.objects.filter(
-            pk=self.execution_id, lease_token=self.token, status=ExecutionStatus.RUNNING
-        ).update(updated_at=self.clock(), **changes)
+        if changes:
+            kept = Execution.objects.filter(
+                pk=self.execution_id, lease_token=self.token, status=ExecutionStatus.RUNNING
+            ).update(updated_at=self.clock(), **changes)
+        else:
+            with connection.cursor() as cursor:
+                now = connection.ops.adapt_datetimefield_value(self.clock())
+                cursor.execute(_sql().fence, [now, self._pk, self.token, ExecutionStatus.RUNNING.value])
+                kept = cursor.rowcount
         if not kept:
             raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
 

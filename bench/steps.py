@@ -1,0 +1,179 @@
+"""Checkpoint overhead per step, replay time and queries per replay, ours beside DBOS's.
+
+Both engines run on a fresh SQLite file in WAL mode in the same run. Ours is measured with
+`synchronous=NORMAL` (our setting) and `FULL` (DBOS's default); DBOS likewise with both.
+
+* ms per step: one invocation running N trivial steps (each returns {"i": i}) minus the same
+  with 0 steps, divided by N; a warm-up execution first.
+* replay: the handler runs N steps, then waits; the next invocation replays all N from the
+  journal and runs one more step. Timed whole (lease, journal load, replay, final write).
+* queries per replay: SQL statements of that invocation, counted by a connection wrapper.
+
+Usage: python bench/steps.py [--steps 1000] [--rounds 3] [--no-dbos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_django(db_path: str, synchronous: str) -> None:
+    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
+    import django
+    from django.conf import settings
+
+    django.setup()
+    options = settings.DATABASES["default"]["OPTIONS"]
+    options["init_command"] = options["init_command"].replace("synchronous=NORMAL", f"synchronous={synchronous}")
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
+    from django.db import connection
+
+    from durable import DurableContext, durable_execution
+    from durable.clock import FakeClock, use_clock
+    from durable.config import Duration
+    from durable.models import Execution
+    from durable.runtime import run_invocation
+    from durable.client import start_execution
+
+    @durable_execution(name="bench.chain")
+    def chain(event: dict[str, Any], context: DurableContext) -> int:
+        for i in range(event["n"]):
+            context.step(lambda _, i=i: {"i": i}, name=f"s{i}")
+        if event.get("wait"):
+            context.wait(Duration(1), name="pause")
+            context.step(lambda _: {"i": -1}, name="after")
+        return int(event["n"])
+
+    clock = FakeClock()
+
+    def run(n: int, wait: bool = False) -> tuple[str, float]:
+        execution = start_execution(chain, {"n": n, "wait": wait})
+        started = time.perf_counter()
+        run_invocation(str(execution.pk))
+        return str(execution.pk), time.perf_counter() - started
+
+    per_step, replay_s, queries = [], [], []
+    with use_clock(clock):
+        run(10)
+        for _ in range(rounds):
+            _, zero = run(0)
+            _, full = run(steps)
+            per_step.append((full - zero) * 1000 / steps)
+            execution_id, _ = run(steps, wait=True)
+            clock.advance_to(clock.current + timedelta(seconds=2))
+            counter = QueryCounter()
+            with connection.execute_wrapper(counter):
+                started = time.perf_counter()
+                run_invocation(execution_id)
+                replay_s.append(time.perf_counter() - started)
+            queries.append(counter.count)
+            assert Execution.objects.get(pk=execution_id).status == "SUCCEEDED"
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            journal_mode = cursor.fetchone()[0]
+            cursor.execute("PRAGMA synchronous")
+            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+    return {
+        "engine": "ours",
+        "journal_mode": journal_mode,
+        "synchronous": sync,
+        "ms_per_step": round(statistics.median(per_step), 4),
+        "replay_seconds": round(statistics.median(replay_s), 4),
+        "queries_per_replay": max(queries),
+    }
+
+
+def child(kind: str, steps: int, rounds: int, synchronous: str) -> None:
+    workdir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
+    if kind == "ours":
+        setup_django(os.path.join(workdir, "journal.sqlite3"), synchronous)
+        print(json.dumps(measure_ours(steps, rounds)))
+    else:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from dbos_side import measure_dbos
+
+        results = [measure_dbos(steps, os.path.join(workdir, str(i)), synchronous) for i in range(rounds)]
+        print(
+            json.dumps(
+                {
+                    "engine": "dbos",
+                    "journal_mode": results[0]["journal_mode"],
+                    "synchronous": results[0]["synchronous"],
+                    "ms_per_step": round(statistics.median(r["ms_per_step"] for r in results), 4),
+                    "replay_seconds": round(statistics.median(r["replay_seconds"] for r in results), 4),
+                    "queries_per_replay": max(r["queries_per_replay"] for r in results),
+                }
+            )
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-dbos", action="store_true")
+    parser.add_argument("--child", choices=["ours", "dbos"])
+    parser.add_argument("--synchronous", default="NORMAL")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.steps, args.rounds, args.synchronous)
+        return
+    import subprocess
+
+    rows = []
+    for synchronous in ("NORMAL", "FULL"):
+        for kind in ("ours",) if args.no_dbos else ("ours", "dbos"):
+            # Each engine in a process of its own: Django and DBOS each own their settings.
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--rounds", str(args.rounds),
+                 "--synchronous", synchronous],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"{args.steps}-step execution on SQLite (WAL), median of {args.rounds} rounds\n")
+    header = f"{'engine':<6} {'synchronous':<11} {'ms/step':>8} {'replay s':>9} {'queries/replay':>15}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['engine']:<6} {r['synchronous']:<11} {r['ms_per_step']:>8.3f} {r['replay_seconds']:>9.4f} "
+              f"{r['queries_per_replay']:>15}")
+    if not args.no_dbos:
+        print()
+        for synchronous in ("NORMAL", "FULL"):
+            ours = next(r for r in rows if r["engine"] == "ours" and r["synchronous"] == synchronous)
+            dbos = next(r for r in rows if r["engine"] == "dbos" and r["synchronous"] == synchronous)
+            print(f"synchronous={synchronous}: ours/DBOS ms per step {ours['ms_per_step'] / dbos['ms_per_step']:.2f}, "
+                  f"replay time {ours['replay_seconds'] / dbos['replay_seconds']:.2f}, "
+                  f"queries per replay {ours['queries_per_replay']} vs {dbos['queries_per_replay']}")
+
+
+if __name__ == "__main__":
+    main()
