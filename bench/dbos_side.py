@@ -137,6 +137,7 @@ def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> di
         "log_level": "WARNING",
         "enable_otlp": False,
     }
+
     def _set_sync(dbapi_conn: Any, _record: Any) -> None:
         if isinstance(dbapi_conn, sqlite3.Connection):
             dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")

@@ -153,9 +153,21 @@ def main() -> None:
         for kind in ("ours",) if args.no_dbos else ("ours", "dbos"):
             # Each engine in a process of its own: Django and DBOS each own their settings.
             out = subprocess.run(
-                [sys.executable, __file__, "--child", kind, "--steps", str(args.steps), "--rounds", str(args.rounds),
-                 "--synchronous", synchronous],
-                check=True, capture_output=True, text=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    kind,
+                    "--steps",
+                    str(args.steps),
+                    "--rounds",
+                    str(args.rounds),
+                    "--synchronous",
+                    synchronous,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{args.steps}-step execution on SQLite (WAL), median of {args.rounds} rounds\n")
@@ -163,16 +175,20 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['engine']:<6} {r['synchronous']:<11} {r['ms_per_step']:>8.3f} {r['replay_seconds']:>9.4f} "
-              f"{r['queries_per_replay']:>15}")
+        print(
+            f"{r['engine']:<6} {r['synchronous']:<11} {r['ms_per_step']:>8.3f} {r['replay_seconds']:>9.4f} "
+            f"{r['queries_per_replay']:>15}"
+        )
     if not args.no_dbos:
         print()
         for synchronous in ("NORMAL", "FULL"):
             ours = next(r for r in rows if r["engine"] == "ours" and r["synchronous"] == synchronous)
             dbos = next(r for r in rows if r["engine"] == "dbos" and r["synchronous"] == synchronous)
-            print(f"synchronous={synchronous}: ours/DBOS ms per step {ours['ms_per_step'] / dbos['ms_per_step']:.2f}, "
-                  f"replay time {ours['replay_seconds'] / dbos['replay_seconds']:.2f}, "
-                  f"queries per replay {ours['queries_per_replay']} vs {dbos['queries_per_replay']}")
+            print(
+                f"synchronous={synchronous}: ours/DBOS ms per step {ours['ms_per_step'] / dbos['ms_per_step']:.2f}, "
+                f"replay time {ours['replay_seconds'] / dbos['replay_seconds']:.2f}, "
+                f"queries per replay {ours['queries_per_replay']} vs {dbos['queries_per_replay']}"
+            )
 
 
 if __name__ == "__main__":

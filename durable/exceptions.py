@@ -105,8 +105,6 @@ class DurableOperationError(DurableExecutionsError):
         return cls(message, error_type, data, stack_trace)
 
     def __str__(self) -> str:
-        if self.error_type and self.message:
-            return f"{self.error_type}: {self.message}"
         return self.message or self.error_type or self.__class__.__name__
 
 
@@ -201,8 +199,9 @@ class UnknownFunctionError(DurableExecutionsError):
 def error_object(error: BaseException) -> dict[str, Any]:
     """The error in the journal's shape: ErrorType, ErrorMessage, ErrorData, StackTrace."""
     if isinstance(error, DurableOperationError):
+        # As the official SDK records it: the wrapper's type, the original message and stack.
         return {
-            "ErrorType": error.error_type or type(error).__name__,
+            "ErrorType": type(error).__name__,
             "ErrorMessage": error.message or "",
             "ErrorData": error.data,
             "StackTrace": error.stack_trace or _stack(error),

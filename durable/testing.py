@@ -7,6 +7,7 @@ next wake-up instead of sleeping, so a 365-day wait takes milliseconds.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,16 @@ from durable.client import get_execution, get_history, start_execution
 from durable.execution import DurableFunction, register
 from durable.models import Execution, ExecutionStatus
 from durable.runtime import run_invocation
+
+
+class InvocationStatus(enum.StrEnum):
+    """The execution's status as the official runner reports it; compares equal to the string."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
 
 
 @dataclass
@@ -46,7 +57,7 @@ class TestOperation:
 class DurableFunctionTestResult:
     """`status` is the execution's status; `result` the handler's return value as JSON text."""
 
-    status: str
+    status: InvocationStatus
     operations: list[TestOperation]
     result: str | None = None
     error: dict[str, Any] | None = None
@@ -78,7 +89,7 @@ class DurableFunctionTestResult:
         for op in ops:
             if op.parent_id in by_id:
                 by_id[op.parent_id].child_operations.append(op)
-        return cls(execution.status, ops, execution.result, execution.error, str(execution.pk))
+        return cls(InvocationStatus(execution.status), ops, execution.result, execution.error, str(execution.pk))
 
     def get_all_operations(self) -> list[TestOperation]:
         return list(self.operations)
@@ -208,3 +219,7 @@ class DurableTestRunner:
 
     def get_execution_history(self, execution_arn: str, include_execution_data: bool = False) -> dict[str, Any]:
         return get_history(execution_arn, include_execution_data=include_execution_data)
+
+
+# The official testing package's name, so ported tests only change their import.
+DurableFunctionTestRunner = DurableTestRunner
