@@ -57,11 +57,11 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
     from django.db import connection
 
     from durable import DurableContext, durable_execution
+    from durable.client import start_execution
     from durable.clock import FakeClock, use_clock
     from durable.config import Duration
     from durable.models import Execution
     from durable.runtime import run_invocation
-    from durable.client import start_execution
 
     @durable_execution(name="bench.chain")
     def chain(event: dict[str, Any], context: DurableContext) -> int:
