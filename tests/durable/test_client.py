@@ -119,3 +119,18 @@ def test_history_has_the_official_shape():
     assert events[-1]["ExecutionSucceededDetails"]["Result"]["Payload"] == json.dumps({"done": 5})
     hidden = get_history(result.execution_id, include_execution_data=False)["Events"]
     assert hidden[0]["ExecutionStartedDetails"]["Input"] == {"Truncated": True}
+
+
+def test_durable_execution_registers_under_module_qualname_or_name():
+    from durable.execution import get_function
+
+    def handler(event: dict, context: DurableContext) -> None:
+        return None
+
+    default = durable_execution(handler)
+    assert default.name == f"{__name__}.test_durable_execution_registers_under_module_qualname_or_name.<locals>.handler"
+    assert get_function(default.name) is default
+    named = durable_execution(name="tests.client.named")(handler)
+    assert get_function("tests.client.named") is named
+    # A function named module.qualname is found by importing its module.
+    assert get_function("durable.demo").name == "durable.demo"
