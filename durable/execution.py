@@ -81,14 +81,14 @@ def get_function(name: str) -> DurableFunction:
 
     Raises UnknownFunctionError.
     """
-    if name not in _registry and "." in name:
-        module = name.rsplit(".", 1)[0]
-        while module and name not in _registry:
-            try:
-                importlib.import_module(module)
-                break
-            except ImportError:
-                module = module.rpartition(".")[0]
+    module = name
+    while name not in _registry and "." in module:
+        # `module.qualname` names its module; a name that is itself a module path works too.
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+        module = module.rpartition(".")[0]
     try:
         return _registry[name]
     except KeyError:
