@@ -15,6 +15,8 @@ DEFAULTS: dict[str, Any] = {
     "DISPATCHER": None,
     # Largest execution input accepted by start_execution, in bytes.
     "MAX_INPUT_BYTES": 256 * 1024,
+    # Largest callback result accepted by send_callback_success, in bytes.
+    "MAX_CALLBACK_RESULT_BYTES": 256 * 1024,
 }
 
 

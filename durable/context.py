@@ -6,13 +6,26 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from durable.config import Duration, StepConfig
+from durable.config import CallbackConfig, ChildConfig, Duration, StepConfig, WaitForCallbackConfig
+from durable.exceptions import (
+    CallbackError,
+    CallbackExternalError,
+    CallbackSubmitterError,
+    CallbackTimeoutError,
+    ChildContextError,
+)
 from durable.identifier import operation_id
 from durable.logger import ReplayAwareLogger, logger
+from durable.operation.callback import Callback, create_callback
+from durable.operation.child import run_child
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
-from durable.state import ExecutionState
-from durable.types import StepContext
+from durable.state import ExecutionState, OperationSubType
+from durable.types import StepContext, WaitForCallbackContext
+
+_CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
+    cls.__name__: cls for cls in (CallbackError, CallbackExternalError, CallbackTimeoutError, CallbackSubmitterError)
+}
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -25,6 +38,22 @@ def durable_step(func: Callable[Concatenate[StepContext, P], T]) -> Callable[P, 
     def bind(*args: P.args, **kwargs: P.kwargs) -> Callable[[StepContext], T]:
         def body(step_context: StepContext) -> T:
             return func(step_context, *args, **kwargs)
+
+        body._original_name = func.__name__  # type: ignore[attr-defined]
+        return body
+
+    return bind
+
+
+def durable_with_child_context(
+    func: Callable[Concatenate[DurableContext, P], T],
+) -> Callable[P, Callable[[DurableContext], T]]:
+    """Turn `f(context, *args)` into `f(*args)`, a child-context function named after `f`."""
+
+    @functools.wraps(func)
+    def bind(*args: P.args, **kwargs: P.kwargs) -> Callable[[DurableContext], T]:
+        def body(context: DurableContext) -> T:
+            return func(context, *args, **kwargs)
 
         body._original_name = func.__name__  # type: ignore[attr-defined]
         return body
@@ -91,3 +120,64 @@ class DurableContext:
     def wait(self, duration: Duration, name: str | None = None) -> None:
         """Suspend the execution for `duration` (at least 1 second); nothing runs meanwhile."""
         run_wait(self.state, self._next_operation_id(), self._parent_id, duration.to_seconds(), name)
+
+    def create_callback(self, name: str | None = None, config: CallbackConfig | None = None) -> Callback[Any]:
+        """Create a callback whose id the outside world completes; `.result()` waits for it."""
+        return create_callback(self.state, self._next_operation_id(), self._parent_id, name, config or CallbackConfig())
+
+    def run_in_child_context(
+        self, func: Callable[[DurableContext], T], name: str | None = None, config: ChildConfig[Any] | None = None
+    ) -> T:
+        """Run `func` with a context of its own; its result is checkpointed as one operation.
+
+        Raises ChildContextError when `func` fails (its `error_type` names the inner error).
+        """
+        return run_child(
+            self.state,
+            self._next_operation_id(),
+            self._parent_id,
+            _step_name(name, func),
+            config or ChildConfig(),
+            func,
+            self._child,
+        )
+
+    def _child(self, operation_id: str) -> DurableContext:
+        return DurableContext(self.state, parent_id=operation_id)
+
+    def wait_for_callback(
+        self,
+        submitter: Callable[[str, WaitForCallbackContext], Any],
+        name: str | None = None,
+        config: WaitForCallbackConfig | None = None,
+    ) -> Any:
+        """Create a callback, hand its id to `submitter` (run as a step), and wait for the result.
+
+        Raises CallbackError, CallbackTimeoutError, or CallbackSubmitterError if the submitter fails.
+        """
+        step_name = _step_name(name, submitter)
+        prefix = f"{step_name} " if step_name else ""
+
+        def in_child(context: DurableContext) -> Any:
+            callback = context.create_callback(name=f"{prefix}create callback id", config=config)
+
+            def submit(step: StepContext) -> Any:
+                return submitter(callback.callback_id, WaitForCallbackContext(logger=step.logger))
+
+            step_config = StepConfig(retry_strategy=config.retry_strategy, serdes=config.serdes) if config else None
+            context.step(submit, name=f"{prefix}submitter", config=step_config)
+            return callback.result()
+
+        try:
+            return self.run_in_child_context(
+                in_child, step_name, ChildConfig(sub_type=OperationSubType.WAIT_FOR_CALLBACK.value)
+            )
+        except ChildContextError as exc:
+            inner = exc.error_type or ""
+            if inner in _CALLBACK_ERRORS:
+                raise _CALLBACK_ERRORS[inner](exc.message, inner, exc.data, exc.stack_trace) from None
+            if inner == "StepError":
+                raise CallbackSubmitterError(
+                    exc.message or "callback submitter failed", "CallbackSubmitterError", exc.data, exc.stack_trace
+                ) from None
+            raise

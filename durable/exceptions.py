@@ -192,6 +192,18 @@ class ExecutionNotRunningError(DurableExecutionsError):
     """The execution has already ended, so it cannot be stopped or completed."""
 
 
+class CallbackNotFoundError(DurableExecutionsError):
+    """No callback has this id (or its execution has ended)."""
+
+
+class CallbackAlreadyCompletedError(DurableExecutionsError):
+    """The callback was completed (or timed out) before; a callback completes once."""
+
+
+class CallbackExpiredError(DurableExecutionsError):
+    """The callback is past its timeout or heartbeat deadline; it can no longer be completed."""
+
+
 class UnknownFunctionError(DurableExecutionsError):
     """No durable function is registered under this name."""
 

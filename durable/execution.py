@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,10 +85,8 @@ def get_function(name: str) -> DurableFunction:
     module = name
     while name not in _registry and "." in module:
         # `module.qualname` names its module; a name that is itself a module path works too.
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(module)
-        except ImportError:
-            pass
         module = module.rpartition(".")[0]
     try:
         return _registry[name]

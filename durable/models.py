@@ -76,6 +76,7 @@ class Operation(models.Model):
     callback_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     callback_deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_deadline = models.DateTimeField(null=True, blank=True)
+    heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 

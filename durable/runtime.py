@@ -22,7 +22,7 @@ from durable.exceptions import (
 )
 from durable.execution import get_function
 from durable.models import ExecutionStatus
-from durable.state import ExecutionState, HistoryRecord
+from durable.state import ExecutionState, HistoryRecord, OperationStatus, OperationType
 
 log = logging.getLogger("durable.runtime")
 
@@ -144,8 +144,14 @@ def _end(
             details = {"Error": {"Payload": error}}
         events.append(HistoryRecord(_FINAL_EVENTS[status], None, details, now))
         changes.update(result=result, error=error, ended_at=now, wake_at=None)
+    watched = [
+        op.operation_id
+        for op in (state if state is not None and status is ExecutionStatus.RUNNING else [])
+        if op.type is OperationType.CALLBACK and op.status is OperationStatus.STARTED
+    ]
     try:
-        journal.finish(checkpoints, events, **changes)
+        if journal.finish(checkpoints, events, watched_callbacks=watched, **changes):
+            changes["wake_at"] = clock.now()
     except LeaseLostError:
         log.warning("invocation of %s lost its lease before it could finish", journal.execution_id)
         return InvocationOutcome(journal.execution_id, ran=True, status=None)

@@ -73,6 +73,7 @@ class OperationRecord:
     callback_id: str | None = None
     callback_deadline: datetime | None = None
     heartbeat_deadline: datetime | None = None
+    heartbeat_seconds: int | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
 
@@ -108,6 +109,9 @@ class JournalWriter(Protocol):
 
     def transaction(self) -> AbstractContextManager[Any]:
         """A transaction in which a body's writes and its checkpoint commit together."""
+
+    def reload(self, operation_id: str) -> OperationRecord | None:
+        """Read one operation again (the outside world may have completed it)."""
 
 
 class ExecutionState:
@@ -164,6 +168,13 @@ class ExecutionState:
         self._buffer.append(Checkpoint(replace(record), events))
         if sync:
             self.flush()
+
+    def refresh(self, operation_id: str) -> OperationRecord | None:
+        """Re-read an operation that others may change (a callback); keeps the newer state."""
+        fresh = self.writer.reload(operation_id)
+        if fresh is not None:
+            self.operations[operation_id] = fresh
+        return fresh
 
     def flush(self) -> None:
         if not self._buffer:

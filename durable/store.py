@@ -18,7 +18,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from durable.exceptions import LeaseLostError
+from durable import dispatch
+from durable.exceptions import (
+    CallbackAlreadyCompletedError,
+    CallbackExpiredError,
+    CallbackNotFoundError,
+    LeaseLostError,
+)
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
 from durable.state import (
     Checkpoint,
@@ -43,6 +49,7 @@ _OPERATION_FIELDS = (
     "callback_id",
     "callback_deadline",
     "heartbeat_deadline",
+    "heartbeat_seconds",
     "started_at",
     "ended_at",
 )
@@ -76,11 +83,25 @@ def load_journal(execution_id: str) -> dict[str, OperationRecord]:
     rows = Operation.objects.filter(execution_id=execution_id).order_by("id").values_list(*_OPERATION_FIELDS)
     journal: dict[str, OperationRecord] = {}
     for row in rows:
-        values = dict(zip(_OPERATION_FIELDS, row, strict=True))
-        values["type"] = OperationType(values["type"])
-        values["status"] = OperationStatus(values["status"])
-        journal[values["operation_id"]] = OperationRecord(**values)
+        record = _record(row)
+        journal[record.operation_id] = record
     return journal
+
+
+def load_operation(execution_id: str, operation_id: str) -> OperationRecord | None:
+    row = (
+        Operation.objects.filter(execution_id=execution_id, operation_id=operation_id)
+        .values_list(*_OPERATION_FIELDS)
+        .first()
+    )
+    return _record(row) if row else None
+
+
+def _record(row: tuple[Any, ...]) -> OperationRecord:
+    values = dict(zip(_OPERATION_FIELDS, row, strict=True))
+    values["type"] = OperationType(values["type"])
+    values["status"] = OperationStatus(values["status"])
+    return OperationRecord(**values)
 
 
 def save_checkpoints(execution_id: str, checkpoints: Iterable[Checkpoint]) -> None:
@@ -217,9 +238,78 @@ class LeasedJournal:
     def transaction(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
 
-    def finish(self, checkpoints: list[Checkpoint], events: list[HistoryRecord], **changes: Any) -> None:
-        """End the invocation: last checkpoints, the execution's new state, lease released."""
+    def reload(self, operation_id: str) -> OperationRecord | None:
+        return load_operation(self.execution_id, operation_id)
+
+    def finish(
+        self,
+        checkpoints: list[Checkpoint],
+        events: list[HistoryRecord],
+        *,
+        watched_callbacks: list[str] | None = None,
+        **changes: Any,
+    ) -> bool:
+        """End the invocation: last checkpoints, the execution's new state, lease released.
+
+        `watched_callbacks` are callbacks this invocation saw pending. One completed meanwhile
+        makes the execution due now, so its completion is never lost. Returns True if so.
+        """
         with transaction.atomic():
             self._fence(lease_token=None, lease_owner=None, lease_expires_at=None, **changes)
             save_checkpoints(self.execution_id, checkpoints)
             append_events(self.execution_id, events)
+            if watched_callbacks and (
+                Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
+                .exclude(status=OperationStatus.STARTED)
+                .exists()
+            ):
+                Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
+                return True
+        return False
+
+
+def complete_callback(
+    callback_id: str,
+    now: datetime,
+    *,
+    status: OperationStatus,
+    result: str | None = None,
+    error: dict[str, Any] | None = None,
+    heartbeat: bool = False,
+) -> Operation:
+    """Complete (or, with `heartbeat`, extend) a pending callback and make its execution due.
+
+    Raises CallbackNotFoundError, CallbackAlreadyCompletedError, CallbackExpiredError; in each
+    case nothing is written.
+    """
+    with transaction.atomic():
+        op = Operation.objects.filter(callback_id=callback_id).select_related("execution").first()
+        if op is None or op.execution.status != ExecutionStatus.RUNNING:
+            raise CallbackNotFoundError(f"no pending callback with id {callback_id!r}")
+        # Lock order: the execution row first, as invocations do, then the operation.
+        Execution.objects.filter(pk=op.execution_id).update(updated_at=now)
+        op.refresh_from_db()
+        if op.status != OperationStatus.STARTED:
+            raise CallbackAlreadyCompletedError(f"callback {callback_id!r} was already completed ({op.status})")
+        for deadline in (op.callback_deadline, op.heartbeat_deadline):
+            if deadline is not None and now >= deadline:
+                raise CallbackExpiredError(f"callback {callback_id!r} expired at {deadline.isoformat()}")
+        record = _record(tuple(getattr(op, f) for f in _OPERATION_FIELDS))
+        if heartbeat:
+            if op.heartbeat_seconds:
+                op.heartbeat_deadline = now + timedelta(seconds=op.heartbeat_seconds)
+                op.save(update_fields=["heartbeat_deadline"])
+            return op
+        op.status = status
+        op.result = result
+        op.error = error
+        op.ended_at = now
+        op.save(update_fields=["status", "result", "error", "ended_at"])
+        Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(wake_at=now)
+        event = "CallbackSucceeded" if status is OperationStatus.SUCCEEDED else "CallbackFailed"
+        details = {"Result": {"Payload": result, "Truncated": False}} if result is not None else {}
+        if error is not None:
+            details = {"Error": {"Payload": error}}
+        append_events(str(op.execution_id), [HistoryRecord(event, record, details, now)])
+        dispatch.on_commit_wake(str(op.execution_id), now)
+    return op

@@ -15,10 +15,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from durable import client
 from durable import clock as engine_clock
 from durable.client import get_execution, get_history, start_execution
 from durable.execution import DurableFunction, register
-from durable.models import Execution, ExecutionStatus
+from durable.models import Execution, ExecutionStatus, Operation
 from durable.runtime import run_invocation
 
 
@@ -216,6 +217,36 @@ class DurableTestRunner:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} did not end within {timeout}s")
         return DurableFunctionTestResult.create(get_execution(execution_arn))
+
+    def send_callback_success(self, callback_id: str, result: bytes | str | None = None) -> None:
+        client.send_callback_success(callback_id, result)
+
+    def send_callback_failure(self, callback_id: str, error: Any = None) -> None:
+        client.send_callback_failure(callback_id, error)
+
+    def send_callback_heartbeat(self, callback_id: str) -> None:
+        client.send_callback_heartbeat(callback_id)
+
+    def wait_for_callback(self, execution_arn: str, name: str | None = None, timeout: int = 60) -> str:
+        """Drive the execution until a callback (named `name`, if given) is pending; return its id.
+
+        Raises TimeoutError if the execution ends or stops waiting first.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = Operation.objects.filter(execution_id=execution_arn, type="CALLBACK", status="STARTED")
+            if name is not None:
+                pending = pending.filter(name__in=[name, f"{name} create callback id"])
+            found = pending.order_by("id").values_list("callback_id", flat=True).first()
+            if found:
+                return found
+            if not self.step_once(execution_arn) or time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} has no pending callback named {name!r}")
+            execution = get_execution(execution_arn)
+            if execution.wake_at is None:
+                raise TimeoutError(f"execution {execution_arn} waits, but on no callback named {name!r}")
+            if self.clock is not None:
+                self.clock.advance_to(execution.wake_at)
 
     def get_execution_history(self, execution_arn: str, include_execution_data: bool = False) -> dict[str, Any]:
         return get_history(execution_arn, include_execution_data=include_execution_data)

@@ -1,0 +1,128 @@
+"""Callbacks: an id the outside world completes; the handler suspends until it does.
+
+A callback's id is random (192 bits, URL-safe) and written to the journal before any code can
+hand it out. Results arrive as raw strings unless the config gives a serdes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from durable.config import CallbackConfig
+from durable.exceptions import (
+    CallbackError,
+    CallbackTimeoutError,
+    InvalidStateError,
+    SuspendExecution,
+    TimedSuspendExecution,
+    raise_recorded,
+)
+from durable.serdes import PassThroughSerDes, SerDes, deserialize
+from durable.state import (
+    ExecutionState,
+    HistoryRecord,
+    OperationRecord,
+    OperationStatus,
+    OperationSubType,
+    OperationType,
+)
+
+T = TypeVar("T")
+
+_RAW = PassThroughSerDes()
+
+
+def new_callback_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Callback(Generic[T]):
+    """A callback created by the handler; `result()` suspends until it is completed."""
+
+    def __init__(
+        self, callback_id: str, operation_id: str, state: ExecutionState, serdes: SerDes[Any] | None = None
+    ) -> None:
+        self.callback_id = callback_id
+        self.operation_id = operation_id
+        self.state = state
+        self.serdes = serdes
+
+    def result(self) -> T | None:
+        """The completion's result. Raises CallbackError (failure) or CallbackTimeoutError."""
+        record = self.state.get(self.operation_id)
+        if record is None:
+            raise InvalidStateError(f"callback {self.operation_id} is not in the journal")
+        if record.status is OperationStatus.STARTED:
+            # It may have been completed since this invocation loaded the journal.
+            record = self.state.refresh(self.operation_id) or record
+        if record.status is OperationStatus.SUCCEEDED:
+            if record.result is None:
+                return None
+            value: T = deserialize(self.serdes or _RAW, record.result, self.operation_id, self.state.execution_id)
+            return value
+        if record.status is OperationStatus.FAILED:
+            raise_recorded(record.error, CallbackError)
+        if record.status is OperationStatus.TIMED_OUT:
+            raise_recorded(record.error, CallbackTimeoutError)
+        if record.status is not OperationStatus.STARTED:
+            raise CallbackError(f"callback {record.name or self.operation_id} ended {record.status}")
+        now = self.state.now()
+        expired = _expired(record, now)
+        if expired:
+            record.status = OperationStatus.TIMED_OUT
+            record.ended_at = now
+            record.error = {"ErrorType": "CallbackTimeoutError", "ErrorMessage": expired, "ErrorData": None}
+            record.error["StackTrace"] = []
+            self.state.checkpoint(
+                record, [HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": record.error}})]
+            )
+            raise_recorded(record.error, CallbackTimeoutError)
+        wake = record.wake_at()
+        message = f"waiting for callback {record.name or record.operation_id[:12]}"
+        if wake is not None:
+            raise TimedSuspendExecution.from_datetime(message, wake)
+        raise SuspendExecution(message)
+
+
+def _expired(record: OperationRecord, now: datetime) -> str | None:
+    label = repr(record.name) if record.name else record.operation_id[:12]
+    if record.callback_deadline and now >= record.callback_deadline:
+        return f"callback {label} timed out: no completion by {record.callback_deadline.isoformat()}"
+    if record.heartbeat_deadline and now >= record.heartbeat_deadline:
+        return f"callback {label} timed out: no heartbeat by {record.heartbeat_deadline.isoformat()}"
+    return None
+
+
+def create_callback(
+    state: ExecutionState, operation_id: str, parent_id: str | None, name: str | None, config: CallbackConfig
+) -> Callback[Any]:
+    sub_type = config.sub_type or OperationSubType.CALLBACK.value
+    record = state.visit(operation_id, OperationType.CALLBACK, sub_type, name, parent_id)
+    if record is None:
+        now = state.now()
+        record = OperationRecord(
+            operation_id=operation_id,
+            type=OperationType.CALLBACK,
+            sub_type=sub_type,
+            name=name,
+            status=OperationStatus.STARTED,
+            parent_id=parent_id,
+            callback_id=new_callback_id(),
+            started_at=now,
+            callback_deadline=now + timedelta(seconds=config.timeout_seconds) if config.timeout_seconds else None,
+            heartbeat_deadline=(
+                now + timedelta(seconds=config.heartbeat_timeout_seconds) if config.heartbeat_timeout_seconds else None
+            ),
+            heartbeat_seconds=config.heartbeat_timeout_seconds or None,
+        )
+        details = {
+            "CallbackId": record.callback_id,
+            "Timeout": config.timeout_seconds,
+            "HeartbeatTimeout": config.heartbeat_timeout_seconds,
+        }
+        # Synchronous: the id must be on disk before anyone can be told it.
+        state.checkpoint(record, [HistoryRecord("CallbackStarted", None, details)])
+    assert record.callback_id is not None
+    return Callback(record.callback_id, operation_id, state, config.serdes)
