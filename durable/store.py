@@ -283,14 +283,16 @@ def complete_callback(
     case nothing is written.
     """
     with transaction.atomic():
-        op = Operation.objects.filter(callback_id=callback_id).select_related("execution").first()
-        if op is None or op.execution.status != ExecutionStatus.RUNNING:
-            raise CallbackNotFoundError(f"no pending callback with id {callback_id!r}")
+        op = Operation.objects.filter(callback_id=callback_id).first()
+        if op is None:
+            raise CallbackNotFoundError(f"no callback with id {callback_id!r}")
         # Lock order: the execution row first, as invocations do, then the operation.
-        Execution.objects.filter(pk=op.execution_id).update(updated_at=now)
+        running = Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(updated_at=now)
         op.refresh_from_db()
         if op.status != OperationStatus.STARTED:
             raise CallbackAlreadyCompletedError(f"callback {callback_id!r} was already completed ({op.status})")
+        if not running:
+            raise CallbackNotFoundError(f"callback {callback_id!r} belongs to an execution that has ended")
         for deadline in (op.callback_deadline, op.heartbeat_deadline):
             if deadline is not None and now >= deadline:
                 raise CallbackExpiredError(f"callback {callback_id!r} expired at {deadline.isoformat()}")

@@ -234,19 +234,23 @@ class DurableTestRunner:
         """
         deadline = time.monotonic() + timeout
         while True:
-            pending = Operation.objects.filter(execution_id=execution_arn, type="CALLBACK", status="STARTED")
-            if name is not None:
-                pending = pending.filter(name__in=[name, f"{name} create callback id"])
-            found = pending.order_by("id").values_list("callback_id", flat=True).first()
+            if not self.step_once(execution_arn) and not self._pending_callback(execution_arn, name):
+                raise TimeoutError(f"execution {execution_arn} ended without a callback named {name!r}")
+            found = self._pending_callback(execution_arn, name)
             if found:
                 return found
-            if not self.step_once(execution_arn) or time.monotonic() > deadline:
-                raise TimeoutError(f"execution {execution_arn} has no pending callback named {name!r}")
             execution = get_execution(execution_arn)
-            if execution.wake_at is None:
-                raise TimeoutError(f"execution {execution_arn} waits, but on no callback named {name!r}")
+            if execution.wake_at is None or time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} has no pending callback named {name!r}")
             if self.clock is not None:
                 self.clock.advance_to(execution.wake_at)
+
+    def _pending_callback(self, execution_id: str, name: str | None) -> str | None:
+        pending = Operation.objects.filter(execution_id=execution_id, type="CALLBACK", status="STARTED")
+        if name is not None:
+            pending = pending.filter(name__in=[name, f"{name} create callback id"])
+        found: str | None = pending.order_by("id").values_list("callback_id", flat=True).first()
+        return found
 
     def get_execution_history(self, execution_arn: str, include_execution_data: bool = False) -> dict[str, Any]:
         return get_history(execution_arn, include_execution_data=include_execution_data)
