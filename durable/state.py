@@ -130,7 +130,8 @@ class ExecutionState:
         self.now = clock
         self._buffer: list[Checkpoint] = []
         self._completed_at_load = {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
-        self._visited_completed: set[str] = set()
+        # Replaying until the code reaches an operation with work left to do (or a new one).
+        self._replaying = bool(operations)
         self.checkpoint_count = 0
 
     def get(self, operation_id: str) -> OperationRecord | None:
@@ -142,21 +143,19 @@ class ExecutionState:
         """Return the journal's record at this id after checking it matches what the code asks."""
         record = self.operations.get(operation_id)
         if record is None:
+            self._replaying = False
             return None
         asked = (type_.value, sub_type, name or None, parent_id or None)
         held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
         if asked != held:
             raise NonDeterministicExecutionError(_describe_mismatch(operation_id, held, asked), operation_id)
-        if operation_id in self._completed_at_load:
-            self._visited_completed.add(operation_id)
+        if operation_id not in self._completed_at_load:
+            self._replaying = False
         return record
 
     def is_replaying(self) -> bool:
-        """True while completed operations from earlier invocations remain to be visited."""
-        return len(self._visited_completed) < len(self._completed_at_load)
-
-    def was_completed_at_load(self, operation_id: str) -> bool:
-        return operation_id in self._completed_at_load
+        """True until the handler reaches the first operation not completed before this invocation."""
+        return self._replaying
 
     def checkpoint(self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True) -> None:
         """Apply a change to the journal; write it now if `sync`, else with the next write."""
