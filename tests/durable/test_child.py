@@ -55,10 +55,13 @@ def test_child_contexts_nested_three_deep_replay_and_derive_their_ids():
     l1, l2, l3 = by_name["level1"], by_name["level2"], by_name["level3"]
     assert (l1.operation_type, l1.sub_type, l1.parent_id) == ("CONTEXT", "RunInChildContext", None)
     assert l1.operation_id == operation_id(None, 2)
-    assert l2.parent_id == l1.operation_id and l2.operation_id == operation_id(l1.operation_id, 1)
-    assert l3.parent_id == l2.operation_id and l3.operation_id == operation_id(l2.operation_id, 1)
+    assert l2.parent_id == l1.operation_id
+    assert l2.operation_id == operation_id(l1.operation_id, 1)
+    assert l3.parent_id == l2.operation_id
+    assert l3.operation_id == operation_id(l2.operation_id, 1)
     deep = by_name["deep step"]
-    assert deep.parent_id == l3.operation_id and deep.operation_id == operation_id(l3.operation_id, 1)
+    assert deep.parent_id == l3.operation_id
+    assert deep.operation_id == operation_id(l3.operation_id, 1)
     assert by_name["deep wait"].operation_id == operation_id(l3.operation_id, 2)
     assert by_name["mid"].operation_id == operation_id(l2.operation_id, 2)
     assert [op.name for op in l3.child_operations] == ["deep step", "deep wait"]
