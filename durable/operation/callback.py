@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from durable.config import CallbackConfig
 from durable.exceptions import (
     CallbackError,
+    CallbackExternalError,
     CallbackTimeoutError,
     InvalidStateError,
     SuspendExecution,
@@ -63,7 +64,7 @@ class Callback(Generic[T]):
             value: T = deserialize(self.serdes or _RAW, record.result, self.operation_id, self.state.execution_id)
             return value
         if record.status is OperationStatus.FAILED:
-            raise_recorded(record.error, CallbackError)
+            raise_recorded(record.error, CallbackExternalError)
         if record.status is OperationStatus.TIMED_OUT:
             raise_recorded(record.error, CallbackTimeoutError)
         if record.status is not OperationStatus.STARTED:

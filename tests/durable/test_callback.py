@@ -79,7 +79,8 @@ def test_callback_failure_surfaces_as_callback_error_with_the_senders_error():
         callback_id = runner.wait_for_callback(execution_id)
         send_callback_failure(callback_id, {"ErrorType": "Rejected", "ErrorMessage": "not this time"})
         result = runner.wait_for_result(execution_id)
-    assert json.loads(result.result) == {"error": "CallbackError", "message": "not this time"}
+    # CallbackExternalError, a CallbackError, as the official SDK raises for a sender's failure.
+    assert json.loads(result.result) == {"error": "CallbackExternalError", "message": "not this time"}
     callback = result.get_callback("approval create callback id")
     assert callback.status == "FAILED"
     assert callback.error["ErrorType"] == "Rejected"

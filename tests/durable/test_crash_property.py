@@ -24,7 +24,6 @@ from durable.client import get_execution, send_callback_success
 from durable.config import Duration, JitterStrategy, WaitForCallbackConfig
 from durable.models import Operation
 from durable.retries import RetryStrategyConfig, create_retry_strategy
-from durable.runtime import run_invocation
 from durable.testing import DurableTestRunner
 from tests.durable.helpers import Crash
 

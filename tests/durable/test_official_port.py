@@ -1,8 +1,11 @@
-"""Handlers written for the official SDK run on ours by changing the import prefix only.
+"""Differential tests: the official SDK and its testing runner as an oracle.
 
 Each handler's source is written once with `{sdk}` as the import prefix, then compiled twice:
 against `aws_durable_execution_sdk_python` (run on the official testing runner) and against
-`durable` (run on ours). Results and operation sequences must be the same.
+`durable` (run on ours). The results, the errors' types and the sequences of operations
+(type, sub type, name, status, attempt, and the ids themselves) must be the same. Handlers that
+wait for a callback are driven the same way on both runners: find the callback, complete it.
+The official runner does not skip callback timeouts, so those use 1-2 second timeouts.
 """
 
 import json
@@ -10,6 +13,7 @@ import textwrap
 import types
 
 import pytest
+from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
 from durable.testing import DurableTestRunner
@@ -22,7 +26,10 @@ from {sdk}.context import DurableContext, durable_step
 from {sdk}.execution import durable_execution
 from {sdk}.retries import RetryPresets, RetryStrategyConfig, create_retry_strategy
 from {sdk}.types import StepContext
-from {sdk}.exceptions import StepError
+from {sdk}.exceptions import StepError, CallbackError, ChildContextError
+from {sdk}.config import CallbackConfig, WaitForCallbackConfig, ChildConfig
+from {sdk}.context import durable_with_child_context
+from {sdk}.serdes import JsonSerDes
 COUNTS = {{}}
 def bump(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
@@ -87,6 +94,120 @@ def handler(event, context: DurableContext):
         context.wait(Duration.from_minutes(i + 1), name=f"w{i}")
     return "done"
 """,
+    "linear_preset_retries": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def twice_broken(step: StepContext):
+        if bump("linear") <= 2:
+            raise TimeoutError("slow")
+        return step.attempt
+    return context.step(twice_broken, name="linear", config=StepConfig(retry_strategy=RetryPresets.linear()))
+""",
+    "retryable_error_types": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def wrong(step: StepContext):
+        raise KeyError("not retryable")
+    cfg = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
+        max_attempts=5, initial_delay=Duration(1), retryable_error_types=[TimeoutError])))
+    try:
+        context.step(wrong, name="wrong", config=cfg)
+    except StepError:
+        return "gave up at once"
+""",
+    "child_context": """
+def inside(child: DurableContext):
+    a = child.step(lambda _: 20, name="inner a")
+    child.wait(Duration(2), name="inner wait")
+    return a + child.step(lambda _: 1, name="inner b")
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return {"child": context.run_in_child_context(inside, name="group")}
+""",
+    "nested_children": """
+@durable_with_child_context
+def leaf(child: DurableContext, n: int):
+    child.wait(Duration(1), name="leaf wait")
+    return child.step(lambda _: n * 3, name="leaf step")
+
+def middle(child: DurableContext):
+    return child.run_in_child_context(leaf(5)) + child.step(lambda _: 1, name="middle step")
+
+@durable_execution
+def handler(event, context: DurableContext):
+    top = context.run_in_child_context(middle, name="middle")
+    return context.run_in_child_context(lambda c: c.step(lambda _: top + 100, name="last"), name="tail")
+""",
+    "child_failure_caught": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def breaks(child: DurableContext):
+        child.step(lambda _: int("x"), name="parse", config=StepConfig(retry_strategy=RetryPresets.none()))
+    try:
+        context.run_in_child_context(breaks, name="breaks")
+    except ChildContextError as exc:
+        return {"caught": type(exc).__name__}
+""",
+    "callback_success": """
+@durable_execution
+def handler(event, context: DurableContext):
+    sent = []
+    value = context.wait_for_callback(lambda cid, ctx: sent.append(cid), name="approval")
+    return {"value": value}
+""",
+    "callback_failure": """
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        context.wait_for_callback(lambda cid, ctx: None, name="approval")
+    except CallbackError as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+""",
+    "callback_timeout": """
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        context.wait_for_callback(lambda cid, ctx: None, name="approval",
+                                  config=WaitForCallbackConfig(timeout=Duration(1)))
+    except CallbackError as exc:
+        return {"error": type(exc).__name__}
+""",
+    "callback_heartbeat_timeout": """
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        context.wait_for_callback(lambda cid, ctx: None, name="approval",
+                                  config=WaitForCallbackConfig(timeout=Duration(60), heartbeat_timeout=Duration(1)))
+    except CallbackError as exc:
+        return {"error": type(exc).__name__}
+""",
+    "create_callback_with_serdes": """
+@durable_execution
+def handler(event, context: DurableContext):
+    callback = context.create_callback(name="approval create callback id", config=CallbackConfig(serdes=JsonSerDes()))
+    context.step(lambda _: callback.callback_id and "notified", name="notify")
+    decision = callback.result()
+    return {"approved": decision["approved"]}
+""",
+    "submitter_fails": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def submit(callback_id, ctx):
+        raise RuntimeError("mail server down")
+    try:
+        context.wait_for_callback(submit, name="approval",
+                                  config=WaitForCallbackConfig(retry_strategy=RetryPresets.none()))
+    except CallbackError as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+""",
+}
+
+# How each callback handler is completed: ("succeed", payload) or ("fail", message).
+DRIVERS = {
+    "callback_success": ("succeed", b"approved"),
+    "callback_failure": ("fail", "rejected by reviewer"),
+    "create_callback_with_serdes": ("succeed", b'{"approved": true}'),
 }
 
 
@@ -96,29 +217,64 @@ def compile_handler(source: str, sdk: str):
     return module.handler
 
 
+def flatten(operations) -> list:
+    flat = []
+    for op in operations:
+        flat.append(op)
+        flat.extend(flatten(getattr(op, "child_operations", []) or []))
+    return flat
+
+
 def op_sequence(operations) -> list[tuple]:
     def value(x):
         return getattr(x, "value", x)
 
-    return [
-        (value(op.operation_type), op.sub_type, op.name, value(op.status), getattr(op, "attempt", 0) or 0)
-        for op in operations
-    ]
+    ops = {op.operation_id: op for op in flatten(operations)}.values()  # children are listed twice
+    return sorted(
+        (
+            value(op.operation_type),
+            op.sub_type,
+            op.name,
+            value(op.status),
+            getattr(op, "attempt", 0) or 0,
+            op.operation_id,
+            op.parent_id,
+        )
+        for op in ops
+    )
+
+
+def run_on(runner, event: str, name: str):
+    if name not in DRIVERS:
+        return runner.run(input=event, execution_timeout=3600)
+    action, payload = DRIVERS[name]
+    arn = runner.run_async(input=event, execution_timeout=3600)
+    callback_id = runner.wait_for_callback(arn, name="approval create callback id", timeout=30)
+    if action == "succeed":
+        runner.send_callback_success(callback_id, payload)
+    else:
+        runner.send_callback_failure(
+            callback_id, ErrorObject(message=payload, type="Rejected", data=None, stack_trace=None)
+        )
+    return runner.wait_for_result(arn, timeout=30)
+
+
+def test_there_are_at_least_fifteen_handlers():
+    assert len(HANDLERS) >= 15
 
 
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_the_same_handler_gives_the_same_result_on_both_runners(name):
     event = json.dumps({"a": 2, "b": 3})
     official_handler = compile_handler(HANDLERS[name], "aws_durable_execution_sdk_python")
-    with DurableFunctionTestRunner(handler=official_handler) as runner:
-        theirs = runner.run(input=event, execution_timeout=3600)
+    with DurableFunctionTestRunner(handler=official_handler, poll_interval=0.05) as runner:
+        theirs = run_on(runner, event, name)
     our_handler = compile_handler(HANDLERS[name], "durable")
     with DurableTestRunner(our_handler) as runner:
-        ours = runner.run(input=event, execution_timeout=3600)
+        ours = run_on(runner, event, name)
     assert ours.status == theirs.status.value
     assert (json.loads(ours.result) if ours.result else None) == (json.loads(theirs.result) if theirs.result else None)
     if theirs.error is not None:
         assert ours.error["ErrorType"] == theirs.error.type.rsplit(".", 1)[-1]
         assert ours.error["ErrorMessage"] == theirs.error.message
     assert op_sequence(ours.operations) == op_sequence(theirs.operations)
-    assert [op.operation_id for op in ours.operations] == [op.operation_id for op in theirs.operations]
