@@ -12,10 +12,13 @@ from durable.config import (
     StepSemantics,
     WaitForCallbackConfig,
 )
-from durable.context import DurableContext, durable_step
+from durable.context import DurableContext, durable_step, durable_with_child_context
 from durable.exceptions import (
     CallbackError,
+    CallbackExternalError,
+    CallbackSubmitterError,
     CallbackTimeoutError,
+    ChildContextError,
     DurableExecutionsError,
     ExecutionError,
     InvocationError,
@@ -26,13 +29,16 @@ from durable.exceptions import (
 )
 from durable.execution import durable_execution
 from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
-from durable.types import StepContext
+from durable.types import StepContext, WaitForCallbackContext
 
 __all__ = [
     "CallbackConfig",
     "CallbackError",
+    "CallbackExternalError",
+    "CallbackSubmitterError",
     "CallbackTimeoutError",
     "ChildConfig",
+    "ChildContextError",
     "DurableContext",
     "DurableExecutionsError",
     "Duration",
@@ -50,7 +56,9 @@ __all__ = [
     "StepSemantics",
     "ValidationError",
     "WaitForCallbackConfig",
+    "WaitForCallbackContext",
     "create_retry_strategy",
     "durable_execution",
     "durable_step",
+    "durable_with_child_context",
 ]
