@@ -15,6 +15,16 @@ DEFAULTS: dict[str, Any] = {
     "DISPATCHER": None,
     # Largest execution input accepted by start_execution, in bytes.
     "MAX_INPUT_BYTES": 256 * 1024,
+    # Longest an invocation may run before it is stopped (Lambda's 15 minutes); per function too.
+    "INVOCATION_TIMEOUT": 900,
+    # Invocations that die in a row at the same step before it counts as a failed attempt.
+    "INVOCATION_DEATHS_LIMIT": 5,
+    # Wake-ups closer than this many seconds are scheduled in Redis; later ones wait for the sweep.
+    "SCHEDULE_HORIZON": 3600,
+    # Seconds between sweeps inside the workers.
+    "SWEEP_INTERVAL": 5,
+    # The django-rq queue that carries invocations.
+    "QUEUE": "default",
     # Largest callback result accepted by send_callback_success, in bytes.
     "MAX_CALLBACK_RESULT_BYTES": 256 * 1024,
 }

@@ -22,6 +22,13 @@ def _backend() -> Callable[[str, datetime], None] | None:
     return import_string(path) if path else None
 
 
+def wake(execution_id: str, when: datetime) -> None:
+    """Ask for an invocation at `when` now (no transaction to wait for)."""
+    backend = _backend()
+    if backend is not None:
+        backend(execution_id, when)
+
+
 def on_commit_wake(execution_id: str, when: datetime) -> None:
     """Ask for an invocation of `execution_id` at `when`, once the current transaction commits."""
     backend = _backend()

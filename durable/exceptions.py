@@ -78,6 +78,10 @@ class StepInterruptedError(InvocationError):
         self.step_id = step_id
 
 
+class InvocationDiedError(DurableExecutionsError):
+    """Invocations kept dying at the same step (killed, or past their time budget)."""
+
+
 class DurableOperationError(DurableExecutionsError):
     """An operation failed; carries the recorded error's type, message, data and stack."""
 

@@ -24,6 +24,7 @@ class DurableFunction:
     name: str
     func: Handler
     execution_timeout: Duration | None = None
+    invocation_timeout: Duration | None = None
 
     def __call__(self, event: Any, context: DurableContext) -> Any:
         return self.func(event, context)
@@ -46,7 +47,12 @@ def validate_timeout(timeout: Duration | int) -> Duration:
 def durable_execution(func: Handler, /) -> DurableFunction: ...
 @overload
 def durable_execution(
-    func: None = None, /, *, name: str | None = None, execution_timeout: Duration | int | None = None
+    func: None = None,
+    /,
+    *,
+    name: str | None = None,
+    execution_timeout: Duration | int | None = None,
+    invocation_timeout: Duration | int | None = None,
 ) -> Callable[[Handler], DurableFunction]: ...
 
 
@@ -56,14 +62,20 @@ def durable_execution(
     *,
     name: str | None = None,
     execution_timeout: Duration | int | None = None,
+    invocation_timeout: Duration | int | None = None,
 ) -> DurableFunction | Callable[[Handler], DurableFunction]:
-    """Register `func(event, context)` under `name` (default `module.qualname`)."""
+    """Register `func(event, context)` under `name` (default `module.qualname`).
+
+    `execution_timeout` bounds the whole execution (1 s to 366 days); `invocation_timeout`
+    bounds one invocation (default settings.DURABLE["INVOCATION_TIMEOUT"], 15 minutes).
+    """
 
     def register(f: Handler) -> DurableFunction:
         fn = DurableFunction(
             name=name or f"{f.__module__}.{f.__qualname__}",
             func=f,
             execution_timeout=validate_timeout(execution_timeout) if execution_timeout else None,
+            invocation_timeout=validate_timeout(invocation_timeout) if invocation_timeout else None,
         )
         _registry[fn.name] = fn
         return fn

@@ -36,6 +36,11 @@ class Execution(models.Model):
     lease_token = models.CharField(max_length=32, null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     invocation_count = models.PositiveIntegerField(default=0)
+    consecutive_deaths = models.PositiveIntegerField(
+        default=0, help_text="Invocations in a row that died holding the lease (reset when one ends normally)."
+    )
+    died_at_operation = models.CharField(max_length=64, null=True, blank=True)
+    deaths_at_operation = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

@@ -6,14 +6,17 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durable import clock, conf, store
+from durable import clock, conf, dispatch, store
+from durable.config import Duration
 from durable.context import DurableContext
 from durable.exceptions import (
     ExecutionError,
+    InvocationDiedError,
     InvocationError,
     LeaseLostError,
     SuspendExecution,
@@ -21,7 +24,8 @@ from durable.exceptions import (
     error_object,
 )
 from durable.execution import get_function
-from durable.models import ExecutionStatus
+from durable.lease import LeaseKeeper
+from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState, HistoryRecord, OperationStatus, OperationType
 
 log = logging.getLogger("durable.runtime")
@@ -42,19 +46,32 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_invocation(execution_id: str, *, owner: str | None = None) -> InvocationOutcome:
-    """Run one invocation of a RUNNING execution; returns at once if its lease is held elsewhere."""
+def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budget: bool = False) -> InvocationOutcome:
+    """Run one invocation of a RUNNING execution; returns at once if its lease is held elsewhere.
+
+    `kill_on_budget` ends the process when the invocation overruns its time budget (for
+    workers that run each invocation in a process of its own).
+    """
     now = clock.now()
-    execution = store.acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
-    if execution is None:
+    ttl = conf.get("LEASE_SECONDS")
+    lease = store.acquire_lease(str(execution_id), owner or default_owner(), now, ttl)
+    if lease is None:
         return InvocationOutcome(str(execution_id), ran=False)
-    assert execution.lease_token is not None
-    journal = store.LeasedJournal(str(execution.pk), execution.lease_token, clock.now)
+    execution = lease.execution
+    journal = store.LeasedJournal(str(execution.pk), lease.token, clock.now)
     invocation: dict[str, Any] = {"StartTimestamp": now.isoformat()}
+    limit = conf.get("INVOCATION_DEATHS_LIMIT")
 
     if now >= execution.timeout_at:
         message = f"execution exceeded its timeout of {execution.timeout_seconds} seconds"
         return _end(journal, [], invocation, ExecutionStatus.TIMED_OUT, error=_error("ExecutionTimedOut", message))
+    if execution.consecutive_deaths > 2 * limit:
+        message = (
+            f"{execution.consecutive_deaths} invocations in a row died before finishing "
+            "(outside any step, or faster than a step could count them); the execution is failed so it "
+            "cannot loop forever"
+        )
+        return _end(journal, [], invocation, ExecutionStatus.FAILED, error=_error("InvocationDiedError", message))
 
     try:
         function = get_function(execution.function_name)
@@ -62,45 +79,80 @@ def run_invocation(execution_id: str, *, owner: str | None = None) -> Invocation
         return _end(journal, [], invocation, ExecutionStatus.FAILED, error=error_object(exc))
 
     state = ExecutionState(str(execution.pk), store.load_journal(str(execution.pk)), journal, clock.now)
-    try:
-        result = function.func(json.loads(execution.input), DurableContext(state))
-        payload = _result_payload(result)
-    except SuspendExecution:
-        wake_at = state.next_wake_at()
-        wake_at = min(wake_at, execution.timeout_at) if wake_at else execution.timeout_at
-        return _end(
-            journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=wake_at, state=state
-        )
-    except LeaseLostError:
-        log.warning("invocation of %s lost its lease; stopped writing", execution.pk)
-        return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
-    except InvocationError as exc:
-        # The invocation failed, not the execution: run again from the last checkpoint.
-        invocation["Error"] = error_object(exc)
-        return _end(
-            journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=clock.now(), state=state
-        )
-    except ExecutionError as exc:
-        return _end(
-            journal,
-            state.pending_checkpoints(),
-            invocation,
-            ExecutionStatus.FAILED,
-            error=error_object(exc),
-            state=state,
-        )
-    except Exception as exc:  # noqa: BLE001 - an unhandled error ends the execution as FAILED
-        return _end(
-            journal,
-            state.pending_checkpoints(),
-            invocation,
-            ExecutionStatus.FAILED,
-            error=error_object(exc),
-            state=state,
-        )
-    return _end(
-        journal, state.pending_checkpoints(), invocation, ExecutionStatus.SUCCEEDED, result=payload, state=state
+    if lease.took_over:
+        state.death_check = _death_check(execution, lease.token, limit)
+    budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds
+    keeper = LeaseKeeper(
+        str(execution.pk),
+        lease.token,
+        ttl,
+        budget,
+        kill=kill_on_budget,
+        on_budget=lambda: dispatch.wake(str(execution.pk), clock.now()),
     )
+    with keeper:
+        try:
+            result = function.func(json.loads(execution.input), DurableContext(state))
+            payload = _result_payload(result)
+        except SuspendExecution:
+            wake_at = state.next_wake_at()
+            wake_at = min(wake_at, execution.timeout_at) if wake_at else execution.timeout_at
+            return _end(
+                journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=wake_at, state=state
+            )
+        except LeaseLostError:
+            log.warning("invocation of %s lost its lease; stopped writing", execution.pk)
+            return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
+        except InvocationError as exc:
+            # The invocation failed, not the execution: run again from the last checkpoint.
+            invocation["Error"] = error_object(exc)
+            return _end(
+                journal,
+                state.pending_checkpoints(),
+                invocation,
+                ExecutionStatus.RUNNING,
+                wake_at=clock.now(),
+                state=state,
+            )
+        except ExecutionError as exc:
+            return _end(
+                journal,
+                state.pending_checkpoints(),
+                invocation,
+                ExecutionStatus.FAILED,
+                error=error_object(exc),
+                state=state,
+            )
+        except Exception as exc:  # noqa: BLE001 - an unhandled error ends the execution as FAILED
+            return _end(
+                journal,
+                state.pending_checkpoints(),
+                invocation,
+                ExecutionStatus.FAILED,
+                error=error_object(exc),
+                state=state,
+            )
+        return _end(
+            journal, state.pending_checkpoints(), invocation, ExecutionStatus.SUCCEEDED, result=payload, state=state
+        )
+
+
+def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str, str | None], Exception | None]:
+    """At the first step this invocation runs for real: count the deaths at that step."""
+
+    def check(operation_id: str, name: str | None) -> Exception | None:
+        same = execution.died_at_operation == operation_id
+        count = execution.deaths_at_operation + 1 if same else 1
+        store.record_death(str(execution.pk), token, operation_id, count, clock.now)
+        if count < limit:
+            return None
+        label = repr(name) if name else operation_id[:12]
+        return InvocationDiedError(
+            f"the invocation died {count} times in a row while running step {label} "
+            "(past its time budget, or the worker was killed); counted as a failed attempt"
+        )
+
+    return check
 
 
 def _result_payload(result: Any) -> str:
@@ -155,6 +207,8 @@ def _end(
     except LeaseLostError:
         log.warning("invocation of %s lost its lease before it could finish", journal.execution_id)
         return InvocationOutcome(journal.execution_id, ran=True, status=None)
+    if status is ExecutionStatus.RUNNING and changes["wake_at"] is not None:
+        dispatch.wake(journal.execution_id, changes["wake_at"])
     count = (state.checkpoint_count if state else 0) + 1
     return InvocationOutcome(
         journal.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count

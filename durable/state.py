@@ -133,6 +133,9 @@ class ExecutionState:
         # Replaying until the code reaches an operation with work left to do (or a new one).
         self._replaying = bool(operations)
         self.checkpoint_count = 0
+        # Set when this invocation took over from one that died: called once, at the first step
+        # attempt it runs for real, it may return the error that attempt fails with.
+        self.death_check: Callable[[str, str | None], Exception | None] | None = None
 
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -152,6 +155,10 @@ class ExecutionState:
         if operation_id not in self._completed_at_load:
             self._replaying = False
         return record
+
+    def take_death_check(self) -> Callable[[str, str | None], Exception | None] | None:
+        check, self.death_check = self.death_check, None
+        return check
 
     def is_replaying(self) -> bool:
         """True until the handler reaches the first operation not completed before this invocation."""

@@ -11,12 +11,13 @@ import secrets
 import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, PositiveIntegerField, Q, When
 
 from durable import dispatch
 from durable.exceptions import (
@@ -59,7 +60,14 @@ _DATETIME_FIELDS = frozenset(
 _UPDATABLE_FIELDS = [f for f in _OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
 
 
-def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Execution | None:
+@dataclass(frozen=True)
+class Lease:
+    execution: Execution
+    token: str
+    took_over: bool  # the previous holder never released it: that invocation died
+
+
+def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Lease | None:
     """Take the lease of a RUNNING execution if it is free or expired; None if not taken."""
     token = secrets.token_hex(16)
     taken = (
@@ -70,12 +78,42 @@ def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: flo
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=ttl_seconds),
             invocation_count=F("invocation_count") + 1,
+            # A token still set means the last invocation never finished: it died.
+            consecutive_deaths=Case(
+                When(lease_token__isnull=False, then=F("consecutive_deaths") + 1),
+                default=F("consecutive_deaths"),
+                output_field=PositiveIntegerField(),
+            ),
             updated_at=now,
         )
     )
     if not taken:
         return None
-    return Execution.objects.get(pk=execution_id)
+    execution = Execution.objects.get(pk=execution_id)
+    return Lease(execution, token, took_over=execution.consecutive_deaths > 0)
+
+
+def renew_lease(execution_id: str, token: str, now: datetime, ttl_seconds: float) -> bool:
+    """Extend a lease still held; False if it was lost."""
+    return bool(
+        Execution.objects.filter(pk=execution_id, lease_token=token, status=ExecutionStatus.RUNNING).update(
+            lease_expires_at=now + timedelta(seconds=ttl_seconds)
+        )
+    )
+
+
+def expire_lease(execution_id: str, token: str, now: datetime) -> bool:
+    """End a lease at once without releasing it, so the next holder counts this one as dead."""
+    return bool(Execution.objects.filter(pk=execution_id, lease_token=token).update(lease_expires_at=now, wake_at=now))
+
+
+def record_death(execution_id: str, token: str, operation_id: str, count: int, clock: Any) -> None:
+    """Note that invocations died `count` times in a row at `operation_id` (fenced)."""
+    kept = Execution.objects.filter(pk=execution_id, lease_token=token, status=ExecutionStatus.RUNNING).update(
+        died_at_operation=operation_id, deaths_at_operation=count, updated_at=clock()
+    )
+    if not kept:
+        raise LeaseLostError(f"lost the lease of execution {execution_id}")
 
 
 def load_journal(execution_id: str) -> dict[str, OperationRecord]:
@@ -255,7 +293,15 @@ class LeasedJournal:
         makes the execution due now, so its completion is never lost. Returns True if so.
         """
         with transaction.atomic():
-            self._fence(lease_token=None, lease_owner=None, lease_expires_at=None, **changes)
+            self._fence(
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                consecutive_deaths=0,
+                died_at_operation=None,
+                deaths_at_operation=0,
+                **changes,
+            )
             save_checkpoints(self.execution_id, checkpoints)
             append_events(self.execution_id, events)
             if watched_callbacks and (

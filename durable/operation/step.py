@@ -100,6 +100,13 @@ class StepOperation:
         return deserialize(self.config.serdes, payload, self.operation_id, self.state.execution_id)
 
     def _attempt(self, func: Callable[[StepContext], T], record: OperationRecord, attempt: int) -> T:
+        check = self.state.take_death_check()
+        died = check(self.operation_id, self.name) if check else None
+        if died is not None:
+            # Earlier invocations kept dying in this step: that counts as a failed attempt.
+            record.attempt = attempt
+            record.started_at = record.started_at or self.state.now()
+            self._failed(record, died)
         now = self.state.now()
         record.status = OperationStatus.STARTED
         record.attempt = attempt

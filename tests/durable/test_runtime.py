@@ -16,6 +16,7 @@ from durable.runtime import run_invocation
 from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
 from durable.store import LeasedJournal, acquire_lease
 from durable.testing import DurableTestRunner
+from tests.durable.helpers import Crash, crash_then_expire_lease
 
 pytestmark = pytest.mark.django_db
 
@@ -69,12 +70,13 @@ def test_a_worker_that_lost_its_lease_writes_nothing():
     now = engine_clock.now()
     stale = acquire_lease(str(execution.pk), "worker-a", now, 60)
     fresh = acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
-    assert stale.lease_token != fresh.lease_token
+    assert stale.token != fresh.token
+    assert fresh.took_over  # the stale holder never released: it counts as dead
     record = OperationRecord("op-1", OperationType.STEP, "Step", "late", OperationStatus.SUCCEEDED, result="1")
     with pytest.raises(LeaseLostError):
-        LeasedJournal(str(execution.pk), stale.lease_token, engine_clock.now).write([Checkpoint(record, [])])
+        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).write([Checkpoint(record, [])])
     assert not Operation.objects.filter(execution=execution).exists()
-    LeasedJournal(str(execution.pk), fresh.lease_token, engine_clock.now).write([Checkpoint(record, [])])
+    LeasedJournal(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(record, [])])
     assert Operation.objects.filter(execution=execution).count() == 1
 
 
@@ -120,3 +122,61 @@ def test_code_that_no_longer_matches_its_journal_fails_with_a_diff():
     message = result.error["ErrorMessage"]
     assert "journal has 'STEP', code asks for 'WAIT'" in message
     assert "journal has 'reserve', code asks for 'hold'" in message
+
+
+@durable_execution(name="tests.runtime.always_dies")
+def always_dies(event: dict, context: DurableContext) -> str:
+    from durable import StepConfig
+    from durable.config import JitterStrategy
+    from durable.retries import RetryStrategyConfig, create_retry_strategy
+
+    context.step(lambda _: "fine", name="before")
+
+    def doomed(_):
+        raise Crash  # the process dies here every time
+
+    strategy = create_retry_strategy(RetryStrategyConfig(max_attempts=2, jitter_strategy=JitterStrategy.NONE))
+    context.step(doomed, name="doomed", config=StepConfig(retry_strategy=strategy))
+    return "unreachable"
+
+
+def test_invocations_dying_at_the_same_step_count_against_its_retries_then_fail(settings):
+    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 3}
+    with DurableTestRunner(always_dies) as runner:
+        execution_id = runner.run_async()
+        deaths = 0
+        while runner.clock is not None:
+            try:
+                if not runner.step_once(execution_id):
+                    break
+            except Crash:
+                deaths += 1
+                runner.clock.advance_to(runner.clock.current + timedelta(seconds=61))
+                continue
+            runner.clock.advance_to(Execution.objects.get(pk=execution_id).wake_at)
+        result = runner.wait_for_result(execution_id)
+    # Each attempt: 3 invocations die in it, the next one counts that as a failed attempt.
+    assert deaths == 6
+    assert result.status == "FAILED"
+    assert "died 3 times in a row while running step 'doomed'" in result.error["ErrorMessage"]
+    step = result.get_step("doomed")
+    assert (step.status, step.attempt) == ("FAILED", 2)
+    assert step.error["ErrorType"] == "InvocationDiedError"
+    assert result.get_step("before").status == "SUCCEEDED"
+
+
+@durable_execution(name="tests.runtime.dies_outside_steps")
+def dies_outside_steps(event: dict, context: DurableContext) -> None:
+    raise Crash
+
+
+def test_invocations_dying_outside_any_step_cannot_loop_forever(settings):
+    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 2}
+    with DurableTestRunner(dies_outside_steps) as runner:
+        execution_id = runner.run_async()
+        for _ in range(5):
+            crash_then_expire_lease(runner, execution_id)
+        result = runner.wait_for_result(execution_id)
+    assert result.status == "FAILED"
+    assert result.error["ErrorType"] == "InvocationDiedError"
+    assert "5 invocations in a row died" in result.error["ErrorMessage"]
