@@ -87,6 +87,19 @@ class Callback(Generic[T]):
         raise SuspendExecution(message)
 
 
+def time_out_if_expired(state: ExecutionState, record: OperationRecord, *, sync: bool) -> bool:
+    """Mark a pending callback past its deadline TIMED_OUT; True if it was."""
+    now = state.now()
+    expired = _expired(record, now)
+    if not expired:
+        return False
+    record.status = OperationStatus.TIMED_OUT
+    record.ended_at = now
+    record.error = {"ErrorType": "CallbackTimeoutError", "ErrorMessage": expired, "ErrorData": None, "StackTrace": []}
+    state.checkpoint(record, [HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": record.error}})], sync=sync)
+    return True
+
+
 def _expired(record: OperationRecord, now: datetime) -> str | None:
     label = repr(record.name) if record.name else record.operation_id[:12]
     if record.callback_deadline and now >= record.callback_deadline:
@@ -125,5 +138,8 @@ def create_callback(
         }
         # Synchronous: the id must be on disk before anyone can be told it.
         state.checkpoint(record, [HistoryRecord("CallbackStarted", None, details)])
+    elif record.status is OperationStatus.STARTED:
+        # Past its deadline even if nobody awaits it: it must not keep waking the execution.
+        time_out_if_expired(state, record, sync=False)
     assert record.callback_id is not None
     return Callback(record.callback_id, operation_id, state, config.serdes)

@@ -1,0 +1,162 @@
+"""The sweep: what makes a lost Redis, a dead worker and far-off timers survivable.
+
+It re-dispatches executions that are due, and those whose lease expired (their invocation
+died), ends executions past their timeout, and times out callbacks past their deadlines. Each
+query is a range scan on an index of RUNNING executions, so its cost follows the work to do,
+not the number of executions waiting. Workers run it every SWEEP_INTERVAL seconds, one at a time
+across the cluster (a Redis lock); `manage.py durable_sweep` runs it by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from django.db import transaction
+from django.db.models import Q
+
+from durable import clock, conf, dispatch, store
+from durable.models import Execution, ExecutionStatus, Operation
+from durable.state import HistoryRecord, OperationStatus, OperationType
+
+log = logging.getLogger("durable.sweep")
+
+LOCK_KEY = "durable:sweep-lock"
+
+
+@dataclass
+class SweepReport:
+    dispatched_due: list[str] = field(default_factory=list)
+    dispatched_expired_leases: list[str] = field(default_factory=list)
+    timed_out_executions: list[str] = field(default_factory=list)
+    timed_out_callbacks: int = 0
+
+    @property
+    def acted(self) -> bool:
+        return bool(
+            self.dispatched_due
+            or self.dispatched_expired_leases
+            or self.timed_out_executions
+            or self.timed_out_callbacks
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.dispatched_due)} due, {len(self.dispatched_expired_leases)} expired leases, "
+            f"{len(self.timed_out_executions)} executions timed out, {self.timed_out_callbacks} callbacks timed out"
+        )
+
+
+def _lease_free(now: datetime) -> Q:
+    return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def sweep(*, limit: int = 1000) -> SweepReport:
+    """One pass. Returns what it did."""
+    now = clock.now()
+    report = SweepReport()
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
+
+    for pk in running.filter(timeout_at__lte=now).filter(_lease_free(now)).values_list("pk", flat=True)[:limit]:
+        if _time_out_execution(str(pk), now):
+            report.timed_out_executions.append(str(pk))
+
+    due = running.filter(wake_at__lte=now).filter(_lease_free(now)).values_list("pk", "wake_at")[:limit]
+    for pk, wake_at in due:
+        report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
+        # The same job id as the wake-up's first dispatch: a nudge still in Redis absorbs this one.
+        dispatch.wake(str(pk), wake_at or now)
+        report.dispatched_due.append(str(pk))
+
+    expired = running.filter(lease_expires_at__lt=now, lease_token__isnull=False).values_list("pk", flat=True)
+    for pk in expired[:limit]:
+        # A fresh job id: the dead invocation's job may still sit in Redis as started.
+        dispatch.wake(str(pk), now)
+        report.dispatched_expired_leases.append(str(pk))
+    return report
+
+
+def _time_out_execution(execution_id: str, now: datetime) -> bool:
+    with transaction.atomic():
+        error: dict[str, Any] = {
+            "ErrorType": "ExecutionTimedOut",
+            "ErrorMessage": "execution exceeded its timeout",
+            "ErrorData": None,
+            "StackTrace": [],
+        }
+        ended = (
+            Execution.objects.filter(pk=execution_id, status=ExecutionStatus.RUNNING)
+            .filter(_lease_free(now))
+            .update(
+                status=ExecutionStatus.TIMED_OUT,
+                error=error,
+                ended_at=now,
+                updated_at=now,
+                wake_at=None,
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        if ended:
+            details = {"Error": {"Payload": error}}
+            store.append_events(execution_id, [HistoryRecord("ExecutionTimedOut", None, details, now)])
+    return bool(ended)
+
+
+def _time_out_callbacks(execution_id: str, now: datetime) -> int:
+    expired = Operation.objects.filter(
+        execution_id=execution_id, type=OperationType.CALLBACK, status=OperationStatus.STARTED
+    ).filter(Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now))
+    if not expired.exists():
+        return 0
+    count = 0
+    with transaction.atomic():
+        # Lock the execution as an invocation would; skip it if one holds the lease now.
+        if (
+            not Execution.objects.filter(pk=execution_id, status=ExecutionStatus.RUNNING)
+            .filter(_lease_free(now))
+            .update(updated_at=now)
+        ):
+            return 0
+        for op in expired:
+            which = "completion" if op.callback_deadline and op.callback_deadline <= now else "heartbeat"
+            label = repr(op.name) if op.name else op.operation_id[:12]
+            error: dict[str, Any] = {
+                "ErrorType": "CallbackTimeoutError",
+                "ErrorMessage": f"callback {label} timed out: no {which} in time",
+                "ErrorData": None,
+                "StackTrace": [],
+            }
+            if Operation.objects.filter(pk=op.pk, status=OperationStatus.STARTED).update(
+                status=OperationStatus.TIMED_OUT, error=error, ended_at=now
+            ):
+                count += 1
+                record = store.load_operation(execution_id, op.operation_id)
+                details = {"Error": {"Payload": error}}
+                store.append_events(execution_id, [HistoryRecord("CallbackTimedOut", record, details, now)])
+    return count
+
+
+def sweep_with_lock(connection: Any) -> SweepReport | None:
+    """Sweep unless another worker is sweeping; None if it was skipped."""
+    token = secrets.token_hex(8)
+    ttl = max(10, int(conf.get("SWEEP_INTERVAL") * 4))
+    try:
+        if not connection.set(LOCK_KEY, token, nx=True, ex=ttl):
+            return None
+    except redis.RedisError as exc:
+        log.warning("sweep skipped: Redis unavailable (%s)", exc)
+        return None
+    try:
+        return sweep()
+    finally:
+        try:
+            if connection.get(LOCK_KEY) == token.encode():
+                connection.delete(LOCK_KEY)
+        except redis.RedisError:
+            pass

@@ -1,0 +1,138 @@
+"""Running invocations on RQ: the dispatch backend, the job, and the engine's worker class.
+
+The database holds every wake-up time; Redis only carries nudges. A wake-up within the horizon
+becomes an RQ job (queued now, or scheduled with `enqueue_at`); later ones, and any lost with
+Redis, are found by the sweep. Each wake-up has a job id of its own (execution and time), so
+duplicates collapse, with short result and failure ttls, so an old job never blocks a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import django_rq
+import redis
+from django.db import connections
+from rq import SimpleWorker, Worker
+from rq.exceptions import DuplicateJobError
+
+from durable import clock, conf
+from durable.runtime import run_invocation
+
+log = logging.getLogger("durable.worker")
+
+JOB_RESULT_TTL = 60
+JOB_FAILURE_TTL = 600
+
+# Set in a forked work-horse only: there an overrunning invocation may end the process.
+_in_work_horse = False
+
+
+def queue() -> Any:
+    return django_rq.get_queue(conf.get("QUEUE"), commit_mode="auto")
+
+
+def job_id(execution_id: str, when: datetime) -> str:
+    return f"durable-{execution_id}-{int(when.timestamp() * 1000)}"
+
+
+def dispatch(execution_id: str, when: datetime) -> None:
+    """The DISPATCHER backend: queue (or schedule) an invocation of `execution_id` at `when`."""
+    delay = (when - clock.now()).total_seconds()
+    if delay > conf.get("SCHEDULE_HORIZON"):
+        return  # far in the future: the sweep finds it when it is due
+    options = {
+        "job_id": job_id(execution_id, when),
+        "result_ttl": JOB_RESULT_TTL,
+        "failure_ttl": JOB_FAILURE_TTL,
+        # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
+        "job_timeout": 2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
+        "unique": True,
+        "description": f"durable invocation of {execution_id}",
+    }
+    try:
+        if delay <= 0:
+            queue().enqueue(invoke, execution_id, **options)
+        else:
+            queue().enqueue_at(when, invoke, execution_id, **options)
+    except DuplicateJobError:
+        pass  # the same wake-up is already queued
+    except redis.RedisError as exc:
+        # Losing a nudge loses nothing: the sweep re-dispatches what is due.
+        log.warning("could not dispatch %s to Redis (%s); the sweep will pick it up", execution_id, exc)
+
+
+def invoke(execution_id: str) -> str:
+    """The RQ job: one invocation."""
+    outcome = run_invocation(execution_id, kill_on_budget=_in_work_horse)
+    return outcome.status or ("skipped" if not outcome.ran else "lease lost")
+
+
+class SweepingWorkerMixin:
+    """Runs the engine's sweep between jobs (and while a long job runs), one worker at a time."""
+
+    connection: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_sweep = 0.0
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake up between jobs often enough to sweep on time.
+        return max(1, int(conf.get("SWEEP_INTERVAL")))
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return self._sweep_due() or super().should_run_maintenance_tasks  # type: ignore[misc]
+
+    def run_maintenance_tasks(self) -> None:
+        if self._sweep_due():
+            self.sweep()
+        if super().should_run_maintenance_tasks:  # type: ignore[misc]
+            super().run_maintenance_tasks()  # type: ignore[misc]
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+        if self._sweep_due():
+            self.sweep()
+
+    def _sweep_due(self) -> bool:
+        return bool(time.monotonic() - self._last_sweep >= conf.get("SWEEP_INTERVAL"))
+
+    def sweep(self) -> None:
+        from durable.sweep import sweep_with_lock
+
+        self._last_sweep = time.monotonic()
+        try:
+            report = sweep_with_lock(self.connection)
+            if report is not None and report.acted:
+                log.info("sweep: %s", report)
+        except Exception:
+            log.exception("sweep failed; will try again")
+        finally:
+            connections.close_all()
+
+
+class DurableWorker(SweepingWorkerMixin, Worker):
+    """RQ's forking worker with the sweep: each invocation runs in a work-horse process, so an
+    invocation past its budget is ended without taking the worker down, and a crash in user
+    code kills only the horse."""
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        global _in_work_horse
+        # The horse must open its own database connections, never share the parent's.
+        connections.close_all()
+        _in_work_horse = True
+        try:
+            super().execute_job(job, queue)
+        finally:
+            _in_work_horse = False
+
+
+class DurableSimpleWorker(SweepingWorkerMixin, SimpleWorker):
+    """Runs invocations in the worker process itself: no fork per job, but an overrunning step
+    cannot be stopped (its lease is expired so another worker takes over). For measurement."""
