@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from durable import clock, conf, dispatch, store
 from durable.models import Execution, ExecutionStatus, Operation
@@ -55,25 +55,37 @@ def _lease_free(now: datetime) -> Q:
     return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
 
 
+def timed_out_query(now: datetime) -> QuerySet[Execution]:
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
+    return running.filter(timeout_at__lte=now).filter(_lease_free(now))
+
+
+def due_query(now: datetime) -> QuerySet[Execution]:
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
+    return running.filter(wake_at__lte=now).filter(_lease_free(now))
+
+
+def expired_leases_query(now: datetime) -> QuerySet[Execution]:
+    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
+    return running.filter(lease_expires_at__lt=now, lease_token__isnull=False)
+
+
 def sweep(*, limit: int = 1000) -> SweepReport:
     """One pass. Returns what it did."""
     now = clock.now()
     report = SweepReport()
-    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
 
-    for pk in running.filter(timeout_at__lte=now).filter(_lease_free(now)).values_list("pk", flat=True)[:limit]:
+    for pk in timed_out_query(now).values_list("pk", flat=True)[:limit]:
         if _time_out_execution(str(pk), now):
             report.timed_out_executions.append(str(pk))
 
-    due = running.filter(wake_at__lte=now).filter(_lease_free(now)).values_list("pk", "wake_at")[:limit]
-    for pk, wake_at in due:
+    for pk, wake_at in due_query(now).values_list("pk", "wake_at")[:limit]:
         report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
         # The same job id as the wake-up's first dispatch: a nudge still in Redis absorbs this one.
         dispatch.wake(str(pk), wake_at or now)
         report.dispatched_due.append(str(pk))
 
-    expired = running.filter(lease_expires_at__lt=now, lease_token__isnull=False).values_list("pk", flat=True)
-    for pk in expired[:limit]:
+    for pk in expired_leases_query(now).values_list("pk", flat=True)[:limit]:
         # A fresh job id: the dead invocation's job may still sit in Redis as started.
         dispatch.wake(str(pk), now)
         report.dispatched_expired_leases.append(str(pk))

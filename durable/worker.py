@@ -10,29 +10,44 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import django_rq
 import redis
+from django.conf import settings
 from django.db import connections
 from rq import SimpleWorker, Worker
 from rq.exceptions import DuplicateJobError
 
 from durable import clock, conf
+from durable.models import Execution
 from durable.runtime import run_invocation
 
 log = logging.getLogger("durable.worker")
 
-JOB_RESULT_TTL = 60
-JOB_FAILURE_TTL = 600
+# A finished job is deleted at once, so a later dispatch of the same wake-up is never blocked;
+# a failed one stays a minute for inspection (its execution is re-dispatched under a new id).
+JOB_RESULT_TTL = 0
+JOB_FAILURE_TTL = 60
+# RQ's scheduler compares whole seconds and may release a job up to a second early.
+EARLY_TOLERANCE = 1.5
 
 # Set in a forked work-horse only: there an overrunning invocation may end the process.
 _in_work_horse = False
 
 
+_queues: dict[tuple[str, str], Any] = {}
+
+
 def queue() -> Any:
-    return django_rq.get_queue(conf.get("QUEUE"), commit_mode="auto")
+    """The invocation queue; one Redis connection pool per process and queue settings."""
+    name = conf.get("QUEUE")
+    key = (name, repr(settings.RQ_QUEUES.get(name)))
+    if key not in _queues:
+        # commit_mode "auto": dispatch already happens after the transaction commits.
+        _queues[key] = django_rq.get_queue(name, commit_mode="auto")
+    return _queues[key]
 
 
 def job_id(execution_id: str, when: datetime) -> str:
@@ -57,7 +72,9 @@ def dispatch(execution_id: str, when: datetime) -> None:
         if delay <= 0:
             queue().enqueue(invoke, execution_id, **options)
         else:
-            queue().enqueue_at(when, invoke, execution_id, **options)
+            # Rounded up: RQ's scheduler works in whole seconds and must not release it early.
+            at = when.replace(microsecond=0) + timedelta(seconds=1) if when.microsecond else when
+            queue().enqueue_at(at, invoke, execution_id, **options)
     except DuplicateJobError:
         pass  # the same wake-up is already queued
     except redis.RedisError as exc:
@@ -66,7 +83,12 @@ def dispatch(execution_id: str, when: datetime) -> None:
 
 
 def invoke(execution_id: str) -> str:
-    """The RQ job: one invocation."""
+    """The RQ job: one invocation (after a short nap if it was released a little early)."""
+    wake_at = Execution.objects.filter(pk=execution_id).values_list("wake_at", flat=True).first()
+    if wake_at is not None:
+        early = (wake_at - clock.now()).total_seconds()
+        if 0 < early <= EARLY_TOLERANCE:
+            time.sleep(early)
     outcome = run_invocation(execution_id, kill_on_budget=_in_work_horse)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
 

@@ -5,3 +5,54 @@ import pytest
 def _durable_settings(settings):
     # Tests drive invocations themselves unless a test opts into a dispatcher.
     settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": None}
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    from tests.processes import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workers(redis_server, settings, transactional_db):
+    """Start real worker processes against the test database and a real Redis.
+
+    Call `workers(n)` to start n more; all are stopped (or killed) at the end.
+    """
+    import os
+
+    from django.db import connection
+
+    from tests.processes import Worker
+
+    settings.RQ_QUEUES["default"]["URL"] = redis_server.url  # django_rq reads this dict
+    settings.DURABLE = {
+        **settings.DURABLE,
+        "DISPATCHER": "durable.worker.dispatch",
+        "LEASE_SECONDS": 3,
+        "SWEEP_INTERVAL": 1,
+    }
+    redis_server.client().flushall()
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "REDIS_URL": redis_server.url,
+        "DURABLE_LEASE_SECONDS": "3",
+        "DURABLE_SWEEP_INTERVAL": "1",
+        "DJANGO_LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    started: list[Worker] = []
+
+    def start(count: int = 1, **extra_env: str) -> list[Worker]:
+        new = [Worker({**env, **extra_env}, f"w{len(started) + i}-{os.getpid()}") for i in range(count)]
+        started.extend(new)
+        return new
+
+    start.all = started  # type: ignore[attr-defined]
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,68 @@
+"""Durable functions that worker processes run in the real-process tests.
+
+Side effects are rows of auth's Group table (outside the journal), named
+"<tag>:<what>:<attempt>:<random>", so a test can count how often each body really ran.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.contrib.auth.models import Group
+
+from durable import DurableContext, StepContext, durable_execution
+from durable.config import Duration, WaitForCallbackConfig
+
+
+def record(tag: str, what: str, attempt: int = 0) -> int:
+    Group.objects.create(name=f"{tag}:{what}:{attempt}:{uuid.uuid4().hex[:8]}"[:150])
+    return Group.objects.filter(name__startswith=f"{tag}:{what}:").count()
+
+
+def runs(tag: str, what: str) -> int:
+    return Group.objects.filter(name__startswith=f"{tag}:{what}:").count()
+
+
+@durable_execution
+def timed(event: dict, context: DurableContext) -> dict:
+    before = context.step(lambda _: time.time(), name="before")
+    context.wait(Duration(event["seconds"]), name="timer")
+    after = context.step(lambda _: time.time(), name="after")
+    return {"before": before, "after": after}
+
+
+@durable_execution
+def approval(event: dict, context: DurableContext) -> dict:
+    config = WaitForCallbackConfig(timeout=Duration(event.get("timeout", 600)))
+    value = context.wait_for_callback(lambda callback_id, _: None, name="approval", config=config)
+    return {"value": value, "resumed_at": context.step(lambda _: time.time(), name="resumed")}
+
+
+@durable_execution
+def slow_steps(event: dict, context: DurableContext) -> dict:
+    tag = event["tag"]
+    first = context.step(lambda step: record(tag, "first", step.attempt), name="first")
+
+    def slow(step: StepContext) -> int:
+        record(tag, "slow-start", step.attempt)
+        if runs(tag, "slow-start") <= event.get("slow_runs", 1):
+            time.sleep(event["sleep"])
+        return record(tag, "slow-end", step.attempt)
+
+    second = context.step(slow, name="slow")
+    third = context.step(lambda step: record(tag, "third", step.attempt), name="third")
+    return {"first": first, "second": second, "third": third}
+
+
+@durable_execution(invocation_timeout=2)
+def overruns_budget(event: dict, context: DurableContext) -> dict:
+    return slow_steps.func(event, context)
+
+
+@durable_execution
+def three_steps(event: dict, context: DurableContext) -> int:
+    total = 0
+    for i in range(3):
+        total += context.step(lambda _, i=i: i + event.get("n", 0), name=f"s{i}")
+    return total
