@@ -3,6 +3,7 @@
 Bounds are for correctness, not speed: lease 3 s, sweep every 1 s, RQ's scheduler polls every 1 s.
 """
 
+import itertools
 import json
 import time
 
@@ -98,7 +99,7 @@ def test_a_wake_up_delivered_twice_at_once_runs_one_invocation_at_a_time(workers
         for e in HistoryEvent.objects.filter(execution_id=execution.pk, event_type="InvocationCompleted")
     ]
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end <= start, f"invocations overlapped: {spans}"
 
 
