@@ -30,12 +30,7 @@ migrate: deps
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	@password=$${DEMO_ADMIN_PASSWORD:-$$(cat var/demo-admin-password 2>/dev/null || $(PY) -c 'import secrets; print(secrets.token_urlsafe(12))')}; \
-	mkdir -p var && umask 077 && echo "$$password" > var/demo-admin-password; \
-	DEMO_ADMIN_PASSWORD="$$password" $(PY) manage.py demo_admin --username $(DEMO_ADMIN_USER); \
-	$(PY) manage.py durable_demo && \
-	echo "Serving on http://$(HOST):$(PORT)/admin/  (login: $(DEMO_ADMIN_USER) / $$password)" && \
-	exec $(PY) manage.py runserver $(HOST):$(PORT)
+	@HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) scripts/run-dev
 
 test: dev-deps
 	@set -e; total=$$(date +%s); \

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import django_rq
@@ -33,8 +33,8 @@ JOB_FAILURE_TTL = 60
 # RQ's scheduler compares whole seconds and may release a job up to a second early.
 EARLY_TOLERANCE = 1.5
 
-# Set in a forked work-horse only: there an overrunning invocation may end the process.
-_in_work_horse = False
+# True where an overrunning invocation may end the process: a supervised worker or a work-horse.
+_process_is_disposable = False
 
 
 _queues: dict[tuple[str, str], Any] = {}
@@ -72,9 +72,9 @@ def dispatch(execution_id: str, when: datetime) -> None:
         if delay <= 0:
             queue().enqueue(invoke, execution_id, **options)
         else:
-            # Rounded up: RQ's scheduler works in whole seconds and must not release it early.
-            at = when.replace(microsecond=0) + timedelta(seconds=1) if when.microsecond else when
-            queue().enqueue_at(at, invoke, execution_id, **options)
+            # RQ's scheduler works in whole seconds and may release this up to a second early;
+            # the job then naps until the wake-up is due (never runs early, rarely runs late).
+            queue().enqueue_at(when, invoke, execution_id, **options)
     except DuplicateJobError:
         pass  # the same wake-up is already queued
     except redis.RedisError as exc:
@@ -89,7 +89,7 @@ def invoke(execution_id: str) -> str:
         early = (wake_at - clock.now()).total_seconds()
         if 0 < early <= EARLY_TOLERANCE:
             time.sleep(early)
-    outcome = run_invocation(execution_id, kill_on_budget=_in_work_horse)
+    outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
 
 
@@ -139,22 +139,28 @@ class SweepingWorkerMixin:
             connections.close_all()
 
 
-class DurableWorker(SweepingWorkerMixin, Worker):
-    """RQ's forking worker with the sweep: each invocation runs in a work-horse process, so an
-    invocation past its budget is ended without taking the worker down, and a crash in user
-    code kills only the horse."""
+class DurableWorker(SweepingWorkerMixin, SimpleWorker):
+    """The engine's worker: invocations run in this process, one at a time, with its database
+    connections kept between jobs. An invocation past its budget ends the whole process; the
+    `durable_worker` supervisor starts a fresh one (measured against the forking worker in
+    bench/workers.py: about three times the throughput; see the README)."""
 
     def execute_job(self, job: Any, queue: Any) -> None:
-        global _in_work_horse
+        global _process_is_disposable
+        _process_is_disposable = True
+        super().execute_job(job, queue)
+
+
+class DurableForkingWorker(SweepingWorkerMixin, Worker):
+    """RQ's forking worker: each invocation in a work-horse process of its own. Slower (a fork and
+    new database connections per job) but a crash in user code kills only the horse."""
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        global _process_is_disposable
         # The horse must open its own database connections, never share the parent's.
         connections.close_all()
-        _in_work_horse = True
+        _process_is_disposable = True
         try:
             super().execute_job(job, queue)
         finally:
-            _in_work_horse = False
-
-
-class DurableSimpleWorker(SweepingWorkerMixin, SimpleWorker):
-    """Runs invocations in the worker process itself: no fork per job, but an overrunning step
-    cannot be stopped (its lease is expired so another worker takes over). For measurement."""
+            _process_is_disposable = False

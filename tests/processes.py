@@ -87,13 +87,13 @@ def _pings(client: redis.Redis) -> bool:
 class Worker:
     """A `manage.py durable_worker` process in a process group of its own (with its horses)."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, extra_args: list[str] | None = None) -> None:
         self.name = name
         LOGS.mkdir(parents=True, exist_ok=True)
         self.log_path = LOGS / f"{name}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "durable_worker", "--name", name],
+            [sys.executable, str(ROOT / "manage.py"), "durable_worker", "--name", name, *(extra_args or [])],
             cwd=ROOT,
             env=env,
             stdout=self.log,

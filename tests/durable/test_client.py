@@ -134,3 +134,17 @@ def test_durable_execution_registers_under_module_qualname_or_name():
     assert get_function("tests.client.named") is named
     # A function named module.qualname is found by importing its module.
     assert get_function("durable.demo").name == "durable.demo"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_command_runs_the_demo_to_success_in_process():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("durable_demo", "--in-process", "--wait-seconds", "1", stdout=out)
+    text = out.getvalue()
+    assert "invocation 2: execution is SUCCEEDED" in text
+    assert "Demo execution SUCCEEDED" in text
+    assert Execution.objects.get(function_name="durable.demo").status == "SUCCEEDED"

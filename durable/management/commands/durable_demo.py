@@ -1,4 +1,4 @@
-"""Run the demo durable function in this process, invocation by invocation, in real time."""
+"""Run the demo durable function and report, invocation by invocation, what really happened."""
 
 from __future__ import annotations
 
@@ -7,31 +7,49 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from durable import clock
+from durable import clock, conf
 from durable.client import get_execution, start_execution
 from durable.demo import demo
-from durable.models import ExecutionStatus
+from durable.models import Execution, ExecutionStatus
 from durable.runtime import run_invocation
 
 
 class Command(BaseCommand):
-    help = "Start the demo execution and drive it to its end in-process, printing each invocation."
+    help = (
+        "Start the demo execution and follow it to its end: on the workers if a dispatcher is "
+        "configured, else in this process."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait-seconds", type=int, default=2)
+        parser.add_argument("--timeout", type=float, default=60, help="Give up after this many seconds.")
+        parser.add_argument("--in-process", action="store_true", help="Run invocations here, not on workers.")
 
-    def handle(self, *args: Any, wait_seconds: int, **options: Any) -> None:
+    def handle(self, *args: Any, wait_seconds: int, timeout: float, in_process: bool, **options: Any) -> None:
         execution = start_execution(demo, {"text": "Durable execution on Django.", "wait_seconds": wait_seconds})
-        self.stdout.write(f"Started demo execution {execution.pk}")
-        while True:
-            run_invocation(str(execution.pk))
+        on_workers = bool(conf.get("DISPATCHER")) and not in_process
+        where = "on the workers" if on_workers else "in this process"
+        self.stdout.write(f"Started demo execution {execution.pk} ({where})")
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while execution.status == ExecutionStatus.RUNNING:
+            if time.monotonic() > deadline:
+                raise CommandError(f"the demo execution is still RUNNING after {timeout:.0f}s; is a worker running?")
+            if not on_workers and _due(execution):
+                run_invocation(str(execution.pk))
+            else:
+                time.sleep(0.1)
             execution = get_execution(execution.pk)
-            self.stdout.write(f"  invocation {execution.invocation_count}: execution is {execution.status}")
-            if execution.status != ExecutionStatus.RUNNING:
-                break
-            if execution.wake_at is None:
-                raise CommandError("the demo execution is waiting for a callback it never gets")
-            time.sleep(max(0.0, (execution.wake_at - clock.now()).total_seconds()))
+            if execution.invocation_count != seen:
+                seen = execution.invocation_count
+                self.stdout.write(f"  invocation {seen}: execution is {execution.status}")
         if execution.status != ExecutionStatus.SUCCEEDED:
             raise CommandError(f"demo execution ended {execution.status}: {execution.error}")
         self.stdout.write(self.style.SUCCESS(f"Demo execution SUCCEEDED with {execution.result}"))
+
+
+def _due(execution: Execution) -> bool:
+    if execution.wake_at is None or execution.wake_at <= clock.now():
+        return True
+    time.sleep(min(0.2, (execution.wake_at - clock.now()).total_seconds()))
+    return False

@@ -1,32 +1,92 @@
-"""Start a worker that runs durable invocations, with the RQ scheduler and the engine's sweep."""
+"""Start durable workers: a small supervisor that keeps N worker processes running.
+
+Each worker process takes invocations from the durable queue, runs the RQ scheduler (only one
+does at a time) and the periodic sweep. A worker that dies, or ends itself because an invocation
+overran its time budget, is started again.
+"""
 
 from __future__ import annotations
 
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from durable import conf
-from durable.worker import DurableSimpleWorker, DurableWorker, queue
+from durable.worker import DurableForkingWorker, DurableWorker, queue
 
 
 class Command(BaseCommand):
-    help = "Run invocations from the durable queue (forking worker, RQ scheduler on, periodic sweep)."
+    help = "Run durable workers (supervised processes with the RQ scheduler and the periodic sweep)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", default=None, help="Worker name (default: host and pid).")
-        parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty.")
-        parser.add_argument(
-            "--simple", action="store_true", help="Run jobs in this process (SimpleWorker); for measurement."
-        )
+        parser.add_argument("--processes", type=int, default=1, help="Worker processes to keep running.")
+        parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty (no supervisor).")
+        parser.add_argument("--fork", action="store_true", help="Fork a work-horse per job (RQ's default worker).")
+        parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument("--log-level", default="INFO")
 
-    def handle(self, *args: Any, name: str | None, burst: bool, simple: bool, log_level: str, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["child"] or options["burst"]:
+            self.run_worker(options)
+        else:
+            self.supervise(options)
+
+    def run_worker(self, options: dict[str, Any]) -> None:
         q = queue()
-        worker_class = DurableSimpleWorker if simple else DurableWorker
-        worker = worker_class([q], connection=q.connection, name=name)
+        worker_class = DurableForkingWorker if options["fork"] else DurableWorker
+        worker = worker_class([q], connection=q.connection, name=options["name"])
         self.stdout.write(
             f"durable worker {worker.name} on queue {conf.get('QUEUE')!r} "
-            f"({'in-process' if simple else 'forking'}, sweep every {conf.get('SWEEP_INTERVAL')}s)"
+            f"({'forking' if options['fork'] else 'in-process'}, sweep every {conf.get('SWEEP_INTERVAL')}s)"
         )
-        worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+        self.stdout.flush()
+        worker.work(burst=options["burst"], with_scheduler=True, logging_level=options["log_level"])
+
+    def supervise(self, options: dict[str, Any]) -> None:
+        base = options["name"]
+        children: dict[int, subprocess.Popen[bytes]] = {}
+        starts: dict[int, int] = {}
+        stopping = False
+
+        def spawn(slot: int) -> None:
+            argv = [sys.executable, sys.argv[0], "durable_worker", "--child", "--log-level", options["log_level"]]
+            starts[slot] = starts.get(slot, 0) + 1
+            if base:
+                # A restarted worker needs a new name: the dead one's stays registered in Redis a while.
+                name = f"{base}-{slot}" if options["processes"] > 1 else base
+                argv += ["--name", name if starts[slot] == 1 else f"{name}-r{starts[slot] - 1}"]
+            if options["fork"]:
+                argv.append("--fork")
+            children[slot] = subprocess.Popen(argv)  # noqa: S603 - our own command line
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+            for child in children.values():
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        for slot in range(options["processes"]):
+            spawn(slot)
+        while True:
+            time.sleep(0.5)
+            for slot, child in list(children.items()):
+                code = child.poll()
+                if code is None:
+                    continue
+                if stopping:
+                    children.pop(slot)
+                    continue
+                self.stderr.write(f"worker process {child.pid} exited with {code}; starting another")
+                spawn(slot)
+            if stopping and not children:
+                return
