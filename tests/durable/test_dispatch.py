@@ -1,0 +1,86 @@
+"""Dispatch to a real Redis: after commit only, one job per wake-up, far timers left to the sweep."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+from rq.registry import ScheduledJobRegistry
+
+from durable import clock
+from durable.client import start_execution
+from durable.sweep import LOCK_KEY, sweep_with_lock
+from durable.worker import dispatch, job_id, queue
+from tests import workflows
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def redis_dispatch(redis_server, settings):
+    settings.RQ_QUEUES["default"]["URL"] = redis_server.url
+    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.worker.dispatch", "SCHEDULE_HORIZON": 3600}
+    redis_server.client().flushall()
+    return redis_server
+
+
+def queued_ids() -> list[str]:
+    return queue().get_job_ids()
+
+
+def scheduled_ids() -> list[str]:
+    return ScheduledJobRegistry(queue=queue()).get_job_ids()
+
+
+def test_a_rolled_back_transaction_leaves_no_job_in_redis(redis_dispatch):
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        start_execution(workflows.three_steps, {})
+        raise Abort
+    assert queued_ids() == []
+    assert redis_dispatch.client().dbsize() == 0
+
+
+def test_a_committed_start_enqueues_one_job_after_commit(redis_dispatch):
+    with transaction.atomic():
+        execution = start_execution(workflows.three_steps, {})
+        assert queued_ids() == []  # nothing before the commit
+    assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
+
+
+def test_the_same_wake_up_dispatched_twice_collapses_into_one_job(redis_dispatch):
+    execution = start_execution(workflows.three_steps, {})
+    dispatch(str(execution.pk), execution.wake_at)
+    dispatch(str(execution.pk), execution.wake_at)
+    assert len(queued_ids()) == 1
+
+
+def test_near_wake_ups_are_scheduled_in_redis_and_far_ones_left_to_the_sweep(redis_dispatch):
+    execution = start_execution(workflows.three_steps, {})
+    queue().empty()
+    soon = clock.now() + timedelta(minutes=10)
+    later = clock.now() + timedelta(hours=2)
+    dispatch(str(execution.pk), soon)
+    dispatch(str(execution.pk), later)
+    assert scheduled_ids() == [job_id(str(execution.pk), soon)]
+
+
+def test_one_sweep_at_a_time(redis_dispatch):
+    client = redis_dispatch.client()
+    client.set(LOCK_KEY, "another-worker", ex=30)
+    assert sweep_with_lock(client) is None
+    client.delete(LOCK_KEY)
+    assert sweep_with_lock(client) is not None
+    assert client.get(LOCK_KEY) is None  # released after the sweep
+
+
+def test_the_sweep_command_re_dispatches_a_due_execution_lost_from_redis(redis_dispatch):
+    execution = start_execution(workflows.three_steps, {})
+    redis_dispatch.client().flushall()  # the nudge is lost; the database still knows
+    out = StringIO()
+    call_command("durable_sweep", stdout=out)
+    assert "1 due" in out.getvalue()
+    assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
