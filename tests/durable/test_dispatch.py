@@ -34,12 +34,16 @@ def scheduled_ids() -> list[str]:
 
 
 def test_a_rolled_back_transaction_leaves_no_job_in_redis(redis_dispatch):
-    class Abort(Exception):
+    class AbortError(Exception):
         pass
 
-    with pytest.raises(Abort), transaction.atomic():
-        start_execution(workflows.three_steps, {})
-        raise Abort
+    def start_then_fail() -> None:
+        with transaction.atomic():
+            start_execution(workflows.three_steps, {})
+            raise AbortError
+
+    with pytest.raises(AbortError):
+        start_then_fail()
     assert queued_ids() == []
     assert redis_dispatch.client().dbsize() == 0
 
