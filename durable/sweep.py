@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from durable import clock, conf, dispatch, store
@@ -75,9 +75,7 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     now = clock.now()
     report = SweepReport()
 
-    for pk in timed_out_query(now).values_list("pk", flat=True)[:limit]:
-        if _time_out_execution(str(pk), now):
-            report.timed_out_executions.append(str(pk))
+    report.timed_out_executions = _time_out_executions(now, limit)
 
     for pk, wake_at in due_query(now).values_list("pk", "wake_at")[:limit]:
         report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
@@ -92,32 +90,37 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     return report
 
 
-def _time_out_execution(execution_id: str, now: datetime) -> bool:
+def _skip_locked(queryset: QuerySet[Any]) -> QuerySet[Any]:
+    """Rows another transaction is writing are skipped, not waited for (PostgreSQL)."""
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True)
+    return queryset  # SQLite: one writer at a time anyway
+
+
+def _time_out_executions(now: datetime, limit: int) -> list[str]:
+    error: dict[str, Any] = {
+        "ErrorType": "ExecutionTimedOut",
+        "ErrorMessage": "execution exceeded its timeout",
+        "ErrorData": None,
+        "StackTrace": [],
+    }
     with transaction.atomic():
-        error: dict[str, Any] = {
-            "ErrorType": "ExecutionTimedOut",
-            "ErrorMessage": "execution exceeded its timeout",
-            "ErrorData": None,
-            "StackTrace": [],
-        }
-        ended = (
-            Execution.objects.filter(pk=execution_id, status=ExecutionStatus.RUNNING)
-            .filter(_lease_free(now))
-            .update(
-                status=ExecutionStatus.TIMED_OUT,
-                error=error,
-                ended_at=now,
-                updated_at=now,
-                wake_at=None,
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
+        ids = [str(pk) for pk in _skip_locked(timed_out_query(now)).values_list("pk", flat=True)[:limit]]
+        if not ids:
+            return []
+        Execution.objects.filter(pk__in=ids).update(
+            status=ExecutionStatus.TIMED_OUT,
+            error=error,
+            ended_at=now,
+            updated_at=now,
+            wake_at=None,
+            lease_token=None,
+            lease_owner=None,
+            lease_expires_at=None,
         )
-        if ended:
-            details = {"Error": {"Payload": error}}
-            store.append_events(execution_id, [HistoryRecord("ExecutionTimedOut", None, details, now)])
-    return bool(ended)
+        for pk in ids:
+            store.append_events(pk, [HistoryRecord("ExecutionTimedOut", None, {"Error": {"Payload": error}}, now)])
+    return ids
 
 
 def _time_out_callbacks(execution_id: str, now: datetime) -> int:

@@ -26,7 +26,7 @@ def workers(redis_server, settings, transactional_db):
 
     from django.db import connection
 
-    from tests.processes import Worker
+    from tests.processes import Worker, database_url
 
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url  # django_rq reads this dict
     settings.DURABLE = {
@@ -38,7 +38,7 @@ def workers(redis_server, settings, transactional_db):
     redis_server.client().flushall()
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(connection.settings_dict),
         "REDIS_URL": redis_server.url,
         "DURABLE_LEASE_SECONDS": "3",
         "DURABLE_SWEEP_INTERVAL": "1",
