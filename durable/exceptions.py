@@ -177,6 +177,12 @@ class TimedSuspendExecution(SuspendExecution):
         return cls(message, datetime_timestamp.timestamp())
 
 
+class CheckpointFailedError(BaseException):
+    """The journal could not be written (the database is unreachable): the invocation stops
+    where it is, unrecorded, and the execution resumes from its last checkpoint later. Not an
+    Exception, so it is never mistaken for a failure of the step that was running."""
+
+
 class LeaseLostError(BaseException):
     """This worker no longer holds the execution's lease: it must stop writing at once."""
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 
 from durable import clock, store
 
@@ -61,20 +61,28 @@ class LeaseKeeper:
                 if time.monotonic() >= self.deadline:
                     self._overrun()
                     return
-                if not store.renew_lease(self.execution_id, self.token, clock.now(), self.ttl):
+                try:
+                    renewed = store.renew_lease(self.execution_id, self.token, clock.now(), self.ttl)
+                except DatabaseError as exc:
+                    # Try again next beat; if the database stays away, the lease simply expires.
+                    log.warning("execution %s: could not renew the lease (%s)", self.execution_id, exc)
+                    close_old_connections()
+                    connection.close()
+                    continue
+                if not renewed:
                     self.lost = True
                     log.warning("execution %s: lease lost while running", self.execution_id)
                     return
-        except Exception:
-            log.exception("execution %s: lease heartbeat failed", self.execution_id)
         finally:
-            close_old_connections()
             connection.close()
 
     def _overrun(self) -> None:
         self.overran = True
         log.error("execution %s: invocation ran past its %ss budget; stopping it", self.execution_id, int(self.budget))
-        store.expire_lease(self.execution_id, self.token, clock.now())
+        try:
+            store.expire_lease(self.execution_id, self.token, clock.now())
+        except DatabaseError:
+            log.exception("execution %s: could not expire the lease; it will lapse", self.execution_id)
         if self.on_budget is not None:
             self.on_budget()
         if self.kill:

@@ -15,6 +15,7 @@ from durable import clock, conf, dispatch, store
 from durable.config import Duration
 from durable.context import DurableContext
 from durable.exceptions import (
+    CheckpointFailedError,
     ExecutionError,
     InvocationDiedError,
     InvocationError,
@@ -102,6 +103,10 @@ def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budge
             )
         except LeaseLostError:
             log.warning("invocation of %s lost its lease; stopped writing", execution.pk)
+            return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
+        except CheckpointFailedError as exc:
+            # Nothing more can be written; the lease expires and the sweep resumes the execution.
+            log.error("invocation of %s stopped: %s", execution.pk, exc)
             return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
         except InvocationError as exc:
             # The invocation failed, not the execution: run again from the last checkpoint.
@@ -206,6 +211,9 @@ def _end(
             changes["wake_at"] = clock.now()
     except LeaseLostError:
         log.warning("invocation of %s lost its lease before it could finish", journal.execution_id)
+        return InvocationOutcome(journal.execution_id, ran=True, status=None)
+    except CheckpointFailedError as exc:
+        log.error("invocation of %s could not record its end: %s", journal.execution_id, exc)
         return InvocationOutcome(journal.execution_id, ran=True, status=None)
     if status is ExecutionStatus.RUNNING and changes["wake_at"] is not None:
         dispatch.wake(journal.execution_id, changes["wake_at"])

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, When
 
 from durable import dispatch
@@ -24,6 +24,7 @@ from durable.exceptions import (
     CallbackAlreadyCompletedError,
     CallbackExpiredError,
     CallbackNotFoundError,
+    CheckpointFailedError,
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
@@ -246,6 +247,17 @@ def append_events(execution_id: str, events: Iterable[HistoryRecord]) -> None:
         cursor.executemany(_sql().insert_event, [_event_params(_pk(execution_id), e) for e in events])
 
 
+@contextmanager
+def _checkpoint_guard(execution_id: str) -> Iterator[None]:
+    """Turn a database failure during a journal write into CheckpointFailedError."""
+    try:
+        yield
+    except DatabaseError as exc:
+        if connection.in_atomic_block and not connection.get_autocommit():
+            raise  # inside a caller's transaction (a transactional step): theirs to handle
+        raise CheckpointFailedError(f"could not write the journal of execution {execution_id}: {exc}") from exc
+
+
 class LeasedJournal:
     """The JournalWriter of one invocation: writes fenced by its lease token."""
 
@@ -269,7 +281,7 @@ class LeasedJournal:
             raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
 
     def write(self, checkpoints: list[Checkpoint]) -> None:
-        with transaction.atomic():
+        with _checkpoint_guard(self.execution_id), transaction.atomic():
             self._fence()
             save_checkpoints(self.execution_id, checkpoints)
 
@@ -292,7 +304,7 @@ class LeasedJournal:
         `watched_callbacks` are callbacks this invocation saw pending. One completed meanwhile
         makes the execution due now, so its completion is never lost. Returns True if so.
         """
-        with transaction.atomic():
+        with _checkpoint_guard(self.execution_id), transaction.atomic():
             self._fence(
                 lease_token=None,
                 lease_owner=None,

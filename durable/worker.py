@@ -16,7 +16,7 @@ from typing import Any
 import django_rq
 import redis
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.exceptions import DuplicateJobError
 
@@ -84,6 +84,16 @@ def dispatch(execution_id: str, when: datetime) -> None:
 
 def invoke(execution_id: str) -> str:
     """The RQ job: one invocation (after a short nap if it was released a little early)."""
+    # Jobs are not requests: check reused connections here, as Django does per request, so a
+    # restarted database costs one failed job, not every job after it.
+    close_old_connections()
+    try:
+        return _invoke(execution_id)
+    finally:
+        close_old_connections()
+
+
+def _invoke(execution_id: str) -> str:
     wake_at = Execution.objects.filter(pk=execution_id).values_list("wake_at", flat=True).first()
     if wake_at is not None:
         early = (wake_at - clock.now()).total_seconds()
@@ -99,6 +109,8 @@ class SweepingWorkerMixin:
     connection: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # RQ's own maintenance (registries, restarting a dead scheduler) every 30 s, not 10 min.
+        kwargs.setdefault("maintenance_interval", 30)
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
 
@@ -136,7 +148,7 @@ class SweepingWorkerMixin:
         except Exception:
             log.exception("sweep failed; will try again")
         finally:
-            connections.close_all()
+            close_old_connections()
 
 
 class DurableWorker(SweepingWorkerMixin, SimpleWorker):

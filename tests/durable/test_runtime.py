@@ -180,3 +180,37 @@ def test_invocations_dying_outside_any_step_cannot_loop_forever(settings):
     assert result.status == "FAILED"
     assert result.error["ErrorType"] == "InvocationDiedError"
     assert "5 invocations in a row died" in result.error["ErrorMessage"]
+
+
+@durable_execution(name="tests.runtime.db_outage")
+def db_outage(event: dict, context: DurableContext) -> int:
+    return context.step(lambda step: step.attempt, name="work")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_during_a_checkpoint_is_not_a_step_failure(monkeypatch):
+    from django.db import OperationalError
+
+    from durable import store as journal_store
+
+    real = journal_store.save_checkpoints
+    outage = {"on": True}
+
+    def flaky_save(execution_id, checkpoints):
+        if outage["on"]:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(execution_id, checkpoints)
+
+    monkeypatch.setattr(journal_store, "save_checkpoints", flaky_save)
+    with DurableTestRunner(db_outage) as runner:
+        execution_id = runner.run_async()
+        outcome = run_invocation(execution_id)
+        assert (outcome.ran, outcome.status) == (True, None)  # stopped, nothing recorded
+        assert not Operation.objects.filter(execution_id=execution_id).exists()
+        assert Execution.objects.get(pk=execution_id).status == "RUNNING"
+        outage["on"] = False
+        runner.clock.advance_to(runner.clock.current + timedelta(seconds=61))  # the lease lapses
+        result = runner.wait_for_result(execution_id)
+    assert result.status == "SUCCEEDED"
+    step = result.get_step("work")
+    assert (step.status, step.attempt) == ("SUCCEEDED", 1)  # the outage cost no attempt
