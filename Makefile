@@ -39,8 +39,8 @@ test: dev-deps
 	tier "format (ruff)" $(BIN)/ruff format --check . ; \
 	tier "types (mypy durable/)" $(BIN)/mypy durable ; \
 	tier "import contracts" $(BIN)/lint-imports ; \
-	tier "tests on SQLite (pytest)" $(BIN)/pytest $(PYTEST_ARGS) ; \
-	tier "engine and worker tests on PostgreSQL (pytest tests/durable)" scripts/with-postgres $(BIN)/pytest tests/durable $(PYTEST_ARGS) ; \
+	tier "tests on SQLite (pytest)" $(BIN)/pytest --ignore=tests/chaos $(PYTEST_ARGS) ; \
+	tier "engine, worker and chaos tests on PostgreSQL" scripts/with-postgres $(BIN)/pytest tests/durable tests/chaos $(PYTEST_ARGS) ; \
 	echo "== make test took $$(( $$(date +%s) - total ))s in all"
 
 format: dev-deps

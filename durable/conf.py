@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULE_HORIZON": 3600,
     # Seconds between sweeps inside the workers.
     "SWEEP_INTERVAL": 5,
+    # A wake-up still not run this many seconds after it was due is dispatched under a new job id.
+    "REDISPATCH_GRACE": 15,
     # The django-rq queue that carries invocations.
     "QUEUE": "default",
     # Largest callback result accepted by send_callback_success, in bytes.

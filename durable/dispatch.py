@@ -17,16 +17,22 @@ from django.utils.module_loading import import_string
 from durable import conf
 
 
-def _backend() -> Callable[[str, datetime], None] | None:
+def _backend() -> Callable[..., None] | None:
     path = conf.get("DISPATCHER")
     return import_string(path) if path else None
 
 
-def wake(execution_id: str, when: datetime) -> None:
-    """Ask for an invocation at `when` now (no transaction to wait for)."""
+def wake(execution_id: str, when: datetime, generation: int = 0) -> None:
+    """Ask for an invocation at `when` now (no transaction to wait for).
+
+    `generation` > 0 re-dispatches a long-overdue wake-up under a new job id.
+    """
     backend = _backend()
     if backend is not None:
-        backend(execution_id, when)
+        if generation:
+            backend(execution_id, when, generation)
+        else:
+            backend(execution_id, when)
 
 
 def on_commit_wake(execution_id: str, when: datetime) -> None:

@@ -77,10 +77,13 @@ def sweep(*, limit: int = 1000) -> SweepReport:
 
     report.timed_out_executions = _time_out_executions(now, limit)
 
+    grace = conf.get("REDISPATCH_GRACE")
     for pk, wake_at in due_query(now).values_list("pk", "wake_at")[:limit]:
         report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
-        # The same job id as the wake-up's first dispatch: a nudge still in Redis absorbs this one.
-        dispatch.wake(str(pk), wake_at or now)
+        wake_at = wake_at or now
+        # The wake-up's own job id: a nudge still in Redis absorbs this one. Long overdue, a new
+        # id every `grace` seconds, in case its job is stuck with a worker that was killed.
+        dispatch.wake(str(pk), wake_at, int((now - wake_at).total_seconds() // grace))
         report.dispatched_due.append(str(pk))
 
     for pk in expired_leases_query(now).values_list("pk", flat=True)[:limit]:

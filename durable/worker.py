@@ -50,17 +50,22 @@ def queue() -> Any:
     return _queues[key]
 
 
-def job_id(execution_id: str, when: datetime) -> str:
-    return f"durable-{execution_id}-{int(when.timestamp() * 1000)}"
+def job_id(execution_id: str, when: datetime, generation: int = 0) -> str:
+    suffix = f"-g{generation}" if generation else ""
+    return f"durable-{execution_id}-{int(when.timestamp() * 1000)}{suffix}"
 
 
-def dispatch(execution_id: str, when: datetime) -> None:
-    """The DISPATCHER backend: queue (or schedule) an invocation of `execution_id` at `when`."""
+def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
+    """The DISPATCHER backend: queue (or schedule) an invocation of `execution_id` at `when`.
+
+    `generation` > 0 gives a wake-up that is long overdue a new job id, in case the first job
+    for it is stuck in Redis (its worker killed before it took the lease).
+    """
     delay = (when - clock.now()).total_seconds()
     if delay > conf.get("SCHEDULE_HORIZON"):
         return  # far in the future: the sweep finds it when it is due
     options = {
-        "job_id": job_id(execution_id, when),
+        "job_id": job_id(execution_id, when, generation),
         "result_ttl": JOB_RESULT_TTL,
         "failure_ttl": JOB_FAILURE_TTL,
         # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
@@ -89,6 +94,11 @@ def invoke(execution_id: str) -> str:
     close_old_connections()
     try:
         return _invoke(execution_id)
+    except Exception:
+        # Never fail the job: a failed job's id stays taken in Redis for a while, which would
+        # hold back the sweep's re-dispatch of this wake-up. The database says what is due.
+        log.exception("invocation of %s failed; the sweep will dispatch it again", execution_id)
+        return "error"
     finally:
         close_old_connections()
 

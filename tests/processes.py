@@ -78,6 +78,11 @@ class RedisServer:
         wait_until(lambda: _pings(client), 10, message=f"redis-server on port {self.port}")
         return self
 
+    def restart(self) -> None:
+        """Stop the server (its data is gone: no persistence) and start an empty one on the same port."""
+        self.stop()
+        self.start()
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
 
@@ -103,7 +108,15 @@ class Worker:
         self.log_path = LOGS / f"{name}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "durable_worker", "--name", name, *(extra_args or [])],
+            [
+                sys.executable,
+                str(ROOT / "manage.py"),
+                "durable_worker",
+                "--name",
+                name,
+                "--exit-with-parent",  # no worker outlives a test run that was killed
+                *(extra_args or []),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self.log,

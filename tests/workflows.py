@@ -66,3 +66,32 @@ def three_steps(event: dict, context: DurableContext) -> int:
     for i in range(3):
         total += context.step(lambda _, i=i: i + event.get("n", 0), name=f"s{i}")
     return total
+
+
+def effect(tag: str, step: str) -> None:
+    """A side effect outside the journal: a row in chaos_effect (created by the chaos test)."""
+    import os
+    import random
+
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO chaos_effect (tag, step, pid, at) VALUES (%s, %s, %s, %s)",
+            [tag, step, os.getpid(), time.time()],
+        )
+    time.sleep(random.uniform(0, 0.15))  # widen the window a kill can land in
+
+
+@durable_execution
+def chaos_mix(event: dict, context: DurableContext) -> dict:
+    from durable import StepConfig
+
+    tag = event["tag"]
+    context.step(lambda _: effect(tag, "a"), name="a")
+    context.wait(Duration(1), name="pause")
+    # Transactional: its row commits with the checkpoint, so it exists exactly once.
+    context.step(lambda _: effect(tag, "b"), name="b", config=StepConfig(transactional=True))
+    decision = context.wait_for_callback(lambda callback_id, _: None, name="approval")
+    context.step(lambda _: effect(tag, "c"), name="c")
+    return {"tag": tag, "decision": decision}

@@ -8,6 +8,7 @@ overran its time budget, is started again.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -30,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--burst", action="store_true", help="Stop when the queue is empty (no supervisor).")
         parser.add_argument("--fork", action="store_true", help="Fork a work-horse per job (RQ's default worker).")
         parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--exit-with-parent", action="store_true", help="Stop the workers when the process that started us ends."
+        )
         parser.add_argument("--log-level", default="INFO")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -75,10 +79,13 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        parent = os.getppid()
         for slot in range(options["processes"]):
             spawn(slot)
         while True:
             time.sleep(0.5)
+            if options["exit_with_parent"] and os.getppid() != parent and not stopping:
+                stop(signal.SIGTERM, None)
             for slot, child in list(children.items()):
                 code = child.poll()
                 if code is None:
