@@ -1,0 +1,98 @@
+"""The container entry point, run for real outside Docker (CI has no Docker engine)."""
+
+import os
+import sqlite3
+import subprocess
+import urllib.request
+
+import pytest
+
+from tests.processes import ROOT, database_url, free_port, wait_until
+
+pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
+
+ENTRYPOINT = str(ROOT / "scripts" / "entrypoint")
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "DJANGO_ENV": "production",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "entrypoint-test-" + "k" * 40,
+        **extra,
+    }
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def test_migrate_role_creates_the_schema(tmp_path):
+    db = tmp_path / "fresh.sqlite3"
+    done = subprocess.run([ENTRYPOINT, "migrate"], env=env(DATABASE_URL=f"sqlite:///{db}"), capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert {"durable_execution", "durable_operation", "durable_historyevent"} <= tables(db)
+
+
+def test_web_role_migrates_then_serves_with_gunicorn(tmp_path):
+    db = tmp_path / "web.sqlite3"
+    port = free_port()
+    subprocess.run([ENTRYPOINT, "python", "manage.py", "collectstatic", "--noinput", "-v0"], env=env(), check=True)
+    web = subprocess.Popen(
+        [ENTRYPOINT, "web"],
+        env=env(DATABASE_URL=f"sqlite:///{db}", PORT=str(port), BIND="127.0.0.1", WEB_CONCURRENCY="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def get(path: str) -> int | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                    return response.status
+            except OSError:
+                return None
+
+        assert wait_until(lambda: get("/healthz"), 60, interval=0.2, message="gunicorn") == 200
+        assert get("/static/admin/css/base.css") == 200  # collected static files, served by whitenoise
+        assert "durable_execution" in tables(db)
+    finally:
+        web.terminate()
+        output = web.communicate(timeout=30)[0].decode()
+    assert "Booting worker" in output  # it really was gunicorn
+
+
+def test_other_roles_run_as_commands():
+    done = subprocess.run([ENTRYPOINT, "echo", "passed through"], env=env(), capture_output=True, text=True)
+    assert done.stdout.strip() == "passed through"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_role_runs_invocations(redis_server, settings):
+    from django.db import connection
+
+    from durable.client import get_execution, start_execution
+    from tests import workflows
+
+    settings.RQ_QUEUES["default"]["URL"] = redis_server.url
+    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.worker.dispatch"}
+    redis_server.client().flushall()
+    worker = subprocess.Popen(
+        [ENTRYPOINT, "worker", "--exit-with-parent"],
+        env=env(DATABASE_URL=database_url(connection.settings_dict), REDIS_URL=redis_server.url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        execution = start_execution(workflows.three_steps, {"n": 10})
+        done = wait_until(
+            lambda: (e := get_execution(execution.pk)).status != "RUNNING" and e, 30, message="the worker"
+        )
+        assert done.status == "SUCCEEDED"
+        assert done.result == "33"
+    finally:
+        worker.terminate()
+        worker.wait(30)
