@@ -1,12 +1,15 @@
-"""Workers on a real Redis and SQLite: throughput, callback-to-resume latency, timer lateness.
+"""Workers on a real Redis: throughput, callback-to-resume latency, timer lateness; and DBOS.
 
-For our in-process worker (the default, on RQ's SimpleWorker) and RQ's forking worker, with one
-and two workers:
+On the database in DATABASE_URL (PostgreSQL: run under scripts/with-postgres) or a fresh SQLite
+file, for our in-process worker (the default) with each worker count in --workers (and RQ's
+forking worker with --fork):
 * executions per second: N executions of a 3-step workflow, started at once, until all end;
 * callback-to-resume latency: time from send_callback_success to the resumed step running;
 * timer lateness: how long after a 2-second wait ends the next step runs.
+With --dbos, DBOS 3.4 does the same work on the same database with the same concurrency
+(bench/dbos_workers.py, in a process of its own), and the ratios are printed.
 
-Usage: python bench/workers.py [--executions 200] [--samples 20]
+Usage: python bench/workers.py [--executions 200] [--samples 20] [--workers 1,2,4] [--fork] [--dbos]
 """
 
 from __future__ import annotations
@@ -33,12 +36,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--executions", type=int, default=200)
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker")
+    parser.add_argument("--dbos", action="store_true", help="also measure DBOS on the same database")
     args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
 
     workdir = tempfile.mkdtemp(prefix="bench-workers-")
-    db_path = os.path.join(workdir, "journal.sqlite3")
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = f"sqlite:///{os.path.join(workdir, 'journal.sqlite3')}"
+    database = "postgresql" if os.environ["DATABASE_URL"].startswith("postgres") else "sqlite"
     os.environ.update(
-        DATABASE_URL=f"sqlite:///{db_path}",
         DJANGO_SETTINGS_MODULE="config.settings",
         DJANGO_LOG_LEVEL="WARNING",
         DURABLE_SWEEP_INTERVAL="1",
@@ -62,8 +70,8 @@ def main() -> None:
 
     rows = []
     try:
-        for fork in (False, True):
-            for count in (1, 2):
+        for fork in (False, True) if args.fork else (False,):
+            for count in counts:
                 redis_server.client().flushall()
                 extra = ["--fork"] if fork else []
                 pool = [
@@ -109,7 +117,7 @@ def main() -> None:
                     worker.stop()
                 rows.append(
                     {
-                        "worker": "forking" if fork else "in-process",
+                        "worker": "ours, forking" if fork else "ours",
                         "workers": count,
                         "exec_per_s": throughput,
                         "cb_p50_ms": percentile(latencies, 50) * 1000,
@@ -118,25 +126,54 @@ def main() -> None:
                         "timer_p95_ms": percentile(lateness, 95) * 1000,
                     }
                 )
+        if args.dbos:
+            for count in counts:
+                rows.append(dbos_row(database, workdir, count, args.executions, args.samples))
     finally:
         redis_server.stop()
 
-    print(f"SQLite (WAL), real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples\n")
+    print(f"{database}, real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples\n")
     header = (
-        f"{'worker':<13}{'n':>2} {'exec/s':>8} {'cb p50 ms':>10} {'cb p95 ms':>10} "
+        f"{'engine':<14}{'n':>2} {'exec/s':>8} {'cb p50 ms':>10} {'cb p95 ms':>10} "
         f"{'timer p50 ms':>13} {'timer p95 ms':>13}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['worker']:<13}{r['workers']:>2} {r['exec_per_s']:>8.1f} {r['cb_p50_ms']:>10.1f} "
+            f"{r['worker']:<14}{r['workers']:>2} {r['exec_per_s']:>8.1f} {r['cb_p50_ms']:>10.1f} "
             f"{r['cb_p95_ms']:>10.1f} {r['timer_p50_ms']:>13.1f} {r['timer_p95_ms']:>13.1f}"
         )
-    print(
-        f"\n(mean timer lateness includes RQ's 1 s scheduler poll; p50 of all rows: "
-        f"{statistics.median(r['timer_p50_ms'] for r in rows):.0f} ms)"
-    )
+    print("\n(our timer lateness includes RQ's one-second scheduler poll)")
+    for count in counts:
+        ours = next(r for r in rows if r["worker"] == "ours" and r["workers"] == count)
+        theirs = next((r for r in rows if r["worker"] == "DBOS" and r["workers"] == count), None)
+        if theirs:
+            print(
+                f"{count} worker(s): ours/DBOS executions per second "
+                f"{ours['exec_per_s'] / theirs['exec_per_s']:.2f}, callback p50 "
+                f"{ours['cb_p50_ms'] / theirs['cb_p50_ms']:.2f}, timer lateness p50 "
+                f"{ours['timer_p50_ms'] / max(theirs['timer_p50_ms'], 0.001):.2f}"
+            )
+
+
+def dbos_row(database: str, workdir: str, count: int, executions: int, samples: int) -> dict:
+    """DBOS in a process of its own, on the same database, with `count` workflows at a time."""
+    import subprocess
+
+    url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    if database == "sqlite":
+        url = f"sqlite:///{os.path.join(workdir, f'dbos-{count}.sqlite3')}"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "dbos_workers.py"),
+        *("--database-url", url, "--executions", str(executions)),
+        *("--samples", str(samples), "--concurrency", str(count)),
+    ]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    keys = ("exec_per_s", "cb_p50_ms", "cb_p95_ms", "timer_p50_ms", "timer_p95_ms")
+    return {"worker": "DBOS", "workers": count, **{k: result[k] for k in keys}}
 
 
 if __name__ == "__main__":
