@@ -112,12 +112,15 @@ def _run(n: int, wid: str) -> float:
     return time.perf_counter() - t0
 
 
-def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> dict[str, Any]:
+def measure_dbos(
+    steps: int, workdir: str, synchronous: str | None = None, database_url: str | None = None
+) -> dict[str, Any]:
     """Run the measurements in the module docstring on a new SQLite file in ``workdir``.
 
     Launches and destroys its own DBOS instance, so it can be called repeatedly in one
     process, but not while another DBOS instance exists there (raises RuntimeError).
     ``synchronous`` (e.g. "NORMAL") is set on every DBOS connection when given; else DBOS's own.
+    ``database_url`` (a postgresql:// URL) puts DBOS's system database there instead of SQLite.
     """
     if steps < 1:
         raise ValueError("steps must be >= 1")
@@ -128,12 +131,13 @@ def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> di
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db_path + suffix):
             os.remove(db_path + suffix)
-    pre = sqlite3.connect(db_path)  # journal_mode=WAL is persistent in the file
-    pre.execute("PRAGMA journal_mode=WAL").fetchone()
-    pre.close()
+    if database_url is None:
+        pre = sqlite3.connect(db_path)  # journal_mode=WAL is persistent in the file
+        pre.execute("PRAGMA journal_mode=WAL").fetchone()
+        pre.close()
     config: DBOSConfig = {
         "name": "dbos-bench",
-        "system_database_url": f"sqlite:///{db_path}",
+        "system_database_url": database_url or f"sqlite:///{db_path}",
         "log_level": "WARNING",
         "enable_otlp": False,
     }
@@ -152,9 +156,11 @@ def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> di
         DBOS.launch()
         launch_seconds = time.perf_counter() - t_launch
         engine: sa.Engine = dbos_internals._get_dbos_instance()._sys_db.engine
-        with engine.connect() as conn:
-            journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-            sync = int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
+        journal_mode, sync = "n/a (postgresql)", -1
+        if database_url is None:
+            with engine.connect() as conn:
+                journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                sync = int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
 
         tag, me = uuid.uuid4().hex[:8], threading.get_ident()
         _run(10, f"warmup-{tag}")
@@ -186,7 +192,7 @@ def measure_dbos(steps: int, workdir: str, synchronous: str | None = None) -> di
             "sqlite_version": sqlite3.sqlite_version,
             "unixepoch_subsec_shim": NEEDS_SHIM,
             "journal_mode": journal_mode,
-            "synchronous": {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, str(sync)),
+            "synchronous": {-1: "n/a", 0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(sync, str(sync)),
             "launch_seconds": round(launch_seconds, 4),
             "zero_step_workflow_seconds": round(zero_s, 6),
             "workflow_seconds": round(full_s, 6),

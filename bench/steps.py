@@ -27,18 +27,22 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# Under scripts/with-postgres both engines use that PostgreSQL database instead of SQLite files.
+POSTGRES_URL = os.environ.get("DATABASE_URL", "") if os.environ.get("DATABASE_URL", "").startswith("postgres") else ""
 
 
 def setup_django(db_path: str, synchronous: str) -> None:
-    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
+    if not POSTGRES_URL:
+        os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
     import django
     from django.conf import settings
 
     django.setup()
-    options = settings.DATABASES["default"]["OPTIONS"]
-    options["init_command"] = options["init_command"].replace("synchronous=NORMAL", f"synchronous={synchronous}")
+    if not POSTGRES_URL:
+        options = settings.DATABASES["default"]["OPTIONS"]
+        options["init_command"] = options["init_command"].replace("synchronous=NORMAL", f"synchronous={synchronous}")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -96,11 +100,13 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
                 replay_s.append(time.perf_counter() - started)
             queries.append(counter.count)
             assert Execution.objects.get(pk=execution_id).status == "SUCCEEDED"
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode")
-            journal_mode = cursor.fetchone()[0]
-            cursor.execute("PRAGMA synchronous")
-            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
+        journal_mode, sync = "n/a", "n/a (postgresql)"
+        if connection.vendor == "sqlite":
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode")
+                journal_mode = cursor.fetchone()[0]
+                cursor.execute("PRAGMA synchronous")
+                sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[cursor.fetchone()[0]]
     return {
         "engine": "ours",
         "journal_mode": journal_mode,
@@ -120,7 +126,10 @@ def child(kind: str, steps: int, rounds: int, synchronous: str) -> None:
         sys.path.insert(0, str(ROOT / "bench"))
         from dbos_side import measure_dbos
 
-        results = [measure_dbos(steps, os.path.join(workdir, str(i)), synchronous) for i in range(rounds)]
+        url = POSTGRES_URL.replace("postgres://", "postgresql://", 1) or None
+        results = [
+            measure_dbos(steps, os.path.join(workdir, str(i)), None if url else synchronous, url) for i in range(rounds)
+        ]
         print(
             json.dumps(
                 {
@@ -149,7 +158,8 @@ def main() -> None:
     import subprocess
 
     rows = []
-    for synchronous in ("NORMAL", "FULL"):
+    modes = ("n/a (postgresql)",) if POSTGRES_URL else ("NORMAL", "FULL")
+    for synchronous in modes:
         for kind in ("ours",) if args.no_dbos else ("ours", "dbos"):
             # Each engine in a process of its own: Django and DBOS each own their settings.
             out = subprocess.run(
@@ -170,7 +180,8 @@ def main() -> None:
                 text=True,
             ).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{args.steps}-step execution on SQLite (WAL), median of {args.rounds} rounds\n")
+    where = "PostgreSQL" if POSTGRES_URL else "SQLite (WAL)"
+    print(f"{args.steps}-step execution on {where}, median of {args.rounds} rounds\n")
     header = f"{'engine':<6} {'synchronous':<11} {'ms/step':>8} {'replay s':>9} {'queries/replay':>15}"
     print(header)
     print("-" * len(header))
@@ -181,9 +192,9 @@ def main() -> None:
         )
     if not args.no_dbos:
         print()
-        for synchronous in ("NORMAL", "FULL"):
-            ours = next(r for r in rows if r["engine"] == "ours" and r["synchronous"] == synchronous)
-            dbos = next(r for r in rows if r["engine"] == "dbos" and r["synchronous"] == synchronous)
+        for synchronous in modes:
+            ours = next(r for r in rows if r["engine"] == "ours" and r["synchronous"].startswith(synchronous[:3]))
+            dbos = next(r for r in rows if r["engine"] == "dbos" and r["synchronous"].startswith(synchronous[:3]))
             print(
                 f"synchronous={synchronous}: ours/DBOS ms per step {ours['ms_per_step'] / dbos['ms_per_step']:.2f}, "
                 f"replay time {ours['replay_seconds'] / dbos['replay_seconds']:.2f}, "

@@ -119,6 +119,11 @@ DURABLE = {
     "SCHEDULE_HORIZON": int(os.environ.get("DURABLE_SCHEDULE_HORIZON", "3600")),
 }
 
+APPROVALS = {
+    "REVIEW_TIMEOUT_SECONDS": int(os.environ.get("APPROVALS_REVIEW_TIMEOUT_SECONDS", str(7 * 24 * 3600))),
+    "MAX_ROUNDS": int(os.environ.get("APPROVALS_MAX_ROUNDS", "3")),
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,96 @@
+"""Documents submitted for summarizing, their review rounds, and the summaries published."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class DocumentStatus(models.TextChoices):
+    SUBMITTED = "submitted"
+    SUMMARIZING = "summarizing"
+    AWAITING_REVIEW = "awaiting_review", "awaiting review"
+    REVISING = "revising"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+FINAL_STATUSES = frozenset(
+    {DocumentStatus.PUBLISHED, DocumentStatus.REJECTED, DocumentStatus.EXPIRED, DocumentStatus.FAILED}
+)
+
+
+class Document(models.Model):
+    title = models.CharField(max_length=200)
+    text = models.TextField()
+    submitter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="documents")
+    status = models.CharField(max_length=20, choices=DocumentStatus.choices, default=DocumentStatus.SUBMITTED)
+    status_detail = models.CharField(max_length=500, blank=True, default="")
+    execution_id = models.UUIDField(null=True, blank=True, db_index=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    callback_url = models.URLField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "-created_at"], name="approvals_doc_status")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Decision(models.TextChoices):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVISE = "revise", "revision requested"
+
+
+class Review(models.Model):
+    """One round: a summary waiting for (or given) a reviewer's decision."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="reviews")
+    round = models.PositiveIntegerField()
+    summary = models.TextField()
+    summary_provider = models.CharField(max_length=40, blank=True, default="")
+    summary_model = models.CharField(max_length=120, blank=True, default="")
+    callback_id = models.CharField(max_length=64, unique=True)
+    decision = models.CharField(max_length=10, choices=Decision.choices, blank=True, default="")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
+    )
+    comment = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["document", "round"]
+        constraints = [models.UniqueConstraint(fields=["document", "round"], name="approvals_review_round")]
+        indexes = [models.Index(fields=["decision", "-created_at"], name="approvals_review_open")]
+        permissions = [("decide_review", "Can approve, reject or request a revision of a summary")]
+
+    def __str__(self) -> str:
+        return f"{self.document} round {self.round}"
+
+    @property
+    def is_open(self) -> bool:
+        return not self.decision
+
+
+class PublishedSummary(models.Model):
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="published")
+    review = models.OneToOneField(Review, on_delete=models.PROTECT, related_name="published")
+    text = models.TextField()
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    published_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Published summary of {self.document}"

@@ -1,0 +1,130 @@
+"""summarize_approve_persist: summarize a document, wait for a reviewer, publish exactly once.
+
+Each round summarizes (retrying transient model errors), opens a review and waits for the
+reviewer's callback. Approved: the summary is published by a transactional step. Rejected: that
+is recorded. A revision request feeds the reviewer's comment into the next round, up to
+MAX_ROUNDS. No decision before the review's timeout: the document expires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import llm
+from approvals import conf, services
+from approvals.models import Decision, Document, DocumentStatus
+from durable import clock
+from durable import (
+    CallbackTimeoutError,
+    DurableContext,
+    StepConfig,
+    StepContext,
+    StepError,
+    durable_execution,
+)
+from durable.config import Duration, WaitForCallbackConfig
+from durable.retries import RetryStrategyConfig, create_retry_strategy
+from durable.serdes import JsonSerDes
+from durable.types import WaitForCallbackContext
+from llm.errors import LLMError, RetryableLLMError
+
+# Only errors the model provider calls transient are retried; bad credentials fail at once.
+SUMMARIZE_RETRIES = create_retry_strategy(
+    RetryStrategyConfig(
+        max_attempts=5,
+        initial_delay=Duration(2),
+        max_delay=Duration(60),
+        retryable_error_types=[RetryableLLMError],
+    )
+)
+
+
+def summarize(document_id: int, round_number: int, feedback: str | None) -> Any:
+    def body(step: StepContext) -> dict[str, Any]:
+        status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
+        services.document_set_status(document_id, status)
+        text = Document.objects.values_list("text", flat=True).get(pk=document_id)
+        try:
+            summary = llm.summarize(text, feedback=feedback)
+        except LLMError as exc:
+            step.logger.warning("summarizer failed on attempt %s: %s", step.attempt, exc)
+            raise
+        return asdict(summary)
+
+    return body
+
+
+def open_review(document_id: int, round_number: int, summary: dict[str, Any], timeout: int) -> Any:
+    def submit(callback_id: str, context: WaitForCallbackContext) -> None:
+        expires_at = clock.now() + timedelta(seconds=timeout)
+        services.review_open(
+            document_id=document_id,
+            round_number=round_number,
+            summary=summary,
+            callback_id=callback_id,
+            expires_at=expires_at,
+        )
+
+    return submit
+
+
+@durable_execution(name="summarize_approve_persist")
+def summarize_approve_persist(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
+    document_id = int(event["document_id"])
+    timeout = int(conf.get("REVIEW_TIMEOUT_SECONDS"))
+    max_rounds = int(conf.get("MAX_ROUNDS"))
+    feedback: str | None = None
+    for round_number in range(1, max_rounds + 1):
+        try:
+            summary = context.step(
+                summarize(document_id, round_number, feedback),
+                name=f"summarize #{round_number}",
+                config=StepConfig(retry_strategy=SUMMARIZE_RETRIES),
+            )
+        except StepError as exc:
+            # Not a step: the execution fails right after, so this runs once, and a redrive
+            # (after fixing the provider) summarizes again from here.
+            services.document_set_status(document_id, DocumentStatus.FAILED, f"summarizer: {exc}"[:500])
+            raise
+        try:
+            decision = context.wait_for_callback(
+                open_review(document_id, round_number, summary, timeout),
+                name=f"review #{round_number}",
+                config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=JsonSerDes()),
+            )
+        except CallbackTimeoutError:
+            context.step(
+                lambda _: services.document_set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"),
+                name="expire",
+            )
+            return {"document_id": document_id, "status": DocumentStatus.EXPIRED.value, "rounds": round_number}
+        if decision["decision"] == Decision.APPROVED:
+            published_id = context.step(
+                lambda _, review_id=decision["review_id"]: services.summary_publish(
+                    document_id=document_id, review_id=review_id
+                ),
+                name="publish",
+                config=StepConfig(transactional=True),
+            )
+            return {
+                "document_id": document_id,
+                "status": DocumentStatus.PUBLISHED.value,
+                "rounds": round_number,
+                "published_summary_id": published_id,
+            }
+        if decision["decision"] == Decision.REJECTED:
+            context.step(
+                lambda _: services.document_set_status(document_id, DocumentStatus.REJECTED, decision["comment"][:500]),
+                name="reject",
+            )
+            return {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
+        feedback = decision["comment"]
+    context.step(
+        lambda _: services.document_set_status(
+            document_id, DocumentStatus.REJECTED, f"still not approved after {max_rounds} rounds"
+        ),
+        name="reject after the last round",
+    )
+    return {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": max_rounds}
