@@ -15,13 +15,13 @@ from typing import Any
 import llm
 from approvals import conf, services
 from approvals.models import Decision, Document, DocumentStatus
-from durable import clock
 from durable import (
     CallbackTimeoutError,
     DurableContext,
     StepConfig,
     StepContext,
     StepError,
+    clock,
     durable_execution,
 )
 from durable.config import Duration, WaitForCallbackConfig
@@ -115,8 +115,9 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
                 "published_summary_id": published_id,
             }
         if decision["decision"] == Decision.REJECTED:
+            reason = str(decision["comment"])[:500]
             context.step(
-                lambda _: services.document_set_status(document_id, DocumentStatus.REJECTED, decision["comment"][:500]),
+                lambda _, reason=reason: services.document_set_status(document_id, DocumentStatus.REJECTED, reason),
                 name="reject",
             )
             return {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
