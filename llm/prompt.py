@@ -1,0 +1,35 @@
+"""The prompt both chat providers send: one system prompt, then the document and any guidance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SYSTEM_PROMPT = (
+    "You write summaries of documents for a human reviewer who decides whether to publish them. "
+    "State only what the document says; do not add facts, opinions or advice. "
+    "Write plain prose without headings or a preamble. "
+    "When instructions or reviewer feedback are given, follow them; feedback asks you to revise "
+    "an earlier summary of the same document."
+)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The system prompt and the user's message."""
+
+    system: str
+    user: str
+
+
+def build_prompt(text: str, *, instructions: str | None = None, feedback: str | None = None) -> Prompt:
+    """Put the document, then the instructions, then the reviewer's feedback into one user message."""
+    parts = [f"Summarize the document between the <document> tags.\n\n<document>\n{text.strip()}\n</document>"]
+    if instructions and instructions.strip():
+        parts.append(f"Instructions:\n{instructions.strip()}")
+    if feedback and feedback.strip():
+        parts.append(
+            "A reviewer asked for a revision of the previous summary. Their feedback:\n"
+            f"{feedback.strip()}\n"
+            "Write a new summary that addresses this feedback."
+        )
+    return Prompt(system=SYSTEM_PROMPT, user="\n\n".join(parts))

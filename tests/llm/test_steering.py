@@ -1,0 +1,50 @@
+import pytest
+
+from llm.steering import LONGER_FACTOR, SHORTER_FACTOR, Steering, focus_terms, read_steering, stem
+
+
+@pytest.mark.parametrize(
+    ("feedback", "factor"),
+    [
+        ("Make it shorter.", SHORTER_FACTOR),
+        ("This is too long.", SHORTER_FACTOR),
+        ("Be more concise", SHORTER_FACTOR),
+        ("Please trim it", SHORTER_FACTOR),
+        ("Make it longer.", LONGER_FACTOR),
+        ("Too brief.", LONGER_FACTOR),
+        ("Too short; expand on the costs", LONGER_FACTOR),
+        ("I want more detail.", LONGER_FACTOR),
+        ("Shorter, yet with more detail", 1.0),
+        ("Mention the harvest.", 1.0),
+    ],
+)
+def test_length_requests(feedback, factor):
+    assert read_steering(instructions=None, feedback=feedback).length_factor == factor
+
+
+def test_feedback_decides_length_over_instructions():
+    assert read_steering(instructions="Be brief.", feedback="Too short.").length_factor == LONGER_FACTOR
+    assert read_steering(instructions="Be brief.", feedback="Mention costs.").length_factor == SHORTER_FACTOR
+
+
+def test_focus_terms_are_stemmed_content_words():
+    assert focus_terms("Please focus on the budgets and the hiring plans in the summary.") == {"budget", "hire", "plan"}
+
+
+def test_focus_terms_leave_out_length_requests():
+    assert focus_terms("Too long. Shorter, and more detail on volunteers.") == {"volunt"}
+
+
+def test_instructions_and_feedback_focus_terms_are_combined():
+    steering = read_steering(instructions="Write for the treasurer.", feedback="Mention the grant.")
+    assert steering == Steering(length_factor=1.0, focus_terms=frozenset({"treasur", "grant"}))
+
+
+def test_nothing_asked_means_no_steering():
+    assert read_steering(instructions=None, feedback=None) == Steering()
+    assert read_steering(instructions="", feedback="   ") == Steering()
+
+
+def test_stem_is_lower_case_english_stem():
+    assert stem("Budgets") == "budget"
+    assert stem("Running") == "run"
