@@ -1,0 +1,249 @@
+"""summarize_approve_persist, every path, on the time-skipping runner over the real engine."""
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+
+import llm
+from approvals import workflows
+from approvals.errors import (
+    InvalidDecisionError,
+    ReviewAlreadyDecidedError,
+    ReviewerIsSubmitterError,
+    ReviewExpiredError,
+)
+from approvals.models import Document, PublishedSummary, Review
+from approvals.services import document_submit, review_decide
+from durable import store as journal_store
+from durable.models import Execution, Operation
+from durable.testing import DurableTestRunner
+from llm.errors import AuthenticationError, RateLimitedError
+from tests.durable.helpers import Crash, crash_then_expire_lease
+
+pytestmark = pytest.mark.django_db
+
+TEXT = (
+    "The city council approved a new budget for public libraries. The budget adds evening hours at "
+    "four branches. Librarians asked for more staff to cover the longer hours. The council agreed to "
+    "hire six people. The changes start next spring. Residents can comment on the plan until March."
+)
+
+
+@pytest.fixture
+def people():
+    users = get_user_model().objects
+    return {
+        "submitter": users.create_user("submitter", password="pw-submitter-1"),
+        "reviewer": users.create_user("reviewer", password="pw-reviewer-1"),
+        "second": users.create_user("second", password="pw-second-1"),
+    }
+
+
+@pytest.fixture
+def runner():
+    with DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        yield runner
+
+
+def submit(people) -> Document:
+    return document_submit(title="Library budget", text=TEXT, submitter=people["submitter"])
+
+
+def open_review(runner, document: Document, round_number: int) -> Review:
+    runner.wait_for_callback(str(document.execution_id))
+    review = Review.objects.get(document=document, round=round_number)
+    document.refresh_from_db()
+    assert document.status == "awaiting_review"
+    return review
+
+
+def finish(runner, document: Document):
+    result = runner.wait_for_result(str(document.execution_id))
+    document.refresh_from_db()
+    return result
+
+
+def test_approved_summary_is_published_once(people, runner):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    assert review.summary
+    assert all(sentence in TEXT for sentence in review.summary.split(". "))  # offline: extractive
+    review_decide(review, reviewer=people["reviewer"], decision="approved", comment="Clear.")
+    document.refresh_from_db()
+    assert document.status == "publishing"
+    result = finish(runner, document)
+    assert result.status == "SUCCEEDED"
+    assert json.loads(result.result)["status"] == "published"
+    assert document.status == "published"
+    published = PublishedSummary.objects.get(document=document)
+    assert (published.text, published.reviewer) == (review.summary, people["reviewer"])
+
+
+def test_rejected_summary_is_recorded(people, runner):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    review_decide(review, reviewer=people["reviewer"], decision="rejected", comment="Off topic.")
+    result = finish(runner, document)
+    assert json.loads(result.result)["status"] == "rejected"
+    assert (document.status, document.status_detail) == ("rejected", "Off topic.")
+    assert not PublishedSummary.objects.exists()
+
+
+def test_revised_twice_then_approved(people, runner, monkeypatch):
+    seen_feedback = []
+    real = llm.summarize
+
+    def recording(text, *, instructions=None, feedback=None):
+        seen_feedback.append(feedback)
+        return real(text, instructions=instructions, feedback=feedback)
+
+    monkeypatch.setattr(workflows.llm, "summarize", recording)
+    document = submit(people)
+    first = open_review(runner, document, 1)
+    review_decide(first, reviewer=people["reviewer"], decision="revise", comment="Shorter, please.")
+    second = open_review(runner, document, 2)
+    review_decide(second, reviewer=people["second"], decision="revise", comment="Mention the staff.")
+    third = open_review(runner, document, 3)
+    assert "staff" in third.summary
+    review_decide(third, reviewer=people["reviewer"], decision="approved")
+    result = finish(runner, document)
+    assert json.loads(result.result) == {
+        "document_id": document.pk,
+        "status": "published",
+        "rounds": 3,
+        "published_summary_id": PublishedSummary.objects.get().pk,
+    }
+    assert seen_feedback == [None, "Shorter, please.", "Mention the staff."]
+    assert PublishedSummary.objects.get().text == third.summary
+
+
+def test_a_review_without_a_decision_expires(people, runner, settings):
+    settings.APPROVALS = {**settings.APPROVALS, "REVIEW_TIMEOUT_SECONDS": 3600}
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    result = finish(runner, document)  # the runner skips the hour
+    assert json.loads(result.result)["status"] == "expired"
+    assert document.status == "expired"
+    with pytest.raises(ReviewExpiredError):
+        review_decide(review, reviewer=people["reviewer"], decision="approved")
+    review.refresh_from_db()
+    assert review.decision == ""
+
+
+def test_a_transient_summarizer_failure_is_retried(people, runner, monkeypatch):
+    calls = []
+    real = llm.summarize
+
+    def flaky(text, **kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise RateLimitedError("429 from the provider", provider="fake")
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(workflows.llm, "summarize", flaky)
+    document = submit(people)
+    open_review(runner, document, 1)
+    step = Operation.objects.get(execution_id=document.execution_id, name="summarize #1")
+    assert (step.status, step.attempt) == ("SUCCEEDED", 3)
+    assert len(calls) == 3
+
+
+def test_a_permanent_summarizer_failure_fails_the_document(people, runner, monkeypatch):
+    def denied(text, **kwargs):
+        raise AuthenticationError("invalid API key", provider="fake")
+
+    monkeypatch.setattr(workflows.llm, "summarize", denied)
+    document = submit(people)
+    result = finish(runner, document)
+    assert result.status == "FAILED"
+    assert document.status == "failed"
+    assert "invalid API key" in document.status_detail
+    step = result.get_step("summarize #1")
+    assert step.attempt == 1  # not retried
+
+
+def test_publish_happens_exactly_once_when_the_worker_dies_before_its_checkpoint(people, monkeypatch):
+    real = journal_store.save_checkpoints
+    crashed = []
+
+    def crash_on_publish(execution_id, checkpoints):
+        if not crashed and any(c.record.name == "publish" and c.record.status == "SUCCEEDED" for c in checkpoints):
+            crashed.append(True)
+            raise Crash  # the body wrote the summary; the process dies before the checkpoint commits
+        return real(execution_id, checkpoints)
+
+    monkeypatch.setattr(journal_store, "save_checkpoints", crash_on_publish)
+    with DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document = submit(people)
+        review = open_review(runner, document, 1)
+        review_decide(review, reviewer=people["reviewer"], decision="approved")
+        crash_then_expire_lease(runner, str(document.execution_id))
+        assert not PublishedSummary.objects.exists()  # rolled back with the dead transaction
+        result = finish(runner, document)
+    assert crashed
+    assert result.status == "SUCCEEDED"
+    assert PublishedSummary.objects.filter(document=document).count() == 1
+    assert document.status == "published"
+
+
+def test_deciding_twice_changes_nothing(people, runner):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    review_decide(review, reviewer=people["reviewer"], decision="rejected", comment="No.")
+    with pytest.raises(ReviewAlreadyDecidedError):
+        review_decide(review, reviewer=people["second"], decision="approved")
+    review.refresh_from_db()
+    assert (review.decision, review.reviewer) == ("rejected", people["reviewer"])
+
+
+def test_submitters_cannot_review_their_own_documents(people, runner):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    with pytest.raises(ReviewerIsSubmitterError):
+        review_decide(review, reviewer=people["submitter"], decision="approved")
+    review.refresh_from_db()
+    assert review.decision == ""
+    assert Execution.objects.get(pk=document.execution_id).status == "RUNNING"
+
+
+def test_bad_decisions_are_refused(people, runner):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    with pytest.raises(InvalidDecisionError):
+        review_decide(review, reviewer=people["reviewer"], decision="maybe")
+    with pytest.raises(InvalidDecisionError, match="feedback"):
+        review_decide(review, reviewer=people["reviewer"], decision="revise", comment="  ")
+    review.refresh_from_db()
+    assert review.decision == ""
+
+
+def test_too_many_revisions_end_in_rejection(people, runner, settings):
+    settings.APPROVALS = {**settings.APPROVALS, "MAX_ROUNDS": 2}
+    document = submit(people)
+    for round_number in (1, 2):
+        review = open_review(runner, document, round_number)
+        review_decide(review, reviewer=people["reviewer"], decision="revise", comment="Try again.")
+    result = finish(runner, document)
+    assert json.loads(result.result) == {"document_id": document.pk, "status": "rejected", "rounds": 2}
+    assert "after 2 rounds" in document.status_detail
+
+
+def test_submit_document_command(people, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "note.md"
+    path.write_text(TEXT, encoding="utf-8")
+    out = StringIO()
+    call_command("submit_document", str(path), "--user", "submitter", stdout=out)
+    document = Document.objects.get()
+    assert (document.title, document.text) == ("note", TEXT)
+    assert f"Submitted document {document.pk}" in out.getvalue()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("   ", encoding="utf-8")
+    with pytest.raises(CommandError, match="empty"):
+        call_command("submit_document", str(empty), "--user", "submitter")
+    assert Document.objects.count() == 1
