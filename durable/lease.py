@@ -1,9 +1,10 @@
-"""Keeps an invocation's lease alive while it runs, and enforces its time budget.
+"""Keeps invocations' leases alive while they run, and enforces their time budgets.
 
-A thread renews the lease every third of its length. Past the invocation's budget it expires
-the lease (so the next holder counts this invocation as dead), asks for a new invocation now,
-and, when `kill` is set (a forked work-horse), ends the process: a step that overruns is stopped
-and the execution resumes from its last checkpoint.
+One daemon thread per process (started on first use, and again after a fork) renews every held
+lease each third of its length. Past an invocation's budget it expires that lease (so the next
+holder counts the invocation as dead), asks for a new invocation now, and, when the process is
+disposable (a supervised worker or a forked work-horse), ends the process: a step that overruns
+is stopped and the execution resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from django.db import DatabaseError, close_old_connections, connection
 
@@ -21,70 +24,115 @@ from durable import clock, store
 log = logging.getLogger("durable.lease")
 
 BUDGET_EXIT_CODE = 75
+TICK_SECONDS = 0.2
 
 
-class LeaseKeeper:
-    def __init__(
-        self,
-        execution_id: str,
-        token: str,
-        ttl_seconds: float,
-        budget_seconds: float,
-        *,
-        kill: bool,
-        on_budget: Callable[[], None] | None = None,
-    ) -> None:
-        self.execution_id = execution_id
-        self.token = token
-        self.ttl = ttl_seconds
-        self.deadline = time.monotonic() + budget_seconds
-        self.budget = budget_seconds
-        self.kill = kill
-        self.on_budget = on_budget
-        self.lost = False
-        self.overran = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{execution_id[:8]}", daemon=True)
+@dataclass
+class HeldLease:
+    execution_id: str
+    token: str
+    ttl: float
+    budget: float
+    kill: bool
+    on_budget: Callable[[], None] | None
+    deadline: float = 0.0
+    renew_at: float = 0.0
+    lost: bool = False
+    overran: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
 
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+class _Keeper:
+    def __init__(self) -> None:
+        self.leases: dict[int, HeldLease] = {}
+        self.lock = threading.Lock()
+        self.pid = 0
+        self.thread: threading.Thread | None = None
+
+    def ensure_running(self) -> None:
+        if self.pid != os.getpid() or self.thread is None or not self.thread.is_alive():
+            self.pid = os.getpid()
+            self.leases = {}  # a forked child inherits none of its parent's invocations
+            self.thread = threading.Thread(target=self._run, name="durable-lease-keeper", daemon=True)
+            self.thread.start()
 
     def _run(self) -> None:
-        interval = max(0.2, self.ttl / 3)
-        try:
-            while not self._stop.wait(min(interval, max(0.05, self.deadline - time.monotonic()))):
-                if time.monotonic() >= self.deadline:
-                    self._overrun()
-                    return
-                try:
-                    renewed = store.renew_lease(self.execution_id, self.token, clock.now(), self.ttl)
-                except DatabaseError as exc:
-                    # Try again next beat; if the database stays away, the lease simply expires.
-                    log.warning("execution %s: could not renew the lease (%s)", self.execution_id, exc)
-                    close_old_connections()
-                    connection.close()
+        while True:
+            time.sleep(TICK_SECONDS)
+            now = time.monotonic()
+            with self.lock:
+                held = list(self.leases.values())
+            for lease in held:
+                if lease.done.is_set():
                     continue
-                if not renewed:
-                    self.lost = True
-                    log.warning("execution %s: lease lost while running", self.execution_id)
-                    return
-        finally:
-            connection.close()
+                if now >= lease.deadline:
+                    self._overrun(lease)
+                elif now >= lease.renew_at:
+                    self._renew(lease, now)
 
-    def _overrun(self) -> None:
-        self.overran = True
-        log.error("execution %s: invocation ran past its %ss budget; stopping it", self.execution_id, int(self.budget))
+    def _renew(self, lease: HeldLease, now: float) -> None:
         try:
-            store.expire_lease(self.execution_id, self.token, clock.now())
+            renewed = store.renew_lease(lease.execution_id, lease.token, clock.now(), lease.ttl)
+        except DatabaseError as exc:
+            # Try again next beat; if the database stays away, the lease simply expires.
+            log.warning("execution %s: could not renew the lease (%s)", lease.execution_id, exc)
+            close_old_connections()
+            connection.close()
+            return
+        lease.renew_at = now + lease.ttl / 3
+        if not renewed:
+            lease.lost = True
+            lease.done.set()
+            log.warning("execution %s: lease lost while running", lease.execution_id)
+
+    def _overrun(self, lease: HeldLease) -> None:
+        lease.overran = True
+        lease.done.set()
+        log.error(
+            "execution %s: invocation ran past its %ss budget; stopping it", lease.execution_id, int(lease.budget)
+        )
+        try:
+            store.expire_lease(lease.execution_id, lease.token, clock.now())
         except DatabaseError:
-            log.exception("execution %s: could not expire the lease; it will lapse", self.execution_id)
-        if self.on_budget is not None:
-            self.on_budget()
-        if self.kill:
+            log.exception("execution %s: could not expire the lease; it will lapse", lease.execution_id)
+        if lease.on_budget is not None:
+            lease.on_budget()
+        if lease.kill:
             logging.shutdown()
             os._exit(BUDGET_EXIT_CODE)
+
+
+_keeper = _Keeper()
+
+
+@contextmanager
+def hold(
+    execution_id: str,
+    token: str,
+    ttl_seconds: float,
+    budget_seconds: float,
+    *,
+    kill: bool,
+    on_budget: Callable[[], None] | None = None,
+) -> Iterator[HeldLease]:
+    """Keep this lease renewed, and the invocation within its budget, inside the block."""
+    now = time.monotonic()
+    lease = HeldLease(
+        execution_id,
+        token,
+        ttl_seconds,
+        budget_seconds,
+        kill,
+        on_budget,
+        deadline=now + budget_seconds,
+        renew_at=now + max(TICK_SECONDS, ttl_seconds / 3),
+    )
+    with _keeper.lock:
+        _keeper.ensure_running()
+        _keeper.leases[id(lease)] = lease
+    try:
+        yield lease
+    finally:
+        lease.done.set()
+        with _keeper.lock:
+            _keeper.leases.pop(id(lease), None)

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from durable import clock, conf, dispatch, store
+from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
 from durable.exceptions import (
@@ -25,7 +26,6 @@ from durable.exceptions import (
     error_object,
 )
 from durable.execution import get_function
-from durable.lease import LeaseKeeper
 from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState, HistoryRecord, OperationStatus, OperationType
 
@@ -83,7 +83,7 @@ def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budge
     if lease.took_over:
         state.death_check = _death_check(execution, lease.token, limit)
     budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds
-    keeper = LeaseKeeper(
+    keeper = lease_keeper.hold(
         str(execution.pk),
         lease.token,
         ttl,

@@ -17,7 +17,6 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, F, PositiveIntegerField, Q, When
 
 from durable import dispatch
 from durable.exceptions import (
@@ -71,23 +70,23 @@ class Lease:
 def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Lease | None:
     """Take the lease of a RUNNING execution if it is free or expired; None if not taken."""
     token = secrets.token_hex(16)
-    taken = (
-        Execution.objects.filter(pk=execution_id, status=ExecutionStatus.RUNNING)
-        .filter(Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now))
-        .update(
-            lease_token=token,
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=ttl_seconds),
-            invocation_count=F("invocation_count") + 1,
-            # A token still set means the last invocation never finished: it died.
-            consecutive_deaths=Case(
-                When(lease_token__isnull=False, then=F("consecutive_deaths") + 1),
-                default=F("consecutive_deaths"),
-                output_field=PositiveIntegerField(),
-            ),
-            updated_at=now,
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
+        # than the database's work.
+        cursor.execute(
+            _sql().acquire,
+            [
+                token,
+                owner,
+                ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
+                ops.adapt_datetimefield_value(now),
+                _pk(execution_id),
+                ExecutionStatus.RUNNING.value,
+                ops.adapt_datetimefield_value(now),
+            ],
         )
-    )
+        taken = cursor.rowcount
     if not taken:
         return None
     execution = Execution.objects.get(pk=execution_id)
@@ -226,6 +225,15 @@ class _Statements:
         self.insert_event = (
             f"INSERT INTO {qn(HistoryEvent._meta.db_table)} ({', '.join(qn(c) for c in event_columns)}) "
             f"VALUES ({', '.join(['%s'] * len(event_columns))})"
+        )
+        # A token still set means the last invocation never finished: it died.
+        self.acquire = (
+            f"UPDATE {exec_table} SET {qn('lease_token')} = %s, {qn('lease_owner')} = %s, "
+            f"{qn('lease_expires_at')} = %s, {qn('invocation_count')} = {qn('invocation_count')} + 1, "
+            f"{qn('consecutive_deaths')} = CASE WHEN {qn('lease_token')} IS NULL "
+            f"THEN {qn('consecutive_deaths')} ELSE {qn('consecutive_deaths')} + 1 END, {qn('updated_at')} = %s "
+            f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
+            f"AND ({qn('lease_token')} IS NULL OR {qn('lease_expires_at')} < %s)"
         )
         self.fence = (
             f"UPDATE {exec_table} SET {qn('updated_at')} = %s "
