@@ -118,14 +118,7 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     with transaction.atomic():
         execution = get_execution(execution_id)
         stopped = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
-            status=ExecutionStatus.STOPPED,
-            error=error,
-            ended_at=now,
-            updated_at=now,
-            wake_at=None,
-            lease_token=None,
-            lease_owner=None,
-            lease_expires_at=None,
+            **store.ended(ExecutionStatus.STOPPED, now, error)
         )
         if not stopped:
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")

@@ -119,16 +119,7 @@ def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budge
                 wake_at=clock.now(),
                 state=state,
             )
-        except ExecutionError as exc:
-            return _end(
-                journal,
-                state.pending_checkpoints(),
-                invocation,
-                ExecutionStatus.FAILED,
-                error=error_object(exc),
-                state=state,
-            )
-        except Exception as exc:  # noqa: BLE001 - an unhandled error ends the execution as FAILED
+        except Exception as exc:  # noqa: BLE001 - an unhandled error (ExecutionError included) fails it
             return _end(
                 journal,
                 state.pending_checkpoints(),

@@ -60,6 +60,20 @@ _DATETIME_FIELDS = frozenset(
 _UPDATABLE_FIELDS = [f for f in _OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
 
 
+def ended(status: str, now: datetime, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of an execution that ends outside an invocation (stop, sweep): lease let go."""
+    return {
+        "status": status,
+        "error": error,
+        "ended_at": now,
+        "updated_at": now,
+        "wake_at": None,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+
+
 @dataclass(frozen=True)
 class Lease:
     execution: Execution

@@ -111,16 +111,7 @@ def _time_out_executions(now: datetime, limit: int) -> list[str]:
         ids = [str(pk) for pk in _skip_locked(timed_out_query(now)).values_list("pk", flat=True)[:limit]]
         if not ids:
             return []
-        Execution.objects.filter(pk__in=ids).update(
-            status=ExecutionStatus.TIMED_OUT,
-            error=error,
-            ended_at=now,
-            updated_at=now,
-            wake_at=None,
-            lease_token=None,
-            lease_owner=None,
-            lease_expires_at=None,
-        )
+        Execution.objects.filter(pk__in=ids).update(**store.ended(ExecutionStatus.TIMED_OUT, now, error))
         for pk in ids:
             store.append_events(pk, [HistoryRecord("ExecutionTimedOut", None, {"Error": {"Payload": error}}, now)])
     return ids
