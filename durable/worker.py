@@ -87,6 +87,9 @@ def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
         log.warning("could not dispatch %s to Redis (%s); the sweep will pick it up", execution_id, exc)
 
 
+INVOKE = f"{__name__}.invoke"
+
+
 def invoke(execution_id: str) -> str:
     """The RQ job: one invocation (after a short nap if it was released a little early)."""
     # Jobs are not requests: check reused connections here, as Django does per request, so a
@@ -170,7 +173,20 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     def execute_job(self, job: Any, queue: Any) -> None:
         global _process_is_disposable
         _process_is_disposable = True
-        super().execute_job(job, queue)
+        if job.func_name != INVOKE:
+            super().execute_job(job, queue)
+            return
+        # Our jobs are nudges: the lease and the journal record the work, so RQ's per-job
+        # bookkeeping (started registry, execution records, statuses, results) is skipped.
+        # This halves the cost of a short invocation. A worker dying here leaves the job in
+        # RQ's intermediate queue, which RQ re-queues; the lease makes that harmless.
+        try:
+            invoke(*job.args)
+        finally:
+            with self.connection.pipeline() as pipeline:
+                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+                pipeline.delete(job.key)
+                pipeline.execute()
 
 
 class DurableForkingWorker(SweepingWorkerMixin, Worker):
