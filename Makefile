@@ -33,6 +33,7 @@ run: migrate
 	@HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) scripts/run-dev
 
 test: dev-deps
+	@scripts/ensure-test-services
 	@set -e; total=$$(date +%s); \
 	tier() { local name=$$1; shift; local t=$$(date +%s); echo "== $$name"; "$$@"; echo "== $$name took $$(( $$(date +%s) - t ))s"; }; \
 	tier "lint (ruff)" $(BIN)/ruff check . ; \
