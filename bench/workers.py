@@ -50,6 +50,8 @@ def main() -> None:
         DJANGO_LOG_LEVEL="WARNING",
         DURABLE_SWEEP_INTERVAL="1",
     )
+    from rq import Worker as RQWorker
+
     from tests.processes import RedisServer, Worker, wait_until
 
     redis_server = RedisServer().start()
@@ -77,7 +79,13 @@ def main() -> None:
                     Worker(dict(os.environ), f"bench-{'fork' if fork else 'inproc'}-{count}-{i}", extra)
                     for i in range(count)
                 ]
-                time.sleep(1.5)
+                # Start the clock only once every worker has registered with Redis.
+                wait_until(
+                    lambda count=count: len(RQWorker.all(connection=redis_server.client())) >= count,
+                    60,
+                    interval=0.05,
+                    message="workers to register",
+                )
                 started = time.perf_counter()
                 ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(args.executions)]
                 wait_until(lambda ids=ids: all_done(ids), 600, interval=0.05, message="throughput run")
