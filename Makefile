@@ -6,6 +6,7 @@ PY := $(BIN)/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_ADMIN_USER ?= admin
+DEMO_REVIEWER_USER ?= reviewer
 PYTEST_ARGS ?=
 
 .PHONY: run test venv deps dev-deps migrate lint format types imports pytest bench clean
@@ -30,7 +31,7 @@ migrate: deps
 	$(PY) manage.py migrate --noinput
 
 run: migrate
-	@HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) scripts/run-dev
+	@HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) DEMO_REVIEWER_USER=$(DEMO_REVIEWER_USER) scripts/run-dev
 
 test: dev-deps
 	@scripts/ensure-test-services

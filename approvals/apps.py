@@ -1,7 +1,32 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+REVIEWERS_GROUP = "Reviewers"
+
+
+def ensure_reviewers_group(using: str = "default", **kwargs: Any) -> None:
+    """The reviewers' group holds approvals.decide_review; created after every migrate.
+
+    Permissions themselves are created by a post_migrate handler of django.contrib.auth, which
+    runs before this one (auth is installed before approvals).
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    permission = (
+        Permission.objects.using(using).filter(content_type__app_label="approvals", codename="decide_review").first()
+    )
+    if permission is None:
+        return
+    group, _ = Group.objects.using(using).get_or_create(name=REVIEWERS_GROUP)
+    group.permissions.add(permission)
 
 
 class ApprovalsConfig(AppConfig):
     name = "approvals"
     verbose_name = "Approvals"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(ensure_reviewers_group, sender=self)

@@ -11,6 +11,8 @@ DEFAULTS: dict[str, Any] = {
     "REVIEW_TIMEOUT_SECONDS": 7 * 24 * 3600,
     # Summaries a document may get (the first and its revisions) before it is rejected.
     "MAX_ROUNDS": 3,
+    # The largest document (UTF-8 bytes) the browser form accepts.
+    "MAX_DOCUMENT_BYTES": 200_000,
 }
 
 

@@ -2,21 +2,113 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+import re
+from dataclasses import dataclass
+from datetime import datetime
 
-from approvals.models import Document, Review
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Max, QuerySet
+
+from approvals.models import Document, DocumentStatus, Review
+from durable.models import Execution, Operation
+
+REVIEWER_PERMISSION = "approvals.decide_review"
+
+
+def is_reviewer(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.has_perm(REVIEWER_PERMISSION))
 
 
 def review_queue_for(user: AbstractBaseUser) -> QuerySet[Review]:
-    """Open reviews the user may decide (not on documents they submitted), newest first."""
+    """Open reviews the user may decide (not on documents they submitted), newest first.
+
+    A review whose document no longer awaits it (expired, say) is not in the queue even though
+    nobody decided it.
+    """
     return (
-        Review.objects.filter(decision="")
+        Review.objects.filter(decision="", document__status=DocumentStatus.AWAITING_REVIEW)
         .exclude(document__submitter=user)
         .select_related("document", "document__submitter")
-        .order_by("-created_at")
+        .order_by("-created_at", "-pk")
     )
+
+
+def review_queue_version(user: AbstractBaseUser) -> str:
+    """A cheap fingerprint of the queue: it changes whenever a review joins or leaves it.
+
+    Reviews only join with a higher id than any before them, and leaving lowers the count, so
+    (count, highest id) changes on every change of membership. One aggregate query.
+    """
+    summary = review_queue_for(user).order_by().aggregate(count=Count("pk"), top=Max("pk"))
+    return f"{summary['count']}.{summary['top'] or 0}"
+
+
+def documents_visible_to(user: AbstractBaseUser) -> QuerySet[Document]:
+    """Reviewers see every document; everyone else sees the documents they submitted."""
+    documents = Document.objects.select_related("submitter")
+    return documents if is_reviewer(user) else documents.filter(submitter=user)
+
+
+def status_counts(user: AbstractBaseUser) -> list[tuple[str, str, int]]:
+    """(status, label, count) for every status, in the workflow's order, zero included."""
+    rows = documents_visible_to(user).order_by().values_list("status").annotate(n=Count("pk"))
+    counts = dict(rows)
+    return [(value, label, counts.get(value, 0)) for value, label in DocumentStatus.choices]
 
 
 def document_reviews(document: Document) -> QuerySet[Review]:
     return document.reviews.select_related("reviewer").order_by("round")
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One operation of a document's execution, as the document page shows it."""
+
+    name: str
+    type: str
+    status: str
+    attempt: int
+    depth: int
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+def execution_timeline(execution_id: object) -> tuple[Execution | None, list[TimelineEntry]]:
+    """The execution and its operations in the order they began, children under their parent."""
+    execution = Execution.objects.filter(pk=execution_id).first() if execution_id else None
+    if execution is None:
+        return None, []
+    operations = list(
+        Operation.objects.filter(execution=execution)
+        .order_by("id")
+        .values_list(
+            "operation_id", "parent_id", "name", "type", "sub_type", "status", "attempt", "started_at", "ended_at"
+        )
+    )
+    depth: dict[str, int] = {}
+    entries = []
+    for op_id, parent_id, name, op_type, sub_type, status, attempt, started_at, ended_at in operations:
+        depth[op_id] = depth.get(parent_id, -1) + 1 if parent_id else 0
+        entries.append(
+            TimelineEntry(
+                name=name or sub_type or op_type.lower(),
+                type=_words(sub_type or op_type.title()),
+                status=status,
+                attempt=attempt,
+                depth=depth[op_id],
+                started_at=started_at,
+                ended_at=ended_at,
+            )
+        )
+    return execution, entries
+
+
+def _words(camel: str) -> str:
+    """ "WaitForCallback" -> "wait for callback"."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", camel).lower()

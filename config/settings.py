@@ -122,7 +122,12 @@ DURABLE = {
 APPROVALS = {
     "REVIEW_TIMEOUT_SECONDS": int(os.environ.get("APPROVALS_REVIEW_TIMEOUT_SECONDS", str(7 * 24 * 3600))),
     "MAX_ROUNDS": int(os.environ.get("APPROVALS_MAX_ROUNDS", "3")),
+    "MAX_DOCUMENT_BYTES": int(os.environ.get("APPROVALS_MAX_DOCUMENT_BYTES", "200000")),
 }
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "approvals:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 
 LOGGING = {
     "version": 1,

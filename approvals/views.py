@@ -1,0 +1,216 @@
+"""The reviewers' UI: dashboard, live review queue, document pages and submitting from the browser.
+
+Pages are whole documents; htmx swaps in the partials they are built from (`page.html#partial`).
+Polling endpoints answer 204 ("nothing changed", no swap) after one cheap query, and 286 ("stop
+polling") with the last update once a document is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from approvals import selectors, services
+from approvals.errors import ApprovalError, InvalidDecisionError
+from approvals.forms import DecisionForm, DocumentForm
+from approvals.models import FINAL_STATUSES, Document, DocumentStatus, Review
+from durable.models import Execution, ExecutionStatus
+
+View = Callable[..., HttpResponse]
+
+# The workflow's path, in order, for the progress bar; the final states that end it early.
+PROGRESS = [
+    (DocumentStatus.SUMMARIZING, "Summarizing"),
+    (DocumentStatus.AWAITING_REVIEW, "Awaiting review"),
+    (DocumentStatus.REVISING, "Revising"),
+    (DocumentStatus.PUBLISHING, "Publishing"),
+    (DocumentStatus.PUBLISHED, "Published"),
+]
+
+
+def reviewer_required(view: View) -> View:
+    """Only members of the reviewers' group (or anyone holding approvals.decide_review)."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not selectors.is_reviewer(request.user):
+            raise PermissionDenied("Only reviewers may see the review queue and decide reviews.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _visible_document(request: HttpRequest, pk: int) -> Document:
+    """The document, if the user submitted it or reviews; 404 otherwise (ids are guessable)."""
+    return get_object_or_404(selectors.documents_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
+
+
+@require_GET
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    documents = selectors.documents_visible_to(request.user)  # type: ignore[arg-type]
+    if status in DocumentStatus.values:
+        documents = documents.filter(status=status)
+    else:
+        status = ""
+    page = Paginator(documents.order_by("-created_at", "-pk"), 20).get_page(request.GET.get("page"))
+    counts = selectors.status_counts(request.user)  # type: ignore[arg-type]
+    context = {
+        "counts": counts,
+        "total": sum(n for _, _, n in counts),
+        "page": page,
+        "status": status,
+        "is_reviewer": selectors.is_reviewer(request.user),
+    }
+    return render(request, "approvals/dashboard.html", context)
+
+
+@require_GET
+@reviewer_required
+def queue(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    version = selectors.review_queue_version(user)  # type: ignore[arg-type]
+    if request.htmx and request.GET.get("v") == version:
+        return HttpResponse(status=204)
+    reviews = list(selectors.review_queue_for(user)[:200])  # type: ignore[arg-type]
+    # Rows the page shows that left the queue stay, marked decided, so nothing jumps away unseen.
+    shown = {int(x) for x in request.GET.get("shown", "").split(",") if x.isdigit()}
+    gone = shown - {review.pk for review in reviews}
+    closed = Review.objects.filter(pk__in=gone).select_related("document", "reviewer").order_by("-created_at")
+    context = {"reviews": reviews, "closed": list(closed), "version": version}
+    template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"
+    return render(request, template, context)
+
+
+def _live_version(document: Document, execution_updated: Any, execution_status: str) -> str:
+    stamp = execution_updated.timestamp() if execution_updated else 0
+    return f"{document.updated_at.timestamp()}:{stamp}:{execution_status}"
+
+
+def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dict[str, Any]:
+    execution, timeline = selectors.execution_timeline(document.execution_id)
+    reviews = list(selectors.document_reviews(document))
+    current = reviews[-1] if reviews else None
+    execution_status = execution.status if execution else ""
+    final = document.status in FINAL_STATUSES and execution_status != ExecutionStatus.RUNNING
+    user = request.user
+    can_decide = (
+        current is not None
+        and current.is_open
+        and document.status == DocumentStatus.AWAITING_REVIEW
+        and selectors.is_reviewer(user)
+        and document.submitter_id != user.pk
+    )
+    reached = [status for status, _ in PROGRESS]
+    position = reached.index(document.status) if document.status in reached else -1
+    return {
+        "document": document,
+        "execution": execution,
+        "timeline": timeline,
+        "current": current,
+        "earlier": reviews[:-1],
+        "final": final,
+        "can_decide": can_decide,
+        "is_reviewer": selectors.is_reviewer(user),
+        "progress": [(status, label, i < position, i == position) for i, (status, label) in enumerate(PROGRESS)],
+        "version": _live_version(document, execution.updated_at if execution else None, execution_status),
+        "form": DecisionForm(),
+        "published": getattr(document, "published", None) if document.status == DocumentStatus.PUBLISHED else None,
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+def document_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    document = _visible_document(request, pk)
+    return render(request, "approvals/document.html", _live_context(request, document))
+
+
+@require_GET
+@login_required
+def document_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of a document page; polled by htmx while the workflow runs."""
+    document = _visible_document(request, pk)
+    execution = (
+        document.execution_id
+        and Execution.objects.filter(pk=document.execution_id).values("updated_at", "status").first()
+    )
+    version = _live_version(
+        document, execution["updated_at"] if execution else None, execution["status"] if execution else ""
+    )
+    if request.GET.get("v") == version:
+        return HttpResponse(status=204)
+    context = _live_context(request, document)
+    response = render(request, "approvals/document.html#live", context)
+    if context["final"]:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+@require_POST
+@reviewer_required
+def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse:
+    document = _visible_document(request, pk)
+    review = get_object_or_404(Review, pk=review_pk, document=document)
+    form = DecisionForm(request.POST)
+    error = ""
+    status = 200
+    if not form.is_valid():
+        error, status = "Choose approve, reject or request a revision.", 400
+    else:
+        try:
+            services.review_decide(
+                review,
+                reviewer=request.user,  # type: ignore[arg-type]
+                decision=form.cleaned_data["decision"],
+                comment=form.cleaned_data["comment"],
+            )
+        except InvalidDecisionError as exc:
+            error, status = f"{_sentence(exc)} Nothing was changed.", 400
+        except ApprovalError as exc:
+            error, status = f"{_sentence(exc)} Nothing was changed.", 409
+    document.refresh_from_db()
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.success(request, "Decision recorded.")
+        return redirect("approvals:document", pk=document.pk)
+    context = _live_context(request, document, error=error, notice="" if error else "Decision recorded.")
+    if error:
+        context["form"] = form
+    return render(request, "approvals/document.html#live", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def document_new(request: HttpRequest) -> HttpResponse:
+    form = DocumentForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        document = services.document_submit(
+            title=form.cleaned_data["title"],
+            text=form.cleaned_data["body"],
+            submitter=request.user,  # type: ignore[arg-type]
+        )
+        messages.success(request, "Submitted. The summary appears below as soon as it is ready.")
+        return redirect("approvals:document", pk=document.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "approvals/submit.html", {"form": form}, status=status)
