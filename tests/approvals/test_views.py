@@ -138,8 +138,8 @@ def test_staff_get_a_link_to_the_admin_and_others_do_not(people):
 
 
 def test_queue_lists_open_reviews_newest_first_without_own_or_expired_documents(runner, people):
-    first, _ = awaiting(runner, people, title="First")
-    second, _ = awaiting(runner, people, title="Second")
+    _first, _ = awaiting(runner, people, title="First")
+    _second, _ = awaiting(runner, people, title="Second")
     expired, _ = awaiting(runner, people, title="Expired one")
     Document.objects.filter(pk=expired.pk).update(status=DocumentStatus.EXPIRED)
     awaiting(runner, people, title="ReviewersOwnDocument", submitter="reviewer")
@@ -330,7 +330,9 @@ def test_submitting_text_starts_the_workflow_and_shows_the_document(people):
 def test_submitting_a_markdown_file_uses_its_text(people):
     upload = io.BytesIO("# Notes\n\nThe café opens at nine.".encode())
     upload.name = "notes.md"
-    response = client_for(people["submitter"]).post(reverse("approvals:document_new"), {"title": "Notes", "file": upload})
+    response = client_for(people["submitter"]).post(
+        reverse("approvals:document_new"), {"title": "Notes", "file": upload}
+    )
     assert response.status_code == 302
     assert Document.objects.get().text == "# Notes\n\nThe café opens at nine."
 
@@ -399,8 +401,10 @@ def test_demo_setup_creates_the_accounts_and_one_sample_document(monkeypatch):
     call_command("demo_setup", stdout=out)  # a second run updates, and submits no second sample
     users = get_user_model().objects
     admin, reviewer = users.get(username="admin"), users.get(username="reviewer")
-    assert admin.is_superuser and admin.check_password("admin-pw-123456")
-    assert reviewer.has_perm("approvals.decide_review") and not reviewer.is_staff
+    assert admin.is_superuser
+    assert admin.check_password("admin-pw-123456")
+    assert reviewer.has_perm("approvals.decide_review")
+    assert not reviewer.is_staff
     assert reviewer.check_password("reviewer-pw-123456")
     sample = Document.objects.get()
     assert sample.submitter == admin
