@@ -73,6 +73,13 @@ class TimelineEntry:
     ended_at: datetime | None
 
     @property
+    def state(self) -> str:
+        """The status in words: a callback or wait that has begun is "waiting"."""
+        if self.status == "STARTED" and self.type in {"callback", "wait", "wait for callback"}:
+            return "waiting"
+        return self.status.replace("_", " ").lower()
+
+    @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.ended_at is None:
             return None

@@ -28,14 +28,29 @@ from durable.models import Execution, ExecutionStatus
 
 View = Callable[..., HttpResponse]
 
-# The workflow's path, in order, for the progress bar; the final states that end it early.
-PROGRESS = [
-    (DocumentStatus.SUMMARIZING, "Summarizing"),
-    (DocumentStatus.AWAITING_REVIEW, "Awaiting review"),
-    (DocumentStatus.REVISING, "Revising"),
-    (DocumentStatus.PUBLISHING, "Publishing"),
-    (DocumentStatus.PUBLISHED, "Published"),
-]
+
+def _progress(document: Document, rounds: int) -> list[tuple[str, str]]:
+    """The workflow's stages as (label, state), state one of done, current, todo, stopped."""
+    status = document.status
+    round_label = f" (round {rounds})" if rounds > 1 else ""
+    first = f"Revising{round_label}" if rounds > 1 or status == DocumentStatus.REVISING else "Summarizing"
+    labels = [first, f"Awaiting review{round_label}", "Publishing", "Published"]
+    if status == DocumentStatus.PUBLISHED:
+        return [(label, "done") for label in labels]
+    if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED):
+        return [(labels[0], "done"), (labels[1], "done"), (document.get_status_display().capitalize(), "stopped")]
+    if status == DocumentStatus.FAILED:
+        return [(f"{labels[0]}: failed", "stopped")]
+    position = {DocumentStatus.AWAITING_REVIEW: 1, DocumentStatus.PUBLISHING: 2}.get(status, 0)  # type: ignore[call-overload]
+    return [
+        (label, "done" if i < position else "current" if i == position else "todo") for i, label in enumerate(labels)
+    ]
+
+
+def _round_in_progress(document: Document, current: Review | None) -> int:
+    if current is None:
+        return 1
+    return current.round + 1 if document.status == DocumentStatus.REVISING else current.round
 
 
 def reviewer_required(view: View) -> View:
@@ -113,8 +128,6 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
         and selectors.is_reviewer(user)
         and document.submitter_id != user.pk
     )
-    reached = [status for status, _ in PROGRESS]
-    position = reached.index(document.status) if document.status in reached else -1
     return {
         "document": document,
         "execution": execution,
@@ -124,7 +137,7 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
         "final": final,
         "can_decide": can_decide,
         "is_reviewer": selectors.is_reviewer(user),
-        "progress": [(status, label, i < position, i == position) for i, (status, label) in enumerate(PROGRESS)],
+        "progress": _progress(document, _round_in_progress(document, current)),
         "version": _live_version(document, execution.updated_at if execution else None, execution_status),
         "form": DecisionForm(),
         "published": getattr(document, "published", None) if document.status == DocumentStatus.PUBLISHED else None,

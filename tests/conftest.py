@@ -5,6 +5,8 @@ import pytest
 def _durable_settings(settings):
     # Tests drive invocations themselves unless a test opts into a dispatcher.
     settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": None}
+    # Test users need no slow password hashing (production keeps Django's PBKDF2 default).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(scope="session")

@@ -417,3 +417,34 @@ def test_review_deadline_is_shown_in_the_queue(runner, people):
     Review.objects.filter(pk=review.pk).update(expires_at=review.created_at + timedelta(days=7))
     body = client_for(people["reviewer"]).get(reverse("approvals:queue")).content.decode()
     assert "until " in body
+
+
+@pytest.mark.parametrize(
+    ("status", "round_number", "expected"),
+    [
+        ("summarizing", 0, [("Summarizing", "current"), ("Awaiting review", "todo"), ("Publishing", "todo")]),
+        ("awaiting_review", 1, [("Summarizing", "done"), ("Awaiting review", "current"), ("Publishing", "todo")]),
+        ("revising", 1, [("Revising (round 2)", "current"), ("Awaiting review (round 2)", "todo")]),
+        ("awaiting_review", 2, [("Revising (round 2)", "done"), ("Awaiting review (round 2)", "current")]),
+        ("publishing", 1, [("Summarizing", "done"), ("Awaiting review", "done"), ("Publishing", "current")]),
+        ("published", 1, [("Publishing", "done"), ("Published", "done")]),
+        ("rejected", 1, [("Awaiting review", "done"), ("Rejected", "stopped")]),
+        ("expired", 1, [("Awaiting review", "done"), ("Expired", "stopped")]),
+        ("failed", 0, [("Summarizing: failed", "stopped")]),
+    ],
+)
+def test_the_progress_bar_follows_the_document_status(people, status, round_number, expected):
+    document = Document.objects.create(title="T", text=TEXT, submitter=people["submitter"], status=status)
+    for number in range(1, round_number + 1):
+        decided = number < round_number or status == "revising"
+        Review.objects.create(
+            document=document,
+            round=number,
+            summary=f"Summary {number}",
+            callback_id=f"cb-{number}",
+            decision="revise" if decided else "",
+        )
+    progress = client_for(people["reviewer"]).get(reverse("approvals:document", args=[document.pk])).context["progress"]
+    for item in expected:
+        assert item in progress
+    assert len([state for _, state in progress if state == "current"]) <= 1
