@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.urls import path, reverse
 
 from approvals import workflows
 from approvals.apps import REVIEWERS_GROUP
@@ -391,6 +391,22 @@ def test_error_pages_are_friendly(client, people, settings):
     response = client_for(people["reviewer"]).get("/no/such/page/")
     assert response.status_code == 404
     assert b"Back to the dashboard" in response.content
+
+
+def _boom(request):
+    raise RuntimeError("a bug")
+
+
+urlpatterns = [path("boom/", _boom)]
+
+
+@pytest.mark.urls("tests.approvals.test_views")
+def test_a_server_error_shows_a_friendly_page_without_details(settings):
+    settings.DEBUG = False
+    response = Client(raise_request_exception=False).get("/boom/")
+    assert response.status_code == 500
+    assert b"Something went wrong" in response.content
+    assert b"a bug" not in response.content
 
 
 def test_demo_setup_creates_the_accounts_and_one_sample_document(monkeypatch):
