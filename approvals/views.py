@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -74,6 +75,9 @@ def _visible_document(request: HttpRequest, pk: int) -> Document:
 @require_GET
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    version = selectors.documents_version(request.user)  # type: ignore[arg-type]
+    if request.htmx and request.GET.get("v") == version:
+        return HttpResponse(status=204)
     status = request.GET.get("status", "")
     documents = selectors.documents_visible_to(request.user)  # type: ignore[arg-type]
     if status in DocumentStatus.values:
@@ -88,8 +92,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "page": page,
         "status": status,
         "is_reviewer": selectors.is_reviewer(request.user),
+        "version": version,
+        "poll_url": f"{request.path}?{urlencode({'status': status, 'page': page.number})}",
     }
-    return render(request, "approvals/dashboard.html", context)
+    template = "approvals/dashboard.html#board" if request.htmx else "approvals/dashboard.html"
+    return render(request, template, context)
 
 
 @require_GET

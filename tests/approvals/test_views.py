@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
 
-from approvals import workflows
+from approvals import selectors, workflows
 from approvals.apps import REVIEWERS_GROUP
 from approvals.models import Document, DocumentStatus, PublishedSummary, Review
 from approvals.services import document_submit
@@ -26,6 +26,12 @@ TEXT = (
     "channel during the works. The authority expects deeper water to allow larger cargo ships."
 )
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture(autouse=True)
+def _frozen_minute(monkeypatch):
+    """Versions include the minute (so ages refresh); freeze it so no test straddles a minute."""
+    monkeypatch.setattr(selectors, "_minute", lambda: 0)
 
 
 @pytest.fixture
@@ -384,6 +390,25 @@ def test_dashboard_counts_documents_by_status_for_what_the_user_may_see(runner, 
     _, outsider = counts(people["outsider"])
     assert outsider.context["total"] == 0
     assert "No documents" in outsider.content.decode()
+
+
+def test_dashboard_poll_answers_no_content_until_a_document_changes(runner, people, monkeypatch):
+    client = client_for(people["submitter"])
+    document, _ = awaiting(runner, people)
+    page = client.get(reverse("approvals:dashboard"))
+    version = page.context["version"]
+    assert 'hx-trigger="every 3s"' in page.content.decode()
+    assert client.get(reverse("approvals:dashboard"), {"v": version}, **HTMX).status_code == 204
+    Document.objects.filter(pk=document.pk).update(
+        status=DocumentStatus.PUBLISHED, updated_at=document.updated_at + timedelta(seconds=1)
+    )
+    changed = client.get(reverse("approvals:dashboard"), {"v": version, "status": "published"}, **HTMX)
+    assert changed.status_code == 200
+    assert "<html" not in changed.content.decode()
+    assert [d.pk for d in changed.context["page"].object_list] == [document.pk]
+    assert changed.context["poll_url"] == "/?status=published&page=1"
+    monkeypatch.setattr(selectors, "_minute", lambda: 1)  # a minute later the ages are redrawn
+    assert client.get(reverse("approvals:dashboard"), {"v": changed.context["version"]}, **HTMX).status_code == 200
 
 
 def test_error_pages_are_friendly(client, people, settings):
