@@ -66,16 +66,14 @@ class ApiTokenAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke the selected tokens", permissions=["delete"])
+    @admin.action(description="Revoke the selected tokens", permissions=["revoke"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = sum(token_revoke(token) for token in queryset)
         self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Revoking (the action) needs the delete permission; deleting rows would lose the audit trail.
-        return super().has_delete_permission(request, obj) and obj is None
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        # Revoking takes the delete permission; rows themselves are kept, for the audit trail.
+        return request.user.has_perm("api.delete_apitoken")
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -13,7 +13,7 @@ from api.services import token_authenticate
 class TokenAuth(HttpBearer):
     def __init__(self, scope: str) -> None:
         super().__init__()
-        self.scope = scope
+        self.scope = str(scope)
 
     def __call__(self, request: HttpRequest) -> Any:
         header = request.headers.get(self.header, "")

@@ -84,7 +84,7 @@ def token_authenticate(raw: str | None, scope: str) -> ApiToken:
     if not token.owner.is_active:
         raise ApiError(401, "invalid_token", "the token's owner is inactive")
     if scope not in token.scope_list:
-        raise ApiError(403, "missing_scope", f"this token lacks the scope {scope!r}")
+        raise ApiError(403, "missing_scope", f"this token lacks the scope '{scope}'")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
