@@ -199,3 +199,11 @@ def test_bad_idempotency_keys_are_refused(api):
         api.post("/api/documents", BODY, headers={"Idempotency-Key": "x" * 256}), 400, "invalid_idempotency_key"
     )
     assert not Document.objects.exists()
+
+
+def test_a_wrong_method_gets_the_error_shape(api):
+    response = api.client.delete("/api/documents", headers=api.headers())
+    error = assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]
+    assert "POST" in error["message"]
+    assert_error(api.get("/api/callbacks/abc/succeed"), 405, "method_not_allowed")
