@@ -8,7 +8,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, include, path, re_path
 
 from api.api import api, error_response, not_found
-
 from api.errors import ApiError
 
 
