@@ -8,12 +8,12 @@ ALL_SCOPES = ("documents:submit", "executions:read", "callbacks:complete")
 
 @pytest.fixture
 def owner(db):
-    return get_user_model().objects.create_user("client-owner", password="pw-owner-1")
+    return get_user_model().objects.create_user("client-owner")  # no password: nothing to hash
 
 
 @pytest.fixture
 def other_owner(db):
-    return get_user_model().objects.create_user("other-owner", password="pw-other-1")
+    return get_user_model().objects.create_user("other-owner")
 
 
 @pytest.fixture
@@ -45,6 +45,12 @@ class Api:
 
         data = raw if raw is not None else ("" if body is None else json.dumps(body))
         return self.client.post(path, data, content_type=content_type, headers=self.headers(headers))
+
+
+@pytest.fixture
+def admin_user(db):
+    """pytest-django's admin_client logs this user in; no password, so no slow hashing."""
+    return get_user_model().objects.create_superuser("admin", "admin@example.com", password=None)
 
 
 @pytest.fixture
