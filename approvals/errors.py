@@ -19,3 +19,15 @@ class ReviewerIsSubmitterError(ApprovalError):
 
 class InvalidDecisionError(ApprovalError):
     """The decision is not one of approved, rejected, revise (or a revision lacks feedback)."""
+
+
+class CallbackURLError(ApprovalError):
+    """A webhook `callback_url` is not allowed (not https, or it points at a private address)."""
+
+
+class WebhookDeliveryError(ApprovalError):
+    """A webhook could not be delivered this time (network error, 5xx, 429); worth retrying."""
+
+
+class WebhookRefusedError(ApprovalError):
+    """The receiver refused a webhook for good (a 4xx other than 408 and 429); not retried."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -24,6 +26,8 @@ FINAL_STATUSES = frozenset(
 
 
 class Document(models.Model):
+    # The id the API shows: unguessable, unlike the primary key.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     title = models.CharField(max_length=200)
     text = models.TextField()
     submitter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="documents")
@@ -32,6 +36,9 @@ class Document(models.Model):
     execution_id = models.UUIDField(null=True, blank=True, db_index=True)
     metadata = models.JSONField(default=dict, blank=True)
     callback_url = models.URLField(max_length=500, blank=True, default="")
+    # Public id of the API token the document came in under: its webhooks are signed with that
+    # token's signing secret (approvals.webhooks.signing_secret).
+    webhook_key_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from approvals import webhooks
 from approvals.errors import (
     InvalidDecisionError,
     ReviewAlreadyDecidedError,
@@ -29,17 +30,30 @@ def document_submit(
     submitter: AbstractBaseUser,
     metadata: dict[str, Any] | None = None,
     callback_url: str = "",
+    webhook_key_id: str = "",
 ) -> Document:
-    """Store a document and start its summarize-approve-persist execution (after commit)."""
+    """Store a document and start its summarize-approve-persist execution (after commit).
+
+    With a `callback_url`, the outcome is posted there, signed with the signing secret of
+    `webhook_key_id` (the API token's public id). Raises CallbackURLError; nothing is stored then.
+    """
     from approvals.workflows import summarize_approve_persist
     from durable.client import start_execution
 
+    if callback_url:
+        webhooks.check_callback_url(callback_url)
     document = Document.objects.create(
-        title=title.strip(), text=text, submitter=submitter, metadata=metadata or {}, callback_url=callback_url
+        title=title.strip(),
+        text=text,
+        submitter=submitter,
+        metadata=metadata or {},
+        callback_url=callback_url,
+        webhook_key_id=webhook_key_id,
     )
-    execution = start_execution(
-        summarize_approve_persist, {"document_id": document.pk}, execution_name=f"document-{document.pk}"
-    )
+    event: dict[str, Any] = {"document_id": document.pk}
+    if callback_url:
+        event["notify"] = True
+    execution = start_execution(summarize_approve_persist, event, execution_name=f"document-{document.pk}")
     document.execution_id = execution.pk
     document.save(update_fields=["execution_id"])
     return document
@@ -115,3 +129,24 @@ def summary_publish(*, document_id: int, review_id: int) -> int:
     )
     document_set_status(document_id, DocumentStatus.PUBLISHED)
     return published.pk
+
+
+def document_notify(document_id: int) -> int:
+    """Post the document's outcome to its callback_url, signed; returns the receiver's status.
+
+    Raises CallbackURLError, WebhookRefusedError (permanent), WebhookDeliveryError (retryable).
+    """
+    from approvals.selectors import document_outcome
+
+    document = Document.objects.get(pk=document_id)
+    event = f"document.{document.status}"
+    delivery_id = f"{document.public_id}-{document.status}"  # the same on every retry: receivers dedupe
+    payload = {"event": event, "document": document_outcome(document)}
+    key_id = document.webhook_key_id or f"user-{document.submitter_id}"
+    return webhooks.deliver(
+        document.callback_url,
+        payload,
+        secret=webhooks.signing_secret(key_id),
+        event=event,
+        delivery_id=delivery_id,
+    )

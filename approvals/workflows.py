@@ -3,7 +3,8 @@
 Each round summarizes (retrying transient model errors), opens a review and waits for the
 reviewer's callback. Approved: the summary is published by a transactional step. Rejected: that
 is recorded. A revision request feeds the reviewer's comment into the next round, up to
-MAX_ROUNDS. No decision before the review's timeout: the document expires.
+MAX_ROUNDS. No decision before the review's timeout: the document expires. When the client gave a
+callback_url, the outcome is then posted to it, signed, by a step that retries with backoff.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import llm
 from approvals import conf, services
+from approvals.errors import WebhookDeliveryError
 from approvals.models import Decision, Document, DocumentStatus
 from durable import (
     CallbackTimeoutError,
@@ -54,6 +56,42 @@ def summarize(document_id: int, round_number: int, feedback: str | None) -> Any:
         return asdict(summary)
 
     return body
+
+
+def notify(document_id: int) -> Any:
+    def body(step: StepContext) -> int:
+        try:
+            return services.document_notify(document_id)
+        except WebhookDeliveryError as exc:
+            step.logger.warning("webhook attempt %s failed: %s", step.attempt, exc)
+            raise
+
+    return body
+
+
+def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    """Post the outcome to the client's callback_url, if it gave one, retrying with backoff.
+
+    A webhook that fails for good does not undo the outcome: the execution still succeeds and
+    its result says the webhook was not delivered.
+    """
+    if not event.get("notify"):
+        return outcome
+    retries = create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=int(conf.get("WEBHOOK_MAX_ATTEMPTS")),
+            initial_delay=Duration(int(conf.get("WEBHOOK_RETRY_INITIAL_SECONDS"))),
+            max_delay=Duration(int(conf.get("WEBHOOK_RETRY_MAX_SECONDS"))),
+            retryable_error_types=[WebhookDeliveryError],
+        )
+    )
+    try:
+        status = context.step(
+            notify(outcome["document_id"]), name="notify client", config=StepConfig(retry_strategy=retries)
+        )
+    except StepError as exc:
+        return {**outcome, "webhook": {"delivered": False, "error": str(exc)[:500]}}
+    return {**outcome, "webhook": {"delivered": True, "status": status}}
 
 
 def open_review(document_id: int, round_number: int, summary: dict[str, Any], timeout: int) -> Any:
@@ -99,7 +137,8 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
                 lambda _: services.document_set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"),
                 name="expire",
             )
-            return {"document_id": document_id, "status": DocumentStatus.EXPIRED.value, "rounds": round_number}
+            expired = {"document_id": document_id, "status": DocumentStatus.EXPIRED.value, "rounds": round_number}
+            return tell_client(context, event, expired)
         if decision["decision"] == Decision.APPROVED:
             published_id = context.step(
                 lambda _, review_id=decision["review_id"]: services.summary_publish(
@@ -108,19 +147,21 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
                 name="publish",
                 config=StepConfig(transactional=True),
             )
-            return {
+            published = {
                 "document_id": document_id,
                 "status": DocumentStatus.PUBLISHED.value,
                 "rounds": round_number,
                 "published_summary_id": published_id,
             }
+            return tell_client(context, event, published)
         if decision["decision"] == Decision.REJECTED:
             reason = str(decision["comment"])[:500]
             context.step(
                 lambda _, reason=reason: services.document_set_status(document_id, DocumentStatus.REJECTED, reason),
                 name="reject",
             )
-            return {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
+            rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
+            return tell_client(context, event, rejected)
         feedback = decision["comment"]
     context.step(
         lambda _: services.document_set_status(
@@ -128,4 +169,5 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
         ),
         name="reject after the last round",
     )
-    return {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": max_rounds}
+    rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": max_rounds}
+    return tell_client(context, event, rejected)

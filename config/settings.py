@@ -1,6 +1,7 @@
 """Settings from environment variables (12-factor), with safe defaults for development.
 
-DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL.
+DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL,
+and the APPROVALS_*, DURABLE_* and API_* variables listed in the README.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ if os.environ.get("DJANGO_ENV") == "production":
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
     if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
         raise ImproperlyConfigured("set DJANGO_SECRET_KEY to a random value of 32+ characters in production")
+    if env_bool("APPROVALS_WEBHOOK_ALLOW_HTTP", False):
+        raise ImproperlyConfigured("webhooks are https-only in production: unset APPROVALS_WEBHOOK_ALLOW_HTTP")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,8 +43,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_rq",
+    "ninja",  # only for its bundled Swagger UI assets: the docs page loads nothing from a CDN
     "durable",
     "approvals",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -122,8 +127,28 @@ DURABLE = {
 APPROVALS = {
     "REVIEW_TIMEOUT_SECONDS": int(os.environ.get("APPROVALS_REVIEW_TIMEOUT_SECONDS", str(7 * 24 * 3600))),
     "MAX_ROUNDS": int(os.environ.get("APPROVALS_MAX_ROUNDS", "3")),
+    # Plain-http callback URLs only in development; never in production (checked above).
+    "WEBHOOK_ALLOW_HTTP": env_bool("APPROVALS_WEBHOOK_ALLOW_HTTP", DEBUG),
+    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": env_bool("APPROVALS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False),
+    # Empty: derived from SECRET_KEY (rotating that key then changes every token's signing secret).
+    "WEBHOOK_SIGNING_KEY": os.environ.get("APPROVALS_WEBHOOK_SIGNING_KEY", ""),
+    "WEBHOOK_TIMEOUT_SECONDS": float(os.environ.get("APPROVALS_WEBHOOK_TIMEOUT_SECONDS", "10")),
+    "WEBHOOK_MAX_ATTEMPTS": int(os.environ.get("APPROVALS_WEBHOOK_MAX_ATTEMPTS", "6")),
+    "WEBHOOK_RETRY_INITIAL_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", "2")),
+    "WEBHOOK_RETRY_MAX_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", "300")),
+    # The largest document (UTF-8 bytes), from the browser or the API.
     "MAX_DOCUMENT_BYTES": int(os.environ.get("APPROVALS_MAX_DOCUMENT_BYTES", "200000")),
 }
+
+API = {
+    "MAX_DOCUMENT_BYTES": APPROVALS["MAX_DOCUMENT_BYTES"],
+    "MAX_METADATA_BYTES": int(os.environ.get("API_MAX_METADATA_BYTES", str(16 * 1024))),
+    "IDEMPOTENCY_TTL_SECONDS": int(os.environ.get("API_IDEMPOTENCY_TTL_SECONDS", str(24 * 3600))),
+}
+# Request bodies Django reads into memory: above the document limit, so that one answers first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(
+    os.environ.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(max(API["MAX_DOCUMENT_BYTES"] * 2, 2621440)))
+)
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "approvals:dashboard"

@@ -1,45 +1,67 @@
-"""A read-only view of the journal in Django admin (the full timeline and actions come later)."""
+"""The journal in Django admin: executions, a timeline of their operations, their history, and
+operator actions (stop, redrive, re-enqueue, complete or fail a callback), each confirmed and
+recorded in the history. The journal itself is never edited here.
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
-from durable.models import Execution, HistoryEvent, Operation
+from durable.client import (
+    get_execution,
+    record_operator_action,
+    redrive_execution,
+    reenqueue_execution,
+    send_callback_failure,
+    send_callback_success,
+    stop_execution,
+)
+from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
+from durable.models import Execution, ExecutionStatus, Operation
+from durable.timeline import pretty_json, pretty_value, preview, stack_trace, timeline
 
 
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class StopForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=500, help_text="Recorded as the execution's error.")
 
 
-class OperationInline(ReadOnlyInline):
-    model = Operation
-    fields = ("type", "sub_type", "name", "status", "attempt", "started_at", "ended_at", "result", "error")
-    ordering = ("id",)
+class ConfirmForm(forms.Form):
+    pass
 
 
-class HistoryInline(ReadOnlyInline):
-    model = HistoryEvent
-    fields = ("event_type", "name", "timestamp", "details")
-    ordering = ("id",)
+class CallbackSuccessForm(forms.Form):
+    result = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 80}),
+        help_text="Delivered to the handler as it is (a raw string; JSON if the handler expects JSON).",
+    )
+
+
+class CallbackFailureForm(forms.Form):
+    error_type = forms.CharField(max_length=200, initial="CallbackError")
+    message = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
 
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("execution_name", "function_name", "status", "created_at", "ended_at", "invocation_count")
     list_filter = ("status", "function_name", "created_at")
-    search_fields = ("id", "execution_name")
-    inlines = (OperationInline, HistoryInline)
+    date_hierarchy = "created_at"
+    search_fields = ("execution_name",)
+    search_help_text = "An execution's id, or part of its name."
+    ordering = ("-created_at",)
+    change_list_template = "admin/durable/execution/change_list.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -49,3 +71,209 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Execution], search_term: str
+    ) -> tuple[QuerySet[Execution], bool]:
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            execution_id = uuid.UUID(search_term.strip())
+        except ValueError:
+            return found, duplicates
+        return found | queryset.filter(pk=execution_id), duplicates
+
+    def get_urls(self) -> list[URLPattern]:
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            return self.admin_site.admin_view(view)  # staff login and CSRF protection
+
+        return [
+            path("<uuid:object_id>/stop/", wrap(self.stop_view), name="durable_execution_stop"),
+            path("<uuid:object_id>/redrive/", wrap(self.redrive_view), name="durable_execution_redrive"),
+            path("<uuid:object_id>/reenqueue/", wrap(self.reenqueue_view), name="durable_execution_reenqueue"),
+            path(
+                "<uuid:object_id>/callbacks/<str:callback_id>/succeed/",
+                wrap(self.callback_success_view),
+                name="durable_execution_callback_succeed",
+            ),
+            path(
+                "<uuid:object_id>/callbacks/<str:callback_id>/fail/",
+                wrap(self.callback_failure_view),
+                name="durable_execution_callback_fail",
+            ),
+            *super().get_urls(),
+        ]
+
+    # The execution's page.
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        execution = self._execution(request, object_id)
+        open_callbacks = list(
+            execution.operations.filter(type="CALLBACK", status="STARTED", callback_id__isnull=False).order_by("id")
+        )
+        history = [
+            {"event": event, "details": preview(pretty_value(event.details), 2000)}
+            for event in execution.history.order_by("id")
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"{execution.function_name} · {execution.execution_name}",
+            "execution": execution,
+            "input": pretty_json(execution.input),
+            "result": pretty_json(execution.result),
+            "error": execution.error,
+            "error_stack": stack_trace(execution.error),
+            "timeline": timeline(execution),
+            "history": history,
+            "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
+            "can": self._abilities(request, execution),
+        }
+        return TemplateResponse(request, "admin/durable/execution/detail.html", context)
+
+    def _execution(self, request: HttpRequest, object_id: Any) -> Execution:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            return get_execution(str(object_id))
+        except ExecutionNotFoundError:
+            raise Http404(f"no execution {object_id}") from None
+
+    def _abilities(self, request: HttpRequest, execution: Execution) -> dict[str, bool]:
+        running = execution.status == ExecutionStatus.RUNNING
+        user = request.user
+        return {
+            "stop": running and user.has_perm("durable.stop_execution"),
+            "redrive": execution.status == ExecutionStatus.FAILED and user.has_perm("durable.redrive_execution"),
+            "reenqueue": running and user.has_perm("durable.reenqueue_execution"),
+            "complete_callback": running and user.has_perm("durable.complete_callback"),
+        }
+
+    # Actions: GET asks for confirmation, POST (with confirm=yes) acts and records who did it.
+
+    def _act(
+        self,
+        request: HttpRequest,
+        object_id: Any,
+        *,
+        permission: str,
+        action: str,
+        question: str,
+        form_class: type[forms.Form],
+        perform: Callable[[Execution, dict[str, Any]], dict[str, Any]],
+    ) -> HttpResponse:
+        execution = self._execution(request, object_id)
+        if not request.user.has_perm(f"durable.{permission}"):
+            raise PermissionDenied
+        form = form_class(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
+            try:
+                with transaction.atomic():
+                    details = perform(execution, form.cleaned_data)
+                    record_operator_action(execution.pk, action=action, user=request.user.get_username(), **details)
+            except DurableExecutionsError as exc:
+                messages.error(request, f"Nothing was changed: {exc}")
+            else:
+                messages.success(request, f"Done: {question.rstrip('?')}.")
+            return HttpResponseRedirect(reverse("admin:durable_execution_change", args=[execution.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": question,
+            "execution": execution,
+            "form": form,
+            "action": action,
+        }
+        return TemplateResponse(request, "admin/durable/execution/confirm.html", context)
+
+    def stop_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
+        def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
+            reason = data["reason"] or "stopped by an operator"
+            error: dict[str, Any] = {
+                "ErrorType": "ExecutionStopped",
+                "ErrorMessage": reason,
+                "ErrorData": None,
+                "StackTrace": [],
+            }
+            stop_execution(execution.pk, error=error)
+            return {"Reason": reason}
+
+        return self._act(
+            request,
+            object_id,
+            permission="stop_execution",
+            action="stop",
+            question="Stop this execution?",
+            form_class=StopForm,
+            perform=perform,
+        )
+
+    def redrive_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
+        def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
+            redrive_execution(execution.pk)
+            return {}
+
+        return self._act(
+            request,
+            object_id,
+            permission="redrive_execution",
+            action="redrive",
+            question="Redrive this failed execution from its last completed operation?",
+            form_class=ConfirmForm,
+            perform=perform,
+        )
+
+    def reenqueue_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
+        def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
+            reenqueue_execution(execution.pk)
+            return {}
+
+        return self._act(
+            request,
+            object_id,
+            permission="reenqueue_execution",
+            action="reenqueue",
+            question="Re-enqueue this execution now?",
+            form_class=ConfirmForm,
+            perform=perform,
+        )
+
+    def _callback(self, execution_id: uuid.UUID, callback_id: str) -> None:
+        if not Operation.objects.filter(execution_id=execution_id, callback_id=callback_id).exists():
+            raise Http404(f"execution {execution_id} has no callback {callback_id}")
+
+    def callback_success_view(self, request: HttpRequest, object_id: uuid.UUID, callback_id: str) -> HttpResponse:
+        self._callback(object_id, callback_id)
+
+        def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
+            send_callback_success(callback_id, data["result"])
+            return {"CallbackId": callback_id}
+
+        return self._act(
+            request,
+            object_id,
+            permission="complete_callback",
+            action="complete callback",
+            question=f"Complete callback {callback_id} with this result?",
+            form_class=CallbackSuccessForm,
+            perform=perform,
+        )
+
+    def callback_failure_view(self, request: HttpRequest, object_id: uuid.UUID, callback_id: str) -> HttpResponse:
+        self._callback(object_id, callback_id)
+
+        def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
+            error = {"ErrorType": data["error_type"], "ErrorMessage": data["message"]}
+            send_callback_failure(callback_id, error)
+            return {"CallbackId": callback_id}
+
+        return self._act(
+            request,
+            object_id,
+            permission="complete_callback",
+            action="fail callback",
+            question=f"Fail callback {callback_id}?",
+            form_class=CallbackFailureForm,
+            perform=perform,
+        )

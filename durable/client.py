@@ -128,6 +128,34 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     return execution
 
 
+def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:
+    """Make a RUNNING execution due now and dispatch it under a fresh job id (for one whose
+    wake-up was lost or is stuck in the queue); a live lease still keeps a second worker out.
+
+    Raises ExecutionNotFoundError, ExecutionNotRunningError.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        execution = get_execution(execution_id)
+        woken = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
+            wake_at=now, updated_at=now
+        )
+        if not woken:
+            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+        details = {"PreviousWakeAt": execution.wake_at.isoformat() if execution.wake_at else None}
+        store.append_events(str(execution.pk), [HistoryRecord("ExecutionReenqueued", None, details, now)])
+        dispatch.on_commit_wake(str(execution.pk), now)
+    execution.refresh_from_db()
+    return execution
+
+
+def record_operator_action(execution_id: str | uuid.UUID, *, action: str, user: str, **details: Any) -> None:
+    """Append who did what by hand (stop, redrive, complete a callback...) to the history."""
+    execution = get_execution(execution_id)
+    record = HistoryRecord("OperatorAction", None, {"Action": action, "User": user, **details}, clock.now())
+    store.append_events(str(execution.pk), [record])
+
+
 def send_callback_success(callback_id: str, result: bytes | str | None = None) -> None:
     """Complete a callback with `result` (delivered to the handler as a string, or via its serdes).
 

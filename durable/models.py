@@ -56,6 +56,8 @@ class Execution(models.Model):
         permissions = [
             ("stop_execution", "Can stop an execution"),
             ("redrive_execution", "Can redrive a failed execution"),
+            ("reenqueue_execution", "Can re-enqueue a stuck execution"),
+            ("complete_callback", "Can complete or fail a waiting callback by hand"),
         ]
 
     def __str__(self) -> str:

@@ -32,8 +32,14 @@ def test_production_refuses_development_defaults(monkeypatch):
     with pytest.raises(ImproperlyConfigured, match="DEBUG"):
         importlib.reload(module)
     monkeypatch.setenv("DJANGO_DEBUG", "false")
+    monkeypatch.setenv("APPROVALS_WEBHOOK_ALLOW_HTTP", "true")
+    with pytest.raises(ImproperlyConfigured, match="https-only"):
+        importlib.reload(module)
+    monkeypatch.delenv("APPROVALS_WEBHOOK_ALLOW_HTTP")
     importlib.reload(module)  # a real key and DEBUG off: accepted
     assert module.DEBUG is False
+    assert module.APPROVALS["WEBHOOK_ALLOW_HTTP"] is False  # https only by default with DEBUG off
+    assert module.APPROVALS["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] is False
     monkeypatch.delenv("DJANGO_ENV")
     monkeypatch.delenv("DJANGO_DEBUG")
     monkeypatch.delenv("DJANGO_SECRET_KEY")

@@ -16,6 +16,7 @@ from tests.durable.helpers import Crash, crash_then_expire_lease
 # Real transactions: a crash must behave as it does in production, with no outer test transaction.
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
 def written():
     """The side effects: rows of auth's Group table named after the event (not the app's groups)."""
     return Group.objects.filter(name__startswith="doc-")

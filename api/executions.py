@@ -1,0 +1,61 @@
+"""Executions of any durable function, and their history (a scope of their own)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import Router
+
+from api.auth import TokenAuth
+from api.errors import ApiError
+from api.models import Scope
+from api.responses import errors
+from api.schemas import ExecutionOut, HistoryOut
+from durable.client import get_execution, get_history
+from durable.exceptions import ExecutionNotFoundError
+from durable.models import Execution
+
+router = Router(tags=["executions"], auth=TokenAuth(Scope.READ_EXECUTIONS))
+
+
+def _load(execution_id: UUID) -> Execution:
+    try:
+        return get_execution(execution_id)
+    except ExecutionNotFoundError:
+        raise ApiError(404, "not_found", f"no execution {execution_id}") from None
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+@router.get("/executions/{execution_id}", response={200: ExecutionOut, **errors(401, 403, 404, 422)})
+def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, Any]:
+    """An execution: status, input, result or error, timings."""
+    execution = _load(execution_id)
+    return {
+        "id": execution.pk,
+        "function_name": execution.function_name,
+        "execution_name": execution.execution_name,
+        "status": execution.status,
+        "input": _json(execution.input),
+        "result": _json(execution.result),
+        "error": execution.error,
+        "created_at": execution.created_at,
+        "updated_at": execution.updated_at,
+        "ended_at": execution.ended_at,
+        "timeout_at": execution.timeout_at,
+        "invocation_count": execution.invocation_count,
+    }
+
+
+@router.get("/executions/{execution_id}/history", response={200: HistoryOut, **errors(401, 403, 404, 422)})
+def get_execution_history(
+    request: HttpRequest, execution_id: UUID, include_execution_data: bool = True
+) -> dict[str, Any]:
+    """The execution's events in the shape of GetDurableExecutionHistory."""
+    _load(execution_id)
+    return get_history(execution_id, include_execution_data=include_execution_data)

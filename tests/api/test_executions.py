@@ -1,0 +1,65 @@
+"""Executions of any durable function and their history, behind their own scope."""
+
+import json
+import uuid
+
+import pytest
+
+from durable import DurableContext, durable_execution
+from durable.testing import DurableTestRunner
+from tests.api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+@durable_execution(name="tests.api.adds")
+def adds(event: dict, context: DurableContext) -> int:
+    return context.step(lambda _: event["a"] + event["b"], name="add")
+
+
+@pytest.fixture
+def finished():
+    with DurableTestRunner(adds) as runner:
+        return runner.run(json.dumps({"a": 2, "b": 3}))
+
+
+def test_get_an_execution(api, finished):
+    response = api.get(f"/api/executions/{finished.execution_id}")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["function_name"], body["status"], body["input"], body["result"]) == (
+        "tests.api.adds",
+        "SUCCEEDED",
+        {"a": 2, "b": 3},
+        5,
+    )
+    assert body["error"] is None
+    assert body["ended_at"] is not None
+
+
+def test_history_in_the_official_shape(api, finished):
+    events = api.get(f"/api/executions/{finished.execution_id}/history").json()["Events"]
+    types = [e["EventType"] for e in events]
+    assert types[0] == "ExecutionStarted"
+    assert types[-1] == "ExecutionSucceeded"
+    assert "StepSucceeded" in types
+    assert [e["EventId"] for e in events] == list(range(1, len(events) + 1))
+    started = events[0]["ExecutionStartedDetails"]["Input"]
+    assert json.loads(started["Payload"]) == {"a": 2, "b": 3}
+    elided = api.get(f"/api/executions/{finished.execution_id}/history", {"include_execution_data": "false"})
+    assert elided.json()["Events"][0]["ExecutionStartedDetails"]["Input"] == {"Truncated": True}
+
+
+def test_unknown_and_malformed_execution_ids(api):
+    assert_error(api.get(f"/api/executions/{uuid.uuid4()}"), 404, "not_found")
+    assert_error(api.get(f"/api/executions/{uuid.uuid4()}/history"), 404, "not_found")
+    assert_error(api.get("/api/executions/not-a-uuid"), 422, "validation_error")
+
+
+def test_executions_need_their_scope(issue, make_api, finished):
+    submitter = make_api(issue("documents:submit").plaintext)
+    assert_error(submitter.get(f"/api/executions/{finished.execution_id}"), 403, "missing_scope")
+    assert_error(submitter.get(f"/api/executions/{finished.execution_id}/history"), 403, "missing_scope")
+    reader = make_api(issue("executions:read").plaintext)
+    assert reader.get(f"/api/executions/{finished.execution_id}").status_code == 200
+    assert_error(reader.post("/api/documents", {"title": "t", "text": "t"}), 403, "missing_scope")

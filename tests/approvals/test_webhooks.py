@@ -1,0 +1,256 @@
+"""Signed webhooks to a real local HTTP server: signature, SSRF checks, retries with backoff."""
+
+import json
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from approvals import workflows
+from approvals.errors import CallbackURLError, WebhookDeliveryError, WebhookRefusedError
+from approvals.models import Document, Review
+from approvals.services import document_submit, review_decide
+from approvals.webhooks import (
+    Target,
+    check_callback_url,
+    deliver,
+    resolve,
+    sign,
+    signing_secret,
+    verify_signature,
+)
+from durable.models import HistoryEvent, Operation
+from durable.testing import DurableTestRunner
+from tests.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.django_db
+TEXT = "The council approved a budget. It adds evening hours at four branches. Staff will be hired."
+
+
+@pytest.fixture
+def local_webhooks(settings):
+    """What the tests (and only they) allow: plain http to loopback."""
+    settings.APPROVALS = {
+        **settings.APPROVALS,
+        "WEBHOOK_ALLOW_HTTP": True,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True,
+        "WEBHOOK_TIMEOUT_SECONDS": 5,
+    }
+
+
+@pytest.fixture
+def strict(settings):
+    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_HTTP": False, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
+
+
+@pytest.fixture
+def people():
+    users = get_user_model().objects
+    return {"submitter": users.create_user("submitter"), "reviewer": users.create_user("reviewer")}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",  # not https
+        "ftp://example.com/hook",
+        "https://user:pw@example.com/hook",
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata
+        "https://[::1]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "https://localhost/hook",
+        "https://api.localhost/hook",
+        "https://0.0.0.0/hook",
+        "https:///no-host",
+        "https://example.com:99999/hook",
+    ],
+)
+def test_callback_urls_that_could_reach_inside_are_refused(strict, url):
+    with pytest.raises(CallbackURLError):
+        check_callback_url(url)
+
+
+def test_public_https_urls_pass(strict):
+    target = check_callback_url("https://hooks.example.com:8443/a/b?x=1")
+    assert (target.scheme, target.host, target.port, target.path) == ("https", "hooks.example.com", 8443, "/a/b?x=1")
+    assert check_callback_url("https://93.184.215.14/hook").port == 443
+
+
+def test_a_setting_allows_http_and_private_addresses(local_webhooks):
+    assert check_callback_url("http://127.0.0.1:8080/hook").host == "127.0.0.1"
+    assert check_callback_url("http://10.0.0.5/hook").port == 80
+    with pytest.raises(CallbackURLError):
+        check_callback_url("http://0.0.0.0/hook")  # never a real receiver
+
+
+def test_submit_refuses_a_bad_callback_url_and_stores_nothing(strict, people):
+    with pytest.raises(CallbackURLError):
+        document_submit(title="t", text=TEXT, submitter=people["submitter"], callback_url="https://10.0.0.1/x")
+    assert not Document.objects.exists()
+
+
+def test_a_receiver_can_verify_the_signature(local_webhooks):
+    secret = signing_secret("abc123")
+    with WebhookReceiver() as receiver:
+        status = deliver(receiver.url, {"hello": "world"}, secret=secret, event="document.published", delivery_id="d1")
+    assert status == 200
+    (request,) = receiver.received
+    timestamp, signature = request.headers["X-Durable-Timestamp"], request.headers["X-Durable-Signature"]
+    assert signature.startswith("sha256=")
+    assert verify_signature(secret, request.body, timestamp, signature)
+    assert json.loads(request.body) == {"hello": "world"}
+    assert (request.headers["X-Durable-Event"], request.headers["X-Durable-Delivery"]) == ("document.published", "d1")
+    # What a receiver must refuse: another secret, a changed body, a stale or missing timestamp.
+    assert not verify_signature(signing_secret("other"), request.body, timestamp, signature)
+    assert not verify_signature(secret, request.body + b" ", timestamp, signature)
+    assert not verify_signature(secret, request.body, str(int(timestamp) + 1), signature)
+    assert not verify_signature(secret, request.body, timestamp, signature, now=int(timestamp) + 301)
+    assert not verify_signature(secret, request.body, None, signature)
+    old = int(time.time()) - 3600
+    assert not verify_signature(secret, request.body, str(old), sign(secret, old, request.body))
+
+
+def test_signing_secrets_differ_per_token_and_follow_the_key(settings):
+    assert signing_secret("a") != signing_secret("b")
+    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_SIGNING_KEY": "another-key"}
+    rotated = signing_secret("a")
+    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_SIGNING_KEY": ""}
+    assert rotated != signing_secret("a")
+
+
+def test_delivery_errors_are_classified(local_webhooks):
+    with WebhookReceiver([503, 429, 400, 302]) as receiver:
+        with pytest.raises(WebhookDeliveryError):
+            deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+        with pytest.raises(WebhookDeliveryError):
+            deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+        with pytest.raises(WebhookRefusedError):
+            deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+        with pytest.raises(WebhookRefusedError):  # redirects are not followed
+            deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+    closed = receiver.url  # nothing listens there any more
+    with pytest.raises(WebhookDeliveryError):
+        deliver(closed, {}, secret="s", event="e", delivery_id="d")
+
+
+def test_delivery_rechecks_the_address(local_webhooks, settings):
+    with WebhookReceiver() as receiver:
+        port = receiver.server.server_address[1]
+        # A name that passed the submit-time check but resolves inside is refused when resolved.
+        assert resolve(Target("http", "localhost", port, "/")) == "127.0.0.1"
+        settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
+        with pytest.raises(CallbackURLError, match="private or loopback"):
+            resolve(Target("http", "localhost", port, "/"))
+        with pytest.raises(CallbackURLError):
+            deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+    assert receiver.received == []
+
+
+# The workflow posts the outcome as a durable step.
+
+
+def run_to_review(runner, people, url, key_id="key-1"):
+    document = document_submit(
+        title="Budget", text=TEXT, submitter=people["submitter"], callback_url=url, webhook_key_id=key_id
+    )
+    runner.wait_for_callback(str(document.execution_id))
+    return document, Review.objects.get(document=document)
+
+
+def received_payload(receiver, key_id="key-1"):
+    (request,) = receiver.received
+    headers = request.headers
+    assert verify_signature(
+        signing_secret(key_id), request.body, headers["X-Durable-Timestamp"], headers["X-Durable-Signature"]
+    )
+    return json.loads(request.body)
+
+
+def test_published_documents_are_posted_signed(local_webhooks, people):
+    with WebhookReceiver() as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, review = run_to_review(runner, people, receiver.url)
+        review_decide(review, reviewer=people["reviewer"], decision="approved", comment="Good.")
+        result = runner.wait_for_result(str(document.execution_id))
+    assert json.loads(result.result)["webhook"] == {"delivered": True, "status": 200}
+    payload = received_payload(receiver)
+    assert payload["event"] == "document.published"
+    body = payload["document"]
+    assert (body["id"], body["status"], body["decision"]) == (str(document.public_id), "published", "approved")
+    assert body["published_text"] == review.summary
+    assert body["reviewer_comment"] == "Good."
+    assert receiver.received[0].headers["X-Durable-Delivery"] == f"{document.public_id}-published"
+    assert [op.name for op in result.operations][-1] == "notify client"
+
+
+def test_rejected_documents_are_posted(local_webhooks, people):
+    with WebhookReceiver() as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, review = run_to_review(runner, people, receiver.url)
+        review_decide(review, reviewer=people["reviewer"], decision="rejected", comment="Off topic.")
+        runner.wait_for_result(str(document.execution_id))
+    payload = received_payload(receiver)
+    assert payload["event"] == "document.rejected"
+    assert (payload["document"]["status_detail"], payload["document"]["published_text"]) == ("Off topic.", None)
+
+
+def test_expired_documents_are_posted(local_webhooks, people, settings):
+    settings.APPROVALS = {**settings.APPROVALS, "REVIEW_TIMEOUT_SECONDS": 3600}
+    with WebhookReceiver() as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, _ = run_to_review(runner, people, receiver.url)
+        runner.wait_for_result(str(document.execution_id))
+    assert received_payload(receiver)["event"] == "document.expired"
+
+
+def test_a_failing_receiver_is_retried_with_backoff(local_webhooks, people):
+    with WebhookReceiver([503, 500]) as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, review = run_to_review(runner, people, receiver.url)
+        review_decide(review, reviewer=people["reviewer"], decision="approved")
+        result = runner.wait_for_result(str(document.execution_id))
+    assert len(receiver.received) == 3
+    assert json.loads(result.result)["webhook"] == {"delivered": True, "status": 200}
+    step = Operation.objects.get(execution_id=document.execution_id, name="notify client")
+    assert (step.status, step.attempt) == ("SUCCEEDED", 3)
+    retries = HistoryEvent.objects.filter(
+        execution_id=document.execution_id, name="notify client", event_type="StepFailed"
+    )
+    delays = [e.details["RetryDetails"]["NextAttemptDelaySeconds"] for e in retries.order_by("id")]
+    assert len(delays) == 2
+    assert all(d >= 1 for d in delays)
+    # Each attempt is signed afresh; all carry the same delivery id for the receiver to dedupe.
+    assert len({r.headers["X-Durable-Delivery"] for r in receiver.received}) == 1
+
+
+def test_a_refusing_receiver_is_not_retried_and_the_outcome_stands(local_webhooks, people):
+    with WebhookReceiver([410]) as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, review = run_to_review(runner, people, receiver.url)
+        review_decide(review, reviewer=people["reviewer"], decision="approved")
+        result = runner.wait_for_result(str(document.execution_id))
+    assert len(receiver.received) == 1
+    assert result.status == "SUCCEEDED"
+    webhook = json.loads(result.result)["webhook"]
+    assert webhook["delivered"] is False
+    assert "410" in webhook["error"]
+    document.refresh_from_db()
+    assert document.status == "published"
+
+
+def test_retries_stop_after_the_configured_attempts(local_webhooks, people, settings):
+    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_MAX_ATTEMPTS": 3}
+    with WebhookReceiver([503] * 10) as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document, review = run_to_review(runner, people, receiver.url)
+        review_decide(review, reviewer=people["reviewer"], decision="rejected", comment="No.")
+        result = runner.wait_for_result(str(document.execution_id))
+    assert len(receiver.received) == 3
+    assert json.loads(result.result)["webhook"]["delivered"] is False
+
+
+def test_documents_without_a_callback_url_post_nothing(people):
+    with DurableTestRunner(workflows.summarize_approve_persist) as runner:
+        document = document_submit(title="t", text=TEXT, submitter=people["submitter"])
+        runner.wait_for_callback(str(document.execution_id))
+        review_decide(Review.objects.get(document=document), reviewer=people["reviewer"], decision="approved")
+        result = runner.wait_for_result(str(document.execution_id))
+    assert "webhook" not in json.loads(result.result)
+    assert not Operation.objects.filter(execution_id=document.execution_id, name="notify client").exists()
