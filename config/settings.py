@@ -124,6 +124,7 @@ DURABLE = {
     "SCHEDULE_HORIZON": int(os.environ.get("DURABLE_SCHEDULE_HORIZON", "3600")),
 }
 
+MAX_DOCUMENT_BYTES = int(os.environ.get("APPROVALS_MAX_DOCUMENT_BYTES", "200000"))
 APPROVALS = {
     "REVIEW_TIMEOUT_SECONDS": int(os.environ.get("APPROVALS_REVIEW_TIMEOUT_SECONDS", str(7 * 24 * 3600))),
     "MAX_ROUNDS": int(os.environ.get("APPROVALS_MAX_ROUNDS", "3")),
@@ -137,17 +138,17 @@ APPROVALS = {
     "WEBHOOK_RETRY_INITIAL_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", "2")),
     "WEBHOOK_RETRY_MAX_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", "300")),
     # The largest document (UTF-8 bytes), from the browser or the API.
-    "MAX_DOCUMENT_BYTES": int(os.environ.get("APPROVALS_MAX_DOCUMENT_BYTES", "200000")),
+    "MAX_DOCUMENT_BYTES": MAX_DOCUMENT_BYTES,
 }
 
 API = {
-    "MAX_DOCUMENT_BYTES": APPROVALS["MAX_DOCUMENT_BYTES"],
+    "MAX_DOCUMENT_BYTES": MAX_DOCUMENT_BYTES,
     "MAX_METADATA_BYTES": int(os.environ.get("API_MAX_METADATA_BYTES", str(16 * 1024))),
     "IDEMPOTENCY_TTL_SECONDS": int(os.environ.get("API_IDEMPOTENCY_TTL_SECONDS", str(24 * 3600))),
 }
 # Request bodies Django reads into memory: above the document limit, so that one answers first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(
-    os.environ.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(max(API["MAX_DOCUMENT_BYTES"] * 2, 2621440)))
+    os.environ.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(max(MAX_DOCUMENT_BYTES * 2, 2621440)))
 )
 
 LOGIN_URL = "login"
