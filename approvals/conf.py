@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # Key the per-token signing secrets are derived from; empty: derived from SECRET_KEY.
     "WEBHOOK_SIGNING_KEY": "",
     "WEBHOOK_TIMEOUT_SECONDS": 10,
+    # A PEM bundle of CAs to trust for https callback URLs instead of the system's; empty: system.
+    "WEBHOOK_CA_FILE": "",
     # Delivery attempts of one webhook (the first and its retries, with exponential backoff).
     "WEBHOOK_MAX_ATTEMPTS": 6,
     "WEBHOOK_RETRY_INITIAL_SECONDS": 2,

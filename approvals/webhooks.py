@@ -146,7 +146,9 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, address: str, host: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        # The system's trust store, or the CA bundle a setting names (a private CA, say).
+        context = ssl.create_default_context(cafile=conf.get("WEBHOOK_CA_FILE") or None)
+        super().__init__(host, port, timeout=timeout, context=context)
         self._address = address
 
     def connect(self) -> None:

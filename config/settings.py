@@ -134,6 +134,7 @@ APPROVALS = {
     # Empty: derived from SECRET_KEY (rotating that key then changes every token's signing secret).
     "WEBHOOK_SIGNING_KEY": os.environ.get("APPROVALS_WEBHOOK_SIGNING_KEY", ""),
     "WEBHOOK_TIMEOUT_SECONDS": float(os.environ.get("APPROVALS_WEBHOOK_TIMEOUT_SECONDS", "10")),
+    "WEBHOOK_CA_FILE": os.environ.get("APPROVALS_WEBHOOK_CA_FILE", ""),
     "WEBHOOK_MAX_ATTEMPTS": int(os.environ.get("APPROVALS_WEBHOOK_MAX_ATTEMPTS", "6")),
     "WEBHOOK_RETRY_INITIAL_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", "2")),
     "WEBHOOK_RETRY_MAX_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", "300")),

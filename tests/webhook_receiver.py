@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, *, tls: tuple[str, str] | None = None) -> None:
+        """tls: (certificate file, key file) to serve https on https://localhost:PORT instead."""
         self.statuses = list(statuses or [])  # answered in turn; 200 once they run out
         self.received: list[Received] = []
         receiver = self
@@ -35,7 +37,13 @@ class WebhookReceiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/documents"
+        port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{port}/hooks/documents"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{port}/hooks/documents"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> WebhookReceiver:

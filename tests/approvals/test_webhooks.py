@@ -1,6 +1,7 @@
 """Signed webhooks to a real local HTTP server: signature, SSRF checks, retries with backoff."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -111,6 +112,53 @@ def test_a_receiver_can_verify_the_signature(local_webhooks):
     assert not verify_signature(secret, request.body, None, signature)
     old = int(time.time()) - 3600
     assert not verify_signature(secret, request.body, str(old), sign(secret, old, request.body))
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory):
+    """A self-signed certificate for localhost, and one for another name, made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+
+    def make(name: str, san: str) -> tuple[str, str]:
+        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
+                "-addext", f"subjectAltName={san}",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        return str(cert), str(key)
+
+    return {"localhost": make("localhost", "DNS:localhost"), "other": make("other", "DNS:other.example")}
+
+
+def test_https_delivery_verifies_the_receivers_certificate(local_webhooks, settings, certificates):
+    cert, key = certificates["localhost"]
+    secret = signing_secret("k1")
+    with WebhookReceiver(tls=(cert, key)) as receiver:
+        with pytest.raises(WebhookDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            deliver(receiver.url, {"n": 1}, secret=secret, event="document.published", delivery_id="d1")
+        settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_CA_FILE": cert}
+        status = deliver(receiver.url, {"n": 2}, secret=secret, event="document.published", delivery_id="d2")
+    assert status == 200
+    assert len(receiver.received) == 1  # the unverified attempt sent nothing
+    hook = receiver.received[0]
+    assert json.loads(hook.body) == {"n": 2}
+    headers = {k.lower(): v for k, v in hook.headers.items()}
+    assert verify_signature(secret, hook.body, headers["x-durable-timestamp"], headers["x-durable-signature"])
+
+
+def test_https_delivery_refuses_a_certificate_for_another_name(local_webhooks, settings, certificates):
+    cert, key = certificates["other"]
+    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_CA_FILE": cert}  # trusted, but not for localhost
+    with WebhookReceiver(tls=(cert, key)) as receiver, pytest.raises(WebhookDeliveryError, match=r"mismatch|match"):
+        deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
+    assert receiver.received == []
 
 
 def test_signing_secrets_differ_per_token_and_follow_the_key(settings):
