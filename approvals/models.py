@@ -96,7 +96,10 @@ class PublishedSummary(models.Model):
     document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="published")
     review = models.OneToOneField(Review, on_delete=models.PROTECT, related_name="published")
     text = models.TextField()
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # None when the approval completed the review's callback from outside (the API, the admin).
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
     published_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

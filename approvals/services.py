@@ -101,9 +101,16 @@ def document_set_status(document_id: int, status: str, detail: str = "") -> None
 
 
 def review_open(
-    *, document_id: int, round_number: int, summary: dict[str, Any], callback_id: str, expires_at: Any
+    *,
+    document_id: int,
+    round_number: int,
+    summary: dict[str, Any],
+    callback_id: str,
+    expires_at: Any,
+    detail: str = "",
 ) -> Review:
-    """Create (or, on a retried submitter, refresh) the review of one round; the document awaits it."""
+    """Create (or refresh: a retried submitter, or a review re-opened after a decision that could
+    not be used) the review of one round; the document awaits it."""
     with transaction.atomic():
         review, _ = Review.objects.update_or_create(
             document_id=document_id,
@@ -116,14 +123,28 @@ def review_open(
                 "expires_at": expires_at,
             },
         )
-        document_set_status(document_id, DocumentStatus.AWAITING_REVIEW)
+        document_set_status(document_id, DocumentStatus.AWAITING_REVIEW, detail)
     return review
+
+
+def review_record_outside_decision(*, document_id: int, round_number: int, decision: str, comment: str) -> int:
+    """Record on the review a decision that completed its callback outside the reviewers' UI
+    (over the API or in the admin); nobody in particular is its reviewer. Returns the review's id."""
+    with transaction.atomic():
+        review = Review.objects.select_for_update().get(document_id=document_id, round=round_number)
+        if review.is_open:
+            review.decision = decision
+            review.comment = comment
+            review.decided_at = clock.now()
+            review.save(update_fields=["decision", "comment", "decided_at"])
+        if decision == Decision.APPROVED:
+            document_set_status(document_id, DocumentStatus.PUBLISHING)
+    return review.pk
 
 
 def summary_publish(*, document_id: int, review_id: int) -> int:
     """Persist the approved summary (inside the step's transaction, so exactly once)."""
     review = Review.objects.select_related("reviewer").get(pk=review_id, document_id=document_id)
-    assert review.reviewer is not None
     published = PublishedSummary.objects.create(
         document_id=document_id, review=review, text=review.summary, reviewer=review.reviewer
     )

@@ -9,6 +9,8 @@ callback_url, the outcome is then posted to it, signed, by a step that retries w
 
 from __future__ import annotations
 
+import itertools
+import json
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -28,7 +30,7 @@ from durable import (
 )
 from durable.config import Duration, WaitForCallbackConfig
 from durable.retries import RetryStrategyConfig, create_retry_strategy
-from durable.serdes import JsonSerDes
+from durable.serdes import SerDes, SerDesContext
 from durable.types import WaitForCallbackContext
 from llm.errors import LLMError, RetryableLLMError
 
@@ -94,7 +96,7 @@ def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[st
     return {**outcome, "webhook": {"delivered": True, "status": status}}
 
 
-def open_review(document_id: int, round_number: int, summary: dict[str, Any], timeout: int) -> Any:
+def open_review(document_id: int, round_number: int, summary: dict[str, Any], timeout: int, detail: str) -> Any:
     def submit(callback_id: str, context: WaitForCallbackContext) -> None:
         expires_at = clock.now() + timedelta(seconds=timeout)
         services.review_open(
@@ -103,9 +105,75 @@ def open_review(document_id: int, round_number: int, summary: dict[str, Any], ti
             summary=summary,
             callback_id=callback_id,
             expires_at=expires_at,
+            detail=detail,
         )
 
     return submit
+
+
+class DecisionSerDes(SerDes[Any]):
+    """JSON, but a result that is not JSON reads as a problem to report instead of an error."""
+
+    def serialize(self, value: Any, _: SerDesContext) -> str:
+        return json.dumps(value)
+
+    def deserialize(self, data: str, _: SerDesContext) -> Any:
+        try:
+            return json.loads(data)
+        except ValueError:
+            return {"unreadable": data[:200]}
+
+
+def read_decision(result: Any) -> tuple[dict[str, Any] | None, str]:
+    """(the decision, "") when the review's callback result is one; (None, what is wrong) if not.
+
+    The reviewers' UI sends {"decision", "comment", "reviewer_id", "review_id"}; a system outside
+    Django completing the callback over the API (an email link, a chat button) sends at least
+    {"decision": "approved" | "rejected" | "revise", "comment": "..."}. Pure, so replays agree.
+    """
+    if not isinstance(result, dict):
+        return None, f"expected a JSON object, got {type(result).__name__}"
+    if "unreadable" in result and len(result) == 1:
+        return None, "the result was not JSON"
+    decision, comment = result.get("decision"), result.get("comment", "")
+    if decision not in Decision.values:
+        return None, f"decision must be one of {', '.join(Decision.values)}, not {str(decision)[:40]!r}"
+    if not isinstance(comment, str):
+        return None, "comment must be a string"
+    if decision == Decision.REVISE and not comment.strip():
+        return None, "a revision request needs a comment"
+    return {**result, "comment": comment.strip()}, ""
+
+
+def await_decision(
+    context: DurableContext, document_id: int, round_number: int, summary: dict[str, Any], timeout: int
+) -> dict[str, Any]:
+    """Wait for the round's decision; one that cannot be used re-opens the review, losing nothing.
+
+    Raises CallbackTimeoutError when no decision came in time.
+    """
+    problem = ""
+    for attempt in itertools.count():
+        name = f"review #{round_number}" + (f" (again, {attempt})" if attempt else "")
+        detail = f"A decision arrived that could not be used ({problem}); waiting for a new one." if problem else ""
+        result = context.wait_for_callback(
+            open_review(document_id, round_number, summary, timeout, detail[:500]),
+            name=name,
+            config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes()),
+        )
+        decision, problem = read_decision(result)
+        if decision is not None:
+            break
+    assert decision is not None
+    if "review_id" not in decision:
+        # Decided outside the reviewers' UI: record it on the review, as the UI does.
+        decision["review_id"] = context.step(
+            lambda _, d=decision: services.review_record_outside_decision(
+                document_id=document_id, round_number=round_number, decision=d["decision"], comment=d["comment"]
+            ),
+            name=f"record decision #{round_number}",
+        )
+    return decision
 
 
 @durable_execution(name="summarize_approve_persist")
@@ -127,11 +195,7 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
             services.document_set_status(document_id, DocumentStatus.FAILED, f"summarizer: {exc}"[:500])
             raise
         try:
-            decision = context.wait_for_callback(
-                open_review(document_id, round_number, summary, timeout),
-                name=f"review #{round_number}",
-                config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=JsonSerDes()),
-            )
+            decision = await_decision(context, document_id, round_number, summary, timeout)
         except CallbackTimeoutError:
             context.step(
                 lambda _: services.document_set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"),

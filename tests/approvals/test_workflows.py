@@ -16,6 +16,7 @@ from approvals.errors import (
 from approvals.models import Document, PublishedSummary, Review
 from approvals.services import document_submit, review_decide
 from durable import store as journal_store
+from durable.client import send_callback_success
 from durable.models import Execution, Operation
 from durable.testing import DurableTestRunner
 from llm.errors import AuthenticationError, RateLimitedError
@@ -247,3 +248,50 @@ def test_submit_document_command(people, tmp_path):
     with pytest.raises(CommandError, match="empty"):
         call_command("submit_document", str(empty), "--user", "submitter")
     assert Document.objects.count() == 1
+
+
+def test_a_decision_sent_from_outside_the_ui_is_recorded_and_published(people, runner):
+    """An email link or chat button completes the review's callback over the API (same call)."""
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    send_callback_success(review.callback_id, json.dumps({"decision": "approved", "comment": " From email. "}))
+    result = finish(runner, document)
+    assert json.loads(result.result)["status"] == "published"
+    review.refresh_from_db()
+    assert (review.decision, review.comment, review.reviewer) == ("approved", "From email.", None)
+    assert review.decided_at is not None
+    published = PublishedSummary.objects.get(document=document)
+    assert (published.text, published.reviewer) == (review.summary, None)
+    names = list(Operation.objects.filter(execution_id=document.execution_id).values_list("name", flat=True))
+    assert "record decision #1" in names
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        ("yes please", "the result was not JSON"),
+        ('"approved"', "expected a JSON object, got str"),
+        ('{"decision": "maybe"}', "decision must be one of"),
+        ('{"decision": "revise", "comment": " "}', "a revision request needs a comment"),
+        ('{"decision": "approved", "comment": 5}', "comment must be a string"),
+    ],
+)
+def test_a_decision_that_cannot_be_used_reopens_the_review_and_loses_nothing(people, runner, result, problem):
+    document = submit(people)
+    review = open_review(runner, document, 1)
+    send_callback_success(review.callback_id, result)
+    runner.wait_for_callback(str(document.execution_id))  # the review is open again, under a new callback
+    reopened = Review.objects.get(document=document, round=1)
+    document.refresh_from_db()
+    assert reopened.pk == review.pk
+    assert reopened.callback_id != review.callback_id
+    assert reopened.decision == ""
+    assert document.status == "awaiting_review"
+    assert problem in document.status_detail
+    assert Execution.objects.get(pk=document.execution_id).status == "RUNNING"
+
+    review_decide(reopened, reviewer=people["reviewer"], decision="approved")
+    assert json.loads(finish(runner, document).result)["status"] == "published"
+    assert document.status_detail == ""
+    names = list(Operation.objects.filter(execution_id=document.execution_id).values_list("name", flat=True))
+    assert "review #1 (again, 1)" in names
