@@ -152,6 +152,15 @@ def main() -> None:
             f"{r['cb_p95_ms']:>10.1f} {r['timer_p50_ms']:>13.1f} {r['timer_p95_ms']:>13.1f}"
         )
     print("\n(our timer lateness includes RQ's one-second scheduler poll)")
+    from django.db import connection
+
+    if database == "sqlite":
+        with connection.cursor() as cursor:
+            ours = {p: cursor.execute(f"PRAGMA {p}").fetchone()[0] for p in ("journal_mode", "synchronous")}
+        print(f"ours: {ours} (synchronous 1 = NORMAL)")
+    for r in rows:
+        if r.get("settings"):
+            print(f"DBOS, {r['workers']} worker(s): {r['settings']}")
     for count in counts:
         ours = next(r for r in rows if r["worker"] == "ours" and r["workers"] == count)
         theirs = next((r for r in rows if r["worker"] == "DBOS" and r["workers"] == count), None)
@@ -180,7 +189,8 @@ def dbos_row(database: str, workdir: str, count: int, executions: int, samples: 
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     keys = ("exec_per_s", "cb_p50_ms", "cb_p95_ms", "timer_p50_ms", "timer_p95_ms")
-    return {"worker": "DBOS", "workers": count, **{k: result[k] for k in keys}}
+    settings = {k: result[k] for k in ("journal_mode", "synchronous", "fsync", "synchronous_commit") if k in result}
+    return {"worker": "DBOS", "workers": count, "settings": settings, **{k: result[k] for k in keys}}
 
 
 if __name__ == "__main__":
