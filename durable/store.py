@@ -85,25 +85,30 @@ def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: flo
     """Take the lease of a RUNNING execution if it is free or expired; None if not taken."""
     token = secrets.token_hex(16)
     ops = connection.ops
+    sql = _sql()
+    params = [
+        token,
+        owner,
+        ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
+        ops.adapt_datetimefield_value(now),
+        _pk(execution_id),
+        ExecutionStatus.RUNNING.value,
+        ops.adapt_datetimefield_value(now),
+    ]
     with connection.cursor() as cursor:
         # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
-        # than the database's work.
-        cursor.execute(
-            _sql().acquire,
-            [
-                token,
-                owner,
-                ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
-                ops.adapt_datetimefield_value(now),
-                _pk(execution_id),
-                ExecutionStatus.RUNNING.value,
-                ops.adapt_datetimefield_value(now),
-            ],
-        )
-        taken = cursor.rowcount
-    if not taken:
-        return None
-    execution = Execution.objects.get(pk=execution_id)
+        # than the database's work. RETURNING reads the execution in the same statement.
+        if sql.acquire_returning:
+            cursor.execute(sql.acquire + sql.acquire_returning, params)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            execution = sql.execution_from_row(row)
+        else:
+            cursor.execute(sql.acquire, params)
+            if not cursor.rowcount:
+                return None
+            execution = Execution.objects.get(pk=execution_id)
     return Lease(execution, token, took_over=execution.consecutive_deaths > 0)
 
 
@@ -130,8 +135,14 @@ def record_death(execution_id: str, token: str, operation_id: str, count: int, c
         raise LeaseLostError(f"lost the lease of execution {execution_id}")
 
 
-def load_journal(execution_id: str) -> dict[str, OperationRecord]:
-    """The whole journal of an execution, in order, in one query."""
+def load_journal(execution_id: str, *, first_invocation: bool = False) -> dict[str, OperationRecord]:
+    """The whole journal of an execution, in order, in one query.
+
+    `first_invocation`: the caller's lease was the execution's first (invocation_count 1), so
+    nothing was ever written under a lease and the journal is empty: no query.
+    """
+    if first_invocation:
+        return {}
     rows = Operation.objects.filter(execution_id=execution_id).order_by("id").values_list(*_OPERATION_FIELDS)
     journal: dict[str, OperationRecord] = {}
     for row in rows:
@@ -249,10 +260,31 @@ class _Statements:
             f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
             f"AND ({qn('lease_token')} IS NULL OR {qn('lease_expires_at')} < %s)"
         )
+        # The execution's columns, read back by the lease's UPDATE where the database can
+        # (PostgreSQL; SQLite >= 3.35), converted as the ORM converts them.
+        self.execution_fields: list[Any] = list(Execution._meta.concrete_fields)
+        self.acquire_returning = (
+            " RETURNING " + ", ".join(qn(f.column) for f in self.execution_fields)
+            if connection.features.can_return_columns_from_insert
+            else ""
+        )
+        self.execution_converters = []
+        for f in self.execution_fields:
+            col = f.get_col(Execution._meta.db_table)
+            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            self.execution_converters.append((col, converters))
         self.fence = (
             f"UPDATE {exec_table} SET {qn('updated_at')} = %s "
             f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {qn('status')} = %s"
         )
+
+    def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
+        values = []
+        for value, (col, converters) in zip(row, self.execution_converters, strict=True):
+            for converter in converters:
+                value = converter(value, col, connection)
+            values.append(value)
+        return Execution.from_db(connection.alias, [f.attname for f in self.execution_fields], values)
 
 
 _statements: dict[str, _Statements] = {}
@@ -290,15 +322,17 @@ class LeasedJournal:
         self._pk = _pk(execution_id)
 
     def _fence(self, **changes: Any) -> None:
+        qn = connection.ops.quote_name
+        sql, params = _sql().fence, []
         if changes:
-            kept = Execution.objects.filter(
-                pk=self.execution_id, lease_token=self.token, status=ExecutionStatus.RUNNING
-            ).update(updated_at=self.clock(), **changes)
-        else:
-            with connection.cursor() as cursor:
-                now = connection.ops.adapt_datetimefield_value(self.clock())
-                cursor.execute(_sql().fence, [now, self._pk, self.token, ExecutionStatus.RUNNING.value])
-                kept = cursor.rowcount
+            fields: list[Any] = [Execution._meta.get_field(name) for name in changes]
+            sets = "".join(f", {qn(f.column)} = %s" for f in fields)
+            sql = sql.replace(" WHERE ", sets + " WHERE ", 1)
+            params = [f.get_db_prep_save(changes[f.name], connection) for f in fields]
+        with connection.cursor() as cursor:
+            now = connection.ops.adapt_datetimefield_value(self.clock())
+            cursor.execute(sql, [now, *params, self._pk, self.token, ExecutionStatus.RUNNING.value])
+            kept = cursor.rowcount
         if not kept:
             raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
 

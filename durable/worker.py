@@ -22,7 +22,6 @@ from rq.exceptions import DuplicateJobError
 from rq.utils import as_text
 
 from durable import clock, conf
-from durable.models import Execution
 from durable.runtime import run_invocation
 
 log = logging.getLogger("durable.worker")
@@ -108,12 +107,7 @@ def invoke(execution_id: str) -> str:
 
 
 def _invoke(execution_id: str) -> str:
-    wake_at = Execution.objects.filter(pk=execution_id).values_list("wake_at", flat=True).first()
-    if wake_at is not None:
-        early = (wake_at - clock.now()).total_seconds()
-        if 0 < early <= EARLY_TOLERANCE:
-            time.sleep(early)
-    outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable)
+    outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable, wait_if_early=EARLY_TOLERANCE)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
 
 
