@@ -53,6 +53,26 @@ def test_replay_loads_the_journal_in_a_constant_number_of_queries(steps):
 replay_queries: dict[int, int] = {}
 
 
+@durable_execution(name="tests.runtime.three_steps")
+def three_steps(event: dict, context: DurableContext) -> int:
+    return sum(context.step(lambda _, i=i: i, name=f"s{i}") for i in range(3))
+
+
+def test_a_first_invocation_reads_no_journal_and_writes_a_transaction_per_step_boundary():
+    execution = start_execution(three_steps, {})
+    with CaptureQueriesContext(connection) as first:
+        outcome = run_invocation(str(execution.pk))
+    assert outcome.status == "SUCCEEDED"
+    sqls = [q["sql"].lstrip().upper() for q in first.captured_queries]
+    assert not [q for q in sqls if q.startswith("SELECT")], sqls
+    # Step 1's SUCCEEDED is written before step 2's body runs, step 2's before step 3's, and
+    # step 3's with the invocation's end: three transactions, plus the lease's UPDATE.
+    assert len([q for q in sqls if q.startswith(("BEGIN", "SAVEPOINT"))]) == 3, sqls
+    assert (
+        list(Operation.objects.filter(execution_id=execution.pk).values_list("status", flat=True)) == ["SUCCEEDED"] * 3
+    )
+
+
 def test_a_held_lease_keeps_a_second_delivery_out():
     execution = start_execution(many_steps, {"steps": 1})
     now = engine_clock.now()
