@@ -98,6 +98,14 @@ def test_a_worker_that_lost_its_lease_writes_nothing():
     assert not Operation.objects.filter(execution=execution).exists()
     LeasedJournal(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(record, [])])
     assert Operation.objects.filter(execution=execution).count() == 1
+    # Nor can it end the execution: the fence fails and the whole last transaction rolls back.
+    other = OperationRecord("op-2", OperationType.STEP, "Step", "later", OperationStatus.SUCCEEDED, result="2")
+    with pytest.raises(LeaseLostError):
+        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).finish(
+            [Checkpoint(other, [])], [], status="SUCCEEDED", result="2"
+        )
+    assert Operation.objects.filter(execution=execution).count() == 1
+    assert Execution.objects.get(pk=execution.pk).status == "RUNNING"
 
 
 @durable_execution(name="tests.runtime.not_json")
