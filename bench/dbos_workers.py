@@ -6,8 +6,10 @@ One DBOS process (this one) is launched per call and destroyed at the end, so
 instance exists there). No conductor key or OTLP endpoint is set: no network connection.
 
 * SQLite (``sqlite:////abs/path.sqlite3``): the file is switched to ``journal_mode=WAL`` before
-  DBOS opens it (DBOS sets busy_timeout etc., not WAL); ``synchronous`` is left as DBOS leaves it.
-  Both are read back through DBOS's engine. On SQLite < 3.42 the ``unixepoch('subsec')`` shim from
+  DBOS opens it (DBOS sets busy_timeout etc., not WAL), and every DBOS connection gets
+  ``synchronous`` = ``--sqlite-synchronous`` (default NORMAL, what our settings use: DBOS's own
+  default, FULL, would make it pay an fsync per commit that we do not). Both are read back
+  through DBOS's engine. On SQLite < 3.42 the ``unixepoch('subsec')`` shim from
   bench/dbos_side.py is installed on every new connection.
 * PostgreSQL (``postgres://`` or ``postgresql://``): used as the system database; DBOS creates its
   ``dbos`` schema in it. ``fsync`` and ``synchronous_commit`` are read back.
@@ -231,6 +233,7 @@ def measure_dbos_workers(
     samples: int,
     concurrency: int,
     *,
+    sqlite_synchronous: str = "NORMAL",
     queue_polling_interval_sec: float = 0.01,
     notification_polling_interval_sec: float | None = None,
 ) -> dict[str, Any]:
@@ -264,6 +267,14 @@ def measure_dbos_workers(
     shim = database == "sqlite" and NEEDS_SHIM
     if shim:
         sa.event.listen(sa.engine.Engine, "connect", _install_shim)
+    if sqlite_synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"bad synchronous mode {sqlite_synchronous!r}")
+
+    def set_synchronous(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA synchronous={sqlite_synchronous.upper()}")
+
+    if database == "sqlite":
+        sa.event.listen(sa.engine.Engine, "connect", set_synchronous)
     result: dict[str, Any] = {
         "engine": "dbos",
         "dbos_version": importlib.metadata.version("dbos"),
@@ -340,6 +351,8 @@ def measure_dbos_workers(
         DBOS.destroy()
         if shim:
             sa.event.remove(sa.engine.Engine, "connect", _install_shim)
+        if database == "sqlite":
+            sa.event.remove(sa.engine.Engine, "connect", set_synchronous)
         _spans.clear()
 
 
@@ -353,6 +366,9 @@ def main() -> None:
     parser.add_argument(
         "--notification-polling", type=float, default=None, help="DBOS notification poller, s (default: DBOS's)"
     )
+    parser.add_argument(
+        "--sqlite-synchronous", default="NORMAL", help="PRAGMA synchronous on DBOS's SQLite connections (ours: NORMAL)"
+    )
     args = parser.parse_args()
     result = measure_dbos_workers(
         args.database_url,
@@ -361,6 +377,7 @@ def main() -> None:
         args.concurrency,
         queue_polling_interval_sec=args.queue_polling,
         notification_polling_interval_sec=args.notification_polling,
+        sqlite_synchronous=args.sqlite_synchronous,
     )
     print(json.dumps(result))
 

@@ -36,6 +36,8 @@ def setup_django(db_path: str, synchronous: str) -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DJANGO_LOG_LEVEL"] = "WARNING"
+    # As in production: with DEBUG on, Django records every query, a cost DBOS does not pay.
+    os.environ["DJANGO_DEBUG"] = "false"
     import django
     from django.conf import settings
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,11 +48,15 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budget: bool = False) -> InvocationOutcome:
+def run_invocation(
+    execution_id: str, *, owner: str | None = None, kill_on_budget: bool = False, wait_if_early: float = 0.0
+) -> InvocationOutcome:
     """Run one invocation of a RUNNING execution; returns at once if its lease is held elsewhere.
 
     `kill_on_budget` ends the process when the invocation overruns its time budget (for
-    workers that run each invocation in a process of its own).
+    workers that run each invocation in a process of its own). `wait_if_early`: if the
+    execution's wake-up is at most this many seconds away, sleep until it, holding the lease
+    (RQ's scheduler may release a job up to a second early; a timer never fires early).
     """
     now = clock.now()
     ttl = conf.get("LEASE_SECONDS")
@@ -59,6 +64,11 @@ def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budge
     if lease is None:
         return InvocationOutcome(str(execution_id), ran=False)
     execution = lease.execution
+    if wait_if_early and execution.wake_at is not None:
+        early = (execution.wake_at - now).total_seconds()
+        if 0 < early <= wait_if_early:
+            time.sleep(early)
+            now = clock.now()
     journal = store.LeasedJournal(str(execution.pk), lease.token, clock.now)
     invocation: dict[str, Any] = {"StartTimestamp": now.isoformat()}
     limit = conf.get("INVOCATION_DEATHS_LIMIT")
@@ -79,7 +89,8 @@ def run_invocation(execution_id: str, *, owner: str | None = None, kill_on_budge
     except UnknownFunctionError as exc:
         return _end(journal, [], invocation, ExecutionStatus.FAILED, error=error_object(exc))
 
-    state = ExecutionState(str(execution.pk), store.load_journal(str(execution.pk)), journal, clock.now)
+    operations = store.load_journal(str(execution.pk), first_invocation=execution.invocation_count == 1)
+    state = ExecutionState(str(execution.pk), operations, journal, clock.now)
     if lease.took_over:
         state.death_check = _death_check(execution, lease.token, limit)
     budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,25 +85,35 @@ def acquire_lease(execution_id: str, owner: str, now: datetime, ttl_seconds: flo
     """Take the lease of a RUNNING execution if it is free or expired; None if not taken."""
     token = secrets.token_hex(16)
     ops = connection.ops
-    with connection.cursor() as cursor:
+    sql = _sql()
+    params = [
+        token,
+        owner,
+        ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
+        ops.adapt_datetimefield_value(now),
+        _pk(execution_id),
+        ExecutionStatus.RUNNING.value,
+        ops.adapt_datetimefield_value(now),
+    ]
+    # On SQLite, an UPDATE outside a transaction reads first and takes the write lock late
+    # (the upgrade our IMMEDIATE transactions avoid); measured beside a process starting
+    # executions, it waited 0.76 ms on average against 0.11 ms for a BEGIN IMMEDIATE. On
+    # PostgreSQL the statement alone is one round trip instead of three.
+    immediate = transaction.atomic() if connection.vendor == "sqlite" else nullcontext()
+    with immediate, connection.cursor() as cursor:
         # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
-        # than the database's work.
-        cursor.execute(
-            _sql().acquire,
-            [
-                token,
-                owner,
-                ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
-                ops.adapt_datetimefield_value(now),
-                _pk(execution_id),
-                ExecutionStatus.RUNNING.value,
-                ops.adapt_datetimefield_value(now),
-            ],
-        )
-        taken = cursor.rowcount
-    if not taken:
-        return None
-    execution = Execution.objects.get(pk=execution_id)
+        # than the database's work. RETURNING reads the execution in the same statement.
+        if sql.acquire_returning:
+            cursor.execute(sql.acquire + sql.acquire_returning, params)
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            execution = sql.execution_from_row(row)
+        else:
+            cursor.execute(sql.acquire, params)
+            if not cursor.rowcount:
+                return None
+            execution = Execution.objects.get(pk=execution_id)
     return Lease(execution, token, took_over=execution.consecutive_deaths > 0)
 
 
@@ -130,8 +140,14 @@ def record_death(execution_id: str, token: str, operation_id: str, count: int, c
         raise LeaseLostError(f"lost the lease of execution {execution_id}")
 
 
-def load_journal(execution_id: str) -> dict[str, OperationRecord]:
-    """The whole journal of an execution, in order, in one query."""
+def load_journal(execution_id: str, *, first_invocation: bool = False) -> dict[str, OperationRecord]:
+    """The whole journal of an execution, in order, in one query.
+
+    `first_invocation`: the caller's lease was the execution's first (invocation_count 1), so
+    nothing was ever written under a lease and the journal is empty: no query.
+    """
+    if first_invocation:
+        return {}
     rows = Operation.objects.filter(execution_id=execution_id).order_by("id").values_list(*_OPERATION_FIELDS)
     journal: dict[str, OperationRecord] = {}
     for row in rows:
@@ -249,10 +265,31 @@ class _Statements:
             f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
             f"AND ({qn('lease_token')} IS NULL OR {qn('lease_expires_at')} < %s)"
         )
+        # The execution's columns, read back by the lease's UPDATE where the database can
+        # (PostgreSQL; SQLite >= 3.35), converted as the ORM converts them.
+        self.execution_fields: list[Any] = list(Execution._meta.concrete_fields)
+        self.acquire_returning = (
+            " RETURNING " + ", ".join(qn(f.column) for f in self.execution_fields)
+            if connection.features.can_return_columns_from_insert
+            else ""
+        )
+        self.execution_converters = []
+        for f in self.execution_fields:
+            col = f.get_col(Execution._meta.db_table)
+            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            self.execution_converters.append((col, converters))
         self.fence = (
             f"UPDATE {exec_table} SET {qn('updated_at')} = %s "
             f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {qn('status')} = %s"
         )
+
+    def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
+        values = []
+        for value, (col, converters) in zip(row, self.execution_converters, strict=True):
+            for converter in converters:
+                value = converter(value, col, connection)
+            values.append(value)
+        return Execution.from_db(connection.alias, [f.attname for f in self.execution_fields], values)
 
 
 _statements: dict[str, _Statements] = {}
@@ -267,6 +304,19 @@ def _sql() -> _Statements:
 def append_events(execution_id: str, events: Iterable[HistoryRecord]) -> None:
     with connection.cursor() as cursor:
         cursor.executemany(_sql().insert_event, [_event_params(_pk(execution_id), e) for e in events])
+
+
+@contextmanager
+def _pipelined() -> Iterator[None]:
+    """On PostgreSQL, send the statements inside without waiting for each reply (psycopg's
+    pipeline mode): a checkpoint's fence, upserts and events cost one round trip, not one each
+    plus BEGIN. Errors surface when the block ends, as Django's DatabaseErrors."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
 
 
 @contextmanager
@@ -289,23 +339,29 @@ class LeasedJournal:
         self.clock = clock
         self._pk = _pk(execution_id)
 
-    def _fence(self, **changes: Any) -> None:
+    def _send_fence(self, cursor: Any, **changes: Any) -> None:
+        """The fence (and `changes`) on the execution row; `_check_fence` reads whether it held."""
+        qn = connection.ops.quote_name
+        sql, params = _sql().fence, []
         if changes:
-            kept = Execution.objects.filter(
-                pk=self.execution_id, lease_token=self.token, status=ExecutionStatus.RUNNING
-            ).update(updated_at=self.clock(), **changes)
-        else:
-            with connection.cursor() as cursor:
-                now = connection.ops.adapt_datetimefield_value(self.clock())
-                cursor.execute(_sql().fence, [now, self._pk, self.token, ExecutionStatus.RUNNING.value])
-                kept = cursor.rowcount
-        if not kept:
+            fields: list[Any] = [Execution._meta.get_field(name) for name in changes]
+            sets = "".join(f", {qn(f.column)} = %s" for f in fields)
+            sql = sql.replace(" WHERE ", sets + " WHERE ", 1)
+            params = [f.get_db_prep_save(changes[f.name], connection) for f in fields]
+        now = connection.ops.adapt_datetimefield_value(self.clock())
+        cursor.execute(sql, [now, *params, self._pk, self.token, ExecutionStatus.RUNNING.value])
+
+    def _check_fence(self, cursor: Any) -> None:
+        # The writes sent after the fence are in the same transaction, which this rolls back.
+        if not cursor.rowcount:
             raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
 
     def write(self, checkpoints: list[Checkpoint]) -> None:
-        with _checkpoint_guard(self.execution_id), transaction.atomic():
-            self._fence()
-            save_checkpoints(self.execution_id, checkpoints)
+        with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
+            with _pipelined():
+                self._send_fence(fence)
+                save_checkpoints(self.execution_id, checkpoints)
+            self._check_fence(fence)
 
     def transaction(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
@@ -326,18 +382,21 @@ class LeasedJournal:
         `watched_callbacks` are callbacks this invocation saw pending. One completed meanwhile
         makes the execution due now, so its completion is never lost. Returns True if so.
         """
-        with _checkpoint_guard(self.execution_id), transaction.atomic():
-            self._fence(
-                lease_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                consecutive_deaths=0,
-                died_at_operation=None,
-                deaths_at_operation=0,
-                **changes,
-            )
-            save_checkpoints(self.execution_id, checkpoints)
-            append_events(self.execution_id, events)
+        with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
+            with _pipelined():
+                self._send_fence(
+                    fence,
+                    lease_token=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    consecutive_deaths=0,
+                    died_at_operation=None,
+                    deaths_at_operation=0,
+                    **changes,
+                )
+                save_checkpoints(self.execution_id, checkpoints)
+                append_events(self.execution_id, events)
+            self._check_fence(fence)
             if watched_callbacks and (
                 Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
                 .exclude(status=OperationStatus.STARTED)

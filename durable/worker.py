@@ -19,9 +19,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
 from rq.exceptions import DuplicateJobError
+from rq.utils import as_text
 
 from durable import clock, conf
-from durable.models import Execution
 from durable.runtime import run_invocation
 
 log = logging.getLogger("durable.worker")
@@ -107,12 +107,7 @@ def invoke(execution_id: str) -> str:
 
 
 def _invoke(execution_id: str) -> str:
-    wake_at = Execution.objects.filter(pk=execution_id).values_list("wake_at", flat=True).first()
-    if wake_at is not None:
-        early = (wake_at - clock.now()).total_seconds()
-        if 0 < early <= EARLY_TOLERANCE:
-            time.sleep(early)
-    outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable)
+    outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable, wait_if_early=EARLY_TOLERANCE)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
 
 
@@ -164,11 +159,72 @@ class SweepingWorkerMixin:
             close_old_connections()
 
 
+# One round trip per invocation job: drop the job just finished (from RQ's intermediate queue,
+# and its hash), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
+# its hash. RQ's own dequeue costs a dozen round trips (heartbeats, state, suspension check,
+# LMOVE, HGETALL, cleanup pipeline).
+_NEXT_JOB = """
+if ARGV[1] ~= '' then
+  redis.call('LREM', KEYS[2], 1, ARGV[1])
+  redis.call('DEL', ARGV[2] .. ARGV[1])
+end
+local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+if not id then return false end
+return {id, redis.call('HGETALL', ARGV[2] .. id)}
+"""
+# Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
+HOUSEKEEPING_SECONDS = 1.0
+
+
 class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     """The engine's worker: invocations run in this process, one at a time, with its database
     connections kept between jobs. An invocation past its budget ends the whole process; the
     `durable_worker` supervisor starts a fresh one (measured against the forking worker in
     bench/workers.py: about three times the throughput; see the README)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finished_job: str | None = None  # an invocation job whose Redis records remain
+        self._housekept = 0.0
+        self._next_job = self.connection.register_script(_NEXT_JOB)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if timeout is None and pipeline is None and time.monotonic() - self._housekept < HOUSEKEEPING_SECONDS:
+            return
+        super().heartbeat(timeout, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        now = time.monotonic()
+        if now - self._housekept >= HOUSEKEEPING_SECONDS:
+            super().check_for_suspension(burst)
+            super().heartbeat()
+            self._housekept = now
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is None and state == getattr(self, "_state", None):
+            return  # unchanged: save the round trip
+        super().set_state(state, pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        if len(self._ordered_queues) == 1 and not self.should_run_maintenance_tasks:
+            queue = self._ordered_queues[0]
+            while True:
+                finished, self._finished_job = self._finished_job, None
+                found = self._next_job(
+                    keys=[queue.key, queue.intermediate_queue_key],
+                    args=[finished or "", self.job_class.redis_job_namespace_prefix],
+                )
+                if not found:
+                    break
+                job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
+                if not found[1]:
+                    continue  # the job's hash is gone (cancelled or expired): take the next one
+                job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
+                job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+                return job, queue
+        # Nothing queued (or not our simple case): RQ's own blocking dequeue.
+        self._forget_finished_job()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def execute_job(self, job: Any, queue: Any) -> None:
         global _process_is_disposable
@@ -178,15 +234,29 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             return
         # Our jobs are nudges: the lease and the journal record the work, so RQ's per-job
         # bookkeeping (started registry, execution records, statuses, results) is skipped.
-        # This halves the cost of a short invocation. A worker dying here leaves the job in
-        # RQ's intermediate queue, which RQ re-queues; the lease makes that harmless.
+        # This halves the cost of a short invocation. The job's id stays in RQ's intermediate
+        # queue until the next dequeue drops it; a worker dying before that leaves it there,
+        # and RQ re-queues it; the lease makes that harmless.
         try:
             invoke(*job.args)
         finally:
+            self._finished_job = job.id
+            self._finished_queue = queue
+
+    def _forget_finished_job(self) -> None:
+        finished, self._finished_job = self._finished_job, None
+        if finished is not None:
             with self.connection.pipeline() as pipeline:
-                pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
-                pipeline.delete(job.key)
+                pipeline.lrem(self._finished_queue.intermediate_queue_key, 1, finished)
+                pipeline.delete(self.job_class.key_for(finished))
                 pipeline.execute()
+
+    def teardown(self) -> None:
+        try:
+            self._forget_finished_job()
+        except redis.RedisError:
+            log.warning("could not drop the last job's records from Redis; RQ's maintenance will")
+        super().teardown()  # type: ignore[no-untyped-call]
 
 
 class DurableForkingWorker(SweepingWorkerMixin, Worker):

@@ -113,6 +113,9 @@ class StepOperation:
         record.started_at = record.started_at or now
         record.next_attempt_at = None
         at_most_once = self.config.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
+        # Whatever earlier operations left buffered (an at-least-once step's SUCCEEDED) is on
+        # disk before this body's side effects begin.
+        self.state.flush()
         # At-most-once must have STARTED on disk before the body runs; at-least-once lets it
         # ride with the SUCCEEDED write, saving a transaction per step.
         self.state.checkpoint(record, [HistoryRecord("StepStarted", None)], sync=at_most_once)
@@ -154,7 +157,12 @@ class StepOperation:
         details = {"Result": {"Payload": payload, "Truncated": False}}
         if attempt > 1:
             details["RetryDetails"] = {"CurrentAttempt": attempt}
-        self.state.checkpoint(record, [HistoryRecord("StepSucceeded", None, details)])
+        # An at-least-once step's SUCCEEDED rides with the next write: the next step flushes it
+        # before its body runs, and the invocation's last transaction takes what is left. A crash
+        # before then runs this step again, which at-least-once allows. A transactional step's
+        # record commits with its body; an at-most-once step's is written at once.
+        deferred = self.config.step_semantics is StepSemantics.AT_LEAST_ONCE_PER_RETRY and not self.config.transactional
+        self.state.checkpoint(record, [HistoryRecord("StepSucceeded", None, details)], sync=not deferred)
         return value
 
     def _failed(self, record: OperationRecord, error: Exception) -> NoReturn:
