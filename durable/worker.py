@@ -1,14 +1,22 @@
 """Running invocations on RQ: the dispatch backend, the job, and the engine's worker class.
 
-The database holds every wake-up time; Redis only carries nudges. A wake-up within the horizon
-becomes an RQ job (queued now, or scheduled with `enqueue_at`); later ones, and any lost with
-Redis, are found by the sweep. Each wake-up has a job id of its own (execution and time), so
-duplicates collapse, with short result and failure ttls, so an old job never blocks a new one.
+The database holds every wake-up time; Redis only carries nudges. A wake-up that is due becomes
+an RQ job at once; one within the horizon waits in a Redis sorted set of timers (scored by its
+time to the millisecond) until a worker's timer thread moves it to the queue, within about
+`TIMER_POLL_SECONDS` of its time and never before it; later ones, and any lost with Redis, are
+found by the sweep. Each wake-up has a job id of its own (execution and time), so duplicates
+collapse, with short result and failure ttls, so an old job never blocks a new one.
+
+RQ's own scheduler (`enqueue_at`) was used before: it compares whole seconds and polls once a
+second, so wake-ups came up to a second early (the job then napped, holding its worker) or up
+to a second late. Measured in bench/workers.py: see the README.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -30,8 +38,14 @@ log = logging.getLogger("durable.worker")
 # a failed one stays a minute for inspection (its execution is re-dispatched under a new id).
 JOB_RESULT_TTL = 0
 JOB_FAILURE_TTL = 60
-# RQ's scheduler compares whole seconds and may release a job up to a second early.
+# A job that arrives a little before its wake-up (another machine's clock, say) naps until due.
 EARLY_TOLERANCE = 1.5
+# How often the worker holding the timers lock moves due wake-ups to the queue.
+TIMER_POLL_SECONDS = 0.02
+# Timers released per poll at most (the rest go at the next poll).
+TIMER_BATCH = 500
+TIMER_LOCK_KEY = "durable:timers:lock"
+TIMER_LOCK_MS = 3000
 
 # True where an overrunning invocation may end the process: a supervised worker or a work-horse.
 _process_is_disposable = False
@@ -55,6 +69,28 @@ def job_id(execution_id: str, when: datetime, generation: int = 0) -> str:
     return f"durable-{execution_id}-{int(when.timestamp() * 1000)}{suffix}"
 
 
+def timers_key(queue_name: str) -> str:
+    """The sorted set of wake-ups waiting for their time: member a job id, score its Unix time."""
+    return f"durable:timers:{queue_name}"
+
+
+def _job_options(job_id_: str, execution_id: str) -> dict[str, Any]:
+    return {
+        "job_id": job_id_,
+        "result_ttl": JOB_RESULT_TTL,
+        "failure_ttl": JOB_FAILURE_TTL,
+        # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
+        "job_timeout": 2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
+        "unique": True,
+        "description": f"durable invocation of {execution_id}",
+    }
+
+
+def _enqueue(execution_id: str, job_id_: str) -> None:
+    with contextlib.suppress(DuplicateJobError):  # the same wake-up is already queued
+        queue().enqueue(invoke, execution_id, **_job_options(job_id_, execution_id))
+
+
 def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
     """The DISPATCHER backend: queue (or schedule) an invocation of `execution_id` at `when`.
 
@@ -64,27 +100,87 @@ def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
     delay = (when - clock.now()).total_seconds()
     if delay > conf.get("SCHEDULE_HORIZON"):
         return  # far in the future: the sweep finds it when it is due
-    options = {
-        "job_id": job_id(execution_id, when, generation),
-        "result_ttl": JOB_RESULT_TTL,
-        "failure_ttl": JOB_FAILURE_TTL,
-        # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
-        "job_timeout": 2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
-        "unique": True,
-        "description": f"durable invocation of {execution_id}",
-    }
+    wake_up = job_id(execution_id, when, generation)
     try:
         if delay <= 0:
-            queue().enqueue(invoke, execution_id, **options)
+            _enqueue(execution_id, wake_up)
         else:
-            # RQ's scheduler works in whole seconds and may release this up to a second early;
-            # the job then naps until the wake-up is due (never runs early, rarely runs late).
-            queue().enqueue_at(when, invoke, execution_id, **options)
-    except DuplicateJobError:
-        pass  # the same wake-up is already queued
+            q = queue()
+            q.connection.zadd(timers_key(q.name), {wake_up: when.timestamp()})
     except redis.RedisError as exc:
         # Losing a nudge loses nothing: the sweep re-dispatches what is due.
         log.warning("could not dispatch %s to Redis (%s); the sweep will pick it up", execution_id, exc)
+
+
+def _execution_of(job_id_: str) -> str:
+    return job_id_.removeprefix("durable-")[:36]  # job_id(): "durable-<uuid>-<ms>[-g<n>]"
+
+
+# Take the timers that are due out of the set, atomically, so two pollers never both take one.
+_DUE_TIMERS = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+
+
+def release_due_timers(connection: Any) -> int:
+    """Move the wake-ups whose time has come from the timers set to the queue; returns how many.
+
+    A wake-up taken from the set but not enqueued (Redis failing in between) is a lost nudge;
+    the sweep re-dispatches it once it is overdue by REDISPATCH_GRACE.
+    """
+    q = queue()
+    due = connection.register_script(_DUE_TIMERS)(
+        keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
+    )
+    for member in due:
+        wake_up = as_text(member)
+        _enqueue(_execution_of(wake_up), wake_up)
+    return len(due)
+
+
+# Take or keep the timers lock: one poller at a time, across processes and machines.
+_TIMER_LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+
+class TimerPoller(threading.Thread):
+    """A worker's timer thread: while it holds the timers lock, it moves due wake-ups to the
+    queue every TIMER_POLL_SECONDS; otherwise it checks now and then whether the holder died."""
+
+    def __init__(self, connection: Any, name: str) -> None:
+        super().__init__(name="durable-timers", daemon=True)
+        self.connection = connection
+        self.holder = name
+        self._stopped = threading.Event()
+        self._lock = connection.register_script(_TIMER_LOCK)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        holding, checked = False, 0.0
+        while not self._stopped.wait(TIMER_POLL_SECONDS if holding else 0.5):
+            try:
+                now = time.monotonic()
+                if not holding or now - checked >= TIMER_LOCK_MS / 3000:  # renew at a third of its life
+                    holding = bool(self._lock(keys=[TIMER_LOCK_KEY], args=[self.holder, TIMER_LOCK_MS]))
+                    checked = now
+                if holding:
+                    release_due_timers(self.connection)
+            except redis.RedisError as exc:
+                holding = False
+                log.warning("timer poll failed (%s); will try again", exc)
+            except Exception:
+                holding = False
+                log.exception("timer poll failed; will try again")
 
 
 INVOKE = f"{__name__}.invoke"
@@ -121,6 +217,14 @@ class SweepingWorkerMixin:
         kwargs.setdefault("maintenance_interval", 30)
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
+        poller.start()
+        try:
+            return bool(super().work(*args, **kwargs))  # type: ignore[misc]
+        finally:
+            poller.stop()
 
     @property
     def dequeue_timeout(self) -> int:

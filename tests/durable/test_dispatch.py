@@ -1,17 +1,17 @@
 """Dispatch to a real Redis: after commit only, one job per wake-up, far timers left to the sweep."""
 
+import time
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from rq.registry import ScheduledJobRegistry
 
 from durable import clock
 from durable.client import start_execution
 from durable.sweep import LOCK_KEY, sweep_with_lock
-from durable.worker import dispatch, job_id, queue
+from durable.worker import TIMER_LOCK_KEY, TimerPoller, dispatch, job_id, queue, release_due_timers, timers_key
 from tests import workflows
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
@@ -30,7 +30,7 @@ def queued_ids() -> list[str]:
 
 
 def scheduled_ids() -> list[str]:
-    return ScheduledJobRegistry(queue=queue()).get_job_ids()
+    return [member.decode() for member in queue().connection.zrange(timers_key(queue().name), 0, -1)]
 
 
 def test_a_rolled_back_transaction_leaves_no_job_in_redis(redis_dispatch):
@@ -70,6 +70,59 @@ def test_near_wake_ups_are_scheduled_in_redis_and_far_ones_left_to_the_sweep(red
     dispatch(str(execution.pk), soon)
     dispatch(str(execution.pk), later)
     assert scheduled_ids() == [job_id(str(execution.pk), soon)]
+
+
+def test_a_timer_is_released_to_the_queue_at_its_time_never_before(redis_dispatch):
+    execution = start_execution(workflows.three_steps, {})
+    queue().empty()
+    fake = clock.FakeClock()
+    soon = fake.current + timedelta(seconds=30, microseconds=1000)
+    with clock.use_clock(fake):
+        dispatch(str(execution.pk), soon)
+        dispatch(str(execution.pk), soon)  # the same wake-up twice: one timer
+        wake_up = job_id(str(execution.pk), soon)
+        assert scheduled_ids() == [wake_up]
+        assert release_due_timers(queue().connection) == 0
+        fake.advance_to(soon - timedelta(microseconds=1000))  # a millisecond before its time
+        assert release_due_timers(queue().connection) == 0
+        assert queued_ids() == []
+        fake.advance_to(soon)
+        assert release_due_timers(queue().connection) == 1
+    assert queued_ids() == [wake_up]
+    assert scheduled_ids() == []
+    job = queue().fetch_job(wake_up)
+    assert (job.func_name, job.args) == ("durable.worker.invoke", (str(execution.pk),))
+
+
+def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_dispatch, monkeypatch):
+    monkeypatch.setattr("durable.worker.TIMER_LOCK_MS", 600)
+    connection = queue().connection
+    first, second = TimerPoller(connection, "first"), TimerPoller(connection, "second")
+    first.start()
+    try:
+        wait = time.monotonic() + 5
+        while connection.get(TIMER_LOCK_KEY) != b"first" and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert connection.get(TIMER_LOCK_KEY) == b"first"
+        second.start()
+        time.sleep(1.0)
+        assert connection.get(TIMER_LOCK_KEY) == b"first"  # kept by renewal
+        execution = start_execution(workflows.three_steps, {})
+        queue().empty()
+        soon = clock.now() + timedelta(milliseconds=200)
+        dispatch(str(execution.pk), soon)
+        first.stop()
+        first.join(5)
+        # The lock lapses and the second poller releases the timer.
+        wait = time.monotonic() + 5
+        while not queued_ids() and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert queued_ids() == [job_id(str(execution.pk), soon)]
+        assert connection.get(TIMER_LOCK_KEY) == b"second"
+    finally:
+        first.stop()
+        second.stop()
+        second.join(5)
 
 
 def test_one_sweep_at_a_time(redis_dispatch):
