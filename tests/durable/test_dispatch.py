@@ -13,6 +13,7 @@ from durable.client import start_execution
 from durable.sweep import LOCK_KEY, sweep_with_lock
 from durable.worker import TIMER_LOCK_KEY, TimerPoller, dispatch, job_id, queue, release_due_timers, timers_key
 from tests import workflows
+from tests.processes import wait_until
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -100,13 +101,13 @@ def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_d
     first, second = TimerPoller(connection, "first"), TimerPoller(connection, "second")
     first.start()
     try:
-        wait = time.monotonic() + 5
-        while connection.get(TIMER_LOCK_KEY) != b"first" and time.monotonic() < wait:
-            time.sleep(0.05)
-        assert connection.get(TIMER_LOCK_KEY) == b"first"
+        wait_until(lambda: connection.get(TIMER_LOCK_KEY) == b"first", 5, message="the first poller's lock")
         second.start()
-        time.sleep(1.0)
-        assert connection.get(TIMER_LOCK_KEY) == b"first"  # kept by renewal
+        # Watched for longer than the lock's 600 ms life: renewal keeps it with the first poller.
+        watch_until = time.monotonic() + 1.0
+        while time.monotonic() < watch_until:
+            assert connection.get(TIMER_LOCK_KEY) == b"first"
+            time.sleep(0.05)
         execution = start_execution(workflows.three_steps, {})
         queue().empty()
         soon = clock.now() + timedelta(milliseconds=200)
@@ -114,9 +115,7 @@ def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_d
         first.stop()
         first.join(5)
         # The lock lapses and the second poller releases the timer.
-        wait = time.monotonic() + 5
-        while not queued_ids() and time.monotonic() < wait:
-            time.sleep(0.05)
+        wait_until(queued_ids, 5, message="the second poller to release the timer")
         assert queued_ids() == [job_id(str(execution.pk), soon)]
         assert connection.get(TIMER_LOCK_KEY) == b"second"
     finally:
