@@ -128,11 +128,12 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
     execution_status = execution.status if execution else ""
     final = document.status in FINAL_STATUSES and execution_status != ExecutionStatus.RUNNING
     user = request.user
+    is_reviewer = selectors.is_reviewer(user)
     can_decide = (
         current is not None
         and current.is_open
         and document.status == DocumentStatus.AWAITING_REVIEW
-        and selectors.is_reviewer(user)
+        and is_reviewer
         and document.submitter_id != user.pk
     )
     return {
@@ -143,7 +144,7 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
         "earlier": reviews[:-1],
         "final": final,
         "can_decide": can_decide,
-        "is_reviewer": selectors.is_reviewer(user),
+        "is_reviewer": is_reviewer,
         "progress": _progress(document, _round_in_progress(document, current)),
         "version": _live_version(document, execution.updated_at if execution else None, execution_status),
         "form": DecisionForm(),

@@ -10,7 +10,6 @@ callback_url, the outcome is then posted to it, signed, by a step that retries w
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from durable import (
 )
 from durable.config import Duration, WaitForCallbackConfig
 from durable.retries import RetryStrategyConfig, create_retry_strategy
-from durable.serdes import SerDes, SerDesContext
+from durable.serdes import JsonSerDes, SerDesContext
 from durable.types import WaitForCallbackContext
 from llm.errors import LLMError, RetryableLLMError
 
@@ -111,15 +110,12 @@ def open_review(document_id: int, round_number: int, summary: dict[str, Any], ti
     return submit
 
 
-class DecisionSerDes(SerDes[Any]):
+class DecisionSerDes(JsonSerDes):
     """JSON, but a result that is not JSON reads as a problem to report instead of an error."""
 
-    def serialize(self, value: Any, _: SerDesContext) -> str:
-        return json.dumps(value)
-
-    def deserialize(self, data: str, _: SerDesContext) -> Any:
+    def deserialize(self, data: str, context: SerDesContext) -> Any:
         try:
-            return json.loads(data)
+            return super().deserialize(data, context)
         except ValueError:
             return {"unreadable": data[:200]}
 

@@ -124,14 +124,14 @@ return due
 """
 
 
-def release_due_timers(connection: Any) -> int:
+def release_due_timers(connection: Any, script: Any = None) -> int:
     """Move the wake-ups whose time has come from the timers set to the queue; returns how many.
 
     A wake-up taken from the set but not enqueued (Redis failing in between) is a lost nudge;
     the sweep re-dispatches it once it is overdue by REDISPATCH_GRACE.
     """
     q = queue()
-    due = connection.register_script(_DUE_TIMERS)(
+    due = (script or connection.register_script(_DUE_TIMERS))(
         keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
     )
     for member in due:
@@ -161,6 +161,7 @@ class TimerPoller(threading.Thread):
         self.holder = name
         self._stopped = threading.Event()
         self._lock = connection.register_script(_TIMER_LOCK)
+        self._due = connection.register_script(_DUE_TIMERS)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -174,7 +175,7 @@ class TimerPoller(threading.Thread):
                     holding = bool(self._lock(keys=[TIMER_LOCK_KEY], args=[self.holder, TIMER_LOCK_MS]))
                     checked = now
                 if holding:
-                    release_due_timers(self.connection)
+                    release_due_timers(self.connection, self._due)
             except redis.RedisError as exc:
                 holding = False
                 log.warning("timer poll failed (%s); will try again", exc)
