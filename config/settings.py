@@ -84,6 +84,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A journal takes many small writes: WAL lets readers run beside the writer, NORMAL
     # syncs at checkpoints rather than every commit, IMMEDIATE takes the write lock at BEGIN
     # (no deadlocking upgrade from a read lock), and writers wait rather than fail at once.
+    # Our backend adds a queue for writers across processes (durable/backends/sqlite3).
+    DATABASES["default"]["ENGINE"] = "durable.backends.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
         "transaction_mode": "IMMEDIATE",

@@ -1,6 +1,7 @@
 """Wake-ups: how an execution that is due gets an invocation.
 
-The backend is `settings.DURABLE["DISPATCHER"]`, a dotted path to `f(execution_id, when)`.
+The backend is `settings.DURABLE["DISPATCHER"]`, a dotted path to `f(execution_id, when)`; a
+backend may also offer `f.many([(execution_id, when, generation), ...])` for batches.
 With none configured, nothing is enqueued: the test runner and `durable_demo` drive
 invocations themselves. Dispatch always happens after the transaction that made it necessary
 commits, so a rolled-back transaction leaves no wake-up behind.
@@ -29,6 +30,23 @@ def wake(execution_id: str, when: datetime, generation: int = 0) -> None:
     """
     backend = _backend()
     if backend is not None:
+        if generation:
+            backend(execution_id, when, generation)
+        else:
+            backend(execution_id, when)
+
+
+def wake_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
+    """`wake` for many executions: (execution id, when, generation) each; one call to the backend
+    if it takes batches."""
+    backend = _backend()
+    if backend is None or not wake_ups:
+        return
+    many = getattr(backend, "many", None)
+    if many is not None:
+        many(wake_ups)
+        return
+    for execution_id, when, generation in wake_ups:
         if generation:
             backend(execution_id, when, generation)
         else:

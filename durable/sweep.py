@@ -78,18 +78,25 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     report.timed_out_executions = _time_out_executions(now, limit)
 
     grace = conf.get("REDISPATCH_GRACE")
-    for pk, wake_at in due_query(now).values_list("pk", "wake_at")[:limit]:
-        report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
+    due = list(due_query(now).values_list("pk", "wake_at")[:limit])
+    # Every execution waiting in the queue is due: the checks and the re-dispatch cost a
+    # query and a round trip to Redis in all, not one per execution.
+    with_expired = _with_expired_callbacks([pk for pk, _ in due], now)
+    wake_ups = []
+    for pk, wake_at in due:
+        if pk in with_expired:
+            report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
         wake_at = wake_at or now
         # The wake-up's own job id: a nudge still in Redis absorbs this one. Long overdue, a new
         # id every `grace` seconds, in case its job is stuck with a worker that was killed.
-        dispatch.wake(str(pk), wake_at, int((now - wake_at).total_seconds() // grace))
+        wake_ups.append((str(pk), wake_at, int((now - wake_at).total_seconds() // grace)))
         report.dispatched_due.append(str(pk))
 
     for pk in expired_leases_query(now).values_list("pk", flat=True)[:limit]:
         # A fresh job id: the dead invocation's job may still sit in Redis as started.
-        dispatch.wake(str(pk), now)
+        wake_ups.append((str(pk), now, 0))
         report.dispatched_expired_leases.append(str(pk))
+    dispatch.wake_many(wake_ups)
     return report
 
 
@@ -117,10 +124,21 @@ def _time_out_executions(now: datetime, limit: int) -> list[str]:
     return ids
 
 
+def _expired_callbacks(now: datetime) -> QuerySet[Operation]:
+    return Operation.objects.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED).filter(
+        Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now)
+    )
+
+
+def _with_expired_callbacks(execution_ids: list[Any], now: datetime) -> set[Any]:
+    """Which of these executions have a callback past its deadline (one query)."""
+    if not execution_ids:
+        return set()
+    return set(_expired_callbacks(now).filter(execution_id__in=execution_ids).values_list("execution_id", flat=True))
+
+
 def _time_out_callbacks(execution_id: str, now: datetime) -> int:
-    expired = Operation.objects.filter(
-        execution_id=execution_id, type=OperationType.CALLBACK, status=OperationStatus.STARTED
-    ).filter(Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now))
+    expired = _expired_callbacks(now).filter(execution_id=execution_id)
     if not expired.exists():
         return 0
     count = 0

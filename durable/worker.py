@@ -14,10 +14,10 @@ to a second late. Measured in bench/workers.py: see the README.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +26,9 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
-from rq.exceptions import DuplicateJobError
+from rq.job import JobStatus
 from rq.utils import as_text
+from rq.utils import now as rq_now
 
 from durable import clock, conf
 from durable.runtime import run_invocation
@@ -74,21 +75,65 @@ def timers_key(queue_name: str) -> str:
     return f"durable:timers:{queue_name}"
 
 
-def _job_options(job_id_: str, execution_id: str) -> dict[str, Any]:
-    return {
-        "job_id": job_id_,
-        "result_ttl": JOB_RESULT_TTL,
-        "failure_ttl": JOB_FAILURE_TTL,
+# Queue wake-ups in one round trip whatever their number: for each, unless a job with its id
+# exists (the same wake-up is queued or running), save the job's hash as RQ would and push its
+# id, and register the queue, as RQ's unique enqueue does in three round trips per job.
+# KEYS: rq:queues, the queue's key. ARGV: then per job: its key, its id, n, n field/value pairs.
+_ENQUEUE = """
+redis.call('SADD', KEYS[1], KEYS[2])
+local queued, i = 0, 1
+while i <= #ARGV do
+  local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
+    redis.call('RPUSH', KEYS[2], id)
+    queued = queued + 1
+  end
+  i = i + 3 + 2 * n
+end
+return queued
+"""
+_enqueue_scripts: dict[int, Any] = {}
+
+
+def _job_fields(q: Any, execution_id: str, job_id_: str) -> list[Any]:
+    """The hash of an invocation job, as RQ's own enqueue would save it."""
+    job = q.job_class.create(
+        INVOKE,
+        args=(execution_id,),
+        connection=q.connection,
+        id=job_id_,
+        result_ttl=JOB_RESULT_TTL,
+        failure_ttl=JOB_FAILURE_TTL,
         # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
-        "job_timeout": 2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
-        "unique": True,
-        "description": f"durable invocation of {execution_id}",
-    }
+        timeout=2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
+        description=f"durable invocation of {execution_id}",
+        origin=q.name,
+        serializer=q.serializer,
+        status=JobStatus.QUEUED,
+    )
+    job.enqueued_at = rq_now()
+    fields: list[Any] = []
+    for name, value in job.to_dict().items():
+        if value is not None:
+            fields += (name, value)
+    return fields
 
 
-def _enqueue(execution_id: str, job_id_: str) -> None:
-    with contextlib.suppress(DuplicateJobError):  # the same wake-up is already queued
-        queue().enqueue(invoke, execution_id, **_job_options(job_id_, execution_id))
+def enqueue_wake_ups(wake_ups: list[tuple[str, str]]) -> int:
+    """Queue invocation jobs (execution id, job id) not already in Redis, in one round trip;
+    returns how many were queued."""
+    if not wake_ups:
+        return 0
+    q = queue()
+    script = _enqueue_scripts.get(id(q))
+    if script is None:
+        script = _enqueue_scripts[id(q)] = q.connection.register_script(_ENQUEUE)
+    args: list[Any] = []
+    for execution_id, job_id_ in wake_ups:
+        fields = _job_fields(q, execution_id, job_id_)
+        args += (q.job_class.key_for(job_id_), job_id_, len(fields) // 2, *fields)
+    return int(script(keys=[q.redis_queues_keys, q.key], args=args))
 
 
 def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
@@ -97,19 +142,36 @@ def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
     `generation` > 0 gives a wake-up that is long overdue a new job id, in case the first job
     for it is stuck in Redis (its worker killed before it took the lease).
     """
-    delay = (when - clock.now()).total_seconds()
-    if delay > conf.get("SCHEDULE_HORIZON"):
-        return  # far in the future: the sweep finds it when it is due
-    wake_up = job_id(execution_id, when, generation)
-    try:
+    dispatch_many([(execution_id, when, generation)])
+
+
+def dispatch_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
+    """`dispatch` for many wake-ups at once: one round trip to Redis in all."""
+    now = clock.now()
+    horizon = conf.get("SCHEDULE_HORIZON")
+    due: list[tuple[str, str]] = []
+    timers: dict[str, float] = {}
+    for execution_id, when, generation in wake_ups:
+        delay = (when - now).total_seconds()
+        if delay > horizon:
+            continue  # far in the future: the sweep finds it when it is due
+        wake_up = job_id(execution_id, when, generation)
         if delay <= 0:
-            _enqueue(execution_id, wake_up)
+            due.append((execution_id, wake_up))
         else:
+            timers[wake_up] = when.timestamp()
+    try:
+        if due:
+            enqueue_wake_ups(due)
+        if timers:
             q = queue()
-            q.connection.zadd(timers_key(q.name), {wake_up: when.timestamp()})
+            q.connection.zadd(timers_key(q.name), timers)
     except redis.RedisError as exc:
         # Losing a nudge loses nothing: the sweep re-dispatches what is due.
-        log.warning("could not dispatch %s to Redis (%s); the sweep will pick it up", execution_id, exc)
+        log.warning("could not dispatch %d wake-up(s) to Redis (%s); the sweep will", len(wake_ups), exc)
+
+
+dispatch.many = dispatch_many  # type: ignore[attr-defined]
 
 
 def _execution_of(job_id_: str) -> str:
@@ -134,10 +196,9 @@ def release_due_timers(connection: Any, script: Any = None) -> int:
     due = (script or connection.register_script(_DUE_TIMERS))(
         keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
     )
-    for member in due:
-        wake_up = as_text(member)
-        _enqueue(_execution_of(wake_up), wake_up)
-    return len(due)
+    wake_ups = [as_text(member) for member in due]
+    enqueue_wake_ups([(_execution_of(wake_up), wake_up) for wake_up in wake_ups])
+    return len(wake_ups)
 
 
 # Take or keep the timers lock: one poller at a time, across processes and machines.
@@ -266,8 +327,9 @@ class SweepingWorkerMixin:
 
 # One round trip per invocation job: drop the job just finished (from RQ's intermediate queue,
 # and its hash), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
-# its hash. RQ's own dequeue costs a dozen round trips (heartbeats, state, suspension check,
-# LMOVE, HGETALL, cleanup pipeline).
+# its hash; for our own invocation jobs (ids "durable-..."), whose id says all, only whether the
+# hash still exists (a cancelled or expired job has none). RQ's own dequeue costs a dozen round
+# trips (heartbeats, state, suspension check, LMOVE, HGETALL, cleanup pipeline).
 _NEXT_JOB = """
 if ARGV[1] ~= '' then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
@@ -275,8 +337,24 @@ if ARGV[1] ~= '' then
 end
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
+if string.sub(id, 1, 8) == 'durable-' then
+  return {id, redis.call('EXISTS', ARGV[2] .. id)}
+end
 return {id, redis.call('HGETALL', ARGV[2] .. id)}
 """
+
+
+@dataclass(frozen=True)
+class _Nudge:
+    """An invocation job as the fast path needs it: its id names the execution."""
+
+    id: str
+
+    @property
+    def args(self) -> tuple[str]:
+        return (_execution_of(self.id),)
+
+
 # Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
 HOUSEKEEPING_SECONDS = 1.0
 
@@ -321,9 +399,11 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
                 )
                 if not found:
                     break
-                job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
                 if not found[1]:
                     continue  # the job's hash is gone (cancelled or expired): take the next one
+                if isinstance(found[1], int):
+                    return _Nudge(as_text(found[0])), queue
+                job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
                 job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
                 job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
                 return job, queue
@@ -334,7 +414,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     def execute_job(self, job: Any, queue: Any) -> None:
         global _process_is_disposable
         _process_is_disposable = True
-        if job.func_name != INVOKE:
+        if not isinstance(job, _Nudge) and job.func_name != INVOKE:
             super().execute_job(job, queue)
             return
         # Our jobs are nudges: the lease and the journal record the work, so RQ's per-job

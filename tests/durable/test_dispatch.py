@@ -140,3 +140,71 @@ def test_the_sweep_command_re_dispatches_a_due_execution_lost_from_redis(redis_d
     call_command("durable_sweep", stdout=out)
     assert "1 due" in out.getvalue()
     assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
+
+
+def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_repeated(redis_dispatch, monkeypatch):
+    from durable.worker import dispatch_many
+
+    executions = [start_execution(workflows.three_steps, {}) for _ in range(30)]
+    queue().empty()
+    dispatch(str(executions[0].pk), executions[0].wake_at)  # already queued: absorbed below
+    soon = clock.now() + timedelta(minutes=5)
+    calls = []
+    connection_class = queue().connection.connection_pool.connection_class
+    original = connection_class.send_packed_command
+    monkeypatch.setattr(
+        connection_class, "send_packed_command", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1]
+    )
+    dispatch_many(
+        [(str(e.pk), e.wake_at, 0) for e in executions]
+        + [(str(executions[1].pk), soon, 0)]  # a timer
+        + [(str(executions[2].pk), executions[2].wake_at, 3)]  # a new generation: a job of its own
+    )
+    monkeypatch.undo()
+    assert len(calls) == 2  # the queue's script, the timers' ZADD
+    ids = queued_ids()
+    assert len(ids) == 31
+    assert len(set(ids)) == 31
+    assert ids[0] == job_id(str(executions[0].pk), executions[0].wake_at)
+    assert job_id(str(executions[2].pk), executions[2].wake_at, 3) in ids
+    assert scheduled_ids() == [job_id(str(executions[1].pk), soon)]
+    # Each job is what RQ itself would have queued: a worker's RQ job reads it back.
+    job = queue().fetch_job(ids[5])
+    assert job.func_name == "durable.worker.invoke"
+    assert job.args == (str(executions[5].pk),)
+    assert job.get_status() == "queued"
+    assert job.origin == queue().name
+
+
+def test_the_sweep_re_dispatches_a_backlog_with_a_few_queries_and_one_round_trip(redis_dispatch, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from durable.sweep import sweep
+
+    def sweep_cost() -> tuple[int, int, int]:
+        calls = []
+        connection_class = queue().connection.connection_pool.connection_class
+        original = connection_class.send_packed_command
+        monkeypatch.setattr(
+            connection_class,
+            "send_packed_command",
+            lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1],
+        )
+        with CaptureQueriesContext(connection) as captured:
+            report = sweep()
+        monkeypatch.undo()
+        return len(report.dispatched_due), len(captured.captured_queries), len(calls)
+
+    for _ in range(3):  # (these load the script)
+        start_execution(workflows.three_steps, {})
+    queue().empty()
+    due, queries_small, trips = sweep_cost()
+    assert (due, trips) == (3, 1)
+    assert len(queued_ids()) == 3
+    for _ in range(60):
+        start_execution(workflows.three_steps, {})
+    due, queries_large, trips = sweep_cost()
+    assert (due, trips) == (63, 1)
+    assert queries_large == queries_small  # not one per execution
+    assert len(queued_ids()) == 63  # the three already queued were not queued again

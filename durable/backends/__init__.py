@@ -1,0 +1,1 @@
+"""Database backends tuned for a journal's many small write transactions."""
