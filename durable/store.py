@@ -179,25 +179,35 @@ def save_checkpoints(execution_id: str, checkpoints: Iterable[Checkpoint]) -> No
     more than the database's work. `INSERT ... ON CONFLICT DO UPDATE` is the same on SQLite
     and PostgreSQL.
     """
+    operations, events = _rows(execution_id, checkpoints)
+    sql = _sql()
+    with connection.cursor() as cursor:
+        if operations:
+            cursor.executemany(sql.upsert_operation, operations)
+        if events:
+            cursor.executemany(sql.insert_event, events)
+
+
+def _rows(execution_id: str, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The parameters of the operations' upserts (the last state of each) and of their events."""
     latest: dict[str, OperationRecord] = {}
     events: list[HistoryRecord] = []
     for checkpoint in checkpoints:
         latest[checkpoint.record.operation_id] = checkpoint.record
         events.extend(checkpoint.events)
-    sql = _sql()
     ops = connection.ops
     pk = _pk(execution_id)
-    with connection.cursor() as cursor:
-        if latest:
-            cursor.executemany(
-                sql.upsert_operation,
-                [
-                    [pk] + [_adapt(ops, field, getattr(record, field)) for field in _OPERATION_FIELDS]
-                    for record in latest.values()
-                ],
-            )
-        if events:
-            cursor.executemany(sql.insert_event, [_event_params(pk, e) for e in events])
+    operations = [
+        [pk] + [_adapt(ops, field, getattr(record, field)) for field in _OPERATION_FIELDS] for record in latest.values()
+    ]
+    return operations, [_event_params(pk, e) for e in events]
+
+
+def _many_rows(statement: str, rows: list[list[Any]]) -> tuple[str, list[Any]]:
+    """One INSERT of all `rows` from a one-row INSERT statement (its VALUES group repeated)."""
+    head, _, rest = statement.partition(" VALUES ")
+    group, tail = rest[: rest.index(")") + 1], rest[rest.index(")") + 1 :]
+    return f"{head} VALUES {', '.join([group] * len(rows))}{tail}", [value for row in rows for value in row]
 
 
 def _adapt(ops: Any, field: str, value: Any) -> Any:
@@ -306,6 +316,16 @@ def append_events(execution_id: str, events: Iterable[HistoryRecord]) -> None:
         cursor.executemany(_sql().insert_event, [_event_params(_pk(execution_id), e) for e in events])
 
 
+_DIVISION_BY_ZERO = "22012"
+
+
+def _one_round_trip() -> bool:
+    """Whether a journal write can go as one multi-statement query: on PostgreSQL (Django's
+    psycopg cursors bind parameters client-side, so such a query takes them), outside any
+    transaction of the caller's (a transactional step's writes join its transaction)."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
 @contextmanager
 def _pipelined() -> Iterator[None]:
     """On PostgreSQL, send the statements inside without waiting for each reply (psycopg's
@@ -339,8 +359,8 @@ class LeasedJournal:
         self.clock = clock
         self._pk = _pk(execution_id)
 
-    def _send_fence(self, cursor: Any, **changes: Any) -> None:
-        """The fence (and `changes`) on the execution row; `_check_fence` reads whether it held."""
+    def _fence(self, **changes: Any) -> tuple[str, list[Any]]:
+        """The fence (and `changes`) on the execution row: it updates the row only under our lease."""
         qn = connection.ops.quote_name
         sql, params = _sql().fence, []
         if changes:
@@ -349,7 +369,11 @@ class LeasedJournal:
             sql = sql.replace(" WHERE ", sets + " WHERE ", 1)
             params = [f.get_db_prep_save(changes[f.name], connection) for f in fields]
         now = connection.ops.adapt_datetimefield_value(self.clock())
-        cursor.execute(sql, [now, *params, self._pk, self.token, ExecutionStatus.RUNNING.value])
+        return sql, [now, *params, self._pk, self.token, ExecutionStatus.RUNNING.value]
+
+    def _send_fence(self, cursor: Any, **changes: Any) -> None:
+        """Send the fence; `_check_fence` reads whether it held."""
+        cursor.execute(*self._fence(**changes))
 
     def _check_fence(self, cursor: Any) -> None:
         # The writes sent after the fence are in the same transaction, which this rolls back.
@@ -357,11 +381,39 @@ class LeasedJournal:
             raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
 
     def write(self, checkpoints: list[Checkpoint]) -> None:
+        if _one_round_trip():
+            self._write_at_once(checkpoints)
+            return
         with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
             with _pipelined():
                 self._send_fence(fence)
                 save_checkpoints(self.execution_id, checkpoints)
             self._check_fence(fence)
+
+    def _write_at_once(
+        self, checkpoints: list[Checkpoint], events: Iterable[HistoryRecord] = (), **changes: Any
+    ) -> None:
+        """PostgreSQL, outside any transaction: the fence, the operations and the events in one
+        multi-statement query, which the server runs as one transaction, in one round trip
+        (instead of two: the statements, then COMMIT once the fence is known to have held). A
+        lost lease makes the fence divide by zero, which rolls the whole query back."""
+        with _checkpoint_guard(self.execution_id):
+            fence_sql, params = self._fence(**changes)
+            statements = [f"WITH fenced AS ({fence_sql} RETURNING 1) SELECT 1 / (SELECT count(*) FROM fenced)"]
+            operations, event_rows = _rows(self.execution_id, checkpoints)
+            event_rows += [_event_params(self._pk, e) for e in events]
+            for statement, rows in ((_sql().upsert_operation, operations), (_sql().insert_event, event_rows)):
+                if rows:
+                    sql, values = _many_rows(statement, rows)
+                    statements.append(sql)
+                    params += values
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("; ".join(statements), params)
+            except DatabaseError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) == _DIVISION_BY_ZERO:
+                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}") from None
+                raise
 
     def transaction(self) -> AbstractContextManager[Any]:
         return transaction.atomic()
@@ -382,18 +434,20 @@ class LeasedJournal:
         `watched_callbacks` are callbacks this invocation saw pending. One completed meanwhile
         makes the execution due now, so its completion is never lost. Returns True if so.
         """
+        released = {
+            "lease_token": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "consecutive_deaths": 0,
+            "died_at_operation": None,
+            "deaths_at_operation": 0,
+        }
+        if not watched_callbacks and _one_round_trip():
+            self._write_at_once(checkpoints, events, **released, **changes)
+            return False
         with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
             with _pipelined():
-                self._send_fence(
-                    fence,
-                    lease_token=None,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    consecutive_deaths=0,
-                    died_at_operation=None,
-                    deaths_at_operation=0,
-                    **changes,
-                )
+                self._send_fence(fence, **released, **changes)
                 save_checkpoints(self.execution_id, checkpoints)
                 append_events(self.execution_id, events)
             self._check_fence(fence)

@@ -165,7 +165,7 @@ def test_a_permanent_summarizer_failure_fails_the_document(people, runner, monke
 
 
 def test_publish_happens_exactly_once_when_the_worker_dies_before_its_checkpoint(people, monkeypatch):
-    real = journal_store.save_checkpoints
+    real = journal_store._rows  # every journal write builds its statements with it
     crashed = []
 
     def crash_on_publish(execution_id, checkpoints):
@@ -174,7 +174,7 @@ def test_publish_happens_exactly_once_when_the_worker_dies_before_its_checkpoint
             raise Crash  # the body wrote the summary; the process dies before the checkpoint commits
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "save_checkpoints", crash_on_publish)
+    monkeypatch.setattr(journal_store, "_rows", crash_on_publish)
     with DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document = submit(people)
         review = open_review(runner, document, 1)

@@ -116,18 +116,18 @@ def drive(runner: DurableTestRunner, execution_id: str) -> None:
 def run_program(steps: list, crash_at: frozenset[int], monkeypatch) -> tuple[str, dict, Chaos]:
     global chaos
     chaos = Chaos(crash_at)
-    real_save = journal_store.save_checkpoints
+    real_save = journal_store._rows  # what every journal write builds its statements from
 
     def save(execution_id, checkpoints):
         chaos.point()  # crash with a body's result computed but not yet on disk
         return real_save(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "save_checkpoints", save)
+    monkeypatch.setattr(journal_store, "_rows", save)
     with DurableTestRunner(program) as runner:
         execution_id = runner.run_async(json.dumps({"program": steps}))
         drive(runner, execution_id)
     execution = get_execution(execution_id)
-    monkeypatch.setattr(journal_store, "save_checkpoints", real_save)
+    monkeypatch.setattr(journal_store, "_rows", real_save)
     return execution.status, json.loads(execution.result) if execution.result else execution.error, chaos
 
 

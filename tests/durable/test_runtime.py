@@ -224,15 +224,15 @@ def test_a_database_outage_during_a_checkpoint_is_not_a_step_failure(monkeypatch
 
     from durable import store as journal_store
 
-    real = journal_store.save_checkpoints
+    real = journal_store._rows  # what every journal write builds its statements from
     outage = {"on": True}
 
-    def flaky_save(execution_id, checkpoints):
+    def flaky_rows(execution_id, checkpoints):
         if outage["on"]:
             raise OperationalError("server closed the connection unexpectedly")
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "save_checkpoints", flaky_save)
+    monkeypatch.setattr(journal_store, "_rows", flaky_rows)
     with DurableTestRunner(db_outage) as runner:
         execution_id = runner.run_async()
         outcome = run_invocation(execution_id)

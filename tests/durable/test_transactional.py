@@ -49,7 +49,7 @@ def test_writes_roll_back_with_a_failed_attempt_and_commit_once_with_the_good_on
 @pytest.fixture
 def crash_at_first_checkpoint_write(monkeypatch):
     """The worker dies after the step body ran and before its checkpoint is on disk."""
-    real = journal_store.save_checkpoints
+    real = journal_store._rows  # every journal write builds its statements with it
     state = {"crashed": False}
 
     def save(execution_id, checkpoints):
@@ -58,7 +58,7 @@ def crash_at_first_checkpoint_write(monkeypatch):
             raise Crash
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "save_checkpoints", save)
+    monkeypatch.setattr(journal_store, "_rows", save)
     return state
 
 

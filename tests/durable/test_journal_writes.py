@@ -1,0 +1,109 @@
+"""Journal writes outside any transaction (as in a worker): one transaction per step boundary,
+on PostgreSQL one round trip each, and a lost lease writes nothing at all."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from durable import clock as engine_clock
+from durable.client import start_execution
+from durable.exceptions import LeaseLostError
+from durable.models import Execution, HistoryEvent, Operation
+from durable.runtime import run_invocation
+from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.store import LeasedJournal, acquire_lease
+from tests.durable.test_runtime import many_steps, three_steps
+
+# Not wrapped in a test transaction: the writes run as a worker's do.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql():
+    execution = start_execution(three_steps, {})
+    with CaptureQueriesContext(connection) as captured:
+        outcome = run_invocation(str(execution.pk))
+    assert outcome.status == "SUCCEEDED"
+    sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+    sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
+    assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"')  # the lease
+    if connection.vendor == "postgresql":
+        # Fence, upserts and events of each boundary in one query the server runs as one
+        # transaction: the lease and three round trips in all.
+        assert len(sqls) == 4, sqls
+        assert all(q.startswith("WITH FENCED AS (UPDATE") and "INSERT INTO" in q for q in sqls[1:]), sqls
+    else:
+        assert len([q for q in sqls if q.startswith('UPDATE "DURABLE_EXECUTION"')]) == 4, sqls
+    ops = Operation.objects.filter(execution_id=execution.pk).order_by("id")
+    assert [(op.name, op.status, op.result) for op in ops] == [
+        ("s0", "SUCCEEDED", "0"),
+        ("s1", "SUCCEEDED", "1"),
+        ("s2", "SUCCEEDED", "2"),
+    ]
+    done = Execution.objects.get(pk=execution.pk)
+    assert (done.status, done.result, done.lease_token) == ("SUCCEEDED", "3", None)
+    events = list(HistoryEvent.objects.filter(execution_id=execution.pk).values_list("event_type", flat=True))
+    assert events[0] == "ExecutionStarted"
+    assert events[-2:] == ["InvocationCompleted", "ExecutionSucceeded"]
+    assert events.count("StepSucceeded") == 3
+
+
+def record(operation_id: str, status: OperationStatus, result: str | None = None) -> OperationRecord:
+    return OperationRecord(operation_id, OperationType.STEP, "Step", operation_id, status, result=result)
+
+
+def test_many_checkpoints_in_one_write_keep_the_last_state_of_each_operation_and_every_event():
+    execution = start_execution(many_steps, {"steps": 1})
+    lease = acquire_lease(str(execution.pk), "worker", engine_clock.now(), 60)
+    journal = LeasedJournal(str(execution.pk), lease.token, engine_clock.now)
+    started = record("a", OperationStatus.STARTED)
+    journal.write(
+        [
+            Checkpoint(started, [HistoryRecord("StepStarted", started, {}, engine_clock.now())]),
+            Checkpoint(
+                record("a", OperationStatus.SUCCEEDED, '"one"'),
+                [HistoryRecord("StepSucceeded", started, {}, engine_clock.now())],
+            ),
+            Checkpoint(
+                record("b", OperationStatus.SUCCEEDED, "2"),
+                [HistoryRecord("StepSucceeded", started, {}, engine_clock.now())],
+            ),
+        ]
+    )
+    ops = dict(Operation.objects.filter(execution_id=execution.pk).values_list("operation_id", "result"))
+    assert ops == {"a": '"one"', "b": "2"}
+    assert Operation.objects.get(execution_id=execution.pk, operation_id="a").status == "SUCCEEDED"
+    events = HistoryEvent.objects.filter(execution_id=execution.pk).exclude(event_type="ExecutionStarted")
+    assert list(events.order_by("id").values_list("event_type", flat=True)) == [
+        "StepStarted",
+        "StepSucceeded",
+        "StepSucceeded",
+    ]
+
+
+def test_a_lost_lease_writes_nothing_and_ends_nothing():
+    execution = start_execution(many_steps, {"steps": 1})
+    now = engine_clock.now()
+    stale = acquire_lease(str(execution.pk), "worker-a", now, 60)
+    fresh = acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
+    before = HistoryEvent.objects.filter(execution_id=execution.pk).count()
+    late = record("late", OperationStatus.SUCCEEDED, "1")
+    with pytest.raises(LeaseLostError):
+        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).write(
+            [Checkpoint(late, [HistoryRecord("StepSucceeded", late, {}, engine_clock.now())])]
+        )
+    with pytest.raises(LeaseLostError):
+        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).finish(
+            [Checkpoint(late, [])],
+            [HistoryRecord("ExecutionSucceeded", None, {}, engine_clock.now())],
+            status="SUCCEEDED",
+            result="1",
+        )
+    assert not Operation.objects.filter(execution_id=execution.pk).exists()
+    assert HistoryEvent.objects.filter(execution_id=execution.pk).count() == before
+    kept = Execution.objects.get(pk=execution.pk)
+    assert (kept.status, kept.lease_token, kept.result) == ("RUNNING", fresh.token, None)
+    # The connection is usable after the rolled-back query.
+    LeasedJournal(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(late, [])])
+    assert Operation.objects.filter(execution_id=execution.pk).count() == 1
