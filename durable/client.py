@@ -53,7 +53,7 @@ def start_execution(
     now = clock.now()
     try:
         with transaction.atomic():
-            execution = Execution.objects.create(
+            execution = Execution(
                 function_name=fn.name,
                 execution_name=name,
                 input=payload,
@@ -64,6 +64,7 @@ def start_execution(
                 timeout_at=now + timedelta(seconds=timeout),
                 wake_at=now,
             )
+            store.insert_execution(execution)
             details = {"Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": timeout}
             store.append_events(str(execution.pk), [HistoryRecord("ExecutionStarted", None, details, now)])
             dispatch.on_commit_wake(str(execution.pk), now)

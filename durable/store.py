@@ -283,6 +283,10 @@ class _Statements:
             if connection.features.can_return_columns_from_insert
             else ""
         )
+        self.insert_execution = (
+            f"INSERT INTO {exec_table} ({', '.join(qn(f.column) for f in self.execution_fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(self.execution_fields))})"
+        )
         self.execution_converters = []
         for f in self.execution_fields:
             col = f.get_col(Execution._meta.db_table)
@@ -309,6 +313,17 @@ def _sql() -> _Statements:
     if connection.vendor not in _statements:
         _statements[connection.vendor] = _Statements()
     return _statements[connection.vendor]
+
+
+def insert_execution(execution: Execution) -> None:
+    """Insert a new execution row (raw SQL: the ORM's insert machinery cost more than the
+    database's work, on the path that starts every execution)."""
+    sql = _sql()
+    values = [f.get_db_prep_save(getattr(execution, f.attname), connection) for f in sql.execution_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql.insert_execution, values)
+    execution._state.adding = False
+    execution._state.db = connection.alias
 
 
 def append_events(execution_id: str, events: Iterable[HistoryRecord]) -> None:

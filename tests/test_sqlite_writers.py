@@ -2,6 +2,7 @@
 
 import fcntl
 import os
+import threading
 import time
 
 import pytest
@@ -70,18 +71,26 @@ def test_reads_take_no_lock_and_a_closed_connection_lets_go(lock_path):
     assert not held_elsewhere(lock_path)
 
 
-def test_a_writer_waits_for_the_lock_then_writes_and_never_waits_past_its_timeout(lock_path):
+def test_a_writer_waits_for_the_writer_ahead_and_goes_the_moment_it_lets_go(lock_path):
     fd = os.open(lock_path, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    waited = connection._lock_wait
-    connection._lock_wait = 0.2
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process's write transaction
+    let_go_at = []
+
+    def finish_elsewhere() -> None:
+        time.sleep(0.3)
+        let_go_at.append(time.monotonic())
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+    other = threading.Thread(target=finish_elsewhere)
+    other.start()
     try:
-        started = time.monotonic()
-        with transaction.atomic():  # the lock stays taken: SQLite's own lock decides, and is free
+        with transaction.atomic():
             make_waiting(1)
-        assert 0.2 <= time.monotonic() - started < 5
+            took = time.monotonic()
     finally:
-        connection._lock_wait = waited
+        other.join()
         os.close(fd)
+    assert let_go_at
+    assert 0 <= took - let_go_at[0] < 0.1  # woken at once, not after a sleep
     assert Execution.objects.count() == 1
     assert not held_elsewhere(lock_path)
