@@ -167,11 +167,12 @@ class ExecutionState:
     def checkpoint(self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True) -> None:
         """Apply a change to the journal; write it now if `sync`, else with the next write."""
         now = self.now()
+        snapshot = replace(record)  # the state written now (the record itself changes on)
         for event in events:
             event.timestamp = event.timestamp or now
-            event.operation = replace(record)
+            event.operation = snapshot
         self.operations[record.operation_id] = record
-        self._buffer.append(Checkpoint(replace(record), events))
+        self._buffer.append(Checkpoint(snapshot, events))
         if sync:
             self.flush()
 

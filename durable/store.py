@@ -200,7 +200,7 @@ def _rows(execution_id: str, checkpoints: Iterable[Checkpoint]) -> tuple[list[li
     operations = [
         [pk] + [_adapt(ops, field, getattr(record, field)) for field in _OPERATION_FIELDS] for record in latest.values()
     ]
-    return operations, [_event_params(pk, e) for e in events]
+    return operations, [_event_params(pk, e, ops) for e in events]
 
 
 def _many_rows(statement: str, rows: list[list[Any]]) -> tuple[str, list[Any]]:
@@ -220,9 +220,9 @@ def _adapt(ops: Any, field: str, value: Any) -> Any:
     return value
 
 
-def _event_params(pk: Any, event: HistoryRecord) -> list[Any]:
+def _event_params(pk: Any, event: HistoryRecord, ops: Any = None) -> list[Any]:
     op = event.operation
-    ops = connection.ops
+    ops = ops or connection.ops
     assert event.timestamp is not None
     return [
         pk,
@@ -310,9 +310,11 @@ _statements: dict[str, _Statements] = {}
 
 
 def _sql() -> _Statements:
-    if connection.vendor not in _statements:
-        _statements[connection.vendor] = _Statements()
-    return _statements[connection.vendor]
+    vendor = connection.vendor
+    statements = _statements.get(vendor)
+    if statements is None:
+        statements = _statements[vendor] = _Statements()
+    return statements
 
 
 def insert_execution(execution: Execution) -> None:
