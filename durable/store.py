@@ -172,22 +172,6 @@ def _record(row: tuple[Any, ...]) -> OperationRecord:
     return OperationRecord(**values)
 
 
-def save_checkpoints(execution_id: str, checkpoints: Iterable[Checkpoint]) -> None:
-    """Upsert the operations (last state wins) and append their events; call inside a transaction.
-
-    Raw SQL on purpose: this runs once per checkpoint, and the ORM's statement building cost
-    more than the database's work. `INSERT ... ON CONFLICT DO UPDATE` is the same on SQLite
-    and PostgreSQL.
-    """
-    operations, events = _rows(execution_id, checkpoints)
-    sql = _sql()
-    with connection.cursor() as cursor:
-        if operations:
-            cursor.executemany(sql.upsert_operation, operations)
-        if events:
-            cursor.executemany(sql.insert_event, events)
-
-
 def _rows(execution_id: str, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
     """The parameters of the operations' upserts (the last state of each) and of their events."""
     latest: dict[str, OperationRecord] = {}
@@ -388,24 +372,46 @@ class LeasedJournal:
         now = connection.ops.adapt_datetimefield_value(self.clock())
         return sql, [now, *params, self._pk, self.token, ExecutionStatus.RUNNING.value]
 
-    def _send_fence(self, cursor: Any, **changes: Any) -> None:
-        """Send the fence; `_check_fence` reads whether it held."""
-        cursor.execute(*self._fence(**changes))
-
-    def _check_fence(self, cursor: Any) -> None:
-        # The writes sent after the fence are in the same transaction, which this rolls back.
-        if not cursor.rowcount:
-            raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
-
     def write(self, checkpoints: list[Checkpoint]) -> None:
         if _one_round_trip():
             self._write_at_once(checkpoints)
-            return
-        with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
-            with _pipelined():
-                self._send_fence(fence)
-                save_checkpoints(self.execution_id, checkpoints)
-            self._check_fence(fence)
+        else:
+            self._write_in_transaction(checkpoints)
+
+    def _write_in_transaction(
+        self,
+        checkpoints: list[Checkpoint],
+        events: Iterable[HistoryRecord] = (),
+        watched_callbacks: list[str] | None = None,
+        **changes: Any,
+    ) -> bool:
+        """The fence, the operations (the last state of each), the events and `changes` in one
+        transaction; the fence failing rolls it back. The statements are built before the
+        transaction begins, so SQLite's single writer lock is held only while they run. Returns
+        whether a watched callback completed meanwhile (see `finish`)."""
+        with _checkpoint_guard(self.execution_id):
+            fence_sql, fence_params = self._fence(**changes)
+            operations, event_rows = _rows(self.execution_id, checkpoints)
+            event_rows += [_event_params(self._pk, e) for e in events]
+            sql = _sql()
+            with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
+                with _pipelined():
+                    fence.execute(fence_sql, fence_params)
+                    if operations:
+                        cursor.executemany(sql.upsert_operation, operations)
+                    if event_rows:
+                        cursor.executemany(sql.insert_event, event_rows)
+                # What was sent after the fence is in this transaction, which this rolls back.
+                if not fence.rowcount:
+                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
+                if watched_callbacks and (
+                    Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
+                    .exclude(status=OperationStatus.STARTED)
+                    .exists()
+                ):
+                    Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
+                    return True
+        return False
 
     def _write_at_once(
         self, checkpoints: list[Checkpoint], events: Iterable[HistoryRecord] = (), **changes: Any
@@ -462,20 +468,7 @@ class LeasedJournal:
         if not watched_callbacks and _one_round_trip():
             self._write_at_once(checkpoints, events, **released, **changes)
             return False
-        with _checkpoint_guard(self.execution_id), transaction.atomic(), connection.cursor() as fence:
-            with _pipelined():
-                self._send_fence(fence, **released, **changes)
-                save_checkpoints(self.execution_id, checkpoints)
-                append_events(self.execution_id, events)
-            self._check_fence(fence)
-            if watched_callbacks and (
-                Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
-                .exclude(status=OperationStatus.STARTED)
-                .exists()
-            ):
-                Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
-                return True
-        return False
+        return self._write_in_transaction(checkpoints, events, watched_callbacks, **released, **changes)
 
 
 def complete_callback(
