@@ -51,29 +51,27 @@ def start_execution(
     if existing:
         return existing
     now = clock.now()
+    execution = Execution(
+        function_name=fn.name,
+        execution_name=name,
+        input=payload,
+        input_hash=digest,
+        created_at=now,
+        updated_at=now,
+        timeout_seconds=timeout,
+        timeout_at=now + timedelta(seconds=timeout),
+        wake_at=now,
+    )
+    details = {"Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": timeout}
     try:
-        with transaction.atomic():
-            execution = Execution(
-                function_name=fn.name,
-                execution_name=name,
-                input=payload,
-                input_hash=digest,
-                created_at=now,
-                updated_at=now,
-                timeout_seconds=timeout,
-                timeout_at=now + timedelta(seconds=timeout),
-                wake_at=now,
-            )
-            store.insert_execution(execution)
-            details = {"Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": timeout}
-            store.append_events(str(execution.pk), [HistoryRecord("ExecutionStarted", None, details, now)])
-            dispatch.on_commit_wake(str(execution.pk), now)
+        store.insert_execution(execution, [HistoryRecord("ExecutionStarted", None, details, now)])
     except IntegrityError:
         # Another caller started the same name between our read and our insert.
         existing = _existing(fn.name, name, digest)
         if existing:
             return existing
         raise
+    dispatch.on_commit_wake(str(execution.pk), now)
     return execution
 
 

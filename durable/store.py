@@ -301,13 +301,18 @@ def _sql() -> _Statements:
     return statements
 
 
-def insert_execution(execution: Execution) -> None:
-    """Insert a new execution row (raw SQL: the ORM's insert machinery cost more than the
-    database's work, on the path that starts every execution)."""
+def insert_execution(execution: Execution, events: Iterable[HistoryRecord]) -> None:
+    """Insert a new execution row and its first events, in one transaction (raw SQL: the ORM's
+    insert machinery cost more than the database's work, on the path that starts every
+    execution; the statements are built before the transaction begins, so SQLite's writer lock
+    is held only while they run)."""
     sql = _sql()
     values = [f.get_db_prep_save(getattr(execution, f.attname), connection) for f in sql.execution_fields]
-    with connection.cursor() as cursor:
+    pk = _pk(str(execution.pk))
+    event_rows = [_event_params(pk, e) for e in events]
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql.insert_execution, values)
+        cursor.executemany(sql.insert_event, event_rows)
     execution._state.adding = False
     execution._state.db = connection.alias
 
