@@ -146,3 +146,9 @@ class Worker:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def record_in_redis(key: str, value: str) -> str:
+    """A plain RQ job (not an invocation) for worker tests: appends `value` to list `key`."""
+    redis.Redis.from_url(os.environ["REDIS_URL"]).rpush(key, value)
+    return value

@@ -129,3 +129,35 @@ def test_a_step_past_the_invocation_budget_is_stopped_and_resumes_from_the_last_
     assert workflows.runs("budget", "slow-end") == 1
     events = [e.event_type for e in HistoryEvent.objects.filter(execution_id=execution.pk).order_by("id")]
     assert events.count("InvocationCompleted") >= 1
+
+
+def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_behind(workers, redis_server):
+    from durable.worker import queue
+
+    def plain(value: str) -> None:
+        queue().enqueue("tests.processes.record_in_redis", "plain-jobs", value, result_ttl=0)
+
+    client = redis_server.client()
+    # A mix queued before the worker starts (its one-script dequeue) ...
+    plain("before-1")
+    first = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(3)]
+    plain("before-2")
+    workers(1)
+    wait_until(lambda: all(finished(e) for e in first), 30, message="the first executions")
+    # ... and each alone into an idle worker (its blocking wait).
+    wait_until(lambda: client.llen(queue().key) == 0, 10, message="an empty queue")
+    time.sleep(0.3)
+    plain("idle-1")
+    wait_until(lambda: client.llen("plain-jobs") == 3, 10, message="the job sent to an idle worker")
+    later = str(start_execution(workflows.three_steps, {}).pk)
+    wait_until(lambda: finished(later), 30, message="an execution sent to an idle worker")
+    assert [v.decode() for v in client.lrange("plain-jobs", 0, -1)] == ["before-1", "before-2", "idle-1"]
+    for execution_id in [*first, later]:
+        assert get_execution(execution_id).status == "SUCCEEDED"
+        assert Operation.objects.filter(execution_id=execution_id, status="SUCCEEDED").count() == 3
+    # Finished jobs leave no hash behind, and at most the last one stays in RQ's intermediate
+    # queue until the next dequeue.
+    time.sleep(0.5)
+    assert len(client.lrange(queue().intermediate_queue_key, 0, -1)) <= 1
+    leftover = list(client.scan_iter("rq:job:durable-*"))
+    assert len(leftover) <= 1, leftover
