@@ -12,7 +12,10 @@ def test_sqlite_is_tuned_for_a_journal():
         assert cursor.fetchone()[0] == 1  # NORMAL
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 5000
+        cursor.execute("PRAGMA wal_autocheckpoint")
+        assert cursor.fetchone()[0] == 10000
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert connection.settings_dict["ENGINE"] == "durable.backends.sqlite3"  # writers take turns
 
 
 def test_production_refuses_development_defaults(monkeypatch):
