@@ -28,12 +28,7 @@ def wake(execution_id: str, when: datetime, generation: int = 0) -> None:
 
     `generation` > 0 re-dispatches a long-overdue wake-up under a new job id.
     """
-    backend = _backend()
-    if backend is not None:
-        if generation:
-            backend(execution_id, when, generation)
-        else:
-            backend(execution_id, when)
+    wake_many([(execution_id, when, generation)])
 
 
 def wake_many(wake_ups: list[tuple[str, datetime, int]]) -> None:

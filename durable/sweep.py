@@ -138,9 +138,8 @@ def _with_expired_callbacks(execution_ids: list[Any], now: datetime) -> set[Any]
 
 
 def _time_out_callbacks(execution_id: str, now: datetime) -> int:
+    """Time out the execution's callbacks past their deadlines (it has some: `_with_expired_callbacks`)."""
     expired = _expired_callbacks(now).filter(execution_id=execution_id)
-    if not expired.exists():
-        return 0
     count = 0
     with transaction.atomic():
         # Lock the execution as an invocation would; skip it if one holds the lease now.

@@ -145,8 +145,10 @@ def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_beh
     workers(1)
     wait_until(lambda: all(finished(e) for e in first), 30, message="the first executions")
     # ... and each alone into an idle worker (its blocking wait).
-    wait_until(lambda: client.llen(queue().key) == 0, 10, message="an empty queue")
-    time.sleep(0.3)
+    # The worker is idle once it blocks on the empty queue (BLMOVE).
+    wait_until(
+        lambda: any(c.get("cmd") == "blmove" for c in client.client_list()), 10, message="a worker blocked on BLMOVE"
+    )
     plain("idle-1")
     wait_until(lambda: client.llen("plain-jobs") == 3, 10, message="the job sent to an idle worker")
     later = str(start_execution(workflows.three_steps, {}).pk)
@@ -157,7 +159,6 @@ def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_beh
         assert Operation.objects.filter(execution_id=execution_id, status="SUCCEEDED").count() == 3
     # Finished jobs leave no hash behind, and at most the last one stays in RQ's intermediate
     # queue until the next dequeue.
-    time.sleep(0.5)
     assert len(client.lrange(queue().intermediate_queue_key, 0, -1)) <= 1
     leftover = list(client.scan_iter("rq:job:durable-*"))
     assert len(leftover) <= 1, leftover
