@@ -70,7 +70,9 @@ def run_invocation(
             time.sleep(early)
             now = clock.now()
     journal = store.LeasedJournal(str(execution.pk), lease.token, clock.now)
-    invocation: dict[str, Any] = {"StartTimestamp": now.isoformat()}
+    # When the execution became due: a start far after it means a lost wake-up or a slow hand-over.
+    due = execution.wake_at.isoformat() if execution.wake_at else None
+    invocation: dict[str, Any] = {"StartTimestamp": now.isoformat(), "DueTimestamp": due}
     limit = conf.get("INVOCATION_DEATHS_LIMIT")
 
     if now >= execution.timeout_at:
