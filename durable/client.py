@@ -11,7 +11,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, store
+from durable import clock, conf, dispatch, signals, store
 from durable.config import Duration
 from durable.exceptions import (
     ExecutionAlreadyExistsError,
@@ -22,7 +22,9 @@ from durable.exceptions import (
 from durable.execution import DurableFunction, get_function, validate_timeout
 from durable.history import history_events
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.redrive import failure_units
 from durable.state import HistoryRecord, OperationStatus
+from durable.storable import error_dict, unstorable_reason, utf8_size
 
 
 def start_execution(
@@ -124,6 +126,15 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
         details = {"Error": {"Payload": error}} if error else {}
         store.append_events(str(execution.pk), [HistoryRecord("ExecutionStopped", None, details, now)])
+        signals.on_commit_status_changed(
+            execution_id=str(execution.pk),
+            function_name=execution.function_name,
+            execution_name=execution.execution_name,
+            status=ExecutionStatus.STOPPED,
+            previous_status=ExecutionStatus.RUNNING,
+            error=error,
+            timestamp=now,
+        )
     execution.refresh_from_db()
     return execution
 
@@ -160,60 +171,64 @@ def send_callback_success(callback_id: str, result: bytes | str | None = None) -
     """Complete a callback with `result` (delivered to the handler as a string, or via its serdes).
 
     Raises CallbackNotFoundError, CallbackAlreadyCompletedError, CallbackExpiredError,
-    ValidationError (not UTF-8, or too large); nothing changes when it raises.
+    ValidationError (not UTF-8, text the journal cannot store, or too large); nothing changes
+    when it raises.
     """
     payload = result.decode("utf-8", errors="strict") if isinstance(result, bytes) else result
-    if payload is not None and len(payload.encode()) > conf.get("MAX_CALLBACK_RESULT_BYTES"):
-        raise ValidationError(f"callback result is larger than {conf.get('MAX_CALLBACK_RESULT_BYTES')} bytes")
-    store.complete_callback(callback_id, clock.now(), status=OperationStatus.SUCCEEDED, result=payload)
+    if payload is not None:
+        reason = unstorable_reason(payload)
+        if reason:
+            raise ValidationError(f"the callback result cannot be stored: {reason}")
+        limit = conf.get("MAX_CALLBACK_RESULT_BYTES")
+        if utf8_size(payload) > limit:
+            raise ValidationError(f"callback result is larger than {limit} bytes")
+    store.complete_callback(callback_id, status=OperationStatus.SUCCEEDED, result=payload)
 
 
 def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any] | Any | None = None) -> None:
     """Complete a callback with a failure; the handler sees CallbackError carrying it.
 
     `error` is an exception, a dict in the journal's shape (ErrorType, ErrorMessage, ErrorData,
-    StackTrace) or an object with `type`, `message`, `data` (the official ErrorObject).
-    Raises as send_callback_success does.
+    StackTrace) or an object with `type`, `message`, `data` (the official ErrorObject). Text the
+    journal cannot store (NUL, lone surrogates) is kept escaped. Raises as send_callback_success
+    does.
     """
-    store.complete_callback(callback_id, clock.now(), status=OperationStatus.FAILED, error=_error_payload(error))
+    store.complete_callback(callback_id, status=OperationStatus.FAILED, error=_error_payload(error))
 
 
 def send_callback_heartbeat(callback_id: str) -> None:
     """Push back a callback's heartbeat deadline. Raises as send_callback_success does."""
-    store.complete_callback(callback_id, clock.now(), status=OperationStatus.STARTED, heartbeat=True)
+    store.complete_callback(callback_id, status=OperationStatus.STARTED, heartbeat=True)
 
 
 def _error_payload(error: Any) -> dict[str, Any]:
     if error is None:
-        return {
-            "ErrorType": "CallbackError",
-            "ErrorMessage": "the callback failed",
-            "ErrorData": None,
-            "StackTrace": [],
-        }
+        return error_dict("CallbackError", "the callback failed")
     if isinstance(error, BaseException):
-        return {"ErrorType": type(error).__name__, "ErrorMessage": str(error), "ErrorData": None, "StackTrace": []}
+        return error_dict(type(error).__name__, str(error))
     if isinstance(error, dict):
-        return {
-            "ErrorType": str(error.get("ErrorType") or error.get("type") or "CallbackError"),
-            "ErrorMessage": str(error.get("ErrorMessage") or error.get("message") or ""),
-            "ErrorData": error.get("ErrorData", error.get("data")),
-            "StackTrace": list(error.get("StackTrace") or error.get("stack_trace") or []),
-        }
-    return {
-        "ErrorType": getattr(error, "type", None) or "CallbackError",
-        "ErrorMessage": getattr(error, "message", None) or str(error),
-        "ErrorData": getattr(error, "data", None),
-        "StackTrace": list(getattr(error, "stack_trace", None) or []),
-    }
+        return error_dict(
+            str(error.get("ErrorType") or error.get("type") or "CallbackError"),
+            str(error.get("ErrorMessage") or error.get("message") or ""),
+            error.get("ErrorData", error.get("data")),
+            list(error.get("StackTrace") or error.get("stack_trace") or []),
+        )
+    return error_dict(
+        getattr(error, "type", None) or "CallbackError",
+        getattr(error, "message", None) or str(error),
+        getattr(error, "data", None),
+        list(getattr(error, "stack_trace", None) or []),
+    )
 
 
 def redrive_execution(execution_id: str | uuid.UUID) -> Execution:
     """Resume a FAILED execution (e.g. after a code fix) from its last completed operation.
 
-    Completed operations are kept; the operation whose failure ended the execution, and its
-    failed parent contexts, are cleared so they run again. Raises ExecutionNotFoundError, or
-    ExecutionNotRunningError if the execution is not FAILED.
+    Completed operations are kept, and so are failures the handler caught. Only the unit whose
+    failure ended the execution runs again: the failed step (or wait_for_callback, whose new
+    callback id its submitter must hand out again) is cleared, and the failed child contexts
+    around it are reopened with their completed operations kept. Raises ExecutionNotFoundError,
+    or ExecutionNotRunningError if the execution is not FAILED.
     """
     now = clock.now()
     with transaction.atomic():
@@ -226,31 +241,27 @@ def redrive_execution(execution_id: str | uuid.UUID) -> Execution:
             updated_at=now,
             wake_at=now,
             timeout_at=now + timedelta(seconds=execution.timeout_seconds),
+            failed_operations=None,
+            failed_invocations=0,
         )
         if not reopened:
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}; only FAILED ones redrive")
-        cleared = _failure_path(execution)
+        cleared, contexts = failure_units(execution)
         Operation.objects.filter(execution=execution, operation_id__in=cleared).delete()
-        details = {"ClearedOperations": cleared, "PreviousError": execution.error}
+        Operation.objects.filter(execution=execution, operation_id__in=contexts).update(
+            status=OperationStatus.STARTED, error=None, ended_at=None
+        )
+        details = {"ClearedOperations": cleared, "ReopenedContexts": contexts, "PreviousError": execution.error}
         store.append_events(str(execution.pk), [HistoryRecord("ExecutionRedriven", None, details, now)])
         dispatch.on_commit_wake(str(execution.pk), now)
+        signals.on_commit_status_changed(
+            execution_id=str(execution.pk),
+            function_name=execution.function_name,
+            execution_name=execution.execution_name,
+            status=ExecutionStatus.RUNNING,
+            previous_status=ExecutionStatus.FAILED,
+            error=None,
+            timestamp=now,
+        )
     execution.refresh_from_db()
     return execution
-
-
-def _failure_path(execution: Execution) -> list[str]:
-    """The failed unit that ended the execution: the last failed operation's topmost failed
-    ancestor and everything inside it (a failed child context re-runs whole)."""
-    ops = list(execution.operations.order_by("id"))
-    by_id = {op.operation_id: op for op in ops}
-    failed = [op for op in ops if op.status in (OperationStatus.FAILED, OperationStatus.TIMED_OUT)]
-    if not failed:
-        return []
-    root = max(failed, key=lambda op: (op.ended_at or op.started_at or execution.created_at, op.pk))
-    while root.parent_id in by_id and by_id[root.parent_id].status == OperationStatus.FAILED:
-        root = by_id[root.parent_id]
-    cleared = {root.operation_id}
-    for op in ops:  # journal order: parents come before their children
-        if op.parent_id in cleared:
-            cleared.add(op.operation_id)
-    return [op.operation_id for op in ops if op.operation_id in cleared]

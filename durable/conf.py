@@ -17,7 +17,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_INPUT_BYTES": 256 * 1024,
     # Longest an invocation may run before it is stopped (Lambda's 15 minutes); per function too.
     "INVOCATION_TIMEOUT": 900,
-    # Invocations that die in a row at the same step before it counts as a failed attempt.
+    # Invocations that die in a row at the same step before it counts as a failed attempt; also
+    # how many in a row may end with an InvocationError before the execution fails.
     "INVOCATION_DEATHS_LIMIT": 5,
     # Wake-ups closer than this many seconds are scheduled in Redis; later ones wait for the sweep.
     "SCHEDULE_HORIZON": 3600,
@@ -29,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE": "default",
     # Largest callback result accepted by send_callback_success, in bytes.
     "MAX_CALLBACK_RESULT_BYTES": 256 * 1024,
+    # Largest result a step, a child context or a handler may return, in bytes once serialized
+    # (Lambda's checkpoint payload limit); a larger one fails its operation at once.
+    "MAX_RESULT_BYTES": 256 * 1024,
 }
 
 

@@ -21,6 +21,7 @@ from durable.operation.child import run_child
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
 from durable.state import ExecutionState, OperationSubType
+from durable.storable import check_name
 from durable.types import StepContext, WaitForCallbackContext
 
 _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
@@ -157,6 +158,8 @@ class DurableContext:
         """
         step_name = _step_name(name, submitter)
         prefix = f"{step_name} " if step_name else ""
+        # Its children are named after it: a name that fits may still make names that do not.
+        check_name(f"{prefix}create callback id", "the wait_for_callback operation (with its children's suffix)")
 
         def in_child(context: DurableContext) -> Any:
             callback = context.create_callback(name=f"{prefix}create callback id", config=config)
@@ -175,9 +178,13 @@ class DurableContext:
         except ChildContextError as exc:
             inner = exc.error_type or ""
             if inner in _CALLBACK_ERRORS:
-                raise _CALLBACK_ERRORS[inner](exc.message, inner, exc.data, exc.stack_trace) from None
-            if inner == "StepError":
-                raise CallbackSubmitterError(
+                error: CallbackError = _CALLBACK_ERRORS[inner](exc.message, inner, exc.data, exc.stack_trace)
+            elif inner == "StepError":
+                error = CallbackSubmitterError(
                     exc.message or "callback submitter failed", "CallbackSubmitterError", exc.data, exc.stack_trace
-                ) from None
-            raise
+                )
+            else:
+                raise
+            # The unit that failed is the whole wait_for_callback (see failure_path).
+            error.operation_id = exc.operation_id
+            raise error from None

@@ -11,6 +11,8 @@ import traceback
 from datetime import datetime
 from typing import Any, NoReturn
 
+from durable.storable import error_dict
+
 
 class TerminationReason(enum.Enum):
     UNHANDLED_ERROR = "UNHANDLED_ERROR"
@@ -78,6 +80,11 @@ class StepInterruptedError(InvocationError):
         self.step_id = step_id
 
 
+class NestedOperationError(ExecutionError):
+    """An operation was started inside a step's body: a step body is one unit of work whose
+    result is checkpointed once, so it cannot hold operations of its own (use a child context)."""
+
+
 class InvocationDiedError(DurableExecutionsError):
     """Invocations kept dying at the same step (killed, or past their time budget)."""
 
@@ -97,6 +104,9 @@ class DurableOperationError(DurableExecutionsError):
         self.error_type = error_type
         self.data = data
         self.stack_trace = stack_trace
+        # The operation whose recorded failure this is (set by the engine when it raises it):
+        # a redrive re-runs the operations whose failures ended the execution, and only those.
+        self.operation_id: str | None = None
 
     @classmethod
     def from_error_fields(
@@ -183,8 +193,29 @@ class CheckpointFailedError(BaseException):
     Exception, so it is never mistaken for a failure of the step that was running."""
 
 
+class CheckpointRefusedError(BaseException):
+    """The database refused the values of a journal write (not its connection: the write would
+    fail the same way every time). The invocation fails the execution with this message rather
+    than retry a write that cannot succeed. Values are validated before they reach a write, so
+    this is a last line of defence."""
+
+
 class LeaseLostError(BaseException):
     """This worker no longer holds the execution's lease: it must stop writing at once."""
+
+
+# What ends an invocation rather than fail an operation: the process going away, and the
+# engine's own signals. Any other BaseException a step body or a handler raises (an
+# asyncio.CancelledError, say) is a failure of that step or handler, with its real type.
+FATAL = (
+    SystemExit,
+    KeyboardInterrupt,
+    GeneratorExit,
+    SuspendExecution,
+    CheckpointFailedError,
+    CheckpointRefusedError,
+    LeaseLostError,
+)
 
 
 # Errors of the service API (durable.client), not of handlers.
@@ -219,33 +250,45 @@ class UnknownFunctionError(DurableExecutionsError):
 
 
 def error_object(error: BaseException) -> dict[str, Any]:
-    """The error in the journal's shape: ErrorType, ErrorMessage, ErrorData, StackTrace."""
+    """The error in the journal's shape (ErrorType, ErrorMessage, ErrorData, StackTrace), with
+    any text the database cannot store escaped."""
     if isinstance(error, DurableOperationError):
         # As the official SDK records it: the wrapper's type, the original message and stack.
-        return {
-            "ErrorType": type(error).__name__,
-            "ErrorMessage": error.message or "",
-            "ErrorData": error.data,
-            "StackTrace": error.stack_trace or _stack(error),
-        }
-    return {
-        "ErrorType": type(error).__name__,
-        "ErrorMessage": str(error),
-        "ErrorData": None,
-        "StackTrace": _stack(error),
-    }
+        return error_dict(type(error).__name__, error.message or "", error.data, error.stack_trace or _stack(error))
+    return error_dict(type(error).__name__, str(error), None, _stack(error))
 
 
 def _stack(error: BaseException) -> list[str]:
     return [line.rstrip("\n") for line in traceback.format_exception(error)][-40:]
 
 
-def raise_recorded(error: dict[str, Any] | None, cls: type[DurableOperationError]) -> NoReturn:
+def raise_recorded(
+    error: dict[str, Any] | None, cls: type[DurableOperationError], operation_id: str | None = None
+) -> NoReturn:
     """Raise the error recorded in the journal as `cls`, the same on every replay."""
     error = error or {}
-    raise cls(
+    exc = cls(
         error.get("ErrorMessage"),
         error.get("ErrorType"),
         error.get("ErrorData"),
         error.get("StackTrace"),
     )
+    exc.operation_id = operation_id
+    raise exc
+
+
+def failure_path(error: BaseException) -> list[str]:
+    """The operations whose recorded failures led to `error`, outermost first: `error` itself
+    if an operation raised it, then along its explicit causes (`raise ... from`). A failure the
+    handler caught is not on the path, even if the handler then failed while handling it: that
+    failure was dealt with, and re-running it (a charge made twice) is not what a redrive is for."""
+    path: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        operation_id = getattr(current, "operation_id", None)
+        if isinstance(current, DurableOperationError) and operation_id and operation_id not in path:
+            path.append(operation_id)
+        current = current.__cause__
+    return path

@@ -9,12 +9,22 @@ from durable.models import Execution
 _PAYLOAD_KEYS = ("Input", "Result")
 
 
+# Events whose result is stored once, in its operation's (or the execution's) row, and shown here.
+_RESULT_EVENTS = frozenset({"StepSucceeded", "ContextSucceeded", "CallbackSucceeded", "ExecutionSucceeded"})
+
+
 def history_events(execution: Execution, *, include_execution_data: bool = True) -> list[dict[str, Any]]:
     """Each event with its rank as EventId; payloads elided unless `include_execution_data`."""
     events = []
-    rows = execution.history.order_by("id").values_list(
-        "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details"
+    rows = list(
+        execution.history.order_by("id").values_list(
+            "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details"
+        )
     )
+    results: dict[str | None, str | None] | None = None
+    if include_execution_data and any(row[0] in _RESULT_EVENTS for row in rows):
+        results = dict(execution.operations.values_list("operation_id", "result"))
+        results[None] = execution.result
     for rank, (event_type, op_id, parent_id, name, sub_type, timestamp, details) in enumerate(rows, 1):
         event: dict[str, Any] = {"EventType": event_type, "EventId": rank, "EventTimestamp": timestamp}
         if op_id:
@@ -24,6 +34,10 @@ def history_events(execution: Execution, *, include_execution_data: bool = True)
         elif event_type.startswith("Execution"):
             event.update(Id=str(execution.pk), Name=execution.execution_name)
         body = dict(details or {})
+        if results is not None and event_type in _RESULT_EVENTS and "Result" in body:
+            result = dict(body["Result"])
+            result.setdefault("Payload", results.get(op_id or None))
+            body["Result"] = result
         if not include_execution_data:
             for key in _PAYLOAD_KEYS:
                 if key in body:

@@ -41,6 +41,14 @@ class Execution(models.Model):
     )
     died_at_operation = models.CharField(max_length=64, null=True, blank=True)
     deaths_at_operation = models.PositiveIntegerField(default=0)
+    failed_invocations = models.PositiveIntegerField(
+        default=0, help_text="Invocations in a row that ended with an InvocationError (reset when one ends otherwise)."
+    )
+    failed_operations = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The operations whose failures ended a FAILED execution, outermost first: what a redrive re-runs.",
+    )
 
     class Meta:
         constraints = [

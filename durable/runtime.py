@@ -1,4 +1,22 @@
-"""Invocations: take the lease, load the journal in one query, replay the handler, record the end."""
+"""Invocations: take the lease, load the journal in one query, replay the handler, record the end.
+
+How an invocation ends is decided in one place, `_Ending.after`, from what stopped the handler:
+
+| what stopped it | the execution afterwards |
+|---|---|
+| it returned | SUCCEEDED (FAILED if the value cannot be stored) |
+| a suspension (a wait, a retry delay, a callback) | RUNNING, due when what it waits on can move |
+| an InvocationError | RUNNING, due after a backoff; FAILED after INVOCATION_DEATHS_LIMIT in a row |
+| the lease was lost | untouched: another invocation owns it |
+| the database could not be reached | untouched: the lease lapses and a later invocation resumes |
+| the database refused a write's values | FAILED, saying so (every retry would fail the same way) |
+| any other exception | FAILED, with the failure path a redrive will re-run |
+| SystemExit, KeyboardInterrupt | the process goes; the lease lapses; the next holder counts a death |
+
+Once an operation has suspended (or the lease is lost, or the journal cannot be written), the
+invocation ends that way whatever the handler does next: it may catch BaseException and carry
+on, but no operation runs after that point and what it returns or raises is ignored.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +26,17 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from durable import clock, conf, dispatch, store
+from durable import clock, conf, dispatch, signals, store
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
 from durable.exceptions import (
     CheckpointFailedError,
+    CheckpointRefusedError,
     ExecutionError,
     InvocationDiedError,
     InvocationError,
@@ -25,12 +44,17 @@ from durable.exceptions import (
     SuspendExecution,
     UnknownFunctionError,
     error_object,
+    failure_path,
 )
 from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
-from durable.state import ExecutionState, HistoryRecord, OperationStatus, OperationType
+from durable.state import ExecutionState, HistoryRecord
+from durable.storable import error_dict, utf8_size
 
 log = logging.getLogger("durable.runtime")
+
+# An InvocationError's invocation is retried after 1, 2, 4... seconds, at most this many.
+MAX_INVOCATION_BACKOFF_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -56,7 +80,7 @@ def run_invocation(
     `kill_on_budget` ends the process when the invocation overruns its time budget (for
     workers that run each invocation in a process of its own). `wait_if_early`: if the
     execution's wake-up is at most this many seconds away, sleep until it, holding the lease
-    (RQ's scheduler may release a job up to a second early; a timer never fires early).
+    (a job released a little early; a timer never fires early).
     """
     now = clock.now()
     ttl = conf.get("LEASE_SECONDS")
@@ -69,30 +93,35 @@ def run_invocation(
         if 0 < early <= wait_if_early:
             time.sleep(early)
             now = clock.now()
-    journal = store.LeasedJournal(str(execution.pk), lease.token, clock.now)
     # When the execution became due: a start far after it means a lost wake-up or a slow hand-over.
     due = execution.wake_at.isoformat() if execution.wake_at else None
-    invocation: dict[str, Any] = {"StartTimestamp": now.isoformat(), "DueTimestamp": due}
+    ending = _Ending(
+        store.LeasedJournal(str(execution.pk), lease.token, clock.now),
+        execution,
+        {"StartTimestamp": now.isoformat(), "DueTimestamp": due},
+    )
     limit = conf.get("INVOCATION_DEATHS_LIMIT")
 
     if now >= execution.timeout_at:
         message = f"execution exceeded its timeout of {execution.timeout_seconds} seconds"
-        return _end(journal, [], invocation, ExecutionStatus.TIMED_OUT, error=_error("ExecutionTimedOut", message))
+        return ending.end(ExecutionStatus.TIMED_OUT, error=error_dict("ExecutionTimedOut", message))
     if execution.consecutive_deaths > 2 * limit:
         message = (
             f"{execution.consecutive_deaths} invocations in a row died before finishing "
             "(outside any step, or faster than a step could count them); the execution is failed so it "
             "cannot loop forever"
         )
-        return _end(journal, [], invocation, ExecutionStatus.FAILED, error=_error("InvocationDiedError", message))
-
+        return ending.end(ExecutionStatus.FAILED, error=error_dict("InvocationDiedError", message))
     try:
         function = get_function(execution.function_name)
     except UnknownFunctionError as exc:
-        return _end(journal, [], invocation, ExecutionStatus.FAILED, error=error_object(exc))
+        return ending.end(ExecutionStatus.FAILED, error=error_object(exc))
 
     operations = store.load_journal(str(execution.pk), first_invocation=execution.invocation_count == 1)
-    state = ExecutionState(str(execution.pk), operations, journal, clock.now)
+    state = ExecutionState(
+        str(execution.pk), operations, ending.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
+    )
+    ending.state = state
     if lease.took_over:
         state.death_check = _death_check(execution, lease.token, limit)
     budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds
@@ -105,45 +134,21 @@ def run_invocation(
         on_budget=lambda: dispatch.wake(str(execution.pk), clock.now()),
     )
     with keeper:
+        raised: BaseException | None = None
         try:
             result = function.func(json.loads(execution.input), DurableContext(state))
-            payload = _result_payload(result)
-        except SuspendExecution:
-            wake_at = state.next_wake_at()
-            wake_at = min(wake_at, execution.timeout_at) if wake_at else execution.timeout_at
-            return _end(
-                journal, state.pending_checkpoints(), invocation, ExecutionStatus.RUNNING, wake_at=wake_at, state=state
-            )
-        except LeaseLostError:
-            log.warning("invocation of %s lost its lease; stopped writing", execution.pk)
-            return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
-        except CheckpointFailedError as exc:
-            # Nothing more can be written; the lease expires and the sweep resumes the execution.
-            log.error("invocation of %s stopped: %s", execution.pk, exc)
-            return InvocationOutcome(str(execution.pk), ran=True, status=None, checkpoints=state.checkpoint_count)
-        except InvocationError as exc:
-            # The invocation failed, not the execution: run again from the last checkpoint.
-            invocation["Error"] = error_object(exc)
-            return _end(
-                journal,
-                state.pending_checkpoints(),
-                invocation,
-                ExecutionStatus.RUNNING,
-                wake_at=clock.now(),
-                state=state,
-            )
-        except Exception as exc:  # noqa: BLE001 - an unhandled error (ExecutionError included) fails it
-            return _end(
-                journal,
-                state.pending_checkpoints(),
-                invocation,
-                ExecutionStatus.FAILED,
-                error=error_object(exc),
-                state=state,
-            )
-        return _end(
-            journal, state.pending_checkpoints(), invocation, ExecutionStatus.SUCCEEDED, result=payload, state=state
-        )
+        except (SystemExit, KeyboardInterrupt, GeneratorExit):
+            raise  # the process is going away; the lease lapses and the next holder counts a death
+        except BaseException as exc:  # noqa: BLE001 - every other way out is an outcome (see the table)
+            raised = exc
+        stopped = state.halted or raised
+        if stopped is not None:
+            return ending.after(stopped)
+        try:
+            payload = _result_payload(result, conf.get("MAX_RESULT_BYTES"))
+        except ExecutionError as exc:
+            return ending.after(exc)
+        return ending.end(ExecutionStatus.SUCCEEDED, result=payload)
 
 
 def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str, str | None], Exception | None]:
@@ -164,17 +169,21 @@ def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str,
     return check
 
 
-def _result_payload(result: Any) -> str:
+def _result_payload(result: Any, limit: int) -> str:
+    """The handler's value as stored (JSON; non-ASCII escaped, so any text is storable)."""
     try:
-        return json.dumps(result)
+        payload = json.dumps(result)
     except (TypeError, ValueError) as exc:
         raise ExecutionError(
             f"the handler returned a value of type {type(result).__qualname__} that is not JSON: {exc}"
         ) from exc
-
-
-def _error(error_type: str, message: str) -> dict[str, Any]:
-    return {"ErrorType": error_type, "ErrorMessage": message, "ErrorData": None, "StackTrace": []}
+    size = utf8_size(payload)
+    if size > limit:
+        raise ExecutionError(
+            f"the handler returned {size} bytes once serialized; the limit is {limit} bytes "
+            "(settings.DURABLE['MAX_RESULT_BYTES'])"
+        )
+    return payload
 
 
 _FINAL_EVENTS = {
@@ -184,44 +193,114 @@ _FINAL_EVENTS = {
 }
 
 
-def _end(
-    journal: store.LeasedJournal,
-    checkpoints: list[Any],
-    invocation: dict[str, Any],
-    status: ExecutionStatus,
-    *,
-    result: str | None = None,
-    error: dict[str, Any] | None = None,
-    wake_at: datetime | None = None,
-    state: ExecutionState | None = None,
-) -> InvocationOutcome:
-    now = clock.now()
-    invocation["EndTimestamp"] = now.isoformat()
-    events = [HistoryRecord("InvocationCompleted", None, invocation, now)]
-    changes: dict[str, Any] = {"status": status, "wake_at": wake_at}
-    if status in _FINAL_EVENTS:
-        details: dict[str, Any] = {"Result": {"Payload": result, "Truncated": False}} if result is not None else {}
-        if error is not None:
-            details = {"Error": {"Payload": error}}
-        events.append(HistoryRecord(_FINAL_EVENTS[status], None, details, now))
-        changes.update(result=result, error=error, ended_at=now, wake_at=None)
-    watched = [
-        op.operation_id
-        for op in (state if state is not None and status is ExecutionStatus.RUNNING else [])
-        if op.type is OperationType.CALLBACK and op.status is OperationStatus.STARTED
-    ]
-    try:
-        if journal.finish(checkpoints, events, watched_callbacks=watched, **changes):
-            changes["wake_at"] = clock.now()
-    except LeaseLostError:
-        log.warning("invocation of %s lost its lease before it could finish", journal.execution_id)
-        return InvocationOutcome(journal.execution_id, ran=True, status=None)
-    except CheckpointFailedError as exc:
-        log.error("invocation of %s could not record its end: %s", journal.execution_id, exc)
-        return InvocationOutcome(journal.execution_id, ran=True, status=None)
-    if status is ExecutionStatus.RUNNING and changes["wake_at"] is not None:
-        dispatch.wake(journal.execution_id, changes["wake_at"])
-    count = (state.checkpoint_count if state else 0) + 1
-    return InvocationOutcome(
-        journal.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count
-    )
+@dataclass
+class _Ending:
+    """Records how the invocation ended, in its last transaction (which releases the lease)."""
+
+    journal: store.LeasedJournal
+    execution: Execution
+    invocation: dict[str, Any]
+    state: ExecutionState | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def after(self, stopped: BaseException) -> InvocationOutcome:
+        """The outcome for what stopped the handler (the table in the module docstring)."""
+        execution_id = self.journal.execution_id
+        if isinstance(stopped, SuspendExecution):
+            return self.end(ExecutionStatus.RUNNING, wake_at=self.state.next_wake_at() if self.state else None)
+        if isinstance(stopped, LeaseLostError):
+            log.warning("invocation of %s lost its lease; stopped writing", execution_id)
+            return self._unrecorded()
+        if isinstance(stopped, CheckpointFailedError):
+            # Nothing more can be written; the lease expires and the sweep resumes the execution.
+            log.error("invocation of %s stopped: %s", execution_id, stopped)
+            return self._unrecorded()
+        if isinstance(stopped, CheckpointRefusedError):
+            return self._refused(stopped)
+        if isinstance(stopped, InvocationError):
+            return self._invocation_failed(stopped)
+        self.extra["failed_operations"] = failure_path(stopped)
+        return self.end(ExecutionStatus.FAILED, error=error_object(stopped))
+
+    def _invocation_failed(self, error: InvocationError) -> InvocationOutcome:
+        """The invocation failed, not the execution: run again later, within a bound."""
+        failures = self.execution.failed_invocations + 1
+        limit = conf.get("INVOCATION_DEATHS_LIMIT")
+        if failures >= limit:
+            message = (
+                f"{failures} invocations in a row failed with an {type(error).__name__} (the last: {error}); "
+                "the execution is failed so it cannot loop forever"
+            )
+            return self.end(ExecutionStatus.FAILED, error=error_dict(type(error).__name__, message))
+        self.invocation["Error"] = error_object(error)
+        self.extra["failed_invocations"] = failures
+        delay = min(2 ** (failures - 1), MAX_INVOCATION_BACKOFF_SECONDS)
+        return self.end(ExecutionStatus.RUNNING, wake_at=clock.now() + timedelta(seconds=delay))
+
+    def _refused(self, error: CheckpointRefusedError) -> InvocationOutcome:
+        """Fail the execution without the checkpoints the database refused."""
+        if self.state is not None:
+            self.state.pending_checkpoints()  # dropped: they hold what was refused
+        log.error("invocation of %s: %s", self.journal.execution_id, error)
+        return self.end(ExecutionStatus.FAILED, error=error_dict("CheckpointRefusedError", str(error)), refused=True)
+
+    def _unrecorded(self) -> InvocationOutcome:
+        count = self.state.checkpoint_count if self.state else 0
+        return InvocationOutcome(self.journal.execution_id, ran=True, status=None, checkpoints=count)
+
+    def end(
+        self,
+        status: ExecutionStatus,
+        *,
+        result: str | None = None,
+        error: dict[str, Any] | None = None,
+        wake_at: datetime | None = None,
+        refused: bool = False,
+    ) -> InvocationOutcome:
+        now = clock.now()
+        self.invocation["EndTimestamp"] = now.isoformat()
+        events = [HistoryRecord("InvocationCompleted", None, self.invocation, now)]
+        changes: dict[str, Any] = {"status": status, **self.extra}
+        if status is ExecutionStatus.RUNNING:
+            # Never later than the timeout: the invocation then ends the execution.
+            changes["wake_at"] = min(wake_at, self.execution.timeout_at) if wake_at else self.execution.timeout_at
+        else:
+            # The result is stored once, in the execution's row; the history shows it from there.
+            details: dict[str, Any] = {"Result": {"Truncated": False}} if result is not None else {}
+            if error is not None:
+                details = {"Error": {"Payload": error}}
+            events.append(HistoryRecord(_FINAL_EVENTS[status], None, details, now))
+            changes.update(result=result, error=error, ended_at=now, wake_at=None)
+        checkpoints = self.state.pending_checkpoints() if self.state else []
+        watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
+        try:
+            if self.journal.finish(checkpoints, events, watched_callbacks=watched, **changes):
+                changes["wake_at"] = clock.now()
+        except LeaseLostError:
+            log.warning("invocation of %s lost its lease before it could finish", self.journal.execution_id)
+            return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
+        except CheckpointFailedError as exc:
+            log.error("invocation of %s could not record its end: %s", self.journal.execution_id, exc)
+            return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
+        except CheckpointRefusedError as exc:
+            if refused:
+                log.error("invocation of %s could not record its failure: %s", self.journal.execution_id, exc)
+                return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
+            self.extra.pop("failed_operations", None)
+            return self._refused(exc)
+        if status is ExecutionStatus.RUNNING:
+            dispatch.wake(self.journal.execution_id, changes["wake_at"])
+        else:
+            signals.on_commit_status_changed(
+                execution_id=self.journal.execution_id,
+                function_name=self.execution.function_name,
+                execution_name=self.execution.execution_name,
+                status=status,
+                previous_status=ExecutionStatus.RUNNING,
+                error=error,
+                timestamp=now,
+            )
+        count = (self.state.checkpoint_count if self.state else 0) + 1
+        return InvocationOutcome(
+            self.journal.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count
+        )

@@ -130,13 +130,26 @@ def _decode(node: Any) -> Any:
     raise SerDesError(f"unknown serdes tag {tag!r} in the journal", "SerDesError")
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ExtendedTypeSerDes(SerDes[Any]):
     """The default serdes: JSON, with tags only where JSON would lose a type."""
 
     def serialize(self, value: Any, serdes_context: SerDesContext | None = None) -> str:
         try:
             if _is_plain(value):
-                return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+                text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+                # A lone surrogate (a file name that was not UTF-8, via os.fsdecode) has no UTF-8
+                # form for the database: written as a JSON escape, it comes back exactly.
+                if not text.isascii() and not _utf8(text):
+                    text = json.dumps(value, separators=(",", ":"))
+                return text
             return json.dumps({ENVELOPE_KEY: 1, "v": _encode(value)}, separators=(",", ":"))
         except _UnsupportedTypeError as exc:
             raise SerDesError(

@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from durable.exceptions import NonDeterministicExecutionError
+from durable.exceptions import (
+    CheckpointFailedError,
+    CheckpointRefusedError,
+    LeaseLostError,
+    NestedOperationError,
+    NonDeterministicExecutionError,
+    SuspendExecution,
+    TimedSuspendExecution,
+)
+from durable.storable import check_name
+
+# The step whose body runs in this thread or task, if any, with the state it belongs to.
+_in_step: ContextVar[tuple[ExecutionState, str] | None] = ContextVar("durable_in_step", default=None)
 
 
 class OperationType(enum.StrEnum):
@@ -113,6 +126,21 @@ class JournalWriter(Protocol):
     def reload(self, operation_id: str) -> OperationRecord | None:
         """Read one operation again (the outside world may have completed it)."""
 
+    def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
+        """Write a callback's time-out, fenced, only if the callback is still STARTED with a
+        deadline at or before `now` when the write commits; False if a completion or a
+        heartbeat committed first (then nothing is written)."""
+
+
+@dataclass(frozen=True)
+class Suspension:
+    """Where this invocation suspended: the operation, and when it can move without outside
+    help (None: only a callback's completion, or the execution's timeout, will move it)."""
+
+    operation_id: str | None
+    wake_at: datetime | None
+    callback: bool = False
+
 
 class ExecutionState:
     """The journal of one execution as this invocation sees it."""
@@ -123,8 +151,11 @@ class ExecutionState:
         operations: dict[str, OperationRecord],
         writer: JournalWriter,
         clock: Callable[[], datetime],
+        *,
+        max_result_bytes: int = 256 * 1024,
     ) -> None:
         self.execution_id = execution_id
+        self.max_result_bytes = max_result_bytes
         self.operations = operations
         self.writer = writer
         self.now = clock
@@ -136,16 +167,70 @@ class ExecutionState:
         # Set when this invocation took over from one that died: called once, at the first step
         # attempt it runs for real, it may return the error that attempt fails with.
         self.death_check: Callable[[str, str | None], Exception | None] | None = None
+        # Set once the invocation is over but for the unwinding: suspended, lease lost, journal
+        # unwritable. Whatever the handler does next (it may catch BaseException and carry on),
+        # no operation runs, and the invocation ends the way this says.
+        self.halted: BaseException | None = None
+        self.suspensions: list[Suspension] = []
+        # Set when an operation was started inside a step body; fails the execution.
+        self.nested: NestedOperationError | None = None
 
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
 
+    def enter(self, what: str) -> None:
+        """Check that an operation may run now: not after the invocation halted, not inside a
+        step's body. Raises the halt again, or NestedOperationError."""
+        if self.halted is not None:
+            if isinstance(self.halted, SuspendExecution):
+                raise SuspendExecution(self.halted.message)
+            raise self.halted
+        held = _in_step.get()
+        if held is not None and held[0] is self:
+            self.nested = NestedOperationError(
+                f"{what} was started inside the body of step {held[1]}; a step body is one unit of work "
+                "whose result is checkpointed once, so it cannot run operations: move them out of the step, "
+                "or group them with run_in_child_context"
+            )
+            raise self.nested
+
+    @contextmanager
+    def running_step(self, label: str) -> Iterator[None]:
+        """Mark a step body as running, so an operation started inside it is refused."""
+        token = _in_step.set((self, label))
+        try:
+            yield
+        finally:
+            _in_step.reset(token)
+
+    def halt(self, reason: BaseException) -> None:
+        """Remember what ended the invocation (the first thing only)."""
+        if self.halted is None:
+            self.halted = reason
+
+    def suspend(
+        self, message: str, operation_id: str | None, wake_at: datetime | None, *, callback: bool = False
+    ) -> NoReturn:
+        """Suspend the invocation on an operation; the execution wakes at `wake_at` (or on a
+        callback). Raises SuspendExecution."""
+        self.suspensions.append(Suspension(operation_id, wake_at, callback))
+        exc = TimedSuspendExecution.from_datetime(message, wake_at) if wake_at else SuspendExecution(message)
+        self.halt(exc)
+        raise exc
+
     def visit(
         self, operation_id: str, type_: OperationType, sub_type: str, name: str | None, parent_id: str | None
     ) -> OperationRecord | None:
-        """Return the journal's record at this id after checking it matches what the code asks."""
+        """Return the journal's record at this id after checking it matches what the code asks.
+
+        Raises NonDeterministicExecutionError; ValidationError for a new operation whose name
+        cannot be stored; the halt or NestedOperationError (see `enter`).
+        """
+        label = f"{type_.value.lower()} {name!r}" if name else type_.value.lower()
+        self.enter(label)
         record = self.operations.get(operation_id)
         if record is None:
+            check_name(name, f"the {type_.value.lower()} operation")
             self._replaying = False
             return None
         asked = (type_.value, sub_type, name or None, parent_id or None)
@@ -176,6 +261,28 @@ class ExecutionState:
         if sync:
             self.flush()
 
+    def time_out(self, record: OperationRecord, events: list[HistoryRecord]) -> bool:
+        """Record a callback's time-out at once, if no completion or heartbeat committed first.
+
+        `record` holds the timed-out state. Returns False (and changes nothing) if the callback
+        moved on meanwhile: the caller reads it again.
+        """
+        self.flush()
+        now = self.now()
+        snapshot = replace(record)
+        for event in events:
+            event.timestamp = event.timestamp or now
+            event.operation = snapshot
+        try:
+            won = self.writer.time_out(snapshot, events, now)
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            self.halt(exc)
+            raise
+        self.checkpoint_count += 1
+        if won:
+            self.operations[record.operation_id] = record
+        return won
+
     def refresh(self, operation_id: str) -> OperationRecord | None:
         """Re-read an operation that others may change (a callback); keeps the newer state."""
         fresh = self.writer.reload(operation_id)
@@ -187,7 +294,13 @@ class ExecutionState:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
-        self.writer.write(batch)
+        try:
+            self.writer.write(batch)
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            # The batch is not on disk, while the journal in memory says it is: nothing more
+            # may run in this invocation.
+            self.halt(exc)
+            raise
         self.checkpoint_count += 1
 
     def pending_checkpoints(self) -> list[Checkpoint]:
@@ -196,8 +309,17 @@ class ExecutionState:
         return batch
 
     def next_wake_at(self) -> datetime | None:
-        times = [t for op in self.operations.values() if (t := op.wake_at())]
+        """When the operations this invocation suspended on can move without outside help.
+
+        Only those count: a callback created and never awaited, or one inside a child context
+        that completed, cannot move the execution, and its passed deadline must not keep it due.
+        """
+        times = [s.wake_at for s in self.suspensions if s.wake_at is not None]
         return min(times) if times else None
+
+    def awaited_callbacks(self) -> list[str]:
+        """The callbacks this invocation suspended on: one completed meanwhile is not lost."""
+        return [s.operation_id for s in self.suspensions if s.callback and s.operation_id]
 
     def __iter__(self) -> Iterator[OperationRecord]:
         return iter(self.operations.values())

@@ -16,14 +16,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
-from durable import dispatch
+from durable import clock, dispatch
 from durable.exceptions import (
     CallbackAlreadyCompletedError,
     CallbackExpiredError,
     CallbackNotFoundError,
     CheckpointFailedError,
+    CheckpointRefusedError,
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
@@ -280,6 +281,13 @@ class _Statements:
             f"UPDATE {exec_table} SET {qn('updated_at')} = %s "
             f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {qn('status')} = %s"
         )
+        # A callback's time-out, written only if it is still pending and past a deadline when
+        # the statement runs: a completion or heartbeat that committed first wins.
+        self.time_out_callback = (
+            f"UPDATE {op_table} SET {qn('status')} = %s, {qn('error')} = %s, {qn('ended_at')} = %s "
+            f"WHERE {qn('execution_id')} = %s AND {qn('operation_id')} = %s AND {qn('status')} = %s "
+            f"AND ({qn('callback_deadline')} <= %s OR {qn('heartbeat_deadline')} <= %s)"
+        )
 
     def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
         values = []
@@ -347,13 +355,21 @@ def _pipelined() -> Iterator[None]:
 
 @contextmanager
 def _checkpoint_guard(execution_id: str) -> Iterator[None]:
-    """Turn a database failure during a journal write into CheckpointFailedError."""
+    """Turn a failed journal write into CheckpointFailedError (the database could not be
+    reached: a later invocation may succeed) or CheckpointRefusedError (it refused the values:
+    every retry would fail the same way)."""
     try:
         yield
-    except DatabaseError as exc:
+    except (OperationalError, InterfaceError) as exc:
         if connection.in_atomic_block and not connection.get_autocommit():
             raise  # inside a caller's transaction (a transactional step): theirs to handle
         raise CheckpointFailedError(f"could not write the journal of execution {execution_id}: {exc}") from exc
+    except (DatabaseError, UnicodeError, ValueError, TypeError) as exc:
+        if connection.in_atomic_block and not connection.get_autocommit():
+            raise
+        raise CheckpointRefusedError(
+            f"the database refused a journal write of execution {execution_id}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class LeasedJournal:
@@ -449,6 +465,35 @@ class LeasedJournal:
     def reload(self, operation_id: str) -> OperationRecord | None:
         return load_operation(self.execution_id, operation_id)
 
+    def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
+        """The fence, then the callback's time-out only if it is still pending and past a
+        deadline, then its events; False if a completion or heartbeat committed first."""
+        with _checkpoint_guard(self.execution_id):
+            ops = connection.ops
+            fence_sql, fence_params = self._fence()
+            at = ops.adapt_datetimefield_value(now)
+            params = [
+                record.status.value,
+                ops.adapt_json_value(record.error, DjangoJSONEncoder),
+                ops.adapt_datetimefield_value(record.ended_at),
+                self._pk,
+                record.operation_id,
+                OperationStatus.STARTED.value,
+                at,
+                at,
+            ]
+            event_rows = [_event_params(self._pk, e) for e in events]
+            sql = _sql()
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(fence_sql, fence_params)
+                if not cursor.rowcount:
+                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
+                cursor.execute(sql.time_out_callback, params)
+                if not cursor.rowcount:
+                    return False
+                cursor.executemany(sql.insert_event, event_rows)
+        return True
+
     def finish(
         self,
         checkpoints: list[Checkpoint],
@@ -469,16 +514,17 @@ class LeasedJournal:
             "consecutive_deaths": 0,
             "died_at_operation": None,
             "deaths_at_operation": 0,
+            "failed_invocations": 0,
         }
+        released.update(changes)
         if not watched_callbacks and _one_round_trip():
-            self._write_at_once(checkpoints, events, **released, **changes)
+            self._write_at_once(checkpoints, events, **released)
             return False
-        return self._write_in_transaction(checkpoints, events, watched_callbacks, **released, **changes)
+        return self._write_in_transaction(checkpoints, events, watched_callbacks, **released)
 
 
 def complete_callback(
     callback_id: str,
-    now: datetime,
     *,
     status: OperationStatus,
     result: str | None = None,
@@ -487,6 +533,9 @@ def complete_callback(
 ) -> Operation:
     """Complete (or, with `heartbeat`, extend) a pending callback and make its execution due.
 
+    Whoever commits first wins: the time is read once this holds the execution's row, so a
+    time-out that committed first makes this CallbackExpiredError, and one that comes after
+    finds the callback completed (or its heartbeat deadline moved) and writes nothing.
     Raises CallbackNotFoundError, CallbackAlreadyCompletedError, CallbackExpiredError; in each
     case nothing is written.
     """
@@ -495,8 +544,13 @@ def complete_callback(
         if op is None:
             raise CallbackNotFoundError(f"no callback with id {callback_id!r}")
         # Lock order: the execution row first, as invocations do, then the operation.
-        running = Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(updated_at=now)
+        running = Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(
+            updated_at=clock.now()
+        )
+        now = clock.now()
         op.refresh_from_db()
+        if op.status == OperationStatus.TIMED_OUT:
+            raise CallbackExpiredError(f"callback {callback_id!r} timed out before this arrived")
         if op.status != OperationStatus.STARTED:
             raise CallbackAlreadyCompletedError(f"callback {callback_id!r} was already completed ({op.status})")
         if not running:
@@ -517,7 +571,8 @@ def complete_callback(
         op.save(update_fields=["status", "result", "error", "ended_at"])
         Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(wake_at=now)
         event = "CallbackSucceeded" if status is OperationStatus.SUCCEEDED else "CallbackFailed"
-        details = {"Result": {"Payload": result, "Truncated": False}} if result is not None else {}
+        # A result is stored once, in the operation's row; the history shows it from there.
+        details: dict[str, Any] = {"Result": {"Truncated": False}} if result is not None else {}
         if error is not None:
             details = {"Error": {"Payload": error}}
         append_events(str(op.execution_id), [HistoryRecord(event, record, details, now)])

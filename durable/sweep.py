@@ -19,9 +19,11 @@ import redis
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
-from durable import clock, conf, dispatch, store
+from durable import clock, conf, dispatch, signals, store
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.operation.callback import timeout_error
 from durable.state import HistoryRecord, OperationStatus, OperationType
+from durable.storable import error_dict
 
 log = logging.getLogger("durable.sweep")
 
@@ -108,19 +110,24 @@ def _skip_locked(queryset: QuerySet[Any]) -> QuerySet[Any]:
 
 
 def _time_out_executions(now: datetime, limit: int) -> list[str]:
-    error: dict[str, Any] = {
-        "ErrorType": "ExecutionTimedOut",
-        "ErrorMessage": "execution exceeded its timeout",
-        "ErrorData": None,
-        "StackTrace": [],
-    }
+    error = error_dict("ExecutionTimedOut", "execution exceeded its timeout")
     with transaction.atomic():
-        ids = [str(pk) for pk in _skip_locked(timed_out_query(now)).values_list("pk", flat=True)[:limit]]
-        if not ids:
+        rows = list(_skip_locked(timed_out_query(now)).values_list("pk", "function_name", "execution_name")[:limit])
+        if not rows:
             return []
+        ids = [str(pk) for pk, _, _ in rows]
         Execution.objects.filter(pk__in=ids).update(**store.ended(ExecutionStatus.TIMED_OUT, now, error))
-        for pk in ids:
-            store.append_events(pk, [HistoryRecord("ExecutionTimedOut", None, {"Error": {"Payload": error}}, now)])
+        for pk, function_name, execution_name in rows:
+            store.append_events(str(pk), [HistoryRecord("ExecutionTimedOut", None, {"Error": {"Payload": error}}, now)])
+            signals.on_commit_status_changed(
+                execution_id=str(pk),
+                function_name=function_name,
+                execution_name=execution_name,
+                status=ExecutionStatus.TIMED_OUT,
+                previous_status=ExecutionStatus.RUNNING,
+                error=error,
+                timestamp=now,
+            )
     return ids
 
 
@@ -150,21 +157,18 @@ def _time_out_callbacks(execution_id: str, now: datetime) -> int:
         ):
             return 0
         for op in expired:
-            which = "completion" if op.callback_deadline and op.callback_deadline <= now else "heartbeat"
-            label = repr(op.name) if op.name else op.operation_id[:12]
-            error: dict[str, Any] = {
-                "ErrorType": "CallbackTimeoutError",
-                "ErrorMessage": f"callback {label} timed out: no {which} in time",
-                "ErrorData": None,
-                "StackTrace": [],
-            }
-            if Operation.objects.filter(pk=op.pk, status=OperationStatus.STARTED).update(
+            record = store.load_operation(execution_id, op.operation_id)
+            error = timeout_error(record, now) if record else None
+            # Still pending and past a deadline when this runs: a completion or heartbeat that
+            # committed first wins.
+            if error is None or not expired.filter(pk=op.pk).update(
                 status=OperationStatus.TIMED_OUT, error=error, ended_at=now
             ):
-                count += 1
-                record = store.load_operation(execution_id, op.operation_id)
-                details = {"Error": {"Payload": error}}
-                store.append_events(execution_id, [HistoryRecord("CallbackTimedOut", record, details, now)])
+                continue
+            count += 1
+            assert record is not None
+            details = {"Error": {"Payload": error}}
+            store.append_events(execution_id, [HistoryRecord("CallbackTimedOut", record, details, now)])
     return count
 
 

@@ -7,6 +7,7 @@ hand it out. Results arrive as raw strings unless the config gives a serdes.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -16,8 +17,6 @@ from durable.exceptions import (
     CallbackExternalError,
     CallbackTimeoutError,
     InvalidStateError,
-    SuspendExecution,
-    TimedSuspendExecution,
     raise_recorded,
 )
 from durable.serdes import PassThroughSerDes, SerDes, deserialize
@@ -29,6 +28,7 @@ from durable.state import (
     OperationSubType,
     OperationType,
 )
+from durable.storable import error_dict
 
 T = TypeVar("T")
 
@@ -52,61 +52,50 @@ class Callback(Generic[T]):
 
     def result(self) -> T | None:
         """The completion's result. Raises CallbackError (failure) or CallbackTimeoutError."""
+        self.state.enter("the result of a callback")
         record = self.state.get(self.operation_id)
         if record is None:
             raise InvalidStateError(f"callback {self.operation_id} is not in the journal")
         if record.status is OperationStatus.STARTED:
             # It may have been completed since this invocation loaded the journal.
             record = self.state.refresh(self.operation_id) or record
-        if record.status is OperationStatus.SUCCEEDED:
-            if record.result is None:
-                return None
-            value: T = deserialize(self.serdes or _RAW, record.result, self.operation_id, self.state.execution_id)
-            return value
-        if record.status is OperationStatus.FAILED:
-            raise_recorded(record.error, CallbackExternalError)
-        if record.status is OperationStatus.TIMED_OUT:
-            raise_recorded(record.error, CallbackTimeoutError)
-        if record.status is not OperationStatus.STARTED:
-            raise CallbackError(f"callback {record.name or self.operation_id} ended {record.status}")
-        now = self.state.now()
-        expired = _expired(record, now)
-        if expired:
-            record.status = OperationStatus.TIMED_OUT
-            record.ended_at = now
-            record.error = {"ErrorType": "CallbackTimeoutError", "ErrorMessage": expired, "ErrorData": None}
-            record.error["StackTrace"] = []
-            self.state.checkpoint(
-                record, [HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": record.error}})]
-            )
-            raise_recorded(record.error, CallbackTimeoutError)
-        wake = record.wake_at()
+        while True:
+            if record.status is OperationStatus.SUCCEEDED:
+                if record.result is None:
+                    return None
+                value: T = deserialize(self.serdes or _RAW, record.result, self.operation_id, self.state.execution_id)
+                return value
+            if record.status is OperationStatus.FAILED:
+                raise_recorded(record.error, CallbackExternalError, self.operation_id)
+            if record.status is OperationStatus.TIMED_OUT:
+                raise_recorded(record.error, CallbackTimeoutError, self.operation_id)
+            if record.status is not OperationStatus.STARTED:
+                raise CallbackError(f"callback {record.name or self.operation_id} ended {record.status}")
+            now = self.state.now()
+            error = timeout_error(record, now)
+            if error is None:
+                break
+            # Whoever commits first wins: the time-out is written only if no completion or
+            # heartbeat committed since the callback was read; if one did, it is read again.
+            timed_out = replace(record, status=OperationStatus.TIMED_OUT, ended_at=now, error=error)
+            event = HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": error}})
+            if self.state.time_out(timed_out, [event]):
+                raise_recorded(error, CallbackTimeoutError, self.operation_id)
+            record = self.state.refresh(self.operation_id) or record
         message = f"waiting for callback {record.name or record.operation_id[:12]}"
-        if wake is not None:
-            raise TimedSuspendExecution.from_datetime(message, wake)
-        raise SuspendExecution(message)
+        self.state.suspend(message, self.operation_id, record.wake_at(), callback=True)
 
 
-def time_out_if_expired(state: ExecutionState, record: OperationRecord, *, sync: bool) -> bool:
-    """Mark a pending callback past its deadline TIMED_OUT; True if it was."""
-    now = state.now()
-    expired = _expired(record, now)
-    if not expired:
-        return False
-    record.status = OperationStatus.TIMED_OUT
-    record.ended_at = now
-    record.error = {"ErrorType": "CallbackTimeoutError", "ErrorMessage": expired, "ErrorData": None, "StackTrace": []}
-    state.checkpoint(record, [HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": record.error}})], sync=sync)
-    return True
-
-
-def _expired(record: OperationRecord, now: datetime) -> str | None:
+def timeout_error(record: OperationRecord, now: datetime) -> dict[str, Any] | None:
+    """The error of a pending callback past its timeout or heartbeat deadline at `now`, or None."""
     label = repr(record.name) if record.name else record.operation_id[:12]
     if record.callback_deadline and now >= record.callback_deadline:
-        return f"callback {label} timed out: no completion by {record.callback_deadline.isoformat()}"
-    if record.heartbeat_deadline and now >= record.heartbeat_deadline:
-        return f"callback {label} timed out: no heartbeat by {record.heartbeat_deadline.isoformat()}"
-    return None
+        message = f"callback {label} timed out: no completion by {record.callback_deadline.isoformat()}"
+    elif record.heartbeat_deadline and now >= record.heartbeat_deadline:
+        message = f"callback {label} timed out: no heartbeat by {record.heartbeat_deadline.isoformat()}"
+    else:
+        return None
+    return error_dict("CallbackTimeoutError", message)
 
 
 def create_callback(
@@ -138,8 +127,7 @@ def create_callback(
         }
         # Synchronous: the id must be on disk before anyone can be told it.
         state.checkpoint(record, [HistoryRecord("CallbackStarted", None, details)])
-    elif record.status is OperationStatus.STARTED:
-        # Past its deadline even if nobody awaits it: it must not keep waking the execution.
-        time_out_if_expired(state, record, sync=False)
+    # A callback past its deadline is timed out when it is awaited (or by the sweep), not here:
+    # one nobody awaits cannot move the execution, and it does not keep it due.
     assert record.callback_id is not None
     return Callback(record.callback_id, operation_id, state, config.serdes)

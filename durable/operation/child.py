@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from durable.config import ChildConfig
-from durable.exceptions import ChildContextError, ExecutionError, error_object
+from durable.exceptions import FATAL, ChildContextError, ExecutionError, SerDesError, error_object
 from durable.serdes import deserialize, serialize
 from durable.state import (
     ExecutionState,
@@ -21,6 +21,7 @@ from durable.state import (
     OperationSubType,
     OperationType,
 )
+from durable.storable import unstorable_reason, utf8_size
 
 if TYPE_CHECKING:
     from durable.context import DurableContext
@@ -45,7 +46,7 @@ def run_child(
         value: T = deserialize(config.serdes, record.result, operation_id, state.execution_id)
         return value
     if record is not None and record.status is OperationStatus.FAILED:
-        raise _recorded_error(record.error)
+        raise _recorded_error(record.error, operation_id)
     if record is None:
         record = OperationRecord(
             operation_id=operation_id,
@@ -59,30 +60,49 @@ def run_child(
         state.checkpoint(record, [HistoryRecord("ContextStarted", None)], sync=False)
     try:
         result = func(make_context(operation_id))
-    except ExecutionError:
-        raise
-    except Exception as exc:
+        payload = None if result is None else _payload(state, config, result, operation_id, name)
+    except BaseException as exc:
+        if isinstance(exc, (*FATAL, ExecutionError)) or state.halted is not None:
+            raise
+        # Any other exception (a BaseException such as asyncio.CancelledError included) fails
+        # the child, recorded with the inner error's type.
         record.status = OperationStatus.FAILED
         record.error = error_object(exc)
         record.ended_at = state.now()
         state.checkpoint(record, [HistoryRecord("ContextFailed", None, {"Error": {"Payload": record.error}})])
-        raise _recorded_error(record.error) from exc
-    payload = None if result is None else serialize(config.serdes, result, operation_id, state.execution_id)
+        raise _recorded_error(record.error, operation_id) from exc
     record.status = OperationStatus.SUCCEEDED
     record.result = payload
     record.ended_at = state.now()
-    state.checkpoint(
-        record, [HistoryRecord("ContextSucceeded", None, {"Result": {"Payload": payload, "Truncated": False}})]
-    )
+    # The result is stored once, in the operation's row; the history shows it from there.
+    state.checkpoint(record, [HistoryRecord("ContextSucceeded", None, {"Result": {"Truncated": False}})])
     if payload is None:
         return None  # type: ignore[return-value]
     value = deserialize(config.serdes, payload, operation_id, state.execution_id)
     return value
 
 
-def _recorded_error(error: dict[str, Any] | None) -> ChildContextError:
+def _payload(state: ExecutionState, config: ChildConfig[Any], result: Any, operation_id: str, name: str | None) -> str:
+    """The child's result as the journal will store it. Raises SerDesError naming the context."""
+    label = f"child context {name!r}" if name else f"child context {operation_id[:12]}"
+    payload = serialize(config.serdes, result, operation_id, state.execution_id)
+    reason = unstorable_reason(payload)
+    if reason:
+        raise SerDesError(f"{label} returned a value that cannot be stored: {reason}", "SerDesError")
+    size = utf8_size(payload)
+    if size > state.max_result_bytes:
+        raise SerDesError(
+            f"{label} returned {size} bytes once serialized; the limit is {state.max_result_bytes} bytes",
+            "SerDesError",
+        )
+    return payload
+
+
+def _recorded_error(error: dict[str, Any] | None, operation_id: str) -> ChildContextError:
     """A ChildContextError whose `error_type` names the inner error's class, on every replay."""
     error = error or {}
-    return ChildContextError(
+    exc = ChildContextError(
         error.get("ErrorMessage"), error.get("ErrorType"), error.get("ErrorData"), error.get("StackTrace")
     )
+    exc.operation_id = operation_id
+    return exc

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from durable.config import StepConfig, StepSemantics
 from durable.exceptions import (
+    FATAL,
     ExecutionError,
     SerDesError,
     StepError,
     StepInterruptedError,
-    TimedSuspendExecution,
     error_object,
     raise_recorded,
 )
@@ -27,6 +27,7 @@ from durable.state import (
     OperationSubType,
     OperationType,
 )
+from durable.storable import unstorable_reason, utf8_size
 from durable.types import StepContext
 
 T = TypeVar("T")
@@ -58,12 +59,13 @@ class StepOperation:
             value: T = self._decode(record.result)
             return value
         elif record.status is OperationStatus.FAILED:
-            raise_recorded(record.error, StepError)
+            raise_recorded(record.error, StepError, self.operation_id)
         elif record.status is OperationStatus.PENDING:
             assert record.next_attempt_at is not None
             if record.next_attempt_at > self.state.now():
-                raise TimedSuspendExecution.from_datetime(
+                self.state.suspend(
                     f"step {self._label()} retries at {record.next_attempt_at.isoformat()}",
+                    self.operation_id,
                     record.next_attempt_at,
                 )
         elif record.status is OperationStatus.STARTED:
@@ -124,16 +126,21 @@ class StepOperation:
             attempt=attempt,
         )
         try:
-            if self.config.transactional:
-                with self.state.writer.transaction():
+            with self.state.running_step(self._label()):
+                if self.config.transactional:
+                    with self.state.writer.transaction():
+                        value = self._run_body(func, context, record, attempt)
+                else:
                     value = self._run_body(func, context, record, attempt)
-            else:
-                value = self._run_body(func, context, record, attempt)
-        except SerDesError as exc:
-            self._fail(record, exc)
-        except ExecutionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the retry strategy decides what to do with it
+        except BaseException as exc:
+            if self.state.nested is not None:
+                raise self.state.nested from None  # even if the body caught it
+            if isinstance(exc, (*FATAL, ExecutionError)):
+                raise
+            if isinstance(exc, SerDesError):
+                self._fail(record, exc)  # the same value fails the same way: no retries
+            # Any other exception, BaseExceptions such as asyncio.CancelledError included, is
+            # this attempt's failure, with its real type; the retry strategy decides.
             self._failed(record, exc)
         return value
 
@@ -141,20 +148,17 @@ class StepOperation:
         self, func: Callable[[StepContext], T], context: StepContext, record: OperationRecord, attempt: int
     ) -> T:
         result = func(context)
-        try:
-            payload = serialize(self.config.serdes, result, self.operation_id, self.state.execution_id)
-        except SerDesError as exc:
-            raise SerDesError(
-                f"step {self._label()} returned a value that cannot be serialized: {exc.message}",
-                "SerDesError",
-            ) from exc
+        if self.state.nested is not None:
+            raise self.state.nested
+        payload = self._payload(result)
         # Decode what was stored so the first run returns exactly what a replay will.
         value: T = self._decode(payload)
         record.status = OperationStatus.SUCCEEDED
         record.result = payload
         record.error = None
         record.ended_at = self.state.now()
-        details = {"Result": {"Payload": payload, "Truncated": False}}
+        # The result is stored once, in the operation's row; the history shows it from there.
+        details: dict[str, Any] = {"Result": {"Truncated": False}}
         if attempt > 1:
             details["RetryDetails"] = {"CurrentAttempt": attempt}
         # An at-least-once step's SUCCEEDED rides with the next write: the next step flushes it
@@ -165,10 +169,36 @@ class StepOperation:
         self.state.checkpoint(record, [HistoryRecord("StepSucceeded", None, details)], sync=not deferred)
         return value
 
-    def _failed(self, record: OperationRecord, error: Exception) -> NoReturn:
+    def _payload(self, result: Any) -> str:
+        """The result as the journal will store it. Raises SerDesError naming the step and why."""
+        try:
+            payload = serialize(self.config.serdes, result, self.operation_id, self.state.execution_id)
+        except SerDesError as exc:
+            raise SerDesError(
+                f"step {self._label()} returned a value that cannot be serialized: {exc.message}",
+                "SerDesError",
+            ) from exc
+        if not isinstance(payload, str):
+            raise SerDesError(
+                f"step {self._label()}: the serdes returned a {type(payload).__qualname__}, not text", "SerDesError"
+            )
+        reason = unstorable_reason(payload)
+        if reason:
+            raise SerDesError(f"step {self._label()} returned a value that cannot be stored: {reason}", "SerDesError")
+        size, limit = utf8_size(payload), self.state.max_result_bytes
+        if size > limit:
+            raise SerDesError(
+                f"step {self._label()} returned {size} bytes once serialized; the limit is {limit} bytes "
+                "(settings.DURABLE['MAX_RESULT_BYTES']): store large data elsewhere and return a reference",
+                "SerDesError",
+            )
+        return payload
+
+    def _failed(self, record: OperationRecord, error: BaseException) -> NoReturn:
         """Record a failed attempt: schedule the next one and suspend, or fail the step."""
         strategy = self.config.retry_strategy or RetryPresets.default()
-        decision = strategy(error, record.attempt)
+        # A BaseException a body raised (an asyncio.CancelledError) is judged like any failure.
+        decision = strategy(cast(Exception, error), record.attempt)
         if not decision.should_retry:
             self._fail(record, error)
         delay = max(1, decision.delay_seconds)
@@ -180,12 +210,13 @@ class StepOperation:
             "RetryDetails": {"CurrentAttempt": record.attempt, "NextAttemptDelaySeconds": delay},
         }
         self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
-        raise TimedSuspendExecution.from_datetime(
+        self.state.suspend(
             f"step {self._label()} attempt {record.attempt} failed; retrying in {delay}s",
+            self.operation_id,
             record.next_attempt_at,
         )
 
-    def _fail(self, record: OperationRecord, error: Exception) -> NoReturn:
+    def _fail(self, record: OperationRecord, error: BaseException) -> NoReturn:
         record.status = OperationStatus.FAILED
         record.error = error_object(error)
         record.next_attempt_at = None
@@ -195,4 +226,4 @@ class StepOperation:
             "RetryDetails": {"CurrentAttempt": record.attempt},
         }
         self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
-        raise_recorded(record.error, StepError)
+        raise_recorded(record.error, StepError, self.operation_id)

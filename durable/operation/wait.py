@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from durable.exceptions import TimedSuspendExecution, ValidationError
+from durable.exceptions import ValidationError
 from durable.state import (
     ExecutionState,
     HistoryRecord,
@@ -35,13 +35,11 @@ def run_wait(state: ExecutionState, operation_id: str, parent_id: str | None, se
         details = {"Duration": seconds, "ScheduledEndTimestamp": until.isoformat()}
         # Written with the suspension's own transaction: nothing can observe the gap.
         state.checkpoint(record, [HistoryRecord("WaitStarted", None, details)], sync=False)
-        raise TimedSuspendExecution.from_datetime(f"waiting {seconds}s until {until.isoformat()}", until)
+        state.suspend(f"waiting {seconds}s until {until.isoformat()}", operation_id, until)
     if record.status is OperationStatus.STARTED:
         assert record.wait_until is not None
         if record.wait_until > now:
-            raise TimedSuspendExecution.from_datetime(
-                f"waiting until {record.wait_until.isoformat()}", record.wait_until
-            )
+            state.suspend(f"waiting until {record.wait_until.isoformat()}", operation_id, record.wait_until)
         record.status = OperationStatus.SUCCEEDED
         record.ended_at = now
         seconds = int((record.wait_until - record.started_at).total_seconds()) if record.started_at else seconds

@@ -7,8 +7,10 @@ from durable.runtime import run_invocation
 from durable.testing import DurableTestRunner
 
 
-class Crash(BaseException):
-    """Raised inside a step body to stand for the worker process dying right there."""
+class Crash(SystemExit):
+    """Raised inside a step body to stand for the worker process dying right there (a
+    SystemExit: what the engine lets end the process, where any other BaseException a step
+    raises is that step's failure)."""
 
 
 def crash_then_expire_lease(runner: DurableTestRunner, execution_id: str) -> None:

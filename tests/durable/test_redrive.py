@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from durable import DurableContext, RetryPresets, StepConfig, durable_execution
+from durable import DurableContext, RetryPresets, StepConfig, StepError, WaitForCallbackConfig, durable_execution
 from durable.client import get_history, redrive_execution
 from durable.config import Duration
 from durable.exceptions import ExecutionNotRunningError
@@ -65,3 +65,101 @@ def test_only_failed_executions_redrive():
         done = runner.run(json.dumps({"n": 1}))
         with pytest.raises(ExecutionNotRunningError, match="only FAILED"):
             redrive_execution(done.execution_id)
+
+
+def build_handled(fixed: bool):
+    @durable_execution(name="tests.redrive.handled")
+    def handled(event: dict, context: DurableContext) -> dict:
+        def charge(_):
+            runs.append("charge")
+            raise ConnectionError("card declined")
+
+        try:
+            context.step(charge, name="charge", config=StepConfig(retry_strategy=RetryPresets.none()))
+        except StepError:
+            runs.append("handled")  # the handler deals with the declined card itself
+        context.step(lambda _: runs.append("notify"), name="notify")
+        if not fixed:
+            raise RuntimeError("bug after the handled failure")
+        return {"ok": True}
+
+    return handled
+
+
+def test_redrive_reruns_what_ended_the_execution_not_a_failure_the_handler_handled():
+    with DurableTestRunner(build_handled(fixed=False)) as runner:
+        failed = runner.run()
+        assert failed.status == "FAILED"
+        assert failed.error["ErrorMessage"] == "bug after the handled failure"
+        register(build_handled(fixed=True))
+        redrive_execution(failed.execution_id)
+        result = runner.wait_for_result(failed.execution_id)
+    assert result.status == "SUCCEEDED", result.error
+    # The charge was made (and declined) once; the redrive replayed its recorded failure.
+    assert runs == ["charge", "handled", "notify", "handled"]
+    assert result.get_step("charge").status == "FAILED"
+    redriven = next(e for e in get_history(failed.execution_id)["Events"] if e["EventType"] == "ExecutionRedriven")
+    assert redriven["ExecutionRedrivenDetails"]["ClearedOperations"] == []
+
+
+def build_child(fixed: bool):
+    @durable_execution(name="tests.redrive.child")
+    def child_pipeline(event: dict, context: DurableContext) -> dict:
+        def work(child: DurableContext) -> int:
+            a = child.step(lambda _: runs.append("a") or 1, name="a")
+
+            def b(_):
+                runs.append("b")
+                if not fixed:
+                    raise ValueError("bug in b")
+                return 2
+
+            return a + child.step(b, name="b", config=StepConfig(retry_strategy=RetryPresets.none()))
+
+        total = context.run_in_child_context(work, name="work")
+        return {"total": total}
+
+    return child_pipeline
+
+
+def test_redrive_of_a_failed_child_context_keeps_its_completed_steps():
+    with DurableTestRunner(build_child(fixed=False)) as runner:
+        failed = runner.run()
+        assert failed.status == "FAILED"
+        register(build_child(fixed=True))
+        redrive_execution(failed.execution_id)
+        result = runner.wait_for_result(failed.execution_id)
+    assert result.status == "SUCCEEDED", result.error
+    assert json.loads(result.result) == {"total": 3}
+    assert runs == ["a", "b", "b"]  # a succeeded before the failure: kept, never run again
+    assert result.get_context("work").status == "SUCCEEDED"
+
+
+def build_waits(fixed: bool):
+    @durable_execution(name="tests.redrive.wait_for_callback")
+    def waits(event: dict, context: DurableContext) -> dict:
+        value = context.wait_for_callback(
+            lambda callback_id, _: runs.append(callback_id),
+            name="approval",
+            config=WaitForCallbackConfig(timeout=Duration(60 if not fixed else 3600)),
+        )
+        return {"value": value}
+
+    return waits
+
+
+def test_redrive_of_a_timed_out_wait_for_callback_hands_out_a_new_callback():
+    # A new callback is useless unless its id reaches someone: the submitter runs again with it.
+    with DurableTestRunner(build_waits(fixed=False)) as runner:
+        failed = runner.run()
+        assert failed.status == "FAILED"
+        assert failed.error["ErrorType"] == "CallbackTimeoutError"
+        register(build_waits(fixed=True))
+        redrive_execution(failed.execution_id)
+        callback_id = runner.wait_for_callback(failed.execution_id)
+        assert len(runs) == 2
+        assert runs[-1] == callback_id
+        assert runs[0] != callback_id
+        runner.send_callback_success(callback_id, "yes")
+        result = runner.wait_for_result(failed.execution_id)
+    assert json.loads(result.result) == {"value": "yes"}

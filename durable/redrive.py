@@ -1,0 +1,77 @@
+"""Which operations a redrive runs again: the unit whose failure ended the execution, no more.
+
+When an execution fails, the runtime records the failure path of the error that ended it
+(`durable.exceptions.failure_path`): the operations whose recorded failures it came from,
+outermost first, along explicit causes. A failure the handler caught is not on it, so a
+redrive never repeats work the handler had dealt with (a card charged and declined stays
+declined). Along the path, a failed step is cleared so it runs again; a failed child context
+is reopened, its completed operations kept, so only its failed part runs again; a
+wait_for_callback is cleared whole, because a new callback is useless unless its submitter
+hands out the new id.
+"""
+
+from __future__ import annotations
+
+from durable.exceptions import DurableOperationError
+from durable.models import Execution, Operation
+from durable.state import OperationStatus, OperationSubType, OperationType
+
+_FAILED = (OperationStatus.FAILED, OperationStatus.TIMED_OUT)
+
+
+def _operation_error_types() -> set[str]:
+    found, todo = set(), [DurableOperationError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
+    """(operations to clear, child contexts to reopen), in journal order."""
+    ops = list(execution.operations.order_by("id"))
+    by_id = {op.operation_id: op for op in ops}
+    children: dict[str | None, list[Operation]] = {}
+    for op in ops:
+        children.setdefault(op.parent_id, []).append(op)
+    path = execution.failed_operations
+    if path is None:
+        path = _latest_failure(children, None)  # failed before failure paths were recorded
+    on_path = [by_id[op_id] for op_id in path if op_id in by_id and by_id[op_id].status in _FAILED]
+    clear: set[str] = set()
+    reopen: set[str] = set()
+    operation_errors = _operation_error_types()
+    for op in on_path:
+        if op.type == OperationType.CONTEXT and op.sub_type != OperationSubType.WAIT_FOR_CALLBACK:
+            reopen.add(op.operation_id)
+            inner = [c for c in children.get(op.operation_id, []) if c.operation_id in path]
+            recorded_type = (op.error or {}).get("ErrorType")
+            if not inner and recorded_type in operation_errors:
+                # The context failed because an operation inside it did, but the chain of
+                # causes was cut (its failure was replayed from the journal): the latest
+                # failure inside it is the one that propagated.
+                for inner_op in _latest_failure(children, op.operation_id):
+                    target = reopen if by_id[inner_op].type == OperationType.CONTEXT else clear
+                    target.add(inner_op)
+        else:
+            clear.add(op.operation_id)
+    # A cleared operation takes everything inside it along (a wait_for_callback's callback and
+    # submitter): it runs again whole.
+    for op in ops:  # journal order: parents come before their children
+        if op.parent_id in clear:
+            clear.add(op.operation_id)
+    order = [op.operation_id for op in ops]
+    return [i for i in order if i in clear], [i for i in order if i in reopen and i not in clear]
+
+
+def _latest_failure(children: dict[str | None, list[Operation]], parent_id: str | None) -> list[str]:
+    """The chain down from the latest failed operation under `parent_id` (a guess used only when
+    no failure path was recorded)."""
+    failed = [op for op in children.get(parent_id, []) if op.status in _FAILED]
+    if not failed:
+        return []
+    latest = max(failed, key=lambda op: (op.ended_at.timestamp() if op.ended_at else 0.0, op.pk))
+    if latest.type == OperationType.CONTEXT and latest.sub_type != OperationSubType.WAIT_FOR_CALLBACK:
+        return [latest.operation_id, *_latest_failure(children, latest.operation_id)]
+    return [latest.operation_id]
