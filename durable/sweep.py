@@ -3,12 +3,13 @@
 It re-dispatches executions that are due, and those whose lease expired (their invocation
 died), ends executions past their timeout, and times out callbacks past their deadlines. Each
 query is a range scan on an index of RUNNING executions, so its cost follows the work to do,
-not the number of executions waiting. Workers run it every SWEEP_INTERVAL seconds, one at a time
-across the cluster (a Redis lock); `manage.py durable_sweep` runs it by hand.
+not the number of executions waiting. Workers run it about once per SWEEP_INTERVAL seconds
+across the cluster (a Redis lock, below); `manage.py durable_sweep` runs it by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from django.db.models import Q, QuerySet
 from durable import clock, conf, dispatch, signals, store
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.operation.callback import timeout_error
+from durable.runtime import default_owner
 from durable.state import HistoryRecord, OperationStatus, OperationType
 from durable.storable import error_dict
 
@@ -172,12 +174,57 @@ def _time_out_callbacks(execution_id: str, now: datetime) -> int:
     return count
 
 
-def sweep_with_lock(connection: Any) -> SweepReport | None:
-    """Sweep unless another worker is sweeping; None if it was skipped."""
-    token = secrets.token_hex(8)
-    ttl = max(10, int(conf.get("SWEEP_INTERVAL") * 4))
+# The sweep lock. Its value names the holder ("<host>:<pid> <token>") while the sweep runs and
+# "done <host>:<pid>" after it, until it expires. It lives for the interval less one try and is
+# kept after the sweep, not deleted: the cluster sweeps about once per SWEEP_INTERVAL however many
+# workers there are (a deleted lock let every worker sweep every interval), and a sweeper killed
+# mid-sweep holds it no longer than that. Workers try LOCK_TRIES times per interval, so sweeps
+# are at most one interval apart while any worker is between jobs.
+#
+# The lock is not renewed while a sweep runs: a sweep that outlives it (a database so slow that
+# three indexed queries take longer than the interval) may overlap the next one. That is
+# harmless: every write of the sweep is conditional on the row still being as it was read (the
+# first committer wins; the loser writes nothing), and what it dispatches is idempotent (a job
+# id per wake-up; the lease decides who runs). A renewal thread would instead let a sweeper stuck
+# on the database keep everyone else from sweeping.
+LOCK_TRIES = 4
+
+# Take the lock if no sweep is running (it is free, or its holder's sweep is done).
+_TAKE_UNLESS_RUNNING = """
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, 5) ~= 'done ' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 1
+"""
+# Mark the sweep done, keeping the lock's time to live, if the lock is still ours.
+_DONE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+end
+return 0
+"""
+
+
+def lock_try_seconds() -> float:
+    """How often a worker tries for the sweep lock."""
+    return float(conf.get("SWEEP_INTERVAL")) / LOCK_TRIES
+
+
+def sweep_with_lock(connection: Any, *, periodic: bool = False) -> SweepReport | None:
+    """Sweep unless another sweep is running; None if it was skipped.
+
+    `periodic` (the workers): skip also while the lock of a sweep that ended is still alive, so the
+    cluster sweeps about once per SWEEP_INTERVAL.
+    """
+    holder = default_owner()
+    running = f"{holder} {secrets.token_hex(8)}"
+    ttl_ms = max(1, int(1000 * (lock_try_seconds() * (LOCK_TRIES - 1))))
     try:
-        if not connection.set(LOCK_KEY, token, nx=True, ex=ttl):
+        if periodic:
+            taken = connection.set(LOCK_KEY, running, nx=True, px=ttl_ms)
+        else:
+            taken = connection.register_script(_TAKE_UNLESS_RUNNING)(keys=[LOCK_KEY], args=[running, ttl_ms])
+        if not taken:
             return None
     except redis.RedisError as exc:
         log.warning("sweep skipped: Redis unavailable (%s)", exc)
@@ -185,8 +232,5 @@ def sweep_with_lock(connection: Any) -> SweepReport | None:
     try:
         return sweep()
     finally:
-        try:
-            if connection.get(LOCK_KEY) == token.encode():
-                connection.delete(LOCK_KEY)
-        except redis.RedisError:
-            pass
+        with contextlib.suppress(redis.RedisError):  # if Redis is away, the lock expires on its own
+            connection.register_script(_DONE)(keys=[LOCK_KEY], args=[running, f"done {holder}"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,9 +31,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import JobStatus
 from rq.utils import as_text
 from rq.utils import now as rq_now
+from rq.worker import WorkerStatus
 
-from durable import clock, conf
+from durable import clock, conf, store
+from durable.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
 from durable.runtime import run_invocation
+from durable.sweep import lock_try_seconds, sweep_with_lock
 
 log = logging.getLogger("durable.worker")
 
@@ -76,16 +80,23 @@ def timers_key(queue_name: str) -> str:
     return f"durable:timers:{queue_name}"
 
 
-# Queue wake-ups in one round trip whatever their number: for each, unless a job with its id
-# exists (the same wake-up is queued or running), save the job's hash as RQ would and push its
-# id, and register the queue, as RQ's unique enqueue does in three round trips per job.
-# KEYS: rq:queues, the queue's key. ARGV: then per job: its key, its id, n, n field/value pairs.
+# Queue wake-ups in one round trip whatever their number: for each, unless its job is already
+# waiting in the queue or running, save the job's hash as RQ would and push its id, and register
+# the queue, as RQ's unique enqueue does in three round trips per job. A job whose hash exists is
+# waiting or running, unless RQ failed it or its id sits in the intermediate queue: a worker took
+# it and has not taken the lease yet (the sweep only re-dispatches executions whose lease is free),
+# so that worker was killed, or is about to run it, and a second delivery is harmless (the lease
+# decides). Such a wake-up is queued again at once instead of waiting REDISPATCH_GRACE for a new id.
+# KEYS: rq:queues, the queue's key, its intermediate queue's key.
+# ARGV: then per job: its key, its id, n, n field/value pairs.
 _ENQUEUE = """
 redis.call('SADD', KEYS[1], KEYS[2])
 local queued, i = 0, 1
 while i <= #ARGV do
   local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if redis.call('EXISTS', key) == 0 then
+  if redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
+      or redis.call('LPOS', KEYS[3], id) then
+    redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
     redis.call('RPUSH', KEYS[2], id)
     queued = queued + 1
@@ -134,7 +145,7 @@ def enqueue_wake_ups(wake_ups: list[tuple[str, str]]) -> int:
     for execution_id, job_id_ in wake_ups:
         fields = _job_fields(q, execution_id, job_id_)
         args += (q.job_class.key_for(job_id_), job_id_, len(fields) // 2, *fields)
-    return int(script(keys=[q.redis_queues_keys, q.key], args=args))
+    return int(script(keys=[q.redis_queues_keys, q.key, q.intermediate_queue_key], args=args))
 
 
 def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
@@ -249,13 +260,41 @@ class TimerPoller(threading.Thread):
 INVOKE = f"{__name__}.invoke"
 
 
+class DatabaseUnreachableError(Exception):
+    """The invocation could not take its execution's lease: the database did not answer. No handler
+    code ran, so the wake-up is still good: it is run once the database is back."""
+
+
 def invoke(execution_id: str) -> str:
-    """The RQ job: one invocation (after a short nap if it was released a little early)."""
+    """The RQ job: one invocation (after a short nap if it was released a little early).
+
+    While the database cannot be reached, it waits for it (bounded back-off) and then runs: an
+    outage does not use the wake-up up. (The engine's in-process worker puts the wake-up back on
+    the queue instead and waits before taking any job.)
+    """
+    backoff = Backoff("the database", log)
+    while True:
+        try:
+            outcome = invoke_once(execution_id)
+        except DatabaseUnreachableError as exc:
+            backoff.pause(exc)
+            continue
+        backoff.recovered()
+        return outcome
+
+
+def invoke_once(execution_id: str) -> str:
+    """One invocation; raises DatabaseUnreachableError if the lease could not be taken for an outage."""
     # Jobs are not requests: check reused connections here, as Django does per request, so a
-    # restarted database costs one failed job, not every job after it.
+    # restarted database costs no failed job.
     close_old_connections()
     try:
         return _invoke(execution_id)
+    except DATABASE_OUTAGE as exc:
+        if _raised_taking_the_lease(exc):
+            raise DatabaseUnreachableError(one_line(exc)) from exc
+        log.exception("invocation of %s failed; the sweep will dispatch it again", execution_id)
+        return "error"
     except Exception:
         # Never fail the job: a failed job's id stays taken in Redis for a while, which would
         # hold back the sweep's re-dispatch of this wake-up. The database says what is due.
@@ -265,21 +304,52 @@ def invoke(execution_id: str) -> str:
         close_old_connections()
 
 
+def _raised_taking_the_lease(exc: BaseException) -> bool:
+    """Whether `exc` came out of taking the lease, the invocation's first statement: only then is a
+    connection error known to mean "the database is unreachable" with no handler code run. (The
+    runtime raises the same error types from later statements, whose wake-up may be spent.)"""
+    return any(frame.f_code is store.acquire_lease.__code__ for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
 def _invoke(execution_id: str) -> str:
     outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable, wait_if_early=EARLY_TOLERANCE)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
 
 
+def wait_for_redis(connection: Any) -> None:
+    """Return once Redis answers, waiting with bounded back-off while it does not."""
+    backoff = Backoff("Redis", log)
+    while True:
+        try:
+            connection.ping()
+        except REDIS_OUTAGE as exc:
+            backoff.pause(exc)
+            continue
+        backoff.recovered()
+        return
+
+
 class SweepingWorkerMixin:
-    """Runs the engine's sweep between jobs (and while a long job runs), one worker at a time."""
+    """Runs the engine's sweep between jobs (and while a long job runs), one worker at a time, and
+    rides out a Redis outage instead of quitting.
+
+    RQ 3.0's `Worker.work` (checked against 3.0.0) retries only its blocking dequeue on a Redis
+    connection error; one raised by its heartbeats, suspension check, maintenance or state writes
+    ends the work loop ("found an unhandled exception, quitting"), and a Redis timeout anywhere
+    ends it too. Each of those steps is guarded here: the outage is logged and the dequeue waits
+    for Redis with bounded back-off, so a worker never exits for an outage.
+    """
 
     connection: Any
+    # RQ's own dequeue (the forking worker's) retries with back-off too: bound it as ours.
+    max_connection_wait_time = LONGEST_PAUSE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # RQ's own maintenance (registries, restarting a dead scheduler) every 30 s, not 10 min.
         kwargs.setdefault("maintenance_interval", 30)
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
+        self._redis = Backoff("Redis", log)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
@@ -291,8 +361,45 @@ class SweepingWorkerMixin:
 
     @property
     def dequeue_timeout(self) -> int:
-        # Wake up between jobs often enough to sweep on time.
-        return max(1, int(conf.get("SWEEP_INTERVAL")))
+        # Wake up between jobs often enough to try for the sweep lock on time (RQ's own dequeue).
+        return max(1, int(lock_try_seconds()))
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        while True:
+            try:
+                found = self._dequeue(timeout, max_idle_time)
+            except REDIS_OUTAGE as exc:
+                self._redis.pause(exc)
+                continue
+            self._redis_answered()
+            return found
+
+    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
+
+    def _redis_answered(self) -> None:
+        """After an outage: Redis is back, maybe restarted empty; register this worker again if
+        it was lost with it."""
+        if not self._redis.failing:
+            return
+        self._redis.recovered()
+        try:
+            if not self.connection.exists(self.key):  # type: ignore[attr-defined]
+                self.register_birth()  # type: ignore[attr-defined]
+        except REDIS_OUTAGE as exc:
+            log.warning("could not register the worker again (%s); will go on without", exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("heartbeat skipped: Redis unavailable (%s)", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("suspension check skipped: Redis unavailable (%s)", exc)
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
@@ -302,24 +409,38 @@ class SweepingWorkerMixin:
         if self._sweep_due():
             self.sweep()
         if super().should_run_maintenance_tasks:  # type: ignore[misc]
-            super().run_maintenance_tasks()  # type: ignore[misc]
+            try:
+                super().run_maintenance_tasks()  # type: ignore[misc]
+            except REDIS_OUTAGE as exc:
+                log.warning("RQ maintenance skipped: Redis unavailable (%s)", exc)
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
-        super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+        try:
+            super().maintain_heartbeats(job, execution)  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("job heartbeat skipped: Redis unavailable (%s)", exc)
         if self._sweep_due():
             self.sweep()
 
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("could not record the worker's end in Redis (%s); it expires there", exc)
+
     def _sweep_due(self) -> bool:
-        return bool(time.monotonic() - self._last_sweep >= conf.get("SWEEP_INTERVAL"))
+        # Try for the sweep lock several times per interval: it is free again within one
+        # interval of its last sweep, even if that sweeper died (durable.sweep explains).
+        return time.monotonic() - self._last_sweep >= lock_try_seconds()
 
     def sweep(self) -> None:
-        from durable.sweep import sweep_with_lock
-
         self._last_sweep = time.monotonic()
         try:
-            report = sweep_with_lock(self.connection)
+            report = sweep_with_lock(self.connection, periodic=True)
             if report is not None and report.acted:
                 log.info("sweep: %s", report)
+        except DATABASE_OUTAGE as exc:
+            log.warning("sweep failed: the database is unreachable (%s); will try again", one_line(exc))
         except Exception:
             log.exception("sweep failed; will try again")
         finally:
@@ -356,8 +477,8 @@ class _Nudge:
         return (_execution_of(self.id),)
 
 
-# How long the fast path blocks for a job before RQ's own dequeue (maintenance, idle state) runs.
-FAST_WAIT_SECONDS = 1
+# How long the fast path blocks for a job at most before it checks for maintenance (the sweep).
+FAST_WAIT_SECONDS = 1.0
 # Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
 HOUSEKEEPING_SECONDS = 1.0
 
@@ -366,13 +487,21 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     """The engine's worker: invocations run in this process, one at a time, with its database
     connections kept between jobs. An invocation past its budget ends the whole process; the
     `durable_worker` supervisor starts a fresh one (measured against the forking worker in
-    bench/workers.py: about three times the throughput; see the README)."""
+    bench/workers.py: about three times the throughput; see the README).
+
+    A job that finds the database unreachable (taking the lease failed for it) is put back at the
+    head of the queue, and the worker takes no job until a trivial query succeeds again: a
+    database restart leaves the queued wake-ups queued instead of using each one up in a
+    millisecond (which left their executions to the sweep).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._finished_job: str | None = None  # an invocation job whose Redis records remain
         self._housekept = 0.0
         self._next_job = self.connection.register_script(_NEXT_JOB)
+        self._database = Backoff("the database", log)
+        self._database_error: DatabaseUnreachableError | None = None
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if timeout is None and pipeline is None and time.monotonic() - self._housekept < HOUSEKEEPING_SECONDS:
@@ -391,37 +520,50 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             return  # unchanged: save the round trip
         super().set_state(state, pipeline)
 
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
-        if len(self._ordered_queues) == 1 and not self.should_run_maintenance_tasks:
-            queue = self._ordered_queues[0]
-            while True:
-                finished, self._finished_job = self._finished_job, None
-                found = self._next_job(
-                    keys=[queue.key, queue.intermediate_queue_key],
-                    args=[finished or "", self.job_class.redis_job_namespace_prefix],
-                )
-                if not found:
-                    break
-                if not found[1]:
-                    continue  # the job's hash is gone (cancelled or expired): take the next one
-                if isinstance(found[1], int):
-                    return _Nudge(as_text(found[0])), queue
-                job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
-                job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
-                job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-                return job, queue
-            # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
-            # wait costs a few round trips, a job hash read and a log line per job).
-            if (found := self._wait_for_job(queue)) is not None:
+    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
+        if self._database_error is not None:
+            self._wait_for_database()
+        if len(self._ordered_queues) > 1 or max_idle_time is not None:
+            self._forget_finished_job()
+            return super()._dequeue(timeout, max_idle_time)  # not our simple case: RQ's own dequeue
+        queue = self._ordered_queues[0]
+        while True:
+            if self.should_run_maintenance_tasks and not self._redis.failing:
+                self.run_maintenance_tasks()
+            found = self._take_next_job(queue)
+            self._redis_answered()
+            if found is not None or timeout is None:  # timeout None: burst mode, done
                 return found
-        # Still nothing (or not our simple case): RQ's own blocking dequeue.
-        self._forget_finished_job()
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
+            # wait costs a few round trips, a job hash read and a log line per job), no longer
+            # than until the next try for the sweep lock.
+            self.set_state(WorkerStatus.IDLE)
+            self.heartbeat()
+            if (found := self._wait_for_job(queue, min(FAST_WAIT_SECONDS, lock_try_seconds()))) is not None:
+                return found
 
-    def _wait_for_job(self, queue: Any) -> tuple[Any, Any] | None:
+    def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
+        while True:
+            finished, self._finished_job = self._finished_job, None
+            found = self._next_job(
+                keys=[queue.key, queue.intermediate_queue_key],
+                args=[finished or "", self.job_class.redis_job_namespace_prefix],
+            )
+            if not found:
+                return None
+            if not found[1]:
+                continue  # the job's hash is gone (cancelled or expired): take the next one
+            if isinstance(found[1], int):
+                return _Nudge(as_text(found[0])), queue
+            job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
+            job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
+            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+            return job, queue
+
+    def _wait_for_job(self, queue: Any, seconds: float) -> tuple[Any, Any] | None:
         """The next job of `queue`, moved to RQ's intermediate queue as RQ does, if one comes
-        within FAST_WAIT_SECONDS."""
-        waited = self.connection.blmove(queue.key, queue.intermediate_queue_key, FAST_WAIT_SECONDS, "LEFT", "RIGHT")
+        within `seconds`."""
+        waited = self.connection.blmove(queue.key, queue.intermediate_queue_key, seconds, "LEFT", "RIGHT")
         if waited is None:
             return None
         job_id_ = as_text(waited)
@@ -438,18 +580,48 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         global _process_is_disposable
         _process_is_disposable = True
         if not isinstance(job, _Nudge) and job.func_name != INVOKE:
-            super().execute_job(job, queue)
+            try:
+                super().execute_job(job, queue)
+            except REDIS_OUTAGE as exc:
+                log.warning("job %s: RQ's records of it may be incomplete: Redis unavailable (%s)", job.id, exc)
             return
         # Our jobs are nudges: the lease and the journal record the work, so RQ's per-job
         # bookkeeping (started registry, execution records, statuses, results) is skipped.
         # This halves the cost of a short invocation. The job's id stays in RQ's intermediate
-        # queue until the next dequeue drops it; a worker dying before that leaves it there,
-        # and RQ re-queues it; the lease makes that harmless.
+        # queue until the next dequeue drops it; a worker dying before that leaves it there for
+        # RQ's maintenance, and if it had not run it, the sweep queues the wake-up again.
+        finished = True
         try:
-            invoke(*job.args)
+            invoke_once(*job.args)
+        except DatabaseUnreachableError as exc:
+            finished = False
+            self._database_error = exc
+            self._put_back(job.id, queue)
         finally:
-            self._finished_job = job.id
-            self._finished_queue = queue
+            if finished:
+                self._finished_job = job.id
+                self._finished_queue = queue
+
+    def _put_back(self, job_id_: str, queue: Any) -> None:
+        """Return a job not run to the head of its queue, for this worker or another to run."""
+        try:
+            with self.connection.pipeline() as pipeline:  # MULTI: taken out and put back together
+                pipeline.lrem(queue.intermediate_queue_key, 1, job_id_)
+                pipeline.lpush(queue.key, job_id_)
+                pipeline.execute()
+        except REDIS_OUTAGE as exc:
+            # It stays in the intermediate queue; the sweep queues its wake-up again.
+            log.warning("could not put job %s back on the queue (%s); the sweep will", job_id_, exc)
+            return
+        log.warning("put job %s back on the queue: %s", job_id_, self._database_error)
+
+    def _wait_for_database(self) -> None:
+        """Take no job until the database answers a trivial query again."""
+        error, self._database_error = self._database_error, None
+        while not database_reachable():
+            self.heartbeat()
+            self._database.pause(error)
+        self._database.recovered()
 
     def _forget_finished_job(self) -> None:
         finished, self._finished_job = self._finished_job, None
@@ -464,7 +636,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._forget_finished_job()
         except redis.RedisError:
             log.warning("could not drop the last job's records from Redis; RQ's maintenance will")
-        super().teardown()  # type: ignore[no-untyped-call]
+        super().teardown()
 
 
 class DurableForkingWorker(SweepingWorkerMixin, Worker):

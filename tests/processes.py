@@ -147,6 +147,24 @@ class Worker:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def worker_pids(self) -> set[int]:
+        """The worker processes its supervisor runs now (their RQ schedulers left out)."""
+        pids = set()
+        for pid in descendants(self.process.pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid and b"--child" in cmdline:
+                pids.add(pid)
+        return pids
+
+
+def blocked_on_the_queue(client: redis.Redis) -> int:
+    """How many workers wait for a job now (an idle worker blocks in BLMOVE)."""
+    return sum(1 for c in client.client_list() if c.get("cmd") == "blmove")
+
 
 def record_in_redis(key: str, value: str) -> str:
     """A plain RQ job (not an invocation) for worker tests: appends `value` to list `key`."""

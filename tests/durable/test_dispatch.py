@@ -10,7 +10,8 @@ from django.db import transaction
 
 from durable import clock
 from durable.client import start_execution
-from durable.sweep import LOCK_KEY, sweep_with_lock
+from durable.runtime import default_owner
+from durable.sweep import LOCK_KEY, LOCK_TRIES, sweep_with_lock
 from durable.worker import TIMER_LOCK_KEY, TimerPoller, dispatch, job_id, queue, release_due_timers, timers_key
 from tests import workflows
 from tests.processes import wait_until
@@ -126,11 +127,50 @@ def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_d
 
 def test_one_sweep_at_a_time(redis_dispatch):
     client = redis_dispatch.client()
-    client.set(LOCK_KEY, "another-worker", ex=30)
+    client.set(LOCK_KEY, "another-worker:1 token", ex=30)  # a sweep running elsewhere
     assert sweep_with_lock(client) is None
+    assert sweep_with_lock(client, periodic=True) is None
     client.delete(LOCK_KEY)
+    assert sweep_with_lock(client, periodic=True) is not None
+
+
+def test_the_sweep_lock_is_kept_for_the_interval_so_the_cluster_sweeps_about_once_per_interval(
+    redis_dispatch, settings
+):
+    settings.DURABLE = {**settings.DURABLE, "SWEEP_INTERVAL": 8}
+    client = redis_dispatch.client()
+    assert sweep_with_lock(client, periodic=True) is not None
+    # Kept after the sweep, marked done, naming its holder, and lapsing within the interval
+    # (less one try: workers try LOCK_TRIES times per interval), whoever held it.
+    assert client.get(LOCK_KEY).decode() == f"done {default_owner()}"
+    assert 0 < client.pttl(LOCK_KEY) <= 8000 * (LOCK_TRIES - 1) / LOCK_TRIES
+    assert sweep_with_lock(client, periodic=True) is None  # the other workers skip this interval
+    # A sweep by hand runs unless a sweep is running now.
     assert sweep_with_lock(client) is not None
-    assert client.get(LOCK_KEY) is None  # released after the sweep
+    assert client.get(LOCK_KEY).decode() == f"done {default_owner()}"
+
+
+def test_a_sweeper_that_dies_mid_sweep_holds_the_lock_no_longer_than_the_interval(
+    redis_dispatch, settings, monkeypatch
+):
+    from durable import sweep as sweep_module
+
+    settings.DURABLE = {**settings.DURABLE, "SWEEP_INTERVAL": 8}
+    client = redis_dispatch.client()
+    seen = []
+
+    def die_mid_sweep(**kwargs):
+        seen.append((client.get(LOCK_KEY).decode(), client.pttl(LOCK_KEY)))
+        raise SystemExit  # as far as the lock can tell, the process is gone
+
+    monkeypatch.setattr(sweep_module, "sweep", die_mid_sweep)
+    monkeypatch.setattr(sweep_module, "_DONE", "return 0")  # a dead process marks nothing done
+    with pytest.raises(SystemExit):
+        sweep_with_lock(client, periodic=True)
+    [(value, ttl)] = seen
+    assert value.startswith(f"{default_owner()} ")  # names the holder while it sweeps
+    assert 0 < ttl <= 8000 * (LOCK_TRIES - 1) / LOCK_TRIES
+    assert sweep_with_lock(client) is None  # running, as far as anyone knows, until it lapses
 
 
 def test_the_sweep_command_re_dispatches_a_due_execution_lost_from_redis(redis_dispatch):

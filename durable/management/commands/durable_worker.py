@@ -19,7 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from durable import conf
-from durable.worker import DurableForkingWorker, DurableWorker, queue
+from durable.worker import DurableForkingWorker, DurableWorker, queue, wait_for_redis
 
 
 class Command(BaseCommand):
@@ -44,6 +44,9 @@ class Command(BaseCommand):
 
     def run_worker(self, options: dict[str, Any]) -> None:
         q = queue()
+        # A worker started while Redis is away waits for it rather than failing at once (and
+        # being restarted every half second by its supervisor while the outage lasts).
+        wait_for_redis(q.connection)
         worker_class = DurableForkingWorker if options["fork"] else DurableWorker
         worker = worker_class([q], connection=q.connection, name=options["name"])
         self.stdout.write(
