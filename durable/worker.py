@@ -85,8 +85,8 @@ def timers_key(queue_name: str) -> str:
 # the queue, as RQ's unique enqueue does in three round trips per job. A job whose hash exists is
 # waiting or running, unless RQ failed it or its id sits in the intermediate queue: a worker took
 # it and has not taken the lease yet (the sweep only re-dispatches executions whose lease is free),
-# so that worker was killed, or is about to run it, and a second delivery is harmless (the lease
-# decides). Such a wake-up is queued again at once instead of waiting REDISPATCH_GRACE for a new id.
+# so that worker was killed, or is about to run it and a second delivery is harmless (the lease
+# decides). Such a job is moved back to the queue at once instead of waiting REDISPATCH_GRACE.
 # KEYS: rq:queues, the queue's key, its intermediate queue's key.
 # ARGV: then per job: its key, its id, n, n field/value pairs.
 _ENQUEUE = """
@@ -94,8 +94,8 @@ redis.call('SADD', KEYS[1], KEYS[2])
 local queued, i = 0, 1
 while i <= #ARGV do
   local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
-      or redis.call('LPOS', KEYS[3], id) then
+  local taken = redis.call('LREM', KEYS[3], 1, id) > 0
+  if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
     redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
     redis.call('RPUSH', KEYS[2], id)

@@ -42,7 +42,7 @@ def test_wake_ups_queued_while_the_database_restarts_wait_for_it_and_run(workers
         assert queue().count == WAKE_UPS  # none used up
     finally:
         postgres.start()
-    connection.close()  # the test's own connection died with the server
+        connection.close()  # the test's own connection died with the server
 
     wait_until(
         lambda: Execution.objects.filter(pk__in=ids, status="SUCCEEDED").count() == WAKE_UPS,

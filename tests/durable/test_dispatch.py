@@ -182,6 +182,21 @@ def test_the_sweep_command_re_dispatches_a_due_execution_lost_from_redis(redis_d
     assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
 
 
+def test_a_wake_up_taken_by_a_worker_that_died_before_its_lease_is_queued_again(redis_dispatch):
+    from durable.worker import enqueue_wake_ups
+
+    execution = start_execution(workflows.three_steps, {})
+    wake_up = job_id(str(execution.pk), execution.wake_at)
+    connection = queue().connection
+    # A worker took the job (RQ's intermediate queue) and was killed before it took the lease:
+    # the job's hash remains, which alone would absorb the sweep's re-dispatch of the wake-up.
+    assert connection.lmove(queue().key, queue().intermediate_queue_key) == wake_up.encode()
+    assert queued_ids() == []
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 1
+    assert queued_ids() == [wake_up]
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0  # waiting in the queue: absorbed
+
+
 def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_repeated(redis_dispatch, monkeypatch):
     from durable.worker import dispatch_many
 
