@@ -422,6 +422,13 @@ class SweepingWorkerMixin:
         if self._sweep_due():
             self.sweep()
 
+    def set_shutdown_requested_date(self) -> None:
+        # Called by the stop signal's handler, maybe in the middle of an invocation: never raise.
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("could not record the stop request in Redis (%s)", exc)
+
     def teardown(self) -> None:
         try:
             super().teardown()  # type: ignore[misc]
@@ -502,6 +509,13 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._next_job = self.connection.register_script(_NEXT_JOB)
         self._database = Backoff("the database", log)
         self._database_error: DatabaseUnreachableError | None = None
+        self._invoking = False
+
+    def get_state(self) -> str:
+        # Busy while an invocation runs, although the fast path never writes that state to Redis:
+        # RQ's stop signal handler then waits for the invocation to finish, where it would
+        # otherwise raise StopRequested inside the handler's code (a step's failed attempt).
+        return WorkerStatus.BUSY if self._invoking else str(super().get_state())
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if timeout is None and pipeline is None and time.monotonic() - self._housekept < HOUSEKEEPING_SECONDS:
@@ -591,6 +605,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         # queue until the next dequeue drops it; a worker dying before that leaves it there for
         # RQ's maintenance, and if it had not run it, the sweep queues the wake-up again.
         finished = True
+        self._invoking = True
         try:
             invoke_once(*job.args)
         except DatabaseUnreachableError as exc:
@@ -598,6 +613,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._database_error = exc
             self._put_back(job.id, queue)
         finally:
+            self._invoking = False
             if finished:
                 self._finished_job = job.id
                 self._finished_queue = queue

@@ -8,6 +8,7 @@ Workers here: lease 3 s, sweep every 1 s.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import datetime
 
@@ -15,7 +16,7 @@ import pytest
 
 from durable import DurableContext, durable_execution
 from durable.client import get_execution, start_execution
-from durable.models import HistoryEvent
+from durable.models import HistoryEvent, Operation
 from durable.sweep import LOCK_KEY
 from tests.processes import blocked_on_the_queue, wait_until
 
@@ -106,3 +107,18 @@ def test_a_redis_restart_ends_no_worker_process_and_each_runs_new_work(workers, 
         assert worker.process.poll() is None
     registered = {name.decode() for name in client.smembers("rq:workers")}
     assert len(registered) == 2, registered
+
+
+def test_a_worker_told_to_stop_mid_invocation_finishes_it_then_exits(workers):
+    from tests import workflows
+
+    [worker] = workers(1)
+    execution = start_execution(workflows.slow_steps, {"tag": "drain", "sleep": 2})
+    wait_until(lambda: workflows.runs("drain", "slow-start") == 1, 30, message="the slow step to start")
+    worker.process.send_signal(signal.SIGTERM)  # the supervisor passes it on to its worker
+    wait_until(lambda: worker.process.poll() is not None, 30, message="the worker to exit")
+    assert worker.process.returncode == 0
+    done = get_execution(execution.pk)
+    assert done.status == "SUCCEEDED", done.error  # the step was not interrupted, nor retried
+    assert workflows.runs("drain", "slow-start") == 1
+    assert Operation.objects.get(execution_id=execution.pk, name="slow").attempt == 1
