@@ -1,4 +1,5 @@
-"""Running invocations on RQ: the dispatch backend, the job, and the engine's worker class.
+"""Running invocations on RQ: the dispatch backend, the timers, and the job (the worker classes
+that run it are in durable.rq_worker).
 
 The database holds every wake-up time; Redis only carries nudges. A wake-up that is due becomes
 an RQ job at once; one within the horizon waits in a Redis sorted set of timers (scored by its
@@ -18,25 +19,20 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import django_rq
 import redis
 from django.conf import settings
-from django.db import close_old_connections, connections
-from rq import SimpleWorker, Worker
-from rq.exceptions import NoSuchJobError
+from django.db import close_old_connections
 from rq.job import JobStatus
 from rq.utils import as_text
 from rq.utils import now as rq_now
-from rq.worker import WorkerStatus
 
 from durable import clock, conf, store
-from durable.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
+from durable.outage import DATABASE_OUTAGE, Backoff, one_line
 from durable.runtime import run_invocation
-from durable.sweep import lock_try_seconds, sweep_with_lock
 
 log = logging.getLogger("durable.worker")
 
@@ -55,6 +51,12 @@ TIMER_LOCK_MS = 3000
 
 # True where an overrunning invocation may end the process: a supervised worker or a work-horse.
 _process_is_disposable = False
+
+
+def set_process_disposable(disposable: bool) -> None:
+    """Say whether an invocation past its budget may end this process (see durable.lease)."""
+    global _process_is_disposable
+    _process_is_disposable = disposable
 
 
 _queues: dict[tuple[str, str], Any] = {}
@@ -186,7 +188,7 @@ def dispatch_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
 dispatch.many = dispatch_many  # type: ignore[attr-defined]
 
 
-def _execution_of(job_id_: str) -> str:
+def execution_of(job_id_: str) -> str:
     return job_id_.removeprefix("durable-")[:36]  # job_id(): "durable-<uuid>-<ms>[-g<n>]"
 
 
@@ -209,7 +211,7 @@ def release_due_timers(connection: Any, script: Any = None) -> int:
         keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
     )
     wake_ups = [as_text(member) for member in due]
-    enqueue_wake_ups([(_execution_of(wake_up), wake_up) for wake_up in wake_ups])
+    enqueue_wake_ups([(execution_of(wake_up), wake_up) for wake_up in wake_ups])
     return len(wake_ups)
 
 
@@ -314,357 +316,3 @@ def _raised_taking_the_lease(exc: BaseException) -> bool:
 def _invoke(execution_id: str) -> str:
     outcome = run_invocation(execution_id, kill_on_budget=_process_is_disposable, wait_if_early=EARLY_TOLERANCE)
     return outcome.status or ("skipped" if not outcome.ran else "lease lost")
-
-
-def wait_for_redis(connection: Any) -> None:
-    """Return once Redis answers, waiting with bounded back-off while it does not."""
-    backoff = Backoff("Redis", log)
-    while True:
-        try:
-            connection.ping()
-        except REDIS_OUTAGE as exc:
-            backoff.pause(exc)
-            continue
-        backoff.recovered()
-        return
-
-
-class SweepingWorkerMixin:
-    """Runs the engine's sweep between jobs (and while a long job runs), one worker at a time, and
-    rides out a Redis outage instead of quitting.
-
-    RQ 3.0's `Worker.work` (checked against 3.0.0) retries only its blocking dequeue on a Redis
-    connection error; one raised by its heartbeats, suspension check, maintenance or state writes
-    ends the work loop ("found an unhandled exception, quitting"), and a Redis timeout anywhere
-    ends it too. Each of those steps is guarded here: the outage is logged and the dequeue waits
-    for Redis with bounded back-off, so a worker never exits for an outage.
-    """
-
-    connection: Any
-    # RQ's own dequeue (the forking worker's) retries with back-off too: bound it as ours.
-    max_connection_wait_time = LONGEST_PAUSE
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # RQ's own maintenance (registries, restarting a dead scheduler) every 30 s, not 10 min.
-        kwargs.setdefault("maintenance_interval", 30)
-        super().__init__(*args, **kwargs)
-        self._last_sweep = 0.0
-        self._redis = Backoff("Redis", log)
-
-    def work(self, *args: Any, **kwargs: Any) -> bool:
-        poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
-        poller.start()
-        try:
-            return bool(super().work(*args, **kwargs))  # type: ignore[misc]
-        finally:
-            poller.stop()
-
-    @property
-    def dequeue_timeout(self) -> int:
-        # Wake up between jobs often enough to try for the sweep lock on time (RQ's own dequeue).
-        return max(1, int(lock_try_seconds()))
-
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
-        while True:
-            try:
-                found = self._dequeue(timeout, max_idle_time)
-            except REDIS_OUTAGE as exc:
-                self._redis.pause(exc)
-                continue
-            self._redis_answered()
-            return found
-
-    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)  # type: ignore[misc]
-
-    def _redis_answered(self) -> None:
-        """After an outage: Redis is back, maybe restarted empty; register this worker again if
-        it was lost with it."""
-        if not self._redis.failing:
-            return
-        self._redis.recovered()
-        try:
-            if not self.connection.exists(self.key):  # type: ignore[attr-defined]
-                self.register_birth()  # type: ignore[attr-defined]
-        except REDIS_OUTAGE as exc:
-            log.warning("could not register the worker again (%s); will go on without", exc)
-
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        try:
-            super().heartbeat(timeout, pipeline)  # type: ignore[misc]
-        except REDIS_OUTAGE as exc:
-            log.warning("heartbeat skipped: Redis unavailable (%s)", exc)
-
-    def check_for_suspension(self, burst: bool) -> None:
-        try:
-            super().check_for_suspension(burst)  # type: ignore[misc]
-        except REDIS_OUTAGE as exc:
-            log.warning("suspension check skipped: Redis unavailable (%s)", exc)
-
-    @property
-    def should_run_maintenance_tasks(self) -> bool:
-        return self._sweep_due() or super().should_run_maintenance_tasks  # type: ignore[misc]
-
-    def run_maintenance_tasks(self) -> None:
-        if self._sweep_due():
-            self.sweep()
-        if super().should_run_maintenance_tasks:  # type: ignore[misc]
-            try:
-                super().run_maintenance_tasks()  # type: ignore[misc]
-            except REDIS_OUTAGE as exc:
-                log.warning("RQ maintenance skipped: Redis unavailable (%s)", exc)
-
-    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
-        try:
-            super().maintain_heartbeats(job, execution)  # type: ignore[misc]
-        except REDIS_OUTAGE as exc:
-            log.warning("job heartbeat skipped: Redis unavailable (%s)", exc)
-        if self._sweep_due():
-            self.sweep()
-
-    def set_shutdown_requested_date(self) -> None:
-        # Called by the stop signal's handler, maybe in the middle of an invocation: never raise.
-        try:
-            super().set_shutdown_requested_date()  # type: ignore[misc]
-        except REDIS_OUTAGE as exc:
-            log.warning("could not record the stop request in Redis (%s)", exc)
-
-    def teardown(self) -> None:
-        try:
-            super().teardown()  # type: ignore[misc]
-        except REDIS_OUTAGE as exc:
-            log.warning("could not record the worker's end in Redis (%s); it expires there", exc)
-
-    def _sweep_due(self) -> bool:
-        # Try for the sweep lock several times per interval: it is free again within one
-        # interval of its last sweep, even if that sweeper died (durable.sweep explains).
-        return time.monotonic() - self._last_sweep >= lock_try_seconds()
-
-    def sweep(self) -> None:
-        self._last_sweep = time.monotonic()
-        try:
-            report = sweep_with_lock(self.connection, periodic=True)
-            if report is not None and report.acted:
-                log.info("sweep: %s", report)
-        except DATABASE_OUTAGE as exc:
-            log.warning("sweep failed: the database is unreachable (%s); will try again", one_line(exc))
-        except Exception:
-            log.exception("sweep failed; will try again")
-        finally:
-            close_old_connections()
-
-
-# One round trip per invocation job: drop the job just finished (from RQ's intermediate queue,
-# and its hash), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
-# its hash; for our own invocation jobs (ids "durable-..."), whose id says all, only whether the
-# hash still exists (a cancelled or expired job has none). RQ's own dequeue costs a dozen round
-# trips (heartbeats, state, suspension check, LMOVE, HGETALL, cleanup pipeline).
-_NEXT_JOB = """
-if ARGV[1] ~= '' then
-  redis.call('LREM', KEYS[2], 1, ARGV[1])
-  redis.call('DEL', ARGV[2] .. ARGV[1])
-end
-local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-if not id then return false end
-if string.sub(id, 1, 8) == 'durable-' then
-  return {id, redis.call('EXISTS', ARGV[2] .. id)}
-end
-return {id, redis.call('HGETALL', ARGV[2] .. id)}
-"""
-
-
-@dataclass(frozen=True)
-class _Nudge:
-    """An invocation job as the fast path needs it: its id names the execution."""
-
-    id: str
-
-    @property
-    def args(self) -> tuple[str]:
-        return (_execution_of(self.id),)
-
-
-# How long the fast path blocks for a job at most before it checks for maintenance (the sweep).
-FAST_WAIT_SECONDS = 1.0
-# Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
-HOUSEKEEPING_SECONDS = 1.0
-
-
-class DurableWorker(SweepingWorkerMixin, SimpleWorker):
-    """The engine's worker: invocations run in this process, one at a time, with its database
-    connections kept between jobs. An invocation past its budget ends the whole process; the
-    `durable_worker` supervisor starts a fresh one (measured against the forking worker in
-    bench/workers.py: about three times the throughput; see the README).
-
-    A job that finds the database unreachable (taking the lease failed for it) is put back at the
-    head of the queue, and the worker takes no job until a trivial query succeeds again: a
-    database restart leaves the queued wake-ups queued instead of using each one up in a
-    millisecond (which left their executions to the sweep).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._finished_job: str | None = None  # an invocation job whose Redis records remain
-        self._housekept = 0.0
-        self._next_job = self.connection.register_script(_NEXT_JOB)
-        self._database = Backoff("the database", log)
-        self._database_error: DatabaseUnreachableError | None = None
-        self._invoking = False
-
-    def get_state(self) -> str:
-        # Busy while an invocation runs, although the fast path never writes that state to Redis:
-        # RQ's stop signal handler then waits for the invocation to finish, where it would
-        # otherwise raise StopRequested inside the handler's code (a step's failed attempt).
-        return WorkerStatus.BUSY if self._invoking else str(super().get_state())
-
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if timeout is None and pipeline is None and time.monotonic() - self._housekept < HOUSEKEEPING_SECONDS:
-            return
-        super().heartbeat(timeout, pipeline)
-
-    def check_for_suspension(self, burst: bool) -> None:
-        now = time.monotonic()
-        if now - self._housekept >= HOUSEKEEPING_SECONDS:
-            super().check_for_suspension(burst)
-            super().heartbeat()
-            self._housekept = now
-
-    def set_state(self, state: str, pipeline: Any = None) -> None:
-        if pipeline is None and state == getattr(self, "_state", None):
-            return  # unchanged: save the round trip
-        super().set_state(state, pipeline)
-
-    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> Any:
-        if self._database_error is not None:
-            self._wait_for_database()
-        if len(self._ordered_queues) > 1 or max_idle_time is not None:
-            self._forget_finished_job()
-            return super()._dequeue(timeout, max_idle_time)  # not our simple case: RQ's own dequeue
-        queue = self._ordered_queues[0]
-        while True:
-            if self.should_run_maintenance_tasks and not self._redis.failing:
-                self.run_maintenance_tasks()
-            found = self._take_next_job(queue)
-            self._redis_answered()
-            if found is not None or timeout is None:  # timeout None: burst mode, done
-                return found
-            # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
-            # wait costs a few round trips, a job hash read and a log line per job), no longer
-            # than until the next try for the sweep lock.
-            self.set_state(WorkerStatus.IDLE)
-            self.heartbeat()
-            if (found := self._wait_for_job(queue, min(FAST_WAIT_SECONDS, lock_try_seconds()))) is not None:
-                return found
-
-    def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
-        while True:
-            finished, self._finished_job = self._finished_job, None
-            found = self._next_job(
-                keys=[queue.key, queue.intermediate_queue_key],
-                args=[finished or "", self.job_class.redis_job_namespace_prefix],
-            )
-            if not found:
-                return None
-            if not found[1]:
-                continue  # the job's hash is gone (cancelled or expired): take the next one
-            if isinstance(found[1], int):
-                return _Nudge(as_text(found[0])), queue
-            job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
-            job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
-            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-            return job, queue
-
-    def _wait_for_job(self, queue: Any, seconds: float) -> tuple[Any, Any] | None:
-        """The next job of `queue`, moved to RQ's intermediate queue as RQ does, if one comes
-        within `seconds`."""
-        waited = self.connection.blmove(queue.key, queue.intermediate_queue_key, seconds, "LEFT", "RIGHT")
-        if waited is None:
-            return None
-        job_id_ = as_text(waited)
-        if job_id_.startswith("durable-"):
-            return _Nudge(job_id_), queue  # a nudge whose job was cancelled meanwhile is harmless
-        try:
-            job = self.job_class.fetch(job_id_, connection=self.connection, serializer=self.serializer)
-        except NoSuchJobError:
-            return None
-        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-        return job, queue
-
-    def execute_job(self, job: Any, queue: Any) -> None:
-        global _process_is_disposable
-        _process_is_disposable = True
-        if not isinstance(job, _Nudge) and job.func_name != INVOKE:
-            try:
-                super().execute_job(job, queue)
-            except REDIS_OUTAGE as exc:
-                log.warning("job %s: RQ's records of it may be incomplete: Redis unavailable (%s)", job.id, exc)
-            return
-        # Our jobs are nudges: the lease and the journal record the work, so RQ's per-job
-        # bookkeeping (started registry, execution records, statuses, results) is skipped.
-        # This halves the cost of a short invocation. The job's id stays in RQ's intermediate
-        # queue until the next dequeue drops it; a worker dying before that leaves it there for
-        # RQ's maintenance, and if it had not run it, the sweep queues the wake-up again.
-        finished = True
-        self._invoking = True
-        try:
-            invoke_once(*job.args)
-        except DatabaseUnreachableError as exc:
-            finished = False
-            self._database_error = exc
-            self._put_back(job.id, queue)
-        finally:
-            self._invoking = False
-            if finished:
-                self._finished_job = job.id
-                self._finished_queue = queue
-
-    def _put_back(self, job_id_: str, queue: Any) -> None:
-        """Return a job not run to the head of its queue, for this worker or another to run."""
-        try:
-            with self.connection.pipeline() as pipeline:  # MULTI: taken out and put back together
-                pipeline.lrem(queue.intermediate_queue_key, 1, job_id_)
-                pipeline.lpush(queue.key, job_id_)
-                pipeline.execute()
-        except REDIS_OUTAGE as exc:
-            # It stays in the intermediate queue; the sweep queues its wake-up again.
-            log.warning("could not put job %s back on the queue (%s); the sweep will", job_id_, exc)
-            return
-        log.warning("put job %s back on the queue: %s", job_id_, self._database_error)
-
-    def _wait_for_database(self) -> None:
-        """Take no job until the database answers a trivial query again."""
-        error, self._database_error = self._database_error, None
-        while not database_reachable():
-            self.heartbeat()
-            self._database.pause(error)
-        self._database.recovered()
-
-    def _forget_finished_job(self) -> None:
-        finished, self._finished_job = self._finished_job, None
-        if finished is not None:
-            with self.connection.pipeline() as pipeline:
-                pipeline.lrem(self._finished_queue.intermediate_queue_key, 1, finished)
-                pipeline.delete(self.job_class.key_for(finished))
-                pipeline.execute()
-
-    def teardown(self) -> None:
-        try:
-            self._forget_finished_job()
-        except redis.RedisError:
-            log.warning("could not drop the last job's records from Redis; RQ's maintenance will")
-        super().teardown()
-
-
-class DurableForkingWorker(SweepingWorkerMixin, Worker):
-    """RQ's forking worker: each invocation in a work-horse process of its own. Slower (a fork and
-    new database connections per job) but a crash in user code kills only the horse."""
-
-    def execute_job(self, job: Any, queue: Any) -> None:
-        global _process_is_disposable
-        # The horse must open its own database connections, never share the parent's.
-        connections.close_all()
-        _process_is_disposable = True
-        try:
-            super().execute_job(job, queue)
-        finally:
-            _process_is_disposable = False

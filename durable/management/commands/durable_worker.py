@@ -19,7 +19,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from durable import conf
-from durable.worker import DurableForkingWorker, DurableWorker, queue, wait_for_redis
+from durable.rq_worker import DurableForkingWorker, DurableWorker, wait_for_redis
+from durable.worker import queue
 
 
 class Command(BaseCommand):
