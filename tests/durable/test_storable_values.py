@@ -270,3 +270,37 @@ def test_the_handlers_own_result_is_stored_exactly_or_refused_once(settings):
     assert too_big.status == "FAILED"
     assert "1000 bytes" in too_big.error["ErrorMessage"]
     assert Execution.objects.get(pk=too_big.execution_id).invocation_count == 1
+
+
+@durable_execution(name="tests.storable.refused_write")
+def refused_write(event: dict, context: DurableContext) -> str:
+    context.step(lambda _: runs.append("first"), name="first")
+    context.step(lambda _: runs.append("second"), name="second")
+    return "done"
+
+
+@pytest.mark.django_db(transaction=True)  # outside any transaction, as in a worker
+def test_a_write_the_database_refuses_anyway_fails_the_execution_once(monkeypatch):
+    # The last line of defence, for a value validation did not foresee: a write whose values
+    # the database refuses fails the execution at once, saying so, instead of failing every
+    # invocation that retries it.
+    from durable import store as journal_store
+
+    real = journal_store._rows
+
+    def poisoned(execution_id, checkpoints):
+        operations, events = real(execution_id, checkpoints)
+        name_at = 1 + journal_store._OPERATION_FIELDS.index("name")
+        for row in operations:
+            row[name_at] = SCANNED
+        return operations, events
+
+    monkeypatch.setattr(journal_store, "_rows", poisoned)
+    with DurableTestRunner(refused_write) as runner:
+        result = runner.run(timeout=10)
+    assert result.status == "FAILED"
+    assert result.error["ErrorType"] == "CheckpointRefusedError"
+    assert "refused a journal write" in result.error["ErrorMessage"]
+    assert runner.invocations == 1
+    assert runs == ["first"]  # the invocation stopped at the refused write, before "second"
+    assert Execution.objects.get(pk=result.execution_id).lease_token is None
