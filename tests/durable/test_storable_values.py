@@ -304,3 +304,24 @@ def test_a_write_the_database_refuses_anyway_fails_the_execution_once(monkeypatc
     assert runner.invocations == 1
     assert runs == ["first"]  # the invocation stopped at the refused write, before "second"
     assert Execution.objects.get(pk=result.execution_id).lease_token is None
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", SCANNED])
+def test_an_execution_name_that_cannot_be_stored_is_refused(name):
+    from durable.client import start_execution
+
+    with pytest.raises(ValidationError, match="execution_name cannot be stored"):
+        start_execution(returns, {"what": "surrogate"}, execution_name=name)
+    assert not Execution.objects.exists()
+
+
+def test_an_operators_reason_is_kept_escaped():
+    from durable.client import get_history, record_operator_action, start_execution, stop_execution
+
+    execution = start_execution(returns, {"what": "surrogate"})
+    stop_execution(execution.pk, error={"ErrorType": "Stopped", "ErrorMessage": f"by hand\x00 {SCANNED}"})
+    record_operator_action(execution.pk, action="stop", user="ops\x00", reason=SCANNED)
+    stopped = Execution.objects.get(pk=execution.pk)
+    assert stopped.error["ErrorMessage"] == "by hand\\x00 scan-\\udcff.pdf"
+    action = get_history(execution.pk)["Events"][-1]["OperatorActionDetails"]
+    assert action == {"Action": "stop", "User": "ops\\x00", "reason": "scan-\\udcff.pdf"}
