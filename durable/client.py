@@ -24,7 +24,7 @@ from durable.history import history_events
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.redrive import failure_units
 from durable.state import HistoryRecord, OperationStatus
-from durable.storable import error_dict, unstorable_reason, utf8_size
+from durable.storable import error_dict, storable_json, unstorable_reason, utf8_size
 
 
 def start_execution(
@@ -47,6 +47,8 @@ def start_execution(
     name = execution_name or uuid.uuid4().hex
     if len(name) > 200:
         raise ValidationError("execution_name is longer than 200 characters")
+    if reason := unstorable_reason(name):
+        raise ValidationError(f"execution_name cannot be stored: {reason}")
     digest = hashlib.sha256(payload.encode()).hexdigest()
     # A name we just drew at random names nothing yet: no query to look for it.
     existing = _existing(fn.name, name, digest) if execution_name else None
@@ -117,6 +119,7 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     Raises ExecutionNotFoundError, ExecutionNotRunningError.
     """
     now = clock.now()
+    error = storable_json(error)  # an operator's reason: kept, escaped where it must be
     with transaction.atomic():
         execution = get_execution(execution_id)
         stopped = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
@@ -163,7 +166,8 @@ def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:
 def record_operator_action(execution_id: str | uuid.UUID, *, action: str, user: str, **details: Any) -> None:
     """Append who did what by hand (stop, redrive, complete a callback...) to the history."""
     execution = get_execution(execution_id)
-    record = HistoryRecord("OperatorAction", None, {"Action": action, "User": user, **details}, clock.now())
+    details = storable_json({"Action": action, "User": user, **details})
+    record = HistoryRecord("OperatorAction", None, details, clock.now())
     store.append_events(str(execution.pk), [record])
 
 

@@ -178,15 +178,16 @@ class ExecutionState:
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
 
-    def enter(self, what: str) -> None:
-        """Check that an operation may run now: not after the invocation halted, not inside a
-        step's body. Raises the halt again, or NestedOperationError."""
+    def enter(self, kind: str, name: str | None = None) -> None:
+        """Check that an operation (of `kind`, named `name`) may run now: not after the invocation
+        halted, not inside a step's body. Raises the halt again, or NestedOperationError."""
         if self.halted is not None:
             if isinstance(self.halted, SuspendExecution):
                 raise SuspendExecution(self.halted.message)
             raise self.halted
         held = _in_step.get()
         if held is not None and held[0] is self:
+            what = f"{kind} {name!r}" if name else kind
             self.nested = NestedOperationError(
                 f"{what} was started inside the body of step {held[1]}; a step body is one unit of work "
                 "whose result is checkpointed once, so it cannot run operations: move them out of the step, "
@@ -226,8 +227,7 @@ class ExecutionState:
         Raises NonDeterministicExecutionError; ValidationError for a new operation whose name
         cannot be stored; the halt or NestedOperationError (see `enter`).
         """
-        label = f"{type_.value.lower()} {name!r}" if name else type_.value.lower()
-        self.enter(label)
+        self.enter(type_.value.lower(), name)
         record = self.operations.get(operation_id)
         if record is None:
             check_name(name, f"the {type_.value.lower()} operation")

@@ -188,8 +188,11 @@ class DurableTestRunner:
         )
         return str(execution.pk)
 
-    def step_once(self, execution_id: str) -> bool:
-        """Run invocations while the execution is due now; return True if it is still RUNNING."""
+    def step_once(self, execution_id: str, *, deadline: float | None = None) -> bool:
+        """Run invocations while the execution is due now; return True if it is still RUNNING.
+
+        Raises TimeoutError once `deadline` (a `time.monotonic()` value) has passed.
+        """
         while True:
             execution = get_execution(execution_id)
             if execution.status != ExecutionStatus.RUNNING:
@@ -197,6 +200,8 @@ class DurableTestRunner:
             due = execution.wake_at
             if due is None or due > engine_clock.now():
                 return True
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_id} was still due after the runner's timeout")
             run_invocation(execution_id, owner="test-runner")
             self.invocations += 1
 
@@ -206,16 +211,18 @@ class DurableTestRunner:
         Raises TimeoutError if it is still waiting (e.g. on a callback) after `timeout` real seconds.
         """
         deadline = time.monotonic() + timeout
-        while self.step_once(execution_arn):
+        while self.step_once(execution_arn, deadline=deadline):
             execution = get_execution(execution_arn)
             if execution.wake_at is None:
                 raise TimeoutError(f"execution {execution_arn} is waiting for a callback")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} did not end within {timeout}s")
             if self.clock is not None:
                 self.clock.advance_to(execution.wake_at)
             else:
-                time.sleep(max(0.0, (execution.wake_at - engine_clock.now()).total_seconds()))
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"execution {execution_arn} did not end within {timeout}s")
+                time.sleep(
+                    max(0.0, min(deadline - time.monotonic(), (execution.wake_at - engine_clock.now()).total_seconds()))
+                )
         return DurableFunctionTestResult.create(get_execution(execution_arn))
 
     def send_callback_success(self, callback_id: str, result: bytes | str | None = None) -> None:
@@ -234,7 +241,7 @@ class DurableTestRunner:
         """
         deadline = time.monotonic() + timeout
         while True:
-            if not self.step_once(execution_arn) and not self._pending_callback(execution_arn, name):
+            if not self.step_once(execution_arn, deadline=deadline) and not self._pending_callback(execution_arn, name):
                 raise TimeoutError(f"execution {execution_arn} ended without a callback named {name!r}")
             found = self._pending_callback(execution_arn, name)
             if found:

@@ -52,7 +52,7 @@ class Callback(Generic[T]):
 
     def result(self) -> T | None:
         """The completion's result. Raises CallbackError (failure) or CallbackTimeoutError."""
-        self.state.enter("the result of a callback")
+        self.state.enter("the result of callback", self.operation_id[:12])
         record = self.state.get(self.operation_id)
         if record is None:
             raise InvalidStateError(f"callback {self.operation_id} is not in the journal")

@@ -1,11 +1,13 @@
 """Property: random programs crashed at random points end with the result of a crash-free run.
 
 A program is a list of instructions (steps, failing steps, at-most-once steps, waits,
-callbacks, transactional steps). A crash is a `BaseException` raised at the n-th crash point:
-a step body starting, a step body having done its side effect, or a checkpoint write about to
-happen (after a body ran and before its result is on disk). The driver restarts after each
-crash once the lease has expired, completes callbacks when the execution waits on them, and
-compares the final result with the same program run without crashes.
+callbacks, transactional steps, and hostile values: results with lone surrogates, errors with
+NUL characters, names over the limit, results over the size limit). A crash is a `Crash` (a
+SystemExit, what the engine lets end a process) raised at the n-th crash point: a step body
+starting, a step body having done its side effect, or a checkpoint write about to happen (after
+a body ran and before its result is on disk). The driver restarts after each crash once the
+lease has expired, completes callbacks when the execution waits on them, and compares the final
+result with the same program run without crashes.
 
 Examples: DURABLE_PROPERTY_EXAMPLES (default 100; raise it by hand for a soak).
 """
@@ -18,7 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from durable import DurableContext, StepConfig, StepContext, StepSemantics, durable_execution
+from durable import (
+    DurableContext,
+    RetryPresets,
+    StepConfig,
+    StepContext,
+    StepError,
+    StepSemantics,
+    ValidationError,
+    durable_execution,
+)
 from durable import store as journal_store
 from durable.client import get_execution, send_callback_success
 from durable.config import Duration, JitterStrategy, WaitForCallbackConfig
@@ -30,6 +41,7 @@ from tests.durable.helpers import Crash
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES = int(os.environ.get("DURABLE_PROPERTY_EXAMPLES", "100"))
+NO_RETRY = RetryPresets.none()
 RETRY = create_retry_strategy(
     RetryStrategyConfig(max_attempts=4, initial_delay=Duration(2), jitter_strategy=JitterStrategy.NONE)
 )
@@ -58,7 +70,13 @@ instruction = st.one_of(
     st.tuples(st.just("transactional"), st.integers(0, 9)),
     st.tuples(st.just("wait"), st.integers(1, 3600)),
     st.tuples(st.just("callback"), st.integers(0, 9)),
+    st.tuples(st.just("surrogate"), st.integers(0, 9)),
+    st.tuples(st.just("nul_error"), st.integers(0, 9)),
+    st.tuples(st.just("long_name"), st.integers(0, 9)),
+    st.tuples(st.just("huge"), st.integers(0, 9)),
 )
+SCANNED = os.fsdecode(b"scan-\xff")  # a lone surrogate, as a file name that is not UTF-8 gives
+RESULT_LIMIT = 4096
 
 
 @durable_execution(name="tests.property.program")
@@ -71,6 +89,16 @@ def program(event: dict, context: DurableContext) -> list:
         elif kind == "callback":
             value = context.wait_for_callback(lambda cid, _: None, name=f"cb{i}", config=WaitForCallbackConfig())
             results.append(value)
+        elif kind == "long_name":
+            try:
+                context.step(body(i, kind, arg), name=f"{i}" * 300)
+            except ValidationError:
+                results.append("name refused")
+        elif kind in ("nul_error", "huge"):
+            try:
+                context.step(body(i, kind, arg), name=f"{kind}{i}", config=StepConfig(retry_strategy=NO_RETRY))
+            except StepError as exc:
+                results.append([exc.error_type, exc.message])
         else:
             results.append(context.step(body(i, kind, arg), name=f"{kind}{i}", config=step_config(kind)))
     return results
@@ -90,6 +118,12 @@ def body(i: int, kind: str, arg: int):
         chaos.point()  # crash after the side effect, before the result is returned
         if kind == "flaky" and step.attempt <= arg:
             raise ConnectionError(f"attempt {step.attempt} of {i} fails")
+        if kind == "surrogate":
+            return {"file": f"{SCANNED}{arg}", "names": [SCANNED, str(arg)]}
+        if kind == "nul_error":
+            raise ValueError(f"bad\x00{arg}")
+        if kind == "huge":
+            return "x" * (RESULT_LIMIT + arg)
         return {"i": i, "value": arg * 7, **({"attempt": step.attempt} if kind == "flaky" else {})}
 
     return run
@@ -131,6 +165,11 @@ def run_program(steps: list, crash_at: frozenset[int], monkeypatch) -> tuple[str
     return execution.status, json.loads(execution.result) if execution.result else execution.error, chaos
 
 
+@pytest.fixture(autouse=True)
+def _small_results(settings):
+    settings.DURABLE = {**settings.DURABLE, "MAX_RESULT_BYTES": RESULT_LIMIT}
+
+
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -152,10 +191,26 @@ def test_crashes_never_change_the_result(steps, crash_at, monkeypatch):
 
 def test_the_crash_points_are_reached(monkeypatch):
     # Guard against a property that passes because no crash ever fires.
-    steps = [("step", 1), ("at_most_once", 2), ("wait", 5), ("callback", 0), ("transactional", 3)]
+    steps = [
+        ("step", 1),
+        ("at_most_once", 2),
+        ("wait", 5),
+        ("callback", 0),
+        ("transactional", 3),
+        ("surrogate", 4),
+        ("nul_error", 5),
+        ("long_name", 6),
+        ("huge", 7),
+    ]
     _, _, plain = run_program(steps, frozenset(), monkeypatch)
     assert plain.points >= 10
-    status, result, crashed = run_program(steps, frozenset({2, 5, 9}), monkeypatch)
+    status, result, crashed = run_program(steps, frozenset({2, 5, 9, 14}), monkeypatch)
     assert status == "SUCCEEDED"
     assert crashed.points > plain.points
     assert result[3] == "cb-3"
+    # The hostile values went through as the engine promises, crashes or not.
+    assert result[5] == {"file": f"{SCANNED}4", "names": [SCANNED, "4"]}
+    assert result[6] == ["ValueError", "bad\\x005"]
+    assert result[7] == "name refused"
+    assert result[8][0] == "SerDesError"
+    assert f"the limit is {RESULT_LIMIT} bytes" in result[8][1]

@@ -270,3 +270,58 @@ def test_the_handlers_own_result_is_stored_exactly_or_refused_once(settings):
     assert too_big.status == "FAILED"
     assert "1000 bytes" in too_big.error["ErrorMessage"]
     assert Execution.objects.get(pk=too_big.execution_id).invocation_count == 1
+
+
+@durable_execution(name="tests.storable.refused_write")
+def refused_write(event: dict, context: DurableContext) -> str:
+    context.step(lambda _: runs.append("first"), name="first")
+    context.step(lambda _: runs.append("second"), name="second")
+    return "done"
+
+
+@pytest.mark.django_db(transaction=True)  # outside any transaction, as in a worker
+def test_a_write_the_database_refuses_anyway_fails_the_execution_once(monkeypatch):
+    # The last line of defence, for a value validation did not foresee: a write whose values
+    # the database refuses fails the execution at once, saying so, instead of failing every
+    # invocation that retries it.
+    from durable import store as journal_store
+
+    real = journal_store._rows
+
+    def poisoned(execution_id, checkpoints):
+        operations, events = real(execution_id, checkpoints)
+        name_at = 1 + journal_store._OPERATION_FIELDS.index("name")
+        for row in operations:
+            row[name_at] = SCANNED
+        return operations, events
+
+    monkeypatch.setattr(journal_store, "_rows", poisoned)
+    with DurableTestRunner(refused_write) as runner:
+        result = runner.run(timeout=10)
+    assert result.status == "FAILED"
+    assert result.error["ErrorType"] == "CheckpointRefusedError"
+    assert "refused a journal write" in result.error["ErrorMessage"]
+    assert runner.invocations == 1
+    assert runs == ["first"]  # the invocation stopped at the refused write, before "second"
+    assert Execution.objects.get(pk=result.execution_id).lease_token is None
+
+
+@pytest.mark.parametrize("name", ["bad\x00name", SCANNED])
+def test_an_execution_name_that_cannot_be_stored_is_refused(name):
+    from durable.client import start_execution
+
+    with pytest.raises(ValidationError, match="execution_name cannot be stored"):
+        start_execution(returns, {"what": "surrogate"}, execution_name=name)
+    assert not Execution.objects.exists()
+
+
+def test_an_operators_reason_is_kept_escaped():
+    from durable.client import get_history, record_operator_action, start_execution, stop_execution
+
+    execution = start_execution(returns, {"what": "surrogate"})
+    stop_execution(execution.pk, error={"ErrorType": "Stopped", "ErrorMessage": f"by hand\x00 {SCANNED}"})
+    record_operator_action(execution.pk, action="stop", user="ops\x00", reason=SCANNED)
+    stopped = Execution.objects.get(pk=execution.pk)
+    assert stopped.error["ErrorMessage"] == "by hand\\x00 scan-\\udcff.pdf"
+    action = get_history(execution.pk)["Events"][-1]["OperatorActionDetails"]
+    assert action == {"Action": "stop", "User": "ops\\x00", "reason": "scan-\\udcff.pdf"}
