@@ -91,6 +91,8 @@ def kill(pool: list[Worker], rng: random.Random, sweeper_of: redis.Redis | None,
 
 @pytest.mark.parametrize("disruption", ["kills only", "redis restart", "database restart"])
 def test_chaos(workers, redis_server, disruption, tmp_path):
+    if disruption == "database restart":
+        postgres.require_postgresql()
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS chaos_effect "
