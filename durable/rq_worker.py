@@ -325,6 +325,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._invoking = True
         try:
             invoke_once(*job.args)
+            self._database.recovered()  # it took its lease
         except DatabaseUnreachableError as exc:
             finished = False
             self._database_error = exc
@@ -349,12 +350,14 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         log.warning("put job %s back on the queue: %s", job_id_, self._database_error)
 
     def _wait_for_database(self) -> None:
-        """Take no job until the database answers a trivial query again."""
+        """Take no job until the database answers a trivial query again. It pauses at least once,
+        and the pauses grow until a job takes its lease: a job whose lease keeps failing to be
+        taken while the database answers (a lock time-out, say) is retried at a bounded rate."""
         error, self._database_error = self._database_error, None
+        self._database.pause(error)
         while not database_reachable():
             self.heartbeat()
             self._database.pause(error)
-        self._database.recovered()
 
     def _forget_finished_job(self) -> None:
         finished, self._finished_job = self._finished_job, None

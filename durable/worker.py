@@ -243,6 +243,7 @@ class TimerPoller(threading.Thread):
 
     def run(self) -> None:
         holding, checked = False, 0.0
+        outage = Backoff("Redis (for the timer thread)", log)
         while not self._stopped.wait(TIMER_POLL_SECONDS if holding else 0.5):
             try:
                 now = time.monotonic()
@@ -251,9 +252,10 @@ class TimerPoller(threading.Thread):
                     checked = now
                 if holding:
                     release_due_timers(self.connection, self._due)
+                outage.recovered()
             except redis.RedisError as exc:
                 holding = False
-                log.warning("timer poll failed (%s); will try again", exc)
+                outage.pause(exc)  # due wake-ups it could not move are the sweep's meanwhile
             except Exception:
                 holding = False
                 log.exception("timer poll failed; will try again")

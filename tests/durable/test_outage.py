@@ -1,0 +1,56 @@
+"""Riding out outages: bounded back-off, and which database errors mean "unreachable"."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.db import OperationalError
+
+from durable import outage, store
+from durable.client import get_execution, start_execution
+from durable.worker import DatabaseUnreachableError, invoke_once
+from tests import workflows
+
+
+def test_pauses_double_up_to_their_bound_and_start_short_again_after_a_recovery(monkeypatch, caplog):
+    slept: list[float] = []
+    monkeypatch.setattr(outage.time, "sleep", slept.append)
+    backoff = outage.Backoff("Redis", logging.getLogger("test"))
+    with caplog.at_level(logging.WARNING, logger="test"):
+        for _ in range(8):
+            backoff.pause(ConnectionError("refused"))
+        backoff.recovered()
+        backoff.pause(ConnectionError("refused"))
+    assert slept == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0, 0.1]
+    messages = [r.getMessage() for r in caplog.records]
+    # Said once when it starts (not per pause), once when it ends.
+    assert messages[0] == "Redis is unreachable (refused); waiting for it, with back-off"
+    assert messages[1].startswith("Redis is reachable again after")
+    assert len(messages) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_answers():
+    assert outage.database_reachable()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_a_connection_error_taking_the_lease_means_the_database_is_unreachable(monkeypatch):
+    execution = start_execution(workflows.three_steps, {})
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    # Taking the lease fails: nothing ran, the wake-up is still good.
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "_sql", refused)  # called inside acquire_lease
+        with pytest.raises(DatabaseUnreachableError, match="connection refused"):
+            invoke_once(str(execution.pk))
+    assert get_execution(execution.pk).invocation_count == 0
+
+    # The same error later in the invocation (the lease was taken): an invocation that failed.
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "load_journal", refused)
+        assert invoke_once(str(execution.pk)) == "error"
+    assert get_execution(execution.pk).invocation_count == 1
