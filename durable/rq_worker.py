@@ -236,16 +236,18 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         return WorkerStatus.BUSY if self._invoking else str(super().get_state())
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        if timeout is None and pipeline is None and time.monotonic() - self._housekept < HOUSEKEEPING_SECONDS:
-            return
+        if timeout is None and pipeline is None:
+            now = time.monotonic()
+            if now - self._housekept < HOUSEKEEPING_SECONDS:
+                return
+            self._housekept = now
         super().heartbeat(timeout, pipeline)
 
     def check_for_suspension(self, burst: bool) -> None:
         now = time.monotonic()
         if now - self._housekept >= HOUSEKEEPING_SECONDS:
             super().check_for_suspension(burst)
-            super().heartbeat()
-            self._housekept = now
+            self.heartbeat()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if pipeline is None and state == getattr(self, "_state", None):

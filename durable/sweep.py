@@ -179,7 +179,8 @@ def _time_out_callbacks(execution_id: str, now: datetime) -> int:
 # kept after the sweep, not deleted: the cluster sweeps about once per SWEEP_INTERVAL however many
 # workers there are (a deleted lock let every worker sweep every interval), and a sweeper killed
 # mid-sweep holds it no longer than that. Workers try LOCK_TRIES times per interval, so sweeps
-# are at most one interval apart while any worker is between jobs.
+# are at most one interval apart while any worker is between jobs, and at least seven eighths of
+# one apart (a lone worker sweeps a little more often than once per interval, as it did before).
 #
 # The lock is not renewed while a sweep runs: a sweep that outlives it (a database so slow that
 # three indexed queries take longer than the interval) may overlap the next one. That is
@@ -187,7 +188,7 @@ def _time_out_callbacks(execution_id: str, now: datetime) -> int:
 # first committer wins; the loser writes nothing), and what it dispatches is idempotent (a job
 # id per wake-up; the lease decides who runs). A renewal thread would instead let a sweeper stuck
 # on the database keep everyone else from sweeping.
-LOCK_TRIES = 4
+LOCK_TRIES = 8
 
 # Take the lock if no sweep is running (it is free, or its holder's sweep is done).
 _TAKE_UNLESS_RUNNING = """
