@@ -239,12 +239,16 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             perform=perform,
         )
 
-    def _callback(self, execution_id: uuid.UUID, callback_id: str) -> None:
+    def _callback(self, request: HttpRequest, execution_id: uuid.UUID, callback_id: str) -> None:
+        # Permissions first: who may not act learns nothing of which callback ids exist.
+        self._execution(request, execution_id)
+        if not request.user.has_perm("durable.complete_callback"):
+            raise PermissionDenied
         if not Operation.objects.filter(execution_id=execution_id, callback_id=callback_id).exists():
             raise Http404(f"execution {execution_id} has no callback {callback_id}")
 
     def callback_success_view(self, request: HttpRequest, object_id: uuid.UUID, callback_id: str) -> HttpResponse:
-        self._callback(object_id, callback_id)
+        self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
             send_callback_success(callback_id, data["result"])
@@ -261,7 +265,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
     def callback_failure_view(self, request: HttpRequest, object_id: uuid.UUID, callback_id: str) -> HttpResponse:
-        self._callback(object_id, callback_id)
+        self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
             error = {"ErrorType": data["error_type"], "ErrorMessage": data["message"]}

@@ -316,3 +316,14 @@ def test_the_rq_dashboard_is_reachable_from_admin(admin_client, redis_server, se
     response = admin_client.get("/admin/django_rq/dashboard/")
     assert response.status_code == 200
     assert "default" in response.content.decode()
+
+
+def test_callback_pages_tell_nobody_without_the_permission_which_callback_ids_exist(runner):
+    execution_id, callback_id = waiting_execution(runner)
+    client = Client()
+    client.force_login(user_with("viewer", "view_execution"))
+    for action in ("succeed", "fail"):
+        real = client.get(url(execution_id, f"callbacks/{callback_id}/{action}/"))
+        made_up = client.get(url(execution_id, f"callbacks/{'x' * 32}/{action}/"))
+        assert (real.status_code, made_up.status_code) == (403, 403)
+    assert Operation.objects.get(callback_id=callback_id).status == "STARTED"
