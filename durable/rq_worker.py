@@ -48,8 +48,8 @@ def wait_for_redis(connection: Any) -> None:
 
 
 class SweepingWorkerMixin:
-    """Runs the engine's sweep between jobs (and while a long job runs), one worker at a time, and
-    rides out a Redis outage instead of quitting.
+    """Runs the engine's sweep between jobs (and while a long job runs) whenever it gets the sweep
+    lock, and rides out a Redis outage instead of quitting.
 
     RQ 3.0's `Worker.work` (checked against 3.0.0) retries only its blocking dequeue on a Redis
     connection error; one raised by its heartbeats, suspension check, maintenance or state writes
