@@ -63,8 +63,8 @@ def token_revoke(token: ApiToken) -> bool:
     return bool(ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now()))
 
 
-def token_authenticate(raw: str | None, scope: str) -> ApiToken:
-    """The live token `raw` names, if it carries `scope`. Raises ApiError (401 or 403)."""
+def token_authenticate(raw: str | None, *scopes: str) -> ApiToken:
+    """The live token `raw` names, if it carries one of `scopes`. Raises ApiError (401 or 403)."""
     if not raw:
         raise ApiError(401, "not_authenticated", "send an API token: 'Authorization: Bearer <token>'")
     prefix, _, rest = raw.partition("_")
@@ -83,8 +83,8 @@ def token_authenticate(raw: str | None, scope: str) -> ApiToken:
         raise ApiError(401, "token_expired", "this API token has expired")
     if not token.owner.is_active:
         raise ApiError(401, "invalid_token", "the token's owner is inactive")
-    if scope not in token.scope_list:
-        raise ApiError(403, "missing_scope", f"this token lacks the scope '{scope}'")
+    if not set(scopes) & set(token.scope_list):
+        raise ApiError(403, "missing_scope", f"this token lacks the scope '{scopes[0]}'")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

@@ -1,6 +1,23 @@
-from django.contrib import admin
+"""Documents in Django admin: a record of what happened, not a place to rewrite it.
 
+A document's text and submitter never change here, reviews are never added or edited by hand
+(decisions come from reviewers, through the review pages or the API), a decided document is
+read-only, and deleting one takes a permission of its own and a document whose work is over.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+
+from approvals.errors import InvalidValueError
 from approvals.models import Document, PublishedSummary, Review
+from approvals.validators import check_json, check_text
+
+PURGE_PERMISSION = "approvals.purge_document"
 
 
 class ReviewInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -10,17 +27,93 @@ class ReviewInline(admin.TabularInline):  # type: ignore[type-arg]
     readonly_fields = fields
     can_delete = False
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DocumentAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Document
+        fields = ("title", "metadata")
+
+    def clean_title(self) -> str:
+        return self._checked(self.cleaned_data["title"], check_text)
+
+    def clean_metadata(self) -> Any:
+        return self._checked(self.cleaned_data["metadata"], check_json)
+
+    @staticmethod
+    def _checked(value: Any, check: Any) -> Any:
+        try:
+            check(value, [])
+        except InvalidValueError as exc:
+            raise forms.ValidationError(str(exc).replace("the value", "This value", 1)) from None
+        return value
+
+
+def is_decided(document: Document) -> bool:
+    return document.is_final or document.reviews.exclude(decision="").exists()
+
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = DocumentAdminForm
     list_display = ("title", "submitter", "status", "created_at")
     list_filter = ("status", "created_at")
     search_fields = ("title", "text")
-    readonly_fields = ("execution_id", "status", "status_detail", "created_at", "updated_at")
+    fields = (
+        "title",
+        "metadata",
+        "text",
+        "submitter",
+        "status",
+        "status_detail",
+        "callback_url",
+        "execution_id",
+        "execution_status",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields[2:]
     inlines = (ReviewInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and is_decided(obj):
+            return self.fields  # decided work is a record
+        return self.readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # documents are submitted (the pages, the API), which starts their workflow
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and is_decided(obj):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one finished document at a time, from its page
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if not request.user.has_perm(PURGE_PERMISSION):
+            return False
+        return obj is None or obj.is_final
 
 
 @admin.register(PublishedSummary)
 class PublishedSummaryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("document", "reviewer", "published_at")
     readonly_fields = ("document", "review", "text", "reviewer", "published_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deleted with its document, by whoever may purge documents

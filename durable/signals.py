@@ -53,8 +53,6 @@ def on_commit_status_changed(
     def send() -> None:
         for receiver, response in execution_status_changed.send_robust(sender=None, **kwargs):
             if isinstance(response, Exception):
-                log.error(
-                    "receiver %r of execution_status_changed failed for %s: %r", receiver, execution_id, response
-                )
+                log.error("receiver %r of execution_status_changed failed for %s: %r", receiver, execution_id, response)
 
     transaction.on_commit(send)
