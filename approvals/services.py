@@ -99,7 +99,7 @@ def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, 
             raise ReviewAlreadyDecidedError(f"this review was already decided ({review.get_decision_display()})")
         document = review.document
         if document.status in INTERRUPTIONS:
-            why = document.get_status_display()
+            why = document.get_status_display().lower()
             raise ReviewClosedError(f"this review was closed: the document's workflow {why} before a decision")
         now = clock.now()  # the engine's clock, which set the deadline
         if document.status == DocumentStatus.EXPIRED or (review.expires_at and now >= review.expires_at):
@@ -168,8 +168,9 @@ def document_follow_execution(
         document = Document.objects.select_for_update().filter(execution_id=execution_id).first()
         if document is None:
             return None
-        if document.execution_status_at is not None and timestamp <= document.execution_status_at:
-            return None
+        last = document.execution_status_at
+        if last is not None and (timestamp < last or (timestamp == last and status == document.execution_status)):
+            return None  # news of a change already followed, or older than it
         document.execution_status, document.execution_status_at = status, timestamp
         fields = ["execution_status", "execution_status_at", "updated_at"]
         ended = ENDED_BY.get(status)
@@ -181,8 +182,8 @@ def document_follow_execution(
                 fields.append("status_detail")
             document.status = new_status
             fields.append("status")
-            if document.callback_url:
-                transaction.on_commit(lambda: document_webhook_start(document.pk, new_status))
+            if document.callback_url:  # started in this transaction: told exactly when it changed
+                document_webhook_start(document.pk, new_status)
         elif status == "RUNNING" and previous_status == "FAILED" and document.status in INTERRUPTIONS:
             document.status = DocumentStatus.SUBMITTED
             document.status_detail = "resumed after a failure (redrive): picking up where it stopped"
