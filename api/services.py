@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from api.models import ApiToken, IdempotencyRecord, Scope
 from approvals.webhooks import signing_secret
 
 PREFIX = "dtk"
+KEY_ID = re.compile(r"[0-9a-f]{1,32}")
 # Writing last_used_at on every request would turn reads into writes; once a minute is enough.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -69,7 +71,8 @@ def token_authenticate(raw: str | None, *scopes: str) -> ApiToken:
         raise ApiError(401, "not_authenticated", "send an API token: 'Authorization: Bearer <token>'")
     prefix, _, rest = raw.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != PREFIX or not key_id or not secret:
+    # Key ids are hex: anything else (a NUL, which PostgreSQL refuses in a query) is malformed.
+    if prefix != PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
         raise ApiError(401, "invalid_token", "the API token is malformed")
     token = ApiToken.objects.select_related("owner").filter(key_id=key_id).first()
     # Compare against a hash either way, so an unknown key id costs the same as a wrong secret.

@@ -7,10 +7,12 @@ read-only, and deleting one takes a permission of its own and a document whose w
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 
 from approvals.errors import InvalidValueError
@@ -34,10 +36,21 @@ class ReviewInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+class AsciiJSONField(forms.JSONField):
+    """Shows JSON with non-ASCII escaped, so a bad value sent back (a lone surrogate) can be
+    shown with its error instead of failing to encode the page."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, cls=self.encoder)
+
+
 class DocumentAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Document
         fields = ("title", "metadata")
+        field_classes = {"metadata": AsciiJSONField}
 
     def clean_title(self) -> str:
         return self._checked(self.cleaned_data["title"], check_text)

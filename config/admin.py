@@ -3,8 +3,9 @@
 - A staff user who holds no permission on a model (view, change, add or delete) gets 403 on
   every page under that model before its view runs, so a custom page (an execution's callback
   actions, say) cannot answer 404 for a made-up id and 403 for a real one.
-- Date lookups in a change list's query (`created_at__year=...`, the date drill-down) must be
-  numbers a date can hold: anything else is a 400, not an overflow deep in Django.
+- A query string must hold no NUL character (PostgreSQL refuses one in a search or a filter),
+  and date lookups (`created_at__year=...`, the date drill-down) numbers a date can hold:
+  anything else is a 400, not an error deep in Django or the database.
 
 django-rq's dashboard shows job arguments and empties queues, and its views only ask for
 `is_staff`: here it takes the permission django-rq declares (`django_rq.admin`), or a superuser.
@@ -28,13 +29,17 @@ DATE_PART = re.compile(r"__(iso_year|year|quarter|month|iso_week_day|week_day|we
 RQ_PERMISSION = "django_rq.admin"
 
 
-def _bad_date_lookup(request: HttpRequest) -> str | None:
+def _bad_query(request: HttpRequest) -> str | None:
+    """What is wrong with the query string, if anything: a NUL character (PostgreSQL refuses it
+    in a search or a filter), or a date lookup no date can hold."""
     for key, values in request.GET.lists():
+        if any("\x00" in text for text in (key, *values)):
+            return f"{key or 'The query'} contains a NUL character."
         if DATE_PART.search(key):
             for value in values:
                 limit = 9999 if key.endswith("year") else 59
-                if not (value.isascii() and value.isdigit() and 0 <= int(value) <= limit):
-                    return key
+                if not (value.isascii() and value.isdigit() and len(value) <= 4 and int(value) <= limit):
+                    return f"{key} must be a number a date can hold."
     return None
 
 
@@ -44,10 +49,9 @@ def _guarded(view: View, model_admin: admin.ModelAdmin) -> View:  # type: ignore
         user = request.user
         if user.is_authenticated and user.is_staff and not any(model_admin.get_model_perms(request).values()):
             raise PermissionDenied
-        bad = _bad_date_lookup(request)
-        if bad is not None:
-            message = f"{bad} must be a number a date can hold."
-            return HttpResponseBadRequest(render_to_string("400.html", {"message": message}, request))
+        problem = _bad_query(request)
+        if problem is not None:
+            return HttpResponseBadRequest(render_to_string("400.html", {"message": problem}, request))
         return view(request, *args, **kwargs)
 
     return wrapper
