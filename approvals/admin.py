@@ -111,6 +111,12 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         actions.pop("delete_selected", None)  # one finished document at a time, from its page
         return actions
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # A document's summary goes with it; on its own it cannot be deleted (see below).
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(PublishedSummary._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if not request.user.has_perm(PURGE_PERMISSION):
             return False

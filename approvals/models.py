@@ -103,7 +103,8 @@ class Review(models.Model):
 
 class PublishedSummary(models.Model):
     document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="published")
-    review = models.OneToOneField(Review, on_delete=models.PROTECT, related_name="published")
+    # Goes with its review, which goes with its document (purged together, approvals.admin).
+    review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="published")
     text = models.TextField()
     # None when the approval completed the review's callback from outside (the API, the admin).
     reviewer = models.ForeignKey(
