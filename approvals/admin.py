@@ -92,6 +92,7 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     readonly_fields = fields[2:]
     inlines = (ReviewInline,)
+    actions = None  # no bulk delete: one finished document at a time, from its page
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None and is_decided(obj):
@@ -105,11 +106,6 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if obj is not None and is_decided(obj):
             return False
         return super().has_change_permission(request, obj)
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # one finished document at a time, from its page
-        return actions
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         # A document's summary goes with it; on its own it cannot be deleted (see below).
