@@ -41,7 +41,7 @@ def _progress(document: Document, rounds: int) -> list[tuple[str, str]]:
     labels = [first, f"Awaiting review{round_label}", "Publishing", "Published"]
     if status == DocumentStatus.PUBLISHED:
         return [(label, "done") for label in labels]
-    if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED):
+    if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED, DocumentStatus.STOPPED, DocumentStatus.TIMED_OUT):
         return [(labels[0], "done"), (labels[1], "done"), (document.get_status_display().capitalize(), "stopped")]
     if status == DocumentStatus.FAILED:
         return [(f"{labels[0]}: failed", "stopped")]

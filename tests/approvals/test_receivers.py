@@ -137,3 +137,22 @@ def test_the_client_is_told_how_the_document_ended(runner, people, settings):
     assert payload["event"] == "document.stopped"
     assert payload["document"]["status"] == "stopped"
     assert request.headers["X-Durable-Delivery"] == f"{document.public_id}-stopped"
+
+
+def test_the_document_page_says_it_stopped_and_stops_polling(runner, people):
+    from django.test import Client
+
+    from durable.client import stop_execution
+
+    document, _ = awaiting(runner, people)
+    stop_execution(document.execution_id)
+    send(document, "STOPPED")
+    reviewer = Client()
+    reviewer.force_login(people["reviewer"])
+    page = reviewer.get(f"/documents/{document.pk}/").content.decode()
+    assert 'data-status="stopped"' in page
+    assert '<li class="stopped">Stopped</li>' in page
+    assert "Approve</button>" not in page
+    assert "hx-trigger" not in page.split('id="live"')[1].split(">")[0]  # no more polling
+    live = reviewer.get(f"/documents/{document.pk}/live/", HTTP_HX_REQUEST="true")
+    assert live.status_code == 286  # htmx: stop polling

@@ -253,6 +253,10 @@ def test_submit_document_command(people, tmp_path):
     empty.write_text("   ", encoding="utf-8")
     with pytest.raises(CommandError, match="empty"):
         call_command("submit_document", str(empty), "--user", "submitter")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"text\x00more text")
+    with pytest.raises(CommandError, match="NUL"):
+        call_command("submit_document", str(binary), "--user", "submitter")
     assert Document.objects.count() == 1
 
 
