@@ -31,9 +31,8 @@ def _methods(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         else:
             response = view(request, *args, **kwargs)
         if isinstance(response, HttpResponseNotAllowed):
-            allowed = response["Allow"]
-            if "GET" in allowed.split(", "):
-                allowed = f"{allowed}, HEAD"
+            methods = set(response["Allow"].split(", "))
+            allowed = ", ".join(sorted(methods | {"HEAD"} if "GET" in methods else methods))
             error = ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}")
             response = error_response(request, error)
             response["Allow"] = allowed

@@ -31,7 +31,7 @@ def test_head_keeps_authentication_and_the_allow_header(api, make_api):
     assert refused["Allow"] == "POST"
     put = api.client.put("/api/documents", headers=api.headers())
     assert_error(put, 405, "method_not_allowed")
-    assert put["Allow"] == "GET, POST, HEAD"
+    assert put["Allow"] == "GET, HEAD, POST"  # in one order, whatever order ninja lists them in
 
 
 @pytest.fixture
