@@ -223,7 +223,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "approvals.views.login_locked_out"
 AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = 1 if env_bool("DJANGO_BEHIND_TLS_PROXY", False) else 0
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    # The client's address is the one the proxy saw (the last hop of X-Forwarded-For), not the proxy's.
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_COUNT = 1
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "approvals:dashboard"

@@ -124,6 +124,7 @@ def test_behind_a_tls_proxy_the_forwarded_scheme_counts(monkeypatch):
     try:
         importlib.reload(module)
         assert module.SECURE_PROXY_SSL_HEADER == ("HTTP_X_FORWARDED_PROTO", "https")
+        assert module.AXES_IPWARE_META_PRECEDENCE_ORDER[0] == "HTTP_X_FORWARDED_FOR"  # the client, not the proxy
         assert module.SECURE_SSL_REDIRECT is True
     finally:
         for name in ("DJANGO_ENV", "DJANGO_SECRET_KEY", "DJANGO_BEHIND_TLS_PROXY"):
