@@ -13,6 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from api import callbacks, documents, executions
 from api.errors import ApiError
+from api.parser import StrictJsonParser
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ api = NinjaAPI(
     ),
     urls_namespace="api",
     docs=Swagger(),  # served from django-ninja's own static files ("ninja" in INSTALLED_APPS): no CDN
+    parser=StrictJsonParser(),
 )
 api.add_router("", documents.router)
 api.add_router("", executions.router)
@@ -33,7 +35,10 @@ api.add_router("", callbacks.router)
 
 
 def error_response(request: HttpRequest, error: ApiError) -> HttpResponse:
-    return api.create_response(request, error.body(), status=error.status)
+    response = api.create_response(request, error.body(), status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
 
 
 @api.exception_handler(ApiError)
@@ -53,6 +58,8 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
 
 @api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # our parser refused the body; ninja wrapped its error
+        return error_response(request, exc.__cause__)
     if exc.status_code == 400:  # ninja raises this only when the body is not valid JSON
         return error_response(request, ApiError(400, "invalid_json", "the request body is not valid JSON"))
     return error_response(request, ApiError(exc.status_code, "http_error", exc.message))

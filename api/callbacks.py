@@ -1,4 +1,9 @@
-"""Complete callbacks from outside Django, as SendDurableExecutionCallback{Success,Failure,Heartbeat} do."""
+"""Complete callbacks from outside Django, as SendDurableExecutionCallback{Success,Failure,Heartbeat} do.
+
+A review's callback is a decision, so completing one goes through the product's rules: the
+token's owner decides (recorded on the review with who and when), and only if they may decide
+reviews and did not submit the document. Other callbacks go to the engine as they are.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,25 @@ from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Path, Router
 
 from api.auth import TokenAuth
 from api.errors import ApiError
-from api.models import Scope
+from api.models import ApiToken, Scope
 from api.responses import errors
-from api.schemas import CallbackFailureIn, CallbackOut, CallbackSuccessIn
+from api.schemas import CALLBACK_ID_PATTERN, CallbackFailureIn, CallbackOut, CallbackSuccessIn
+from approvals import services
+from approvals.errors import (
+    InvalidDecisionError,
+    InvalidValueError,
+    NotAllowedToDecideError,
+    ReviewAlreadyDecidedError,
+    ReviewClosedError,
+    ReviewerIsSubmitterError,
+    ReviewExpiredError,
+)
+from approvals.models import Review
+from approvals.selectors import review_for_callback
 from durable import conf as durable_conf
 from durable.client import send_callback_failure, send_callback_heartbeat, send_callback_success
 from durable.exceptions import (
@@ -26,7 +43,8 @@ from durable.models import Operation
 from durable.state import OperationStatus
 
 router = Router(tags=["callbacks"], auth=TokenAuth(Scope.COMPLETE_CALLBACKS))
-ERRORS = errors(400, 401, 403, 404, 409, 410, 413, 422)
+ERRORS = errors(400, 401, 403, 404, 409, 410, 413, 422, 429)
+CallbackId = Path(..., pattern=CALLBACK_ID_PATTERN, description="The callback's id (URL-safe characters).")  # type: ignore[type-arg]
 
 
 def _complete(callback_id: str, send: Callable[[], None], status: str) -> dict[str, Any]:
@@ -43,7 +61,7 @@ def _complete(callback_id: str, send: Callable[[], None], status: str) -> dict[s
             raise ApiError(410, "callback_expired", str(exc)) from None
         raise ApiError(409, "callback_already_completed", str(exc)) from None
     except ValidationError as exc:
-        raise ApiError(413, "payload_too_large", str(exc)) from None
+        raise ApiError(422, "validation_error", str(exc)) from None
     return {"callback_id": callback_id, "status": status}
 
 
@@ -55,15 +73,78 @@ def _payload(value: Any, what: str) -> str | None:
     return text
 
 
+def _decision_error(exc: Exception) -> ApiError:
+    """The product's refusal of a decision, as the API tells it."""
+    message = str(exc)
+    if isinstance(exc, NotAllowedToDecideError):
+        return ApiError(403, "not_a_reviewer", f"{message}: this token's owner may not decide reviews")
+    if isinstance(exc, ReviewerIsSubmitterError):
+        return ApiError(
+            403, "reviewer_is_submitter", "this token's owner submitted the document: they cannot decide it"
+        )
+    if isinstance(exc, InvalidDecisionError):
+        return ApiError(422, "invalid_decision", message)
+    if isinstance(exc, InvalidValueError):
+        return ApiError(422, "validation_error", message)
+    if isinstance(exc, ReviewAlreadyDecidedError):
+        return ApiError(409, "callback_already_completed", message)
+    if isinstance(exc, ReviewExpiredError):
+        return ApiError(410, "callback_expired", message)
+    if isinstance(exc, ReviewClosedError):
+        return ApiError(404, "callback_not_found", message)
+    raise exc
+
+
+def _decide(review: Review, token: ApiToken, result: Any) -> dict[str, Any]:
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            raise ApiError(422, "invalid_decision", "a review's result is a JSON object with a decision") from None
+    if not isinstance(result, dict) or not isinstance(result.get("decision"), str):
+        raise ApiError(422, "invalid_decision", 'a review\'s result is {"decision": ..., "comment": ...}')
+    comment = result.get("comment", "")
+    if not isinstance(comment, str):
+        raise ApiError(422, "invalid_decision", "comment must be a string")
+    try:
+        services.review_decide(review, reviewer=token.owner, decision=result["decision"], comment=comment)
+    except (
+        InvalidDecisionError,
+        InvalidValueError,
+        NotAllowedToDecideError,
+        ReviewerIsSubmitterError,
+        ReviewAlreadyDecidedError,
+        ReviewExpiredError,
+        ReviewClosedError,
+    ) as exc:
+        raise _decision_error(exc) from None
+    return {"callback_id": review.callback_id, "status": "SUCCEEDED"}
+
+
+def _check_may_decide(review: Review, token: ApiToken) -> None:
+    """Failing a review's callback ends its document: the same people may do it as may decide."""
+    owner = token.owner
+    if not owner.has_perm(services.REVIEWER_PERMISSION):
+        raise _decision_error(NotAllowedToDecideError("only reviewers may decide reviews"))
+    if review.document.submitter_id == owner.pk:
+        raise _decision_error(ReviewerIsSubmitterError("you cannot review a document you submitted"))
+
+
 @router.post("/callbacks/{callback_id}/succeed", response={200: CallbackOut, **ERRORS})
-def succeed_callback(request: HttpRequest, callback_id: str, payload: CallbackSuccessIn) -> dict[str, Any]:
-    """Complete a waiting callback with a result; the execution resumes."""
+def succeed_callback(request: HttpRequest, payload: CallbackSuccessIn, callback_id: str = CallbackId) -> dict[str, Any]:
+    """Complete a waiting callback with a result; the execution resumes.
+
+    A review's callback takes `{"result": {"decision": "approved" | "rejected" | "revise",
+    "comment": "..."}}` and is decided as the token's owner (a reviewer, not the submitter)."""
     result = _payload(payload.result, "result")
+    review = review_for_callback(callback_id)
+    if review is not None:
+        return _decide(review, request.auth, payload.result)  # type: ignore[attr-defined]
     return _complete(callback_id, lambda: send_callback_success(callback_id, result), "SUCCEEDED")
 
 
 @router.post("/callbacks/{callback_id}/fail", response={200: CallbackOut, **ERRORS})
-def fail_callback(request: HttpRequest, callback_id: str, payload: CallbackFailureIn) -> dict[str, Any]:
+def fail_callback(request: HttpRequest, payload: CallbackFailureIn, callback_id: str = CallbackId) -> dict[str, Any]:
     """Complete a waiting callback with an error; the handler sees a CallbackError."""
     error = payload.error
     details = {
@@ -72,10 +153,13 @@ def fail_callback(request: HttpRequest, callback_id: str, payload: CallbackFailu
         "ErrorData": _payload(error.data if error else None, "error data"),
         "StackTrace": [],
     }
+    review = review_for_callback(callback_id)
+    if review is not None:
+        _check_may_decide(review, request.auth)  # type: ignore[attr-defined]
     return _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
 
 
 @router.post("/callbacks/{callback_id}/heartbeat", response={200: CallbackOut, **ERRORS})
-def heartbeat_callback(request: HttpRequest, callback_id: str) -> dict[str, Any]:
+def heartbeat_callback(request: HttpRequest, callback_id: str = CallbackId) -> dict[str, Any]:
     """Tell a waiting callback its work is still going: its heartbeat deadline moves on."""
     return _complete(callback_id, lambda: send_callback_heartbeat(callback_id), "STARTED")

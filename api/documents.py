@@ -20,7 +20,7 @@ from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import DocumentAccepted, DocumentIn, DocumentOut, DocumentPage
 from api.services import idempotent
-from approvals.errors import CallbackURLError
+from approvals.errors import CallbackURLError, InvalidValueError
 from approvals.models import Document, DocumentStatus
 from approvals.selectors import document_outcome, documents_of
 from approvals.services import document_submit
@@ -29,7 +29,7 @@ router = Router(tags=["documents"], auth=TokenAuth(Scope.SUBMIT_DOCUMENTS))
 MAX_PAGE = 100
 
 
-@router.post("/documents", response={202: DocumentAccepted, **errors(400, 401, 403, 409, 413, 422)})
+@router.post("/documents", response={202: DocumentAccepted, **errors(400, 401, 403, 409, 413, 422, 429)})
 def submit_document(
     request: HttpRequest,
     payload: DocumentIn,
@@ -57,6 +57,9 @@ def submit_document(
             )
         except CallbackURLError as exc:
             raise ApiError(422, "invalid_callback_url", str(exc)) from None
+        except InvalidValueError as exc:
+            detail = {"loc": ["body", *exc.loc], "message": str(exc), "type": exc.kind}
+            raise ApiError(422, "validation_error", str(exc), [detail]) from None
         url = reverse("api:get_document", kwargs={"document_id": document.public_id})
         return 202, {
             "id": str(document.public_id),
@@ -79,7 +82,7 @@ def _check_sizes(payload: DocumentIn) -> None:
             raise ApiError(413, "metadata_too_large", f"metadata is {size} bytes of JSON; the limit is {limit}")
 
 
-@router.get("/documents/{document_id}", response={200: DocumentOut, **errors(401, 403, 404, 422)})
+@router.get("/documents/{document_id}", response={200: DocumentOut, **errors(401, 403, 404, 422, 429)})
 def get_document(request: HttpRequest, document_id: UUID) -> dict[str, Any]:
     """A document's status, latest summary, decision, reviewer comment and published text."""
     token: ApiToken = request.auth  # type: ignore[attr-defined]
@@ -89,7 +92,7 @@ def get_document(request: HttpRequest, document_id: UUID) -> dict[str, Any]:
     return document_outcome(document)
 
 
-@router.get("/documents", response={200: DocumentPage, **errors(401, 403, 422)})
+@router.get("/documents", response={200: DocumentPage, **errors(401, 403, 422, 429)})
 def list_documents(
     request: HttpRequest,
     status: DocumentStatus | None = None,

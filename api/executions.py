@@ -11,17 +11,24 @@ from ninja import Router
 
 from api.auth import TokenAuth
 from api.errors import ApiError
-from api.models import Scope
+from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import ExecutionOut, HistoryOut
+from approvals.selectors import execution_started_by
 from durable.client import get_execution, get_history
 from durable.exceptions import ExecutionNotFoundError
 from durable.models import Execution
 
-router = Router(tags=["executions"], auth=TokenAuth(Scope.READ_EXECUTIONS))
+router = Router(tags=["executions"], auth=TokenAuth(Scope.READ_EXECUTIONS, Scope.READ_ALL_EXECUTIONS))
 
 
-def _load(execution_id: UUID) -> Execution:
+def _load(request: HttpRequest, execution_id: UUID) -> Execution:
+    """The execution, if the token may read it: one its owner started (a document's), or any
+    with the operators' scope. Another owner's execution is as unknown as a missing one."""
+    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    operator = Scope.READ_ALL_EXECUTIONS in token.scope_list
+    if not operator and not execution_started_by(token.owner, execution_id):
+        raise ApiError(404, "not_found", f"no execution {execution_id}")
     try:
         return get_execution(execution_id)
     except ExecutionNotFoundError:
@@ -32,10 +39,10 @@ def _json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-@router.get("/executions/{execution_id}", response={200: ExecutionOut, **errors(401, 403, 404, 422)})
+@router.get("/executions/{execution_id}", response={200: ExecutionOut, **errors(401, 403, 404, 422, 429)})
 def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, Any]:
     """An execution: status, input, result or error, timings."""
-    execution = _load(execution_id)
+    execution = _load(request, execution_id)
     return {
         "id": execution.pk,
         "function_name": execution.function_name,
@@ -52,10 +59,10 @@ def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, 
     }
 
 
-@router.get("/executions/{execution_id}/history", response={200: HistoryOut, **errors(401, 403, 404, 422)})
+@router.get("/executions/{execution_id}/history", response={200: HistoryOut, **errors(401, 403, 404, 422, 429)})
 def get_execution_history(
     request: HttpRequest, execution_id: UUID, include_execution_data: bool = True
 ) -> dict[str, Any]:
     """The execution's events in the shape of GetDurableExecutionHistory."""
-    _load(execution_id)
+    _load(request, execution_id)
     return get_history(execution_id, include_execution_data=include_execution_data)

@@ -8,7 +8,8 @@ from django.db import models
 
 class Scope(models.TextChoices):
     SUBMIT_DOCUMENTS = "documents:submit", "submit documents and read them back"
-    READ_EXECUTIONS = "executions:read", "read executions and their history"
+    READ_EXECUTIONS = "executions:read", "read the executions the owner started, and their history"
+    READ_ALL_EXECUTIONS = "executions:read_all", "operators: read every execution and its history"
     COMPLETE_CALLBACKS = "callbacks:complete", "complete, fail and heartbeat callbacks"
 
 

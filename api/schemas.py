@@ -9,6 +9,9 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
+# Callback ids are URL-safe base64 (the engine's are 32 characters); anything else is malformed.
+CALLBACK_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
 
 class ErrorBody(Schema):
     code: str = Field(description="Stable, machine-readable: e.g. validation_error, missing_scope.")

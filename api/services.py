@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from api.models import ApiToken, IdempotencyRecord, Scope
 from approvals.webhooks import signing_secret
 
 PREFIX = "dtk"
+KEY_ID = re.compile(r"[0-9a-f]{1,32}")
 # Writing last_used_at on every request would turn reads into writes; once a minute is enough.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -63,13 +65,14 @@ def token_revoke(token: ApiToken) -> bool:
     return bool(ApiToken.objects.filter(pk=token.pk, revoked_at=None).update(revoked_at=timezone.now()))
 
 
-def token_authenticate(raw: str | None, scope: str) -> ApiToken:
-    """The live token `raw` names, if it carries `scope`. Raises ApiError (401 or 403)."""
+def token_authenticate(raw: str | None, *scopes: str) -> ApiToken:
+    """The live token `raw` names, if it carries one of `scopes`. Raises ApiError (401 or 403)."""
     if not raw:
         raise ApiError(401, "not_authenticated", "send an API token: 'Authorization: Bearer <token>'")
     prefix, _, rest = raw.partition("_")
     key_id, _, secret = rest.partition("_")
-    if prefix != PREFIX or not key_id or not secret:
+    # Key ids are hex: anything else (a NUL, which PostgreSQL refuses in a query) is malformed.
+    if prefix != PREFIX or not KEY_ID.fullmatch(key_id) or not secret:
         raise ApiError(401, "invalid_token", "the API token is malformed")
     token = ApiToken.objects.select_related("owner").filter(key_id=key_id).first()
     # Compare against a hash either way, so an unknown key id costs the same as a wrong secret.
@@ -83,8 +86,8 @@ def token_authenticate(raw: str | None, scope: str) -> ApiToken:
         raise ApiError(401, "token_expired", "this API token has expired")
     if not token.owner.is_active:
         raise ApiError(401, "invalid_token", "the token's owner is inactive")
-    if scope not in token.scope_list:
-        raise ApiError(403, "missing_scope", f"this token lacks the scope '{scope}'")
+    if not set(scopes) & set(token.scope_list):
+        raise ApiError(403, "missing_scope", f"this token lacks the scope '{scopes[0]}'")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

@@ -11,14 +11,28 @@ from api.api import api, error_response, not_found
 from api.errors import ApiError
 
 
-def _json_405(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """ninja answers a wrong method with plain text; give it the API's error shape."""
+def _methods(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """HEAD answers as GET does, without the body (ninja knows no HEAD), and a wrong method
+    gets the API's error shape (ninja answers it with plain text)."""
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = view(request, *args, **kwargs)
+        if request.method == "HEAD":
+            request.method = "GET"
+            response = view(request, *args, **kwargs)
+            request.method = "HEAD"
+            if isinstance(response, HttpResponseNotAllowed):
+                response = view(request, *args, **kwargs)  # no GET here either: a 405 for HEAD
+            else:
+                length = len(response.content)
+                response.content = b""
+                response["Content-Length"] = str(length)
+                return response
+        else:
+            response = view(request, *args, **kwargs)
         if isinstance(response, HttpResponseNotAllowed):
-            allowed = response["Allow"]
+            methods = set(response["Allow"].split(", "))
+            allowed = ", ".join(sorted(methods | {"HEAD"} if "GET" in methods else methods))
             error = ApiError(405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}")
             response = error_response(request, error)
             response["Allow"] = allowed
@@ -31,7 +45,7 @@ def _json_405(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 ninja_patterns, ninja_app, ninja_namespace = api.urls
 for pattern in ninja_patterns:
     if isinstance(pattern, URLPattern):
-        pattern.callback = _json_405(pattern.callback)  # type: ignore[misc]
+        pattern.callback = _methods(pattern.callback)  # type: ignore[misc]
 
 urlpatterns = [
     path("", include((ninja_patterns, ninja_app), namespace=ninja_namespace)),

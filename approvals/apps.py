@@ -29,4 +29,10 @@ class ApprovalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from approvals import receivers
+        from durable.signals import execution_status_changed
+
         post_migrate.connect(ensure_reviewers_group, sender=self)
+        execution_status_changed.connect(
+            receivers.execution_status_changed, dispatch_uid="approvals.follow_document_executions"
+        )

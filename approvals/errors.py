@@ -1,5 +1,9 @@
 """Errors of the approval services, each with a message a user can act on."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 
 class ApprovalError(Exception):
     pass
@@ -31,3 +35,21 @@ class WebhookDeliveryError(ApprovalError):
 
 class WebhookRefusedError(ApprovalError):
     """The receiver refused a webhook for good (a 4xx other than 408 and 429); not retried."""
+
+
+class InvalidValueError(ApprovalError):
+    """A text or JSON value neither database could store as given (NUL, lone surrogate,
+    non-finite number, too deep); `loc` says where it is, `kind` what is wrong."""
+
+    def __init__(self, message: str, *, loc: Sequence[str | int] = (), kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.loc = list(loc)
+        self.kind = kind
+
+
+class ReviewClosedError(ApprovalError):
+    """The document's execution ended (stopped, timed out, failed) before a decision was made."""
+
+
+class NotAllowedToDecideError(ApprovalError):
+    """The person (or the API token's owner) may not decide reviews."""

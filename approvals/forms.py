@@ -7,7 +7,9 @@ from typing import Any
 from django import forms
 
 from approvals import conf
+from approvals.errors import InvalidValueError
 from approvals.models import Decision
+from approvals.validators import check_text
 
 TEXT_EXTENSIONS = (".txt", ".md", ".markdown")
 
@@ -36,9 +38,14 @@ class DocumentForm(forms.Form):
         if upload.size > limit:
             raise forms.ValidationError(f"The file is larger than {limit:,} bytes.")
         try:
-            return str(upload.read().decode("utf-8"))
+            text = str(upload.read().decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise forms.ValidationError("The file is not UTF-8 text.") from exc
+        try:
+            check_text(text, ["file"])
+        except InvalidValueError as exc:
+            raise forms.ValidationError("The file is not text: it contains a NUL character.") from exc
+        return text
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -18,11 +18,15 @@ class DocumentStatus(models.TextChoices):
     REJECTED = "rejected"
     EXPIRED = "expired"
     FAILED = "failed"
+    STOPPED = "stopped"
+    TIMED_OUT = "timed_out", "timed out"
 
 
-FINAL_STATUSES = frozenset(
-    {DocumentStatus.PUBLISHED, DocumentStatus.REJECTED, DocumentStatus.EXPIRED, DocumentStatus.FAILED}
-)
+# Outcomes the workflow reaches itself, and ends its execution met outside it (an operator's
+# stop, the execution's timeout, a failure): every one is final.
+OUTCOMES = frozenset({DocumentStatus.PUBLISHED, DocumentStatus.REJECTED, DocumentStatus.EXPIRED})
+INTERRUPTIONS = frozenset({DocumentStatus.FAILED, DocumentStatus.STOPPED, DocumentStatus.TIMED_OUT})
+FINAL_STATUSES = OUTCOMES | INTERRUPTIONS
 
 
 class Document(models.Model):
@@ -39,12 +43,17 @@ class Document(models.Model):
     # Public id of the API token the document came in under: its webhooks are signed with that
     # token's signing secret (approvals.webhooks.signing_secret).
     webhook_key_id = models.CharField(max_length=64, blank=True, default="")
+    # The last status of its execution the product has acted on, and when the engine set it:
+    # news of the same or an older change is not acted on twice (approvals.services).
+    execution_status = models.CharField(max_length=20, blank=True, default="")
+    execution_status_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "-created_at"], name="approvals_doc_status")]
+        permissions = [("purge_document", "Can delete a finished document with its reviews and summary")]
 
     def __str__(self) -> str:
         return self.title
@@ -94,7 +103,8 @@ class Review(models.Model):
 
 class PublishedSummary(models.Model):
     document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="published")
-    review = models.OneToOneField(Review, on_delete=models.PROTECT, related_name="published")
+    # Goes with its review, which goes with its document (purged together, approvals.admin).
+    review = models.OneToOneField(Review, on_delete=models.CASCADE, related_name="published")
     text = models.TextField()
     # None when the approval completed the review's callback from outside (the API, the admin).
     reviewer = models.ForeignKey(

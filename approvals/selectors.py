@@ -136,6 +136,30 @@ def _words(camel: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", camel).lower()
 
 
+def execution_started_by(user: AbstractBaseUser, execution_id: object) -> bool:
+    """Whether `user` started the execution: it runs the workflow of a document they submitted."""
+    return Document.objects.filter(execution_id=execution_id, submitter=user).exists()
+
+
+def review_for_callback(callback_id: str) -> Review | None:
+    """The review whose decision completes `callback_id`, if it is a review's callback."""
+    return Review.objects.select_related("document").filter(callback_id=callback_id).first()
+
+
+def review_decision_of(*, document_id: int, round_number: int) -> dict[str, Any] | None:
+    """The round's decision as recorded on its review, if a reviewer made it (the UI or the API
+    record it before completing the callback); None if the review is still open."""
+    review = Review.objects.filter(document_id=document_id, round=round_number).first()
+    if review is None or review.is_open or review.reviewer_id is None:
+        return None
+    return {
+        "review_id": review.pk,
+        "decision": review.decision,
+        "comment": review.comment,
+        "reviewer_id": review.reviewer_id,
+    }
+
+
 def documents_of(
     user: AbstractBaseUser,
     *,

@@ -12,14 +12,25 @@ from django.utils import timezone
 from approvals import webhooks
 from approvals.errors import (
     InvalidDecisionError,
+    NotAllowedToDecideError,
     ReviewAlreadyDecidedError,
+    ReviewClosedError,
     ReviewerIsSubmitterError,
     ReviewExpiredError,
 )
-from approvals.models import Decision, Document, DocumentStatus, PublishedSummary, Review
+from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
+from approvals.validators import check_json, check_text
 from durable import clock
 from durable.client import send_callback_success
 from durable.exceptions import CallbackAlreadyCompletedError, CallbackExpiredError, CallbackNotFoundError
+
+REVIEWER_PERMISSION = "approvals.decide_review"
+# What the document says when its execution ended outside the workflow.
+ENDED_BY = {
+    "STOPPED": (DocumentStatus.STOPPED, "its workflow was stopped"),
+    "TIMED_OUT": (DocumentStatus.TIMED_OUT, "its workflow ran past its time limit"),
+    "FAILED": (DocumentStatus.FAILED, "its workflow failed"),
+}
 
 
 @transaction.atomic
@@ -35,11 +46,15 @@ def document_submit(
     """Store a document and start its summarize-approve-persist execution (after commit).
 
     With a `callback_url`, the outcome is posted there, signed with the signing secret of
-    `webhook_key_id` (the API token's public id). Raises CallbackURLError; nothing is stored then.
+    `webhook_key_id` (the API token's public id). Raises CallbackURLError, InvalidValueError;
+    nothing is stored then.
     """
     from approvals.workflows import summarize_approve_persist
     from durable.client import start_execution
 
+    check_text(title, ["title"])
+    check_text(text, ["text"])
+    check_json(metadata or {}, ["metadata"])
     if callback_url:
         webhooks.check_callback_url(callback_url)
     document = Document.objects.create(
@@ -60,24 +75,34 @@ def document_submit(
 
 
 def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, comment: str = "") -> Review:
-    """Record a reviewer's decision and complete the review's callback, so the workflow resumes.
+    """Record a reviewer's decision (who and when) and complete the review's callback in one
+    transaction, so the workflow resumes. The same rules hold whether it comes from the review
+    pages or the API: only reviewers decide, never on a document they submitted.
 
-    Raises InvalidDecisionError, ReviewerIsSubmitterError, ReviewAlreadyDecidedError,
-    ReviewExpiredError; when it raises, nothing changed.
+    Raises InvalidDecisionError, InvalidValueError, NotAllowedToDecideError,
+    ReviewerIsSubmitterError, ReviewAlreadyDecidedError, ReviewClosedError, ReviewExpiredError;
+    when it raises, nothing changed.
     """
     if decision not in Decision.values:
         raise InvalidDecisionError(f"decision must be one of {', '.join(Decision.values)}, not {decision!r}")
+    check_text(comment, ["comment"])
     comment = comment.strip()
     if decision == Decision.REVISE and not comment:
         raise InvalidDecisionError("a revision request needs feedback for the next summary")
+    if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):  # type: ignore[attr-defined]
+        raise NotAllowedToDecideError("only reviewers may decide reviews")
     with transaction.atomic():
         review = Review.objects.select_for_update().select_related("document").get(pk=review.pk)
         if review.document.submitter_id == reviewer.pk:
             raise ReviewerIsSubmitterError("you cannot review a document you submitted")
         if not review.is_open:
             raise ReviewAlreadyDecidedError(f"this review was already decided ({review.get_decision_display()})")
+        document = review.document
+        if document.status in INTERRUPTIONS:
+            why = document.get_status_display().lower()
+            raise ReviewClosedError(f"this review was closed: the document's workflow {why} before a decision")
         now = clock.now()  # the engine's clock, which set the deadline
-        if review.expires_at and now >= review.expires_at:
+        if document.status == DocumentStatus.EXPIRED or (review.expires_at and now >= review.expires_at):
             raise ReviewExpiredError("this review expired before a decision was made")
         review.decision = decision
         review.reviewer = reviewer  # type: ignore[assignment]
@@ -86,6 +111,7 @@ def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, 
         review.save(update_fields=["decision", "reviewer", "comment", "decided_at"])
         if decision == Decision.APPROVED:
             document_set_status(review.document_id, DocumentStatus.PUBLISHING)
+        # For the journal's reader; the workflow reads the decision from the review itself.
         payload = {"decision": decision, "comment": comment, "reviewer_id": reviewer.pk, "review_id": review.pk}
         try:
             send_callback_success(review.callback_id, json.dumps(payload))
@@ -127,24 +153,60 @@ def review_open(
     return review
 
 
-def review_record_outside_decision(*, document_id: int, round_number: int, decision: str, comment: str) -> int:
-    """Record on the review a decision that completed its callback outside the reviewers' UI
-    (over the API or in the admin); nobody in particular is its reviewer. Returns the review's id."""
+def document_follow_execution(
+    *, execution_id: str, status: str, previous_status: str, error: dict[str, Any] | None, timestamp: Any
+) -> Document | None:
+    """Bring a document in line with its execution's new status (the engine's signal, after the
+    commit that changed it): an end met outside the workflow (stopped, timed out, failed) makes
+    the document final with a status that says so, which takes its review out of the queue, and
+    tells the client (webhook) if it asked; a redrive of a failed execution brings it back.
+
+    Idempotent: news of a change the document already followed (or older) changes nothing.
+    Returns the document if it changed, None for executions that are not a document's.
+    """
     with transaction.atomic():
-        review = Review.objects.select_for_update().get(document_id=document_id, round=round_number)
-        if review.is_open:
-            review.decision = decision
-            review.comment = comment
-            review.decided_at = clock.now()
-            review.save(update_fields=["decision", "comment", "decided_at"])
-        if decision == Decision.APPROVED:
-            document_set_status(document_id, DocumentStatus.PUBLISHING)
-    return review.pk
+        document = Document.objects.select_for_update().filter(execution_id=execution_id).first()
+        if document is None:
+            return None
+        last = document.execution_status_at
+        if last is not None and (timestamp < last or (timestamp == last and status == document.execution_status)):
+            return None  # news of a change already followed, or older than it
+        document.execution_status, document.execution_status_at = status, timestamp
+        fields = ["execution_status", "execution_status_at", "updated_at"]
+        ended = ENDED_BY.get(status)
+        if ended is not None and document.status not in OUTCOMES:
+            new_status, why = ended
+            if document.status != new_status:  # a failure the workflow recorded keeps its own detail
+                message = str((error or {}).get("ErrorMessage") or "")
+                document.status_detail = (f"{why}: {message}" if message else why)[:500]
+                fields.append("status_detail")
+            document.status = new_status
+            fields.append("status")
+            if document.callback_url:  # started in this transaction: told exactly when it changed
+                document_webhook_start(document.pk, new_status)
+        elif status == "RUNNING" and previous_status == "FAILED" and document.status in INTERRUPTIONS:
+            document.status = DocumentStatus.SUBMITTED
+            document.status_detail = "resumed after a failure (redrive): picking up where it stopped"
+            fields += ["status", "status_detail"]
+        document.save(update_fields=fields)
+    return document
+
+
+def document_webhook_start(document_id: int, status: str) -> None:
+    """Tell the client how a document ended, from an execution of its own (retries and all),
+    when the document's workflow could not: it was stopped, timed out or failed."""
+    from approvals.workflows import document_webhook
+    from durable.client import start_execution
+
+    event = {"document_id": document_id, "status": str(status)}
+    start_execution(document_webhook, event, execution_name=f"document-{document_id}-{status}-webhook")
 
 
 def summary_publish(*, document_id: int, review_id: int) -> int:
     """Persist the approved summary (inside the step's transaction, so exactly once)."""
-    review = Review.objects.select_related("reviewer").get(pk=review_id, document_id=document_id)
+    review = Review.objects.select_related("reviewer").get(
+        pk=review_id, document_id=document_id, decision=Decision.APPROVED
+    )
     published = PublishedSummary.objects.create(
         document_id=document_id, review=review, text=review.summary, reviewer=review.reviewer
     )

@@ -7,22 +7,25 @@ polling") with the last update once a document is final.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from approvals import selectors, services
-from approvals.errors import ApprovalError, InvalidDecisionError
+from approvals.errors import ApprovalError, InvalidDecisionError, InvalidValueError
 from approvals.forms import DecisionForm, DocumentForm
 from approvals.models import FINAL_STATUSES, Document, DocumentStatus, Review
 from durable.models import Execution, ExecutionStatus
@@ -38,7 +41,7 @@ def _progress(document: Document, rounds: int) -> list[tuple[str, str]]:
     labels = [first, f"Awaiting review{round_label}", "Publishing", "Published"]
     if status == DocumentStatus.PUBLISHED:
         return [(label, "done") for label in labels]
-    if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED):
+    if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED, DocumentStatus.STOPPED, DocumentStatus.TIMED_OUT):
         return [(labels[0], "done"), (labels[1], "done"), (document.get_status_display().capitalize(), "stopped")]
     if status == DocumentStatus.FAILED:
         return [(f"{labels[0]}: failed", "stopped")]
@@ -108,12 +111,20 @@ def queue(request: HttpRequest) -> HttpResponse:
         return HttpResponse(status=204)
     reviews = list(selectors.review_queue_for(user)[:200])  # type: ignore[arg-type]
     # Rows the page shows that left the queue stay, marked decided, so nothing jumps away unseen.
-    shown = {int(x) for x in request.GET.get("shown", "").split(",") if x.isdigit()}
+    shown = _shown_ids(request.GET.get("shown", ""))
     gone = shown - {review.pk for review in reviews}
     closed = Review.objects.filter(pk__in=gone).select_related("document", "reviewer").order_by("-created_at")
     context = {"reviews": reviews, "closed": list(closed), "version": version}
     template = "approvals/queue.html#queue" if request.htmx else "approvals/queue.html"
     return render(request, template, context)
+
+
+SHOWN_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, and within a database integer
+
+
+def _shown_ids(value: str) -> set[int]:
+    """Review ids the page says it shows (at most the queue's 200); anything else is ignored."""
+    return {int(x) for x in value.split(",")[:200] if SHOWN_ID.fullmatch(x)}
 
 
 def _live_version(document: Document, execution_updated: Any, execution_status: str) -> str:
@@ -194,8 +205,9 @@ def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse
     form = DecisionForm(request.POST)
     error = ""
     status = 200
+    # 422, not 400: django-htmx's debug handler (DEBUG on) replaces the whole page on a 400.
     if not form.is_valid():
-        error, status = "Choose approve, reject or request a revision.", 400
+        error, status = "Choose approve, reject or request a revision.", 422
     else:
         try:
             services.review_decide(
@@ -204,8 +216,8 @@ def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse
                 decision=form.cleaned_data["decision"],
                 comment=form.cleaned_data["comment"],
             )
-        except InvalidDecisionError as exc:
-            error, status = f"{_sentence(exc)} Nothing was changed.", 400
+        except (InvalidDecisionError, InvalidValueError) as exc:
+            error, status = f"{_sentence(exc)} Nothing was changed.", 422
         except ApprovalError as exc:
             error, status = f"{_sentence(exc)} Nothing was changed.", 409
     document.refresh_from_db()
@@ -235,3 +247,26 @@ def document_new(request: HttpRequest) -> HttpResponse:
         return redirect("approvals:document", pk=document.pk)
     status = 400 if request.method == "POST" else 200
     return render(request, "approvals/submit.html", {"form": form}, status=status)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; a logged-in user sent back to it (`?next=/accounts/login/`) goes to
+    the dashboard instead of Django's redirect-loop error."""
+
+    redirect_authenticated_user = True
+
+    def get_success_url(self) -> str:
+        url = super().get_success_url()
+        if urlsplit(url).path == resolve_url("login"):
+            return str(resolve_url(settings.LOGIN_REDIRECT_URL))
+        return url
+
+
+def login_locked_out(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """django-axes calls this when a username at an address failed too many logins: 429, with
+    how long to wait."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    context = {"minutes": max(1, seconds // 60)}
+    response = render(request, "429.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -78,7 +78,12 @@ class Target:
 
 
 def check_callback_url(url: str) -> Target:
-    """Check a callback URL without resolving it. Raises CallbackURLError."""
+    """Check a callback URL without resolving it. Raises CallbackURLError.
+
+    The host is read as browsers and curl read it: numeric forms (`2130706433`, `0x7f000001`,
+    `127.1`, `0177.0.0.1`, `0`) are IPv4 addresses and `localhost.` is `localhost`, so none of
+    them slips past the address check to be refused only at delivery.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -89,35 +94,85 @@ def check_callback_url(url: str) -> Target:
         raise CallbackURLError(f"callback_url must use {' or '.join(allowed)}")
     if parts.username or parts.password:
         raise CallbackURLError("callback_url must not carry credentials")
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".")
     if not host:
         raise CallbackURLError("callback_url has no host")
     if len(url) > 500:
         raise CallbackURLError("callback_url is longer than 500 characters")
-    literal = _literal_address(host)
+    literal = host_address(host)
     if literal is not None:
-        _check_address(literal)
+        check_address(literal)
     elif host == "localhost" or host.endswith(".localhost"):
-        _check_address(ipaddress.ip_address("127.0.0.1"))
+        check_address(ipaddress.ip_address("127.0.0.1"))
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path)
 
 
-def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ipv4_part(part: str) -> int | None:
+    """One dot-separated part of a numeric IPv4 host, in decimal, octal (0...) or hex (0x...)."""
+    text = part.lower()
+    base = 10
+    if text.startswith("0x"):
+        text, base = text[2:], 16
+    elif len(text) > 1 and text.startswith("0"):
+        text, base = text[1:], 8
+    if text == "":
+        return 0 if base == 16 else None
+    if not text.isascii() or not text.isalnum():
+        return None
     try:
-        return ipaddress.ip_address(host)
+        return int(text, base)
     except ValueError:
         return None
 
 
-def _check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+def host_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a URL's host denotes, if it is numeric (the WHATWG URL rules for IPv4)."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        pass
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
+        return None
+    numbers = [_ipv4_part(part) for part in parts]
+    if any(n is None for n in numbers):
+        return None  # a name, not a number
+    values = [n for n in numbers if n is not None]
+    *head, last = values
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(values)):
+        raise CallbackURLError(f"callback_url's host {host} is not a valid address")
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, 6to4, NAT64), if any."""
+    if address.ipv4_mapped:
+        return address.ipv4_mapped
+    if address.sixtofour:
+        return address.sixtofour
+    packed = int(address)
+    if address in ipaddress.ip_network("64:ff9b::/96") or packed >> 32 == 0:
+        return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
+    return None
+
+
+def check_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """Refuse an address that is not globally routable (loopback, private, shared, link-local,
+    reserved, site-local, documentation...), unless private addresses are allowed; refuse
+    unspecified and multicast addresses always. Raises CallbackURLError."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            check_address(embedded)
     if address.is_unspecified or address.is_multicast:
         raise CallbackURLError(f"callback_url points at {address}, which cannot receive webhooks")
-    internal = address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
-    if internal and not conf.get("WEBHOOK_ALLOW_PRIVATE_ADDRESSES"):
-        raise CallbackURLError(f"callback_url points at a private or loopback address ({address})")
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    if (not address.is_global or site_local) and not conf.get("WEBHOOK_ALLOW_PRIVATE_ADDRESSES"):
+        raise CallbackURLError(f"callback_url points at an address that is not public ({address})")
 
 
 def resolve(target: Target) -> str:
@@ -129,7 +184,7 @@ def resolve(target: Target) -> str:
         raise WebhookDeliveryError(f"cannot resolve {target.host}: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
-        _check_address(ipaddress.ip_address(address.split("%")[0]))
+        check_address(ipaddress.ip_address(address.split("%")[0]))
     if not addresses:
         raise WebhookDeliveryError(f"{target.host} has no address")
     return addresses[0]

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import llm
-from approvals import conf, services
+from approvals import conf, selectors, services
 from approvals.errors import WebhookDeliveryError
 from approvals.models import Decision, Document, DocumentStatus
 from durable import (
@@ -123,9 +123,8 @@ class DecisionSerDes(JsonSerDes):
 def read_decision(result: Any) -> tuple[dict[str, Any] | None, str]:
     """(the decision, "") when the review's callback result is one; (None, what is wrong) if not.
 
-    The reviewers' UI sends {"decision", "comment", "reviewer_id", "review_id"}; a system outside
-    Django completing the callback over the API (an email link, a chat button) sends at least
-    {"decision": "approved" | "rejected" | "revise", "comment": "..."}. Pure, so replays agree.
+    The review pages and the API send {"decision", "comment", ...}; anything else reaches here
+    only when someone completed the callback by hand (the admin). Pure, so replays agree.
     """
     if not isinstance(result, dict):
         return None, f"expected a JSON object, got {type(result).__name__}"
@@ -144,7 +143,11 @@ def read_decision(result: Any) -> tuple[dict[str, Any] | None, str]:
 def await_decision(
     context: DurableContext, document_id: int, round_number: int, summary: dict[str, Any], timeout: int
 ) -> dict[str, Any]:
-    """Wait for the round's decision; one that cannot be used re-opens the review, losing nothing.
+    """Wait for the round's decision, as recorded on the round's review by whoever completed its
+    callback through the review pages or the API (each checks that a reviewer decides, and not
+    on their own document). The payload names no review the workflow trusts: the review is the
+    round's, the one whose callback completed. A decision no reviewer recorded (a callback
+    completed by hand), or one that cannot be used, re-opens the review, losing nothing.
 
     Raises CallbackTimeoutError when no decision came in time.
     """
@@ -157,19 +160,25 @@ def await_decision(
             name=name,
             config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes()),
         )
-        decision, problem = read_decision(result)
-        if decision is not None:
-            break
-    assert decision is not None
-    if "review_id" not in decision:
-        # Decided outside the reviewers' UI: record it on the review, as the UI does.
-        decision["review_id"] = context.step(
-            lambda _, d=decision: services.review_record_outside_decision(
-                document_id=document_id, round_number=round_number, decision=d["decision"], comment=d["comment"]
-            ),
-            name=f"record decision #{round_number}",
+        _, problem = read_decision(result)
+        if problem:
+            continue
+        recorded = context.step(
+            lambda _: selectors.review_decision_of(document_id=document_id, round_number=round_number),
+            name=f"record decision #{round_number}" + (f" (again, {attempt})" if attempt else ""),
         )
-    return decision
+        if recorded is not None:
+            return dict(recorded)
+        problem = "no reviewer made it: decisions come from the review pages or the API"
+    raise AssertionError("unreachable")  # itertools.count() never ends
+
+
+@durable_execution(name="document_webhook")
+def document_webhook(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
+    """Tell the client how a document ended when its own workflow could not (it was stopped,
+    timed out or failed): the same signed webhook, the same retries."""
+    outcome = {"document_id": int(event["document_id"]), "status": str(event["status"])}
+    return tell_client(context, {"notify": True}, outcome)
 
 
 @durable_execution(name="summarize_approve_persist")

@@ -7,6 +7,8 @@ and the APPROVALS_*, DURABLE_* and API_* variables listed in the README.
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -20,22 +22,51 @@ def env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+PRODUCTION = os.environ.get("DJANGO_ENV") == "production"
+
+
+def development_secret_key(path: Path) -> str:
+    """A random key made once per install and kept in `path` (like the demo passwords): a key
+    written in the source would let anyone forge sessions and every token's webhook signature."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if len(key) >= 50:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    draft.write_text(secrets.token_urlsafe(48))
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)  # atomic: of two processes starting at once, the first one's key wins
+    except FileExistsError:
+        if len(path.read_text().strip()) < 50:  # a short key left by hand: replace it
+            os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 
-if os.environ.get("DJANGO_ENV") == "production":
+if PRODUCTION:
     # Production refuses to start with development defaults.
     if DEBUG:
         raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("set DJANGO_SECRET_KEY to a random value of 32+ characters in production")
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            "set DJANGO_SECRET_KEY to a random value of 50+ characters in production (openssl rand -hex 32)"
+        )
     if env_bool("APPROVALS_WEBHOOK_ALLOW_HTTP", False):
         raise ImproperlyConfigured("webhooks are https-only in production: unset APPROVALS_WEBHOOK_ALLOW_HTTP")
+elif not SECRET_KEY:
+    SECRET_KEY = development_secret_key(BASE_DIR / "var" / "dev-secret-key")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.AdminConfig",  # Django's admin with our site (config/admin.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_rq",
+    "axes",  # failed logins: locked out after AXES_FAILURE_LIMIT tries (username and address)
     "ninja",  # only for its bundled Swagger UI assets: the docs page loads nothing from a CDN
     "durable",
     "approvals",
@@ -59,6 +91,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -163,6 +201,33 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(
     os.environ.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(max(MAX_DOCUMENT_BYTES * 2, 2621440)))
 )
 
+# Per-process cache by default; "shared" (Redis) is what counters every process must agree on
+# use (the API's per-token rate limit).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+}
+
+API_RATE_LIMIT = {
+    # Requests per token per window; over it the API answers 429 with Retry-After.
+    "REQUESTS": int(os.environ.get("API_RATE_LIMIT_REQUESTS", "300")),
+    "WINDOW_SECONDS": int(os.environ.get("API_RATE_LIMIT_WINDOW_SECONDS", "60")),
+    "CACHE": os.environ.get("API_RATE_LIMIT_CACHE", "shared"),
+}
+
+# Failed logins (django-axes): a username at an address is locked out after AXES_FAILURE_LIMIT
+# failures for AXES_COOLOFF_TIME; the login page then answers 429 with Retry-After.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(seconds=int(os.environ.get("AXES_COOLOFF_SECONDS", "900")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "approvals.views.login_locked_out"
+AXES_VERBOSE = False
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    # The client's address is the one the proxy saw (the last hop of X-Forwarded-For), not the proxy's.
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+    AXES_IPWARE_PROXY_COUNT = 1
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "approvals:dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -173,9 +238,20 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    # django-axes logs every successful login's reset at INFO; lockouts come at WARNING.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 if not DEBUG:
-    # Cookies only over https unless told otherwise (e.g. compose on plain http://localhost).
+    # https only, unless told otherwise (compose on plain http://localhost turns these off).
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain http
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
+    # TLS ends at a proxy that sets X-Forwarded-Proto (and strips it from clients' requests).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", False)

@@ -20,7 +20,8 @@ def env(**extra: str) -> dict[str, str]:
         "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}",
         "DJANGO_ENV": "production",
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "entrypoint-test-" + "k" * 40,
+        "DJANGO_SECRET_KEY": "entrypoint-test-" + "k7" * 20,
+        "DJANGO_SSL_REDIRECT": "false",  # the test speaks plain http
         **extra,
     }
 
@@ -63,6 +64,22 @@ def test_web_role_migrates_then_serves_with_gunicorn(tmp_path):
         web.terminate()
         output = web.communicate(timeout=30)[0].decode()
     assert "Booting worker" in output  # it really was gunicorn
+
+
+@pytest.mark.parametrize("secret", [None, "", "short-key", "x" * 60])
+def test_the_image_refuses_to_start_without_a_real_secret(tmp_path, secret):
+    """The Dockerfile sets production mode; then no role starts on a missing or weak key."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "DJANGO_ENV=production" in dockerfile.split("FROM", 1)[1].split("RUN", 1)[0]  # an ENV, not a RUN's
+    image_env = {k: v for k, v in env().items() if k not in ("DJANGO_SECRET_KEY", "DJANGO_DEBUG")}
+    if secret is not None:
+        image_env["DJANGO_SECRET_KEY"] = secret
+    image_env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'refused.sqlite3'}"
+    for role in ("migrate", "worker"):
+        done = subprocess.run([ENTRYPOINT, role], env=image_env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "set DJANGO_SECRET_KEY to a random value of 50+ characters" in done.stderr
+    assert not (tmp_path / "refused.sqlite3").exists()
 
 
 def test_other_roles_run_as_commands():

@@ -6,8 +6,10 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.test import Client
 
+from approvals.apps import REVIEWERS_GROUP
 from approvals.models import Review
 from approvals.services import review_decide
 from approvals.webhooks import verify_signature
@@ -39,6 +41,7 @@ def test_submit_review_publish_and_a_signed_webhook(workers, issue, settings):
     issued = issue("documents:submit", "executions:read")
     api = Api(Client(), issued.plaintext)
     reviewer = get_user_model().objects.create_user("reviewer")
+    Group.objects.get(name=REVIEWERS_GROUP).user_set.add(reviewer)
     with WebhookReceiver([503]) as receiver:
         answer = api.post("/api/documents", {"title": "Budget", "text": TEXT, "callback_url": receiver.url})
         assert answer.status_code == 202, answer.content

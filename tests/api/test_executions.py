@@ -1,4 +1,5 @@
-"""Executions of any durable function and their history, behind their own scope."""
+"""Executions and their history: a token reads those its owner started; operators (their own
+scope) read any durable function's."""
 
 import json
 import uuid
@@ -23,7 +24,13 @@ def finished():
         return runner.run(json.dumps({"a": 2, "b": 3}))
 
 
-def test_get_an_execution(api, finished):
+@pytest.fixture
+def operator(issue, make_api):
+    return make_api(issue("executions:read_all").plaintext)
+
+
+def test_get_an_execution(operator, finished):
+    api = operator
     response = api.get(f"/api/executions/{finished.execution_id}")
     assert response.status_code == 200, response.content
     body = response.json()
@@ -37,7 +44,8 @@ def test_get_an_execution(api, finished):
     assert body["ended_at"] is not None
 
 
-def test_history_in_the_official_shape(api, finished):
+def test_history_in_the_official_shape(operator, finished):
+    api = operator
     events = api.get(f"/api/executions/{finished.execution_id}/history").json()["Events"]
     types = [e["EventType"] for e in events]
     assert types[0] == "ExecutionStarted"
@@ -60,6 +68,24 @@ def test_executions_need_their_scope(issue, make_api, finished):
     submitter = make_api(issue("documents:submit").plaintext)
     assert_error(submitter.get(f"/api/executions/{finished.execution_id}"), 403, "missing_scope")
     assert_error(submitter.get(f"/api/executions/{finished.execution_id}/history"), 403, "missing_scope")
-    reader = make_api(issue("executions:read").plaintext)
+    reader = make_api(issue("executions:read_all").plaintext)
     assert reader.get(f"/api/executions/{finished.execution_id}").status_code == 200
     assert_error(reader.post("/api/documents", {"title": "t", "text": "t"}), 403, "missing_scope")
+
+
+def test_a_token_reads_only_the_executions_its_owner_started(issue, make_api, owner, other_owner, finished):
+    from approvals.services import document_submit
+
+    mine = document_submit(title="Mine", text="Some text.", submitter=owner)
+    theirs = document_submit(title="Theirs", text="Other text.", submitter=other_owner)
+    reader = make_api(issue("executions:read").plaintext)
+    assert reader.get(f"/api/executions/{mine.execution_id}").status_code == 200
+    assert reader.get(f"/api/executions/{mine.execution_id}/history").status_code == 200
+    for path in (f"/api/executions/{theirs.execution_id}", f"/api/executions/{theirs.execution_id}/history"):
+        error = assert_error(reader.get(path), 404, "not_found")  # as unknown as a missing one
+        assert "Other text" not in json.dumps(error)
+    # Not a document's: nobody's but the operators'.
+    assert_error(reader.get(f"/api/executions/{finished.execution_id}"), 404, "not_found")
+    operator = make_api(issue("executions:read_all").plaintext)
+    assert operator.get(f"/api/executions/{theirs.execution_id}/history").status_code == 200
+    assert operator.get(f"/api/executions/{finished.execution_id}").status_code == 200

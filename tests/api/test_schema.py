@@ -87,3 +87,39 @@ def test_the_docs_page_loads_nothing_from_outside(client, db):
         assert finders.find(asset), asset  # shipped in the django-ninja package, served by our static files
     schema = client.get("/api/openapi.json").json()
     assert schema["info"]["title"] == "Durable Django API"
+
+
+def _bad_bodies():
+    """The values no database stores, as raw JSON text (schemathesis itself sends only JSON it
+    can encode): non-finite numbers, lone surrogates, NUL, deep nesting."""
+    deep = '{"a": ' * 2100 + "1" + "}" * 2100
+    yield from ("NaN", "Infinity", "-Infinity", "1e400", '"\\ud800"', '"a\\u0000b"', deep)
+
+
+@pytest.mark.parametrize(
+    "bad", list(_bad_bodies()), ids=["NaN", "Infinity", "-Infinity", "1e400", "surrogate", "NUL", "deep"]
+)
+def test_values_no_database_stores_are_refused_as_the_schema_says(schema, issue, bad):
+    """Each operation that takes a body, with a bad value where its schema allows any JSON or a
+    string: the answer is one the schema documents (422), in the error shape, never a 500."""
+    auth = {"Authorization": f"Bearer {issue().plaintext}", "Content-Type": "application/json"}
+    bodies = {
+        ("POST", "/api/documents"): f'{{"title": "t", "text": "t", "metadata": {{"k": {bad}}}}}',
+        ("POST", "/api/callbacks/{callback_id}/succeed"): f'{{"result": {bad}}}',
+        ("POST", "/api/callbacks/{callback_id}/fail"): f'{{"error": {{"data": {bad}}}}}',
+    }
+    checked = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        body = bodies.get((operation.method.upper(), operation.path))
+        if body is None:
+            continue
+        case = operation.Case(path_parameters={"callback_id": "someCallbackId"}, headers=auth)
+        response = case.call(data=body.encode("utf-8", "surrogatepass"))
+        assert response.status_code == 422, response.content
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert error["details"][0]["type"] in {"non_finite_number", "lone_surrogate", "nul_character", "too_deep"}
+        case.validate_response(response, checks=CHECKS)
+        checked += 1
+    assert checked == 3

@@ -46,8 +46,14 @@ def strict(settings):
 
 @pytest.fixture
 def people():
+    from django.contrib.auth.models import Group
+
+    from approvals.apps import REVIEWERS_GROUP
+
     users = get_user_model().objects
-    return {"submitter": users.create_user("submitter"), "reviewer": users.create_user("reviewer")}
+    people = {"submitter": users.create_user("submitter"), "reviewer": users.create_user("reviewer")}
+    Group.objects.get(name=REVIEWERS_GROUP).user_set.add(people["reviewer"])
+    return people
 
 
 @pytest.mark.parametrize(
@@ -67,6 +73,32 @@ def people():
         "https://0.0.0.0/hook",
         "https:///no-host",
         "https://example.com:99999/hook",
+        # Not globally routable, though in no "private" list: shared (CGNAT), site-local, ...
+        "https://100.64.0.1/hook",
+        "https://100.127.255.254/hook",
+        "https://[fec0::1]/hook",
+        "https://[fc00::1]/hook",
+        "https://192.0.2.1/hook",  # documentation
+        "https://198.18.0.1/hook",  # benchmarking
+        "https://240.0.0.1/hook",  # reserved
+        "https://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "https://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible
+        # Numeric host forms, read as browsers and curl read them: all 127.0.0.1 or 0.0.0.0.
+        "https://0x7f000001/hook",
+        "https://2130706433/hook",
+        "https://127.1/hook",
+        "https://0177.0.0.1/hook",
+        "https://0x7f.0.0.1/hook",
+        "https://017700000001/hook",
+        "https://0/hook",
+        "https://0x0/hook",
+        "https://localhost./hook",
+        "https://LOCALHOST/hook",
+        "https://127.0.0.1./hook",
+        "https://10.1/hook",
+        "https://192.168.257/hook",
+        "https://256.256.256.256/hook",
     ],
 )
 def test_callback_urls_that_could_reach_inside_are_refused(strict, url):
@@ -190,7 +222,7 @@ def test_delivery_rechecks_the_address(local_webhooks, settings):
         # A name that passed the submit-time check but resolves inside is refused when resolved.
         assert resolve(Target("http", "localhost", port, "/")) == "127.0.0.1"
         settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
-        with pytest.raises(CallbackURLError, match="private or loopback"):
+        with pytest.raises(CallbackURLError, match="not public"):
             resolve(Target("http", "localhost", port, "/"))
         with pytest.raises(CallbackURLError):
             deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")

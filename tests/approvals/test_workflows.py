@@ -4,9 +4,11 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
 import llm
 from approvals import workflows
+from approvals.apps import REVIEWERS_GROUP
 from approvals.errors import (
     InvalidDecisionError,
     ReviewAlreadyDecidedError,
@@ -34,11 +36,14 @@ TEXT = (
 @pytest.fixture
 def people():
     users = get_user_model().objects
-    return {
+    reviewers = Group.objects.get(name=REVIEWERS_GROUP)
+    people = {
         "submitter": users.create_user("submitter", password="pw-submitter-1"),
         "reviewer": users.create_user("reviewer", password="pw-reviewer-1"),
         "second": users.create_user("second", password="pw-second-1"),
     }
+    reviewers.user_set.add(people["reviewer"], people["second"])
+    return people
 
 
 @pytest.fixture
@@ -201,6 +206,7 @@ def test_deciding_twice_changes_nothing(people, runner):
 def test_submitters_cannot_review_their_own_documents(people, runner):
     document = submit(people)
     review = open_review(runner, document, 1)
+    Group.objects.get(name=REVIEWERS_GROUP).user_set.add(people["submitter"])  # a reviewer who submitted
     with pytest.raises(ReviewerIsSubmitterError):
         review_decide(review, reviewer=people["submitter"], decision="approved")
     review.refresh_from_db()
@@ -247,23 +253,48 @@ def test_submit_document_command(people, tmp_path):
     empty.write_text("   ", encoding="utf-8")
     with pytest.raises(CommandError, match="empty"):
         call_command("submit_document", str(empty), "--user", "submitter")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"text\x00more text")
+    with pytest.raises(CommandError, match="NUL"):
+        call_command("submit_document", str(binary), "--user", "submitter")
     assert Document.objects.count() == 1
 
 
-def test_a_decision_sent_from_outside_the_ui_is_recorded_and_published(people, runner):
-    """An email link or chat button completes the review's callback over the API (same call)."""
+def test_a_callback_completed_by_hand_decides_nothing_and_reopens_the_review(people, runner):
+    """Completing the review's callback around the product (the admin's "complete callback", or
+    the engine's client) carries no reviewer: the workflow does not take it as a decision."""
     document = submit(people)
     review = open_review(runner, document, 1)
-    send_callback_success(review.callback_id, json.dumps({"decision": "approved", "comment": " From email. "}))
-    result = finish(runner, document)
-    assert json.loads(result.result)["status"] == "published"
+    send_callback_success(review.callback_id, json.dumps({"decision": "approved", "comment": "By hand."}))
+    runner.wait_for_callback(str(document.execution_id))
     review.refresh_from_db()
-    assert (review.decision, review.comment, review.reviewer) == ("approved", "From email.", None)
-    assert review.decided_at is not None
+    document.refresh_from_db()
+    assert (review.decision, review.reviewer) == ("", None)
+    assert document.status == "awaiting_review"
+    assert "no reviewer made it" in document.status_detail
+    assert not PublishedSummary.objects.exists()
+    review_decide(review, reviewer=people["reviewer"], decision="approved", comment="Fine.")
+    assert json.loads(finish(runner, document).result)["status"] == "published"
     published = PublishedSummary.objects.get(document=document)
-    assert (published.text, published.reviewer) == (review.summary, None)
-    names = list(Operation.objects.filter(execution_id=document.execution_id).values_list("name", flat=True))
-    assert "record decision #1" in names
+    assert (published.review, published.reviewer) == (review, people["reviewer"])
+
+
+def test_the_published_review_is_the_rounds_not_one_the_payload_names(people, runner):
+    """Round 1 was sent back for revision; a payload naming round 1's review on round 2's
+    callback must not publish round 1's summary."""
+    document = submit(people)
+    first = open_review(runner, document, 1)
+    review_decide(first, reviewer=people["reviewer"], decision="revise", comment="Shorter.")
+    second = open_review(runner, document, 2)
+    assert second.summary != first.summary
+    forged = {"decision": "approved", "comment": "", "review_id": first.pk, "reviewer_id": people["reviewer"].pk}
+    send_callback_success(second.callback_id, json.dumps(forged))  # around the product
+    runner.wait_for_callback(str(document.execution_id))
+    assert not PublishedSummary.objects.exists()
+    review_decide(Review.objects.get(pk=second.pk), reviewer=people["second"], decision="approved")
+    assert json.loads(finish(runner, document).result)["status"] == "published"
+    published = PublishedSummary.objects.get(document=document)
+    assert (published.review_id, published.text) == (second.pk, second.summary)
 
 
 @pytest.mark.parametrize(

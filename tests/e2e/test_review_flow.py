@@ -199,3 +199,20 @@ def test_submitting_from_the_browser_on_a_narrow_screen(login, people, tmp_path)
     assert width <= 375, f"the page scrolls sideways on a phone ({width}px wide)"
     screenshot(page, "document-narrow")
     assert Document.objects.get(title="From a phone").text == TEXT
+
+
+def test_with_debug_on_a_refused_decision_shows_its_error_inline(login, people, settings):
+    """`make run` has DEBUG on, which loads django-htmx's debug handler: it replaces the whole
+    page with any 400/403/404/500 answer. A refused decision must still show inline."""
+    settings.DEBUG = True
+    document = submit(people, title="Debug mode")
+    page = login("alice")
+    open_document(page, "Debug mode")
+    expect(page.locator('script[src*="django-htmx.js"][data-debug="True"]')).to_have_count(1)
+    page.get_by_role("button", name="Request revision").click()  # no comment: refused
+    expect(page.get_by_role("alert")).to_contain_text("needs feedback")
+    expect(page.get_by_role("heading", name="Debug mode")).to_be_visible()  # the page is still whole
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    expect(page.get_by_role("button", name="Approve")).to_be_visible()
+    screenshot(page, "document-refused-in-debug-mode")
+    assert Review.objects.get(document=document).decision == ""

@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from approvals.errors import InvalidValueError
 from approvals.services import document_submit
 
 MAX_BYTES = 1_000_000
@@ -37,5 +38,8 @@ class Command(BaseCommand):
             submitter = get_user_model().objects.get(username=user)
         except get_user_model().DoesNotExist as exc:
             raise CommandError(f"no user named {user!r}") from exc
-        document = document_submit(title=title or path.stem, text=text, submitter=submitter)
+        try:
+            document = document_submit(title=title or path.stem, text=text, submitter=submitter)
+        except InvalidValueError as exc:
+            raise CommandError(f"{file}: {exc}") from exc
         self.stdout.write(f"Submitted document {document.pk} (execution {document.execution_id})")
