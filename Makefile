@@ -42,7 +42,7 @@ test: dev-deps
 	tier "types (mypy durable/)" $(BIN)/mypy durable ; \
 	tier "import contracts" $(BIN)/lint-imports ; \
 	tier "tests on SQLite (pytest)" $(BIN)/pytest --ignore=tests/chaos $(PYTEST_ARGS) ; \
-	tier "engine, worker and chaos tests on PostgreSQL" scripts/with-postgres $(BIN)/pytest tests/durable tests/chaos $(PYTEST_ARGS) ; \
+	tier "engine, worker, chaos, API, product and bad-input tests on PostgreSQL" scripts/with-postgres $(BIN)/pytest tests/durable tests/chaos tests/api tests/approvals tests/test_bad_inputs.py $(PYTEST_ARGS) ; \
 	echo "== make test took $$(( $$(date +%s) - total ))s in all"
 
 format: dev-deps
