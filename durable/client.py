@@ -1,4 +1,8 @@
-"""The service API: start, inspect and stop executions (what Lambda's control plane offers)."""
+"""The service API: start, inspect and stop executions (what Lambda's control plane offers).
+
+With `durable.exceptions` and `durable.signals`, this is all a product needs of the engine:
+`Execution`, `ExecutionStatus` and `OperationView` are what it reads.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,25 @@ from durable.models import Execution, ExecutionStatus, Operation
 from durable.redrive import failure_units
 from durable.state import HistoryRecord, OperationStatus
 from durable.storable import error_dict, storable_json, unstorable_reason, utf8_size
+from durable.timeline import OperationView, operation_views
+
+__all__ = [
+    "Execution",
+    "ExecutionStatus",
+    "OperationView",
+    "callback_result_limit",
+    "get_execution",
+    "get_history",
+    "list_operations",
+    "record_operator_action",
+    "redrive_execution",
+    "reenqueue_execution",
+    "send_callback_failure",
+    "send_callback_heartbeat",
+    "send_callback_success",
+    "start_execution",
+    "stop_execution",
+]
 
 
 def start_execution(
@@ -107,6 +130,13 @@ def get_execution(execution_id: str | uuid.UUID) -> Execution:
         raise ExecutionNotFoundError(f"no execution with id {execution_id}") from None
 
 
+def list_operations(execution_id: str | uuid.UUID) -> list[OperationView]:
+    """The execution's operations, depth-first in journal order: each child context followed by
+    what ran inside it, with its depth. Raises ExecutionNotFoundError."""
+    execution = get_execution(execution_id)
+    return operation_views(execution.pk)
+
+
 def get_history(execution_id: str | uuid.UUID, *, include_execution_data: bool = True) -> dict[str, Any]:
     """The execution's events in the official service's shape: {"Events": [...]}."""
     execution = get_execution(execution_id)
@@ -169,6 +199,12 @@ def record_operator_action(execution_id: str | uuid.UUID, *, action: str, user: 
     details = storable_json({"Action": action, "User": user, **details})
     record = HistoryRecord("OperatorAction", None, details, clock.now())
     store.append_events(str(execution.pk), [record])
+
+
+def callback_result_limit() -> int:
+    """The largest callback result `send_callback_success` accepts, in UTF-8 bytes."""
+    limit: int = conf.get("MAX_CALLBACK_RESULT_BYTES")
+    return limit
 
 
 def send_callback_success(callback_id: str, result: bytes | str | None = None) -> None:

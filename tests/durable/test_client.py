@@ -148,3 +148,26 @@ def test_the_demo_command_runs_the_demo_to_success_in_process():
     assert "invocation 2: execution is SUCCEEDED" in text
     assert "Demo execution SUCCEEDED" in text
     assert Execution.objects.get(function_name="durable.demo").status == "SUCCEEDED"
+
+
+def test_list_operations_puts_children_under_their_context_with_depth():
+    from durable import DurableContext, durable_execution
+    from durable.client import list_operations
+    from durable.testing import DurableTestRunner
+
+    @durable_execution(name="tests.client.nested_listing")
+    def nested(event, context: DurableContext) -> int:
+        context.step(lambda _: 1, name="first")
+        context.run_in_child_context(lambda child: child.step(lambda _: 2, name="inner"), name="child")
+        return context.step(lambda _: 3, name="last")
+
+    with DurableTestRunner(nested) as runner:
+        result = runner.run()
+    rows = [(op.name, op.type, op.depth, op.status) for op in list_operations(result.execution_id)]
+    assert rows == [
+        ("first", "STEP", 0, "SUCCEEDED"),
+        ("child", "CONTEXT", 0, "SUCCEEDED"),
+        ("inner", "STEP", 1, "SUCCEEDED"),
+        ("last", "STEP", 0, "SUCCEEDED"),
+    ]
+    assert list_operations(result.execution_id)[0].result == "1"
