@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from durable.retries import RetryDecision
     from durable.serdes import SerDes
 
 T = TypeVar("T")
@@ -65,7 +64,25 @@ class JitterStrategy(enum.StrEnum):
         return delay
 
 
-RetryStrategy = Callable[[Exception, int], "RetryDecision"]
+@dataclass(frozen=True)
+class RetryDecision:
+    should_retry: bool
+    delay: Duration
+
+    @property
+    def delay_seconds(self) -> int:
+        return self.delay.to_seconds()
+
+    @classmethod
+    def retry(cls, delay: Duration) -> RetryDecision:
+        return cls(True, delay)
+
+    @classmethod
+    def no_retry(cls) -> RetryDecision:
+        return cls(False, Duration())
+
+
+RetryStrategy = Callable[[Exception, int], RetryDecision]
 
 
 @dataclass

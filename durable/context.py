@@ -20,8 +20,7 @@ from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
-from durable.state import ExecutionState, OperationSubType
-from durable.storable import check_name
+from durable.state import ExecutionState, OperationSubType, check_name
 from durable.types import StepContext, WaitForCallbackContext
 
 _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {

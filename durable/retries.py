@@ -1,4 +1,8 @@
-"""Retry strategies: a function of (error, attempts made) returning a RetryDecision."""
+"""Retry strategies: a function of (error, attempts made) returning a RetryDecision.
+
+`RetryDecision` lives in `durable.config` (beside the `StepConfig` that takes a strategy) so
+the two modules do not import each other; it is exported here too, where the official SDK has it.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,22 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from durable.config import Duration, JitterStrategy
+from durable.config import Duration, JitterStrategy, RetryDecision, RetryStrategy
+
+__all__ = [
+    "LinearRetryStrategyConfig",
+    "RetryDecision",
+    "RetryPresets",
+    "RetryStrategy",
+    "RetryStrategyConfig",
+    "create_linear_retry_strategy",
+    "create_retry_strategy",
+]
 
 Numeric = int | float
-RetryStrategy = Callable[[Exception, int], "RetryDecision"]
 
 # Jitter draws from this generator; the test runner may seed it for repeatable delays.
 jitter_random = random.Random()
-
-
-@dataclass(frozen=True)
-class RetryDecision:
-    should_retry: bool
-    delay: Duration
-
-    @property
-    def delay_seconds(self) -> int:
-        return self.delay.to_seconds()
-
-    @classmethod
-    def retry(cls, delay: Duration) -> RetryDecision:
-        return cls(True, delay)
-
-    @classmethod
-    def no_retry(cls) -> RetryDecision:
-        return cls(False, Duration())
 
 
 @dataclass

@@ -23,11 +23,25 @@ from durable.exceptions import (
     NonDeterministicExecutionError,
     SuspendExecution,
     TimedSuspendExecution,
+    ValidationError,
 )
-from durable.storable import check_name
+from durable.storable import MAX_NAME_LENGTH, escape, unstorable_reason
 
 # The step whose body runs in this thread or task, if any, with the state it belongs to.
 _in_step: ContextVar[tuple[ExecutionState, str] | None] = ContextVar("durable_in_step", default=None)
+
+
+def check_name(name: str | None, what: str) -> None:
+    """Refuse an operation name that cannot be stored. Raises ValidationError."""
+    if name is None:
+        return
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"the name of {what} {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_LENGTH}"
+        )
+    reason = unstorable_reason(name)
+    if reason:
+        raise ValidationError(f"the name of {what} {escape(name)!r} cannot be stored: {reason}")
 
 
 class OperationType(enum.StrEnum):

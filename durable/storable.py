@@ -45,21 +45,6 @@ def escape(text: str) -> str:
     return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_name(name: str | None, what: str) -> None:
-    """Refuse an operation name that cannot be stored. Raises ValidationError."""
-    from durable.exceptions import ValidationError  # durable.exceptions builds on this module
-
-    if name is None:
-        return
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(
-            f"the name of {what} {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_LENGTH}"
-        )
-    reason = unstorable_reason(name)
-    if reason:
-        raise ValidationError(f"the name of {what} {escape(name)!r} cannot be stored: {reason}")
-
-
 def storable_json(value: Any, depth: int = 0) -> Any:
     """`value` as JSON both databases store: strings escaped, non-finite numbers and other
     objects as text, nesting capped."""

@@ -8,7 +8,7 @@ same error class as the first run.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from durable.config import ChildConfig
 from durable.exceptions import FATAL, ChildContextError, ExecutionError, SerDesError, error_object
@@ -23,10 +23,8 @@ from durable.state import (
 )
 from durable.storable import unstorable_reason, utf8_size
 
-if TYPE_CHECKING:
-    from durable.context import DurableContext
-
 T = TypeVar("T")
+C = TypeVar("C")  # the context type (DurableContext): generic, so this module needs no import of it
 
 
 def run_child(
@@ -35,8 +33,8 @@ def run_child(
     parent_id: str | None,
     name: str | None,
     config: ChildConfig[Any],
-    func: Callable[[DurableContext], T],
-    make_context: Callable[[str], DurableContext],
+    func: Callable[[C], T],
+    make_context: Callable[[str], C],
 ) -> T:
     sub_type = config.sub_type or OperationSubType.RUN_IN_CHILD_CONTEXT.value
     record = state.visit(operation_id, OperationType.CONTEXT, sub_type, name, parent_id)
