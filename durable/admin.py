@@ -27,6 +27,7 @@ from durable.client import (
     send_callback_success,
     stop_execution,
 )
+from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.timeline import pretty_json, pretty_value, preview, stack_trace, timeline
@@ -190,13 +191,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def stop_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
             reason = data["reason"] or "stopped by an operator"
-            error: dict[str, Any] = {
-                "ErrorType": "ExecutionStopped",
-                "ErrorMessage": reason,
-                "ErrorData": None,
-                "StackTrace": [],
-            }
-            stop_execution(execution.pk, error=error)
+            stop_execution(execution.pk, error=ErrorObject("ExecutionStopped", reason).to_dict())
             return {"Reason": reason}
 
         return self._act(
@@ -268,8 +263,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            error = {"ErrorType": data["error_type"], "ErrorMessage": data["message"]}
-            send_callback_failure(callback_id, error)
+            send_callback_failure(callback_id, ErrorObject(data["error_type"], data["message"]).to_dict())
             return {"CallbackId": callback_id}
 
         return self._act(

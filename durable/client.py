@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from durable import clock, conf, dispatch, signals, store
 from durable.config import Duration
+from durable.errors import ErrorObject
 from durable.exceptions import (
     ExecutionAlreadyExistsError,
     ExecutionNotFoundError,
@@ -28,7 +29,7 @@ from durable.history import history_events
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.redrive import failure_units
 from durable.state import HistoryRecord, OperationStatus
-from durable.storable import error_dict, storable_json, unstorable_reason, utf8_size
+from durable.storable import storable_json, unstorable_reason, utf8_size
 from durable.timeline import OperationView, operation_views
 
 __all__ = [
@@ -243,22 +244,19 @@ def send_callback_heartbeat(callback_id: str) -> None:
 
 def _error_payload(error: Any) -> dict[str, Any]:
     if error is None:
-        return error_dict("CallbackError", "the callback failed")
+        return ErrorObject("CallbackError", "the callback failed").to_dict()
     if isinstance(error, BaseException):
-        return error_dict(type(error).__name__, str(error))
+        return ErrorObject(type(error).__name__, str(error)).to_dict()
     if isinstance(error, dict):
-        return error_dict(
-            str(error.get("ErrorType") or error.get("type") or "CallbackError"),
-            str(error.get("ErrorMessage") or error.get("message") or ""),
-            error.get("ErrorData", error.get("data")),
-            list(error.get("StackTrace") or error.get("stack_trace") or []),
+        found = ErrorObject.from_dict(error)
+    else:  # the official ErrorObject, or anything with its fields
+        found = ErrorObject(
+            getattr(error, "type", None) or "",
+            getattr(error, "message", None) or str(error),
+            getattr(error, "data", None),
+            list(getattr(error, "stack_trace", None) or []),
         )
-    return error_dict(
-        getattr(error, "type", None) or "CallbackError",
-        getattr(error, "message", None) or str(error),
-        getattr(error, "data", None),
-        list(getattr(error, "stack_trace", None) or []),
-    )
+    return ErrorObject(found.type or "CallbackError", found.message, found.data, found.stack_trace).to_dict()
 
 
 def redrive_execution(execution_id: str | uuid.UUID) -> Execution:

@@ -7,11 +7,8 @@ swallow them; everything a user is meant to catch is an `Exception`.
 from __future__ import annotations
 
 import enum
-import traceback
 from datetime import datetime
 from typing import Any, NoReturn
-
-from durable.storable import error_dict
 
 
 class TerminationReason(enum.Enum):
@@ -247,19 +244,6 @@ class CallbackExpiredError(DurableExecutionsError):
 
 class UnknownFunctionError(DurableExecutionsError):
     """No durable function is registered under this name."""
-
-
-def error_object(error: BaseException) -> dict[str, Any]:
-    """The error in the journal's shape (ErrorType, ErrorMessage, ErrorData, StackTrace), with
-    any text the database cannot store escaped."""
-    if isinstance(error, DurableOperationError):
-        # As the official SDK records it: the wrapper's type, the original message and stack.
-        return error_dict(type(error).__name__, error.message or "", error.data, error.stack_trace or _stack(error))
-    return error_dict(type(error).__name__, str(error), None, _stack(error))
-
-
-def _stack(error: BaseException) -> list[str]:
-    return [line.rstrip("\n") for line in traceback.format_exception(error)][-40:]
 
 
 def raise_recorded(

@@ -34,6 +34,7 @@ from durable import clock, conf, dispatch, signals, store
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
+from durable.errors import ErrorObject
 from durable.exceptions import (
     CheckpointFailedError,
     CheckpointRefusedError,
@@ -43,13 +44,12 @@ from durable.exceptions import (
     LeaseLostError,
     SuspendExecution,
     UnknownFunctionError,
-    error_object,
     failure_path,
 )
 from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState, HistoryRecord
-from durable.storable import error_dict, utf8_size
+from durable.storable import utf8_size
 
 log = logging.getLogger("durable.runtime")
 
@@ -104,18 +104,18 @@ def run_invocation(
 
     if now >= execution.timeout_at:
         message = f"execution exceeded its timeout of {execution.timeout_seconds} seconds"
-        return ending.end(ExecutionStatus.TIMED_OUT, error=error_dict("ExecutionTimedOut", message))
+        return ending.end(ExecutionStatus.TIMED_OUT, error=ErrorObject("ExecutionTimedOut", message).to_dict())
     if execution.consecutive_deaths > 2 * limit:
         message = (
             f"{execution.consecutive_deaths} invocations in a row died before finishing "
             "(outside any step, or faster than a step could count them); the execution is failed so it "
             "cannot loop forever"
         )
-        return ending.end(ExecutionStatus.FAILED, error=error_dict("InvocationDiedError", message))
+        return ending.end(ExecutionStatus.FAILED, error=ErrorObject("InvocationDiedError", message).to_dict())
     try:
         function = get_function(execution.function_name)
     except UnknownFunctionError as exc:
-        return ending.end(ExecutionStatus.FAILED, error=error_object(exc))
+        return ending.end(ExecutionStatus.FAILED, error=ErrorObject.from_exception(exc).to_dict())
 
     operations = store.load_journal(str(execution.pk), first_invocation=execution.invocation_count == 1)
     state = ExecutionState(
@@ -220,7 +220,7 @@ class _Ending:
         if isinstance(stopped, InvocationError):
             return self._invocation_failed(stopped)
         self.extra["failed_operations"] = failure_path(stopped)
-        return self.end(ExecutionStatus.FAILED, error=error_object(stopped))
+        return self.end(ExecutionStatus.FAILED, error=ErrorObject.from_exception(stopped).to_dict())
 
     def _invocation_failed(self, error: InvocationError) -> InvocationOutcome:
         """The invocation failed, not the execution: run again later, within a bound."""
@@ -231,8 +231,8 @@ class _Ending:
                 f"{failures} invocations in a row failed with an {type(error).__name__} (the last: {error}); "
                 "the execution is failed so it cannot loop forever"
             )
-            return self.end(ExecutionStatus.FAILED, error=error_dict(type(error).__name__, message))
-        self.invocation["Error"] = error_object(error)
+            return self.end(ExecutionStatus.FAILED, error=ErrorObject(type(error).__name__, message).to_dict())
+        self.invocation["Error"] = ErrorObject.from_exception(error).to_dict()
         self.extra["failed_invocations"] = failures
         delay = min(2 ** (failures - 1), MAX_INVOCATION_BACKOFF_SECONDS)
         return self.end(ExecutionStatus.RUNNING, wake_at=clock.now() + timedelta(seconds=delay))
@@ -242,7 +242,9 @@ class _Ending:
         if self.state is not None:
             self.state.pending_checkpoints()  # dropped: they hold what was refused
         log.error("invocation of %s: %s", self.journal.execution_id, error)
-        return self.end(ExecutionStatus.FAILED, error=error_dict("CheckpointRefusedError", str(error)), refused=True)
+        return self.end(
+            ExecutionStatus.FAILED, error=ErrorObject("CheckpointRefusedError", str(error)).to_dict(), refused=True
+        )
 
     def _unrecorded(self) -> InvocationOutcome:
         count = self.state.checkpoint_count if self.state else 0

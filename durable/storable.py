@@ -61,13 +61,3 @@ def storable_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         return {escape(str(k)): storable_json(v, depth + 1) for k, v in value.items()}
     return escape(str(value))
-
-
-def error_dict(error_type: str, message: str, data: Any = None, stack_trace: list[str] | None = None) -> dict[str, Any]:
-    """An error in the journal's shape (ErrorType, ErrorMessage, ErrorData, StackTrace), storable."""
-    return {
-        "ErrorType": escape(str(error_type)),
-        "ErrorMessage": escape(str(message)),
-        "ErrorData": storable_json(data),
-        "StackTrace": [escape(str(line)) for line in stack_trace or []],
-    }

@@ -21,11 +21,11 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from durable import clock, conf, dispatch, signals, store
+from durable.errors import ErrorObject
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
 from durable.state import HistoryRecord, OperationStatus, OperationType
-from durable.storable import error_dict
 
 log = logging.getLogger("durable.sweep")
 
@@ -112,7 +112,7 @@ def _skip_locked(queryset: QuerySet[Any]) -> QuerySet[Any]:
 
 
 def _time_out_executions(now: datetime, limit: int) -> list[str]:
-    error = error_dict("ExecutionTimedOut", "execution exceeded its timeout")
+    error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
     with transaction.atomic():
         rows = list(_skip_locked(timed_out_query(now)).values_list("pk", "function_name", "execution_name")[:limit])
         if not rows:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from durable.config import CallbackConfig
+from durable.errors import ErrorObject
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -28,7 +29,6 @@ from durable.state import (
     OperationSubType,
     OperationType,
 )
-from durable.storable import error_dict
 
 T = TypeVar("T")
 
@@ -95,7 +95,7 @@ def timeout_error(record: OperationRecord, now: datetime) -> dict[str, Any] | No
         message = f"callback {label} timed out: no heartbeat by {record.heartbeat_deadline.isoformat()}"
     else:
         return None
-    return error_dict("CallbackTimeoutError", message)
+    return ErrorObject("CallbackTimeoutError", message).to_dict()
 
 
 def create_callback(

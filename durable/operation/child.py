@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from durable.config import ChildConfig
-from durable.exceptions import FATAL, ChildContextError, ExecutionError, SerDesError, error_object
+from durable.errors import ErrorObject
+from durable.exceptions import FATAL, ChildContextError, ExecutionError, SerDesError
 from durable.serdes import deserialize, serialize
 from durable.state import (
     ExecutionState,
@@ -65,7 +66,7 @@ def run_child(
         # Any other exception (a BaseException such as asyncio.CancelledError included) fails
         # the child, recorded with the inner error's type.
         record.status = OperationStatus.FAILED
-        record.error = error_object(exc)
+        record.error = ErrorObject.from_exception(exc).to_dict()
         record.ended_at = state.now()
         state.checkpoint(record, [HistoryRecord("ContextFailed", None, {"Error": {"Payload": record.error}})])
         raise _recorded_error(record.error, operation_id) from exc

@@ -7,13 +7,13 @@ from datetime import timedelta
 from typing import Any, NoReturn, TypeVar, cast
 
 from durable.config import StepConfig, StepSemantics
+from durable.errors import ErrorObject
 from durable.exceptions import (
     FATAL,
     ExecutionError,
     SerDesError,
     StepError,
     StepInterruptedError,
-    error_object,
     raise_recorded,
 )
 from durable.logger import ReplayAwareLogger
@@ -203,7 +203,7 @@ class StepOperation:
             self._fail(record, error)
         delay = max(1, decision.delay_seconds)
         record.status = OperationStatus.PENDING
-        record.error = error_object(error)
+        record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = self.state.now() + timedelta(seconds=delay)
         details = {
             "Error": {"Payload": record.error},
@@ -218,7 +218,7 @@ class StepOperation:
 
     def _fail(self, record: OperationRecord, error: BaseException) -> NoReturn:
         record.status = OperationStatus.FAILED
-        record.error = error_object(error)
+        record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = None
         record.ended_at = self.state.now()
         details = {
