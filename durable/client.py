@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, signals, store
+from durable import clock, conf, dispatch, events, signals, store
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -28,7 +28,7 @@ from durable.execution import DurableFunction, get_function, validate_timeout
 from durable.history import history_events
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.redrive import failure_units
-from durable.state import HistoryRecord, OperationStatus
+from durable.state import OperationStatus
 from durable.storable import storable_json, unstorable_reason, utf8_size
 from durable.timeline import OperationView, operation_views
 
@@ -90,9 +90,8 @@ def start_execution(
         timeout_at=now + timedelta(seconds=timeout),
         wake_at=now,
     )
-    details = {"Input": {"Payload": payload, "Truncated": False}, "ExecutionTimeout": timeout}
     try:
-        store.insert_execution(execution, [HistoryRecord("ExecutionStarted", None, details, now)])
+        store.insert_execution(execution, [events.execution_started(payload, timeout, now)])
     except IntegrityError:
         # Another caller started the same name between our read and our insert.
         existing = _existing(fn.name, name, digest)
@@ -158,8 +157,7 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
         )
         if not stopped:
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
-        details = {"Error": {"Payload": error}} if error else {}
-        store.append_events(str(execution.pk), [HistoryRecord("ExecutionStopped", None, details, now)])
+        store.append_events(str(execution.pk), [events.execution_stopped(error, now)])
         signals.on_commit_status_changed(
             execution_id=str(execution.pk),
             function_name=execution.function_name,
@@ -187,8 +185,7 @@ def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:
         )
         if not woken:
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
-        details = {"PreviousWakeAt": execution.wake_at.isoformat() if execution.wake_at else None}
-        store.append_events(str(execution.pk), [HistoryRecord("ExecutionReenqueued", None, details, now)])
+        store.append_events(str(execution.pk), [events.execution_reenqueued(execution.wake_at, now)])
         dispatch.on_commit_wake(str(execution.pk), now)
     execution.refresh_from_db()
     return execution
@@ -197,9 +194,8 @@ def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:
 def record_operator_action(execution_id: str | uuid.UUID, *, action: str, user: str, **details: Any) -> None:
     """Append who did what by hand (stop, redrive, complete a callback...) to the history."""
     execution = get_execution(execution_id)
-    details = storable_json({"Action": action, "User": user, **details})
-    record = HistoryRecord("OperatorAction", None, details, clock.now())
-    store.append_events(str(execution.pk), [record])
+    action_details = storable_json({"Action": action, "User": user, **details})
+    store.append_events(str(execution.pk), [events.operator_action(action_details, clock.now())])
 
 
 def callback_result_limit() -> int:
@@ -289,8 +285,7 @@ def redrive_execution(execution_id: str | uuid.UUID) -> Execution:
         Operation.objects.filter(execution=execution, operation_id__in=contexts).update(
             status=OperationStatus.STARTED, error=None, ended_at=None
         )
-        details = {"ClearedOperations": cleared, "ReopenedContexts": contexts, "PreviousError": execution.error}
-        store.append_events(str(execution.pk), [HistoryRecord("ExecutionRedriven", None, details, now)])
+        store.append_events(str(execution.pk), [events.execution_redriven(cleared, contexts, execution.error, now)])
         dispatch.on_commit_wake(str(execution.pk), now)
         signals.on_commit_status_changed(
             execution_id=str(execution.pk),

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from durable.events import RESULT_EVENTS
 from durable.models import Execution
 
 _PAYLOAD_KEYS = ("Input", "Result")
-
-
-# Events whose result is stored once, in its operation's (or the execution's) row, and shown here.
-_RESULT_EVENTS = frozenset({"StepSucceeded", "ContextSucceeded", "CallbackSucceeded", "ExecutionSucceeded"})
 
 
 def history_events(execution: Execution, *, include_execution_data: bool = True) -> list[dict[str, Any]]:
@@ -22,7 +19,7 @@ def history_events(execution: Execution, *, include_execution_data: bool = True)
         )
     )
     results: dict[str | None, str | None] | None = None
-    if include_execution_data and any(row[0] in _RESULT_EVENTS for row in rows):
+    if include_execution_data and any(row[0] in RESULT_EVENTS for row in rows):
         results = dict(execution.operations.values_list("operation_id", "result"))
         results[None] = execution.result
     for rank, (event_type, op_id, parent_id, name, sub_type, timestamp, details) in enumerate(rows, 1):
@@ -34,7 +31,7 @@ def history_events(execution: Execution, *, include_execution_data: bool = True)
         elif event_type.startswith("Execution"):
             event.update(Id=str(execution.pk), Name=execution.execution_name)
         body = dict(details or {})
-        if results is not None and event_type in _RESULT_EVENTS and "Result" in body:
+        if results is not None and event_type in RESULT_EVENTS and "Result" in body:
             result = dict(body["Result"])
             result.setdefault("Payload", results.get(op_id or None))
             body["Result"] = result

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from durable import clock, conf, dispatch, signals, store
+from durable import clock, conf, dispatch, events, signals, store
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -48,7 +48,7 @@ from durable.exceptions import (
 )
 from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
-from durable.state import ExecutionState, HistoryRecord
+from durable.state import ExecutionState
 from durable.storable import utf8_size
 
 log = logging.getLogger("durable.runtime")
@@ -186,13 +186,6 @@ def _result_payload(result: Any, limit: int) -> str:
     return payload
 
 
-_FINAL_EVENTS = {
-    ExecutionStatus.SUCCEEDED: "ExecutionSucceeded",
-    ExecutionStatus.FAILED: "ExecutionFailed",
-    ExecutionStatus.TIMED_OUT: "ExecutionTimedOut",
-}
-
-
 @dataclass
 class _Ending:
     """Records how the invocation ended, in its last transaction (which releases the lease)."""
@@ -261,22 +254,18 @@ class _Ending:
     ) -> InvocationOutcome:
         now = clock.now()
         self.invocation["EndTimestamp"] = now.isoformat()
-        events = [HistoryRecord("InvocationCompleted", None, self.invocation, now)]
+        history = [events.invocation_completed(self.invocation, now)]
         changes: dict[str, Any] = {"status": status, **self.extra}
         if status is ExecutionStatus.RUNNING:
             # Never later than the timeout: the invocation then ends the execution.
             changes["wake_at"] = min(wake_at, self.execution.timeout_at) if wake_at else self.execution.timeout_at
         else:
-            # The result is stored once, in the execution's row; the history shows it from there.
-            details: dict[str, Any] = {"Result": {"Truncated": False}} if result is not None else {}
-            if error is not None:
-                details = {"Error": {"Payload": error}}
-            events.append(HistoryRecord(_FINAL_EVENTS[status], None, details, now))
+            history.append(events.execution_ended(status, error=error, has_result=result is not None, at=now))
             changes.update(result=result, error=error, ended_at=now, wake_at=None)
         checkpoints = self.state.pending_checkpoints() if self.state else []
         watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
         try:
-            if self.journal.finish(checkpoints, events, watched_callbacks=watched, **changes):
+            if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
                 changes["wake_at"] = clock.now()
         except LeaseLostError:
             log.warning("invocation of %s lost its lease before it could finish", self.journal.execution_id)

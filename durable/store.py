@@ -19,6 +19,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 
 from durable import clock, dispatch
+from durable.events import callback_completed
 from durable.exceptions import (
     CallbackAlreadyCompletedError,
     CallbackExpiredError,
@@ -570,11 +571,9 @@ def complete_callback(
         op.ended_at = now
         op.save(update_fields=["status", "result", "error", "ended_at"])
         Execution.objects.filter(pk=op.execution_id, status=ExecutionStatus.RUNNING).update(wake_at=now)
-        event = "CallbackSucceeded" if status is OperationStatus.SUCCEEDED else "CallbackFailed"
-        # A result is stored once, in the operation's row; the history shows it from there.
-        details: dict[str, Any] = {"Result": {"Truncated": False}} if result is not None else {}
-        if error is not None:
-            details = {"Error": {"Payload": error}}
-        append_events(str(op.execution_id), [HistoryRecord(event, record, details, now)])
+        event = callback_completed(
+            record, succeeded=status is OperationStatus.SUCCEEDED, has_result=result is not None, error=error, at=now
+        )
+        append_events(str(op.execution_id), [event])
         dispatch.on_commit_wake(str(op.execution_id), now)
     return op

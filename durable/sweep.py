@@ -20,12 +20,12 @@ import redis
 from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
-from durable import clock, conf, dispatch, signals, store
+from durable import clock, conf, dispatch, events, signals, store
 from durable.errors import ErrorObject
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
-from durable.state import HistoryRecord, OperationStatus, OperationType
+from durable.state import OperationStatus, OperationType
 
 log = logging.getLogger("durable.sweep")
 
@@ -120,7 +120,9 @@ def _time_out_executions(now: datetime, limit: int) -> list[str]:
         ids = [str(pk) for pk, _, _ in rows]
         Execution.objects.filter(pk__in=ids).update(**store.ended(ExecutionStatus.TIMED_OUT, now, error))
         for pk, function_name, execution_name in rows:
-            store.append_events(str(pk), [HistoryRecord("ExecutionTimedOut", None, {"Error": {"Payload": error}}, now)])
+            store.append_events(
+                str(pk), [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)]
+            )
             signals.on_commit_status_changed(
                 execution_id=str(pk),
                 function_name=function_name,
@@ -169,8 +171,7 @@ def _time_out_callbacks(execution_id: str, now: datetime) -> int:
                 continue
             count += 1
             assert record is not None
-            details = {"Error": {"Payload": error}}
-            store.append_events(execution_id, [HistoryRecord("CallbackTimedOut", record, details, now)])
+            store.append_events(execution_id, [events.callback_timed_out(error, operation=record, at=now)])
     return count
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from durable import events
 from durable.config import CallbackConfig
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -23,7 +24,6 @@ from durable.exceptions import (
 from durable.serdes import PassThroughSerDes, SerDes, deserialize
 from durable.state import (
     ExecutionState,
-    HistoryRecord,
     OperationRecord,
     OperationStatus,
     OperationSubType,
@@ -78,7 +78,7 @@ class Callback(Generic[T]):
             # Whoever commits first wins: the time-out is written only if no completion or
             # heartbeat committed since the callback was read; if one did, it is read again.
             timed_out = replace(record, status=OperationStatus.TIMED_OUT, ended_at=now, error=error)
-            event = HistoryRecord("CallbackTimedOut", None, {"Error": {"Payload": error}})
+            event = events.callback_timed_out(error)
             if self.state.time_out(timed_out, [event]):
                 raise_recorded(error, CallbackTimeoutError, self.operation_id)
             record = self.state.refresh(self.operation_id) or record
@@ -105,6 +105,7 @@ def create_callback(
     record = state.visit(operation_id, OperationType.CALLBACK, sub_type, name, parent_id)
     if record is None:
         now = state.now()
+        callback_id = new_callback_id()
         record = OperationRecord(
             operation_id=operation_id,
             type=OperationType.CALLBACK,
@@ -112,7 +113,7 @@ def create_callback(
             name=name,
             status=OperationStatus.STARTED,
             parent_id=parent_id,
-            callback_id=new_callback_id(),
+            callback_id=callback_id,
             started_at=now,
             callback_deadline=now + timedelta(seconds=config.timeout_seconds) if config.timeout_seconds else None,
             heartbeat_deadline=(
@@ -120,13 +121,9 @@ def create_callback(
             ),
             heartbeat_seconds=config.heartbeat_timeout_seconds or None,
         )
-        details = {
-            "CallbackId": record.callback_id,
-            "Timeout": config.timeout_seconds,
-            "HeartbeatTimeout": config.heartbeat_timeout_seconds,
-        }
         # Synchronous: the id must be on disk before anyone can be told it.
-        state.checkpoint(record, [HistoryRecord("CallbackStarted", None, details)])
+        event = events.callback_started(callback_id, config.timeout_seconds, config.heartbeat_timeout_seconds)
+        state.checkpoint(record, [event])
     # A callback past its deadline is timed out when it is awaited (or by the sweep), not here:
     # one nobody awaits cannot move the execution, and it does not keep it due.
     assert record.callback_id is not None

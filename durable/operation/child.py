@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from durable import events
 from durable.config import ChildConfig
 from durable.errors import ErrorObject
 from durable.exceptions import FATAL, ChildContextError, ExecutionError, SerDesError
 from durable.serdes import deserialize, serialize
 from durable.state import (
     ExecutionState,
-    HistoryRecord,
     OperationRecord,
     OperationStatus,
     OperationSubType,
@@ -56,7 +56,7 @@ def run_child(
             parent_id=parent_id,
             started_at=state.now(),
         )
-        state.checkpoint(record, [HistoryRecord("ContextStarted", None)], sync=False)
+        state.checkpoint(record, [events.context_started()], sync=False)
     try:
         result = func(make_context(operation_id))
         payload = None if result is None else _payload(state, config, result, operation_id, name)
@@ -68,13 +68,12 @@ def run_child(
         record.status = OperationStatus.FAILED
         record.error = ErrorObject.from_exception(exc).to_dict()
         record.ended_at = state.now()
-        state.checkpoint(record, [HistoryRecord("ContextFailed", None, {"Error": {"Payload": record.error}})])
+        state.checkpoint(record, [events.context_failed(record.error)])
         raise _recorded_error(record.error, operation_id) from exc
     record.status = OperationStatus.SUCCEEDED
     record.result = payload
     record.ended_at = state.now()
-    # The result is stored once, in the operation's row; the history shows it from there.
-    state.checkpoint(record, [HistoryRecord("ContextSucceeded", None, {"Result": {"Truncated": False}})])
+    state.checkpoint(record, [events.context_succeeded()])
     if payload is None:
         return None  # type: ignore[return-value]
     value = deserialize(config.serdes, payload, operation_id, state.execution_id)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar, cast
 
+from durable import events
 from durable.config import StepConfig, StepSemantics
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -21,7 +22,6 @@ from durable.retries import RetryPresets
 from durable.serdes import deserialize, serialize
 from durable.state import (
     ExecutionState,
-    HistoryRecord,
     OperationRecord,
     OperationStatus,
     OperationSubType,
@@ -120,7 +120,7 @@ class StepOperation:
         self.state.flush()
         # At-most-once must have STARTED on disk before the body runs; at-least-once lets it
         # ride with the SUCCEEDED write, saving a transaction per step.
-        self.state.checkpoint(record, [HistoryRecord("StepStarted", None)], sync=at_most_once)
+        self.state.checkpoint(record, [events.step_started()], sync=at_most_once)
         context = StepContext(
             logger=self.logger.with_extra(operation_id=self.operation_id, attempt=attempt),
             attempt=attempt,
@@ -157,16 +157,12 @@ class StepOperation:
         record.result = payload
         record.error = None
         record.ended_at = self.state.now()
-        # The result is stored once, in the operation's row; the history shows it from there.
-        details: dict[str, Any] = {"Result": {"Truncated": False}}
-        if attempt > 1:
-            details["RetryDetails"] = {"CurrentAttempt": attempt}
         # An at-least-once step's SUCCEEDED rides with the next write: the next step flushes it
         # before its body runs, and the invocation's last transaction takes what is left. A crash
         # before then runs this step again, which at-least-once allows. A transactional step's
         # record commits with its body; an at-most-once step's is written at once.
         deferred = self.config.step_semantics is StepSemantics.AT_LEAST_ONCE_PER_RETRY and not self.config.transactional
-        self.state.checkpoint(record, [HistoryRecord("StepSucceeded", None, details)], sync=not deferred)
+        self.state.checkpoint(record, [events.step_succeeded(attempt)], sync=not deferred)
         return value
 
     def _payload(self, result: Any) -> str:
@@ -205,11 +201,7 @@ class StepOperation:
         record.status = OperationStatus.PENDING
         record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = self.state.now() + timedelta(seconds=delay)
-        details = {
-            "Error": {"Payload": record.error},
-            "RetryDetails": {"CurrentAttempt": record.attempt, "NextAttemptDelaySeconds": delay},
-        }
-        self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
+        self.state.checkpoint(record, [events.step_failed(record.error, record.attempt, delay)])
         self.state.suspend(
             f"step {self._label()} attempt {record.attempt} failed; retrying in {delay}s",
             self.operation_id,
@@ -221,9 +213,5 @@ class StepOperation:
         record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = None
         record.ended_at = self.state.now()
-        details = {
-            "Error": {"Payload": record.error},
-            "RetryDetails": {"CurrentAttempt": record.attempt},
-        }
-        self.state.checkpoint(record, [HistoryRecord("StepFailed", None, details)])
+        self.state.checkpoint(record, [events.step_failed(record.error, record.attempt)])
         raise_recorded(record.error, StepError, self.operation_id)

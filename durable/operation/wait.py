@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from durable import events
 from durable.exceptions import ValidationError
 from durable.state import (
     ExecutionState,
-    HistoryRecord,
     OperationRecord,
     OperationStatus,
     OperationSubType,
@@ -32,9 +32,8 @@ def run_wait(state: ExecutionState, operation_id: str, parent_id: str | None, se
             wait_until=until,
             started_at=now,
         )
-        details = {"Duration": seconds, "ScheduledEndTimestamp": until.isoformat()}
         # Written with the suspension's own transaction: nothing can observe the gap.
-        state.checkpoint(record, [HistoryRecord("WaitStarted", None, details)], sync=False)
+        state.checkpoint(record, [events.wait_started(seconds, until)], sync=False)
         state.suspend(f"waiting {seconds}s until {until.isoformat()}", operation_id, until)
     if record.status is OperationStatus.STARTED:
         assert record.wait_until is not None
@@ -43,4 +42,4 @@ def run_wait(state: ExecutionState, operation_id: str, parent_id: str | None, se
         record.status = OperationStatus.SUCCEEDED
         record.ended_at = now
         seconds = int((record.wait_until - record.started_at).total_seconds()) if record.started_at else seconds
-        state.checkpoint(record, [HistoryRecord("WaitSucceeded", None, {"Duration": seconds})], sync=False)
+        state.checkpoint(record, [events.wait_succeeded(seconds)], sync=False)
