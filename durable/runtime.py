@@ -1,6 +1,7 @@
 """Invocations: take the lease, load the journal in one query, replay the handler, record the end.
 
-How an invocation ends is decided in one place, `_Ending.after`, from what stopped the handler:
+How an invocation ends is decided in one place, `Invocation.after` with its table `_OUTCOMES`,
+from what stopped the handler; each outcome is one method of `Invocation`:
 
 | what stopped it | the execution afterwards |
 |---|---|
@@ -12,6 +13,10 @@ How an invocation ends is decided in one place, `_Ending.after`, from what stopp
 | the database refused a write's values | FAILED, saying so (every retry would fail the same way) |
 | any other exception | FAILED, with the failure path a redrive will re-run |
 | SystemExit, KeyboardInterrupt | the process goes; the lease lapses; the next holder counts a death |
+| (past its time budget) | the lease keeper ends the process (in a worker) and asks for a new invocation |
+
+Before the handler runs: past the execution's timeout, TIMED_OUT; after too many invocations in
+a row died outside any step, FAILED (deaths inside a step count as that step's failed attempts).
 
 Once an operation has suspended (or the lease is lost, or the journal cannot be written), the
 invocation ends that way whatever the handler does next: it may catch BaseException and carry
@@ -26,7 +31,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,72 +88,205 @@ def run_invocation(
     (a job released a little early; a timer never fires early).
     """
     now = clock.now()
-    ttl = conf.get("LEASE_SECONDS")
-    lease = store.acquire_lease(str(execution_id), owner or default_owner(), now, ttl)
+    lease = store.acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
     if lease is None:
         return InvocationOutcome(str(execution_id), ran=False)
-    execution = lease.execution
-    if wait_if_early and execution.wake_at is not None:
-        early = (execution.wake_at - now).total_seconds()
+    if wait_if_early and lease.execution.wake_at is not None:
+        early = (lease.execution.wake_at - now).total_seconds()
         if 0 < early <= wait_if_early:
             time.sleep(early)
             now = clock.now()
-    # When the execution became due: a start far after it means a lost wake-up or a slow hand-over.
-    due = execution.wake_at.isoformat() if execution.wake_at else None
-    ending = _Ending(
-        store.LeasedJournal(str(execution.pk), lease.token, clock.now),
-        execution,
-        {"StartTimestamp": now.isoformat(), "DueTimestamp": due},
-    )
-    limit = conf.get("INVOCATION_DEATHS_LIMIT")
+    return Invocation(lease, now, kill_on_budget=kill_on_budget).run()
 
-    if now >= execution.timeout_at:
-        message = f"execution exceeded its timeout of {execution.timeout_seconds} seconds"
-        return ending.end(ExecutionStatus.TIMED_OUT, error=ErrorObject("ExecutionTimedOut", message).to_dict())
-    if execution.consecutive_deaths > 2 * limit:
-        message = (
-            f"{execution.consecutive_deaths} invocations in a row died before finishing "
-            "(outside any step, or faster than a step could count them); the execution is failed so it "
-            "cannot loop forever"
-        )
-        return ending.end(ExecutionStatus.FAILED, error=ErrorObject("InvocationDiedError", message).to_dict())
-    try:
-        function = get_function(execution.function_name)
-    except UnknownFunctionError as exc:
-        return ending.end(ExecutionStatus.FAILED, error=ErrorObject.from_exception(exc).to_dict())
 
-    operations = store.load_journal(str(execution.pk), first_invocation=execution.invocation_count == 1)
-    state = ExecutionState(
-        str(execution.pk), operations, ending.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
-    )
-    ending.state = state
-    if lease.took_over:
-        state.death_check = _death_check(execution, lease.token, limit)
-    budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds
-    keeper = lease_keeper.hold(
-        str(execution.pk),
-        lease.token,
-        ttl,
-        budget,
-        kill=kill_on_budget,
-        on_budget=lambda: dispatch.wake(str(execution.pk), clock.now()),
-    )
-    with keeper:
-        raised: BaseException | None = None
+class Invocation:
+    """One invocation under its lease: replays the handler, then records how it ended, with one
+    method per outcome (see the table in the module docstring and `_OUTCOMES`)."""
+
+    def __init__(self, lease: store.Lease, now: datetime, *, kill_on_budget: bool) -> None:
+        self.execution = lease.execution
+        self.lease = lease
+        self.execution_id = str(self.execution.pk)
+        self.journal = store.LeasedJournal(self.execution_id, lease.token, clock.now)
+        self.kill_on_budget = kill_on_budget
+        self.now = now
+        self.state: ExecutionState | None = None
+        # When the execution became due: a start far after it means a lost wake-up or a slow hand-over.
+        due = self.execution.wake_at.isoformat() if self.execution.wake_at else None
+        self.details: dict[str, Any] = {"StartTimestamp": now.isoformat(), "DueTimestamp": due}
+        self.changes: dict[str, Any] = {}  # more columns of the execution to set with the ending
+
+    def run(self) -> InvocationOutcome:
+        execution, limit = self.execution, conf.get("INVOCATION_DEATHS_LIMIT")
+        if self.now >= execution.timeout_at:
+            return self.timed_out()
+        if execution.consecutive_deaths > 2 * limit:
+            return self.died_too_often()
         try:
-            result = function.func(json.loads(execution.input), DurableContext(state))
-        except (SystemExit, KeyboardInterrupt, GeneratorExit):
-            raise  # the process is going away; the lease lapses and the next holder counts a death
-        except BaseException as exc:  # noqa: BLE001 - every other way out is an outcome (see the table)
-            raised = exc
-        stopped = state.halted or raised
-        if stopped is not None:
-            return ending.after(stopped)
+            function = get_function(execution.function_name)
+        except UnknownFunctionError as exc:
+            return self.failed(exc)
+        operations = store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
+        state = self.state = ExecutionState(
+            self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
+        )
+        if self.lease.took_over:
+            state.death_check = _death_check(execution, self.lease.token, limit)
+        budget = (function.invocation_timeout or Duration(conf.get("INVOCATION_TIMEOUT"))).seconds
+        keeper = lease_keeper.hold(
+            self.execution_id,
+            self.lease.token,
+            conf.get("LEASE_SECONDS"),
+            budget,
+            kill=self.kill_on_budget,
+            on_budget=lambda: dispatch.wake(self.execution_id, clock.now()),
+        )
+        with keeper:
+            try:
+                result = function.func(json.loads(execution.input), DurableContext(state))
+            except (SystemExit, KeyboardInterrupt, GeneratorExit):
+                raise  # the process is going away; the lease lapses and the next holder counts a death
+            except BaseException as exc:  # noqa: BLE001 - every other way out is an outcome
+                return self.after(state.halted or exc)
+            if state.halted is not None:  # it swallowed what ended it, then returned
+                return self.after(state.halted)
+            return self.succeeded(result)
+
+    def after(self, stopped: BaseException) -> InvocationOutcome:
+        """The outcome for what stopped the handler: the first matching row of `_OUTCOMES`."""
+        for kind, outcome in _OUTCOMES:
+            if isinstance(stopped, kind):
+                return outcome(self, stopped)
+        return self.failed(stopped)
+
+    # The outcomes.
+
+    def succeeded(self, result: Any) -> InvocationOutcome:
         try:
             payload = _result_payload(result, conf.get("MAX_RESULT_BYTES"))
         except ExecutionError as exc:
-            return ending.after(exc)
-        return ending.end(ExecutionStatus.SUCCEEDED, result=payload)
+            return self.failed(exc)
+        return self.end(ExecutionStatus.SUCCEEDED, result=payload)
+
+    def failed(self, error: BaseException) -> InvocationOutcome:
+        """The handler raised: the execution fails, with the path a redrive will re-run."""
+        self.changes["failed_operations"] = failure_path(error)
+        return self.end(ExecutionStatus.FAILED, error=ErrorObject.from_exception(error).to_dict())
+
+    def suspended(self, _: BaseException) -> InvocationOutcome:
+        return self.end(ExecutionStatus.RUNNING, wake_at=self.state.next_wake_at() if self.state else None)
+
+    def lease_lost(self, _: BaseException) -> InvocationOutcome:
+        log.warning("invocation of %s lost its lease; stopped writing", self.execution_id)
+        return self._unrecorded()
+
+    def unreachable(self, error: BaseException) -> InvocationOutcome:
+        # Nothing more can be written; the lease expires and the sweep resumes the execution.
+        log.error("invocation of %s stopped: %s", self.execution_id, error)
+        return self._unrecorded()
+
+    def refused(self, error: BaseException) -> InvocationOutcome:
+        """The database refused a write's values: fail without the checkpoints it refused."""
+        if self.state is not None:
+            self.state.pending_checkpoints()  # dropped: they hold what was refused
+        self.changes.pop("failed_operations", None)
+        log.error("invocation of %s: %s", self.execution_id, error)
+        failure = ErrorObject("CheckpointRefusedError", str(error)).to_dict()
+        return self.end(ExecutionStatus.FAILED, error=failure, refused=True)
+
+    def invocation_failed(self, error: BaseException) -> InvocationOutcome:
+        """The invocation failed, not the execution: run again after a backoff, within a bound."""
+        failures = self.execution.failed_invocations + 1
+        if failures >= conf.get("INVOCATION_DEATHS_LIMIT"):
+            message = (
+                f"{failures} invocations in a row failed with an {type(error).__name__} (the last: {error}); "
+                "the execution is failed so it cannot loop forever"
+            )
+            return self.end(ExecutionStatus.FAILED, error=ErrorObject(type(error).__name__, message).to_dict())
+        self.details["Error"] = ErrorObject.from_exception(error).to_dict()
+        self.changes["failed_invocations"] = failures
+        delay = min(2 ** (failures - 1), MAX_INVOCATION_BACKOFF_SECONDS)
+        return self.end(ExecutionStatus.RUNNING, wake_at=clock.now() + timedelta(seconds=delay))
+
+    def timed_out(self) -> InvocationOutcome:
+        message = f"execution exceeded its timeout of {self.execution.timeout_seconds} seconds"
+        return self.end(ExecutionStatus.TIMED_OUT, error=ErrorObject("ExecutionTimedOut", message).to_dict())
+
+    def died_too_often(self) -> InvocationOutcome:
+        message = (
+            f"{self.execution.consecutive_deaths} invocations in a row died before finishing "
+            "(outside any step, or faster than a step could count them); the execution is failed so it "
+            "cannot loop forever"
+        )
+        return self.end(ExecutionStatus.FAILED, error=ErrorObject("InvocationDiedError", message).to_dict())
+
+    def _unrecorded(self) -> InvocationOutcome:
+        count = self.state.checkpoint_count if self.state else 0
+        return InvocationOutcome(self.execution_id, ran=True, status=None, checkpoints=count)
+
+    def end(
+        self,
+        status: ExecutionStatus,
+        *,
+        result: str | None = None,
+        error: dict[str, Any] | None = None,
+        wake_at: datetime | None = None,
+        refused: bool = False,
+    ) -> InvocationOutcome:
+        """The invocation's last transaction: its checkpoints, its events, the execution's new
+        state, the lease released; then the wake-up or the status signal."""
+        now = clock.now()
+        self.details["EndTimestamp"] = now.isoformat()
+        history = [events.invocation_completed(self.details, now)]
+        changes: dict[str, Any] = {"status": status, **self.changes}
+        if status is ExecutionStatus.RUNNING:
+            # Never later than the timeout: the invocation then ends the execution.
+            changes["wake_at"] = min(wake_at, self.execution.timeout_at) if wake_at else self.execution.timeout_at
+        else:
+            history.append(events.execution_ended(status, error=error, has_result=result is not None, at=now))
+            changes.update(result=result, error=error, ended_at=now, wake_at=None)
+        checkpoints = self.state.pending_checkpoints() if self.state else []
+        watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
+        try:
+            if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
+                changes["wake_at"] = clock.now()
+        except LeaseLostError:
+            log.warning("invocation of %s lost its lease before it could finish", self.execution_id)
+            return InvocationOutcome(self.execution_id, ran=True, status=None)
+        except CheckpointFailedError as exc:
+            log.error("invocation of %s could not record its end: %s", self.execution_id, exc)
+            return InvocationOutcome(self.execution_id, ran=True, status=None)
+        except CheckpointRefusedError as exc:
+            if refused:
+                log.error("invocation of %s could not record its failure: %s", self.execution_id, exc)
+                return InvocationOutcome(self.execution_id, ran=True, status=None)
+            return self.refused(exc)
+        if status is ExecutionStatus.RUNNING:
+            dispatch.wake(self.execution_id, changes["wake_at"])
+        else:
+            signals.on_commit_status_changed(
+                execution_id=self.execution_id,
+                function_name=self.execution.function_name,
+                execution_name=self.execution.execution_name,
+                status=status,
+                previous_status=ExecutionStatus.RUNNING,
+                error=error,
+                timestamp=now,
+            )
+        count = (self.state.checkpoint_count if self.state else 0) + 1
+        return InvocationOutcome(
+            self.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count
+        )
+
+
+# What stopped the handler -> how the invocation ends (first match; anything else: `failed`).
+_OUTCOMES: list[tuple[type[BaseException], Callable[[Invocation, BaseException], InvocationOutcome]]] = [
+    (SuspendExecution, Invocation.suspended),
+    (LeaseLostError, Invocation.lease_lost),
+    (CheckpointFailedError, Invocation.unreachable),
+    (CheckpointRefusedError, Invocation.refused),
+    (InvocationError, Invocation.invocation_failed),
+]
 
 
 def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str, str | None], Exception | None]:
@@ -184,114 +322,3 @@ def _result_payload(result: Any, limit: int) -> str:
             "(settings.DURABLE['MAX_RESULT_BYTES'])"
         )
     return payload
-
-
-@dataclass
-class _Ending:
-    """Records how the invocation ended, in its last transaction (which releases the lease)."""
-
-    journal: store.LeasedJournal
-    execution: Execution
-    invocation: dict[str, Any]
-    state: ExecutionState | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def after(self, stopped: BaseException) -> InvocationOutcome:
-        """The outcome for what stopped the handler (the table in the module docstring)."""
-        execution_id = self.journal.execution_id
-        if isinstance(stopped, SuspendExecution):
-            return self.end(ExecutionStatus.RUNNING, wake_at=self.state.next_wake_at() if self.state else None)
-        if isinstance(stopped, LeaseLostError):
-            log.warning("invocation of %s lost its lease; stopped writing", execution_id)
-            return self._unrecorded()
-        if isinstance(stopped, CheckpointFailedError):
-            # Nothing more can be written; the lease expires and the sweep resumes the execution.
-            log.error("invocation of %s stopped: %s", execution_id, stopped)
-            return self._unrecorded()
-        if isinstance(stopped, CheckpointRefusedError):
-            return self._refused(stopped)
-        if isinstance(stopped, InvocationError):
-            return self._invocation_failed(stopped)
-        self.extra["failed_operations"] = failure_path(stopped)
-        return self.end(ExecutionStatus.FAILED, error=ErrorObject.from_exception(stopped).to_dict())
-
-    def _invocation_failed(self, error: InvocationError) -> InvocationOutcome:
-        """The invocation failed, not the execution: run again later, within a bound."""
-        failures = self.execution.failed_invocations + 1
-        limit = conf.get("INVOCATION_DEATHS_LIMIT")
-        if failures >= limit:
-            message = (
-                f"{failures} invocations in a row failed with an {type(error).__name__} (the last: {error}); "
-                "the execution is failed so it cannot loop forever"
-            )
-            return self.end(ExecutionStatus.FAILED, error=ErrorObject(type(error).__name__, message).to_dict())
-        self.invocation["Error"] = ErrorObject.from_exception(error).to_dict()
-        self.extra["failed_invocations"] = failures
-        delay = min(2 ** (failures - 1), MAX_INVOCATION_BACKOFF_SECONDS)
-        return self.end(ExecutionStatus.RUNNING, wake_at=clock.now() + timedelta(seconds=delay))
-
-    def _refused(self, error: CheckpointRefusedError) -> InvocationOutcome:
-        """Fail the execution without the checkpoints the database refused."""
-        if self.state is not None:
-            self.state.pending_checkpoints()  # dropped: they hold what was refused
-        log.error("invocation of %s: %s", self.journal.execution_id, error)
-        return self.end(
-            ExecutionStatus.FAILED, error=ErrorObject("CheckpointRefusedError", str(error)).to_dict(), refused=True
-        )
-
-    def _unrecorded(self) -> InvocationOutcome:
-        count = self.state.checkpoint_count if self.state else 0
-        return InvocationOutcome(self.journal.execution_id, ran=True, status=None, checkpoints=count)
-
-    def end(
-        self,
-        status: ExecutionStatus,
-        *,
-        result: str | None = None,
-        error: dict[str, Any] | None = None,
-        wake_at: datetime | None = None,
-        refused: bool = False,
-    ) -> InvocationOutcome:
-        now = clock.now()
-        self.invocation["EndTimestamp"] = now.isoformat()
-        history = [events.invocation_completed(self.invocation, now)]
-        changes: dict[str, Any] = {"status": status, **self.extra}
-        if status is ExecutionStatus.RUNNING:
-            # Never later than the timeout: the invocation then ends the execution.
-            changes["wake_at"] = min(wake_at, self.execution.timeout_at) if wake_at else self.execution.timeout_at
-        else:
-            history.append(events.execution_ended(status, error=error, has_result=result is not None, at=now))
-            changes.update(result=result, error=error, ended_at=now, wake_at=None)
-        checkpoints = self.state.pending_checkpoints() if self.state else []
-        watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
-        try:
-            if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
-                changes["wake_at"] = clock.now()
-        except LeaseLostError:
-            log.warning("invocation of %s lost its lease before it could finish", self.journal.execution_id)
-            return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
-        except CheckpointFailedError as exc:
-            log.error("invocation of %s could not record its end: %s", self.journal.execution_id, exc)
-            return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
-        except CheckpointRefusedError as exc:
-            if refused:
-                log.error("invocation of %s could not record its failure: %s", self.journal.execution_id, exc)
-                return InvocationOutcome(self.journal.execution_id, ran=True, status=None)
-            self.extra.pop("failed_operations", None)
-            return self._refused(exc)
-        if status is ExecutionStatus.RUNNING:
-            dispatch.wake(self.journal.execution_id, changes["wake_at"])
-        else:
-            signals.on_commit_status_changed(
-                execution_id=self.journal.execution_id,
-                function_name=self.execution.function_name,
-                execution_name=self.execution.execution_name,
-                status=status,
-                previous_status=ExecutionStatus.RUNNING,
-                error=error,
-                timestamp=now,
-            )
-        count = (self.state.checkpoint_count if self.state else 0) + 1
-        return InvocationOutcome(
-            self.journal.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count
-        )
