@@ -165,7 +165,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 960}}
 
 DURABLE = {
-    "DISPATCHER": os.environ.get("DURABLE_DISPATCHER", "durable.worker.dispatch") or None,
+    "DISPATCHER": os.environ.get("DURABLE_DISPATCHER", "durable.rq.dispatch") or None,
     "LEASE_SECONDS": float(os.environ.get("DURABLE_LEASE_SECONDS", "60")),
     "SWEEP_INTERVAL": float(os.environ.get("DURABLE_SWEEP_INTERVAL", "5")),
     "INVOCATION_TIMEOUT": int(os.environ.get("DURABLE_INVOCATION_TIMEOUT", "900")),

@@ -11,8 +11,9 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 60,
     # Default execution timeout, in seconds, for functions that do not set one (366 days).
     "EXECUTION_TIMEOUT": 366 * 24 * 3600,
-    # Dotted path to f(execution_id, when) that schedules an invocation; None: nobody does.
-    "DISPATCHER": None,
+    # Dotted path to f(execution_id, when) that schedules an invocation (RQ through django-rq's
+    # queue QUEUE, run by `manage.py durable_worker`); None: nobody does.
+    "DISPATCHER": "durable.rq.dispatch",
     # Largest execution input accepted by start_execution, in bytes.
     "MAX_INPUT_BYTES": 256 * 1024,
     # Longest an invocation may run before it is stopped (Lambda's 15 minutes); per function too.

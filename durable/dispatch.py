@@ -1,15 +1,17 @@
 """Wake-ups: how an execution that is due gets an invocation.
 
-The backend is `settings.DURABLE["DISPATCHER"]`, a dotted path to `f(execution_id, when)`; a
-backend may also offer `f.many([(execution_id, when, generation), ...])` for batches.
-With none configured, nothing is enqueued: the test runner and `durable_demo` drive
-invocations themselves. Dispatch always happens after the transaction that made it necessary
-commits, so a rolled-back transaction leaves no wake-up behind.
+The backend is `settings.DURABLE["DISPATCHER"]`, a dotted path to `f(execution_id, when)`
+(default `durable.rq.dispatch`, RQ through django-rq); a backend may also offer
+`f.many([(execution_id, when, generation), ...])` for batches. With None configured, or inside
+`paused()` (the test runner, which drives invocations itself), nothing is enqueued. Dispatch
+always happens after the transaction that made it necessary commits, so a rolled-back
+transaction leaves no wake-up behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.db import transaction
@@ -17,10 +19,23 @@ from django.utils.module_loading import import_string
 
 from durable import conf
 
+_paused = 0
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Dispatch nothing inside the block (a test runner drives its invocations itself)."""
+    global _paused
+    _paused += 1
+    try:
+        yield
+    finally:
+        _paused -= 1
+
 
 def _backend() -> Callable[..., None] | None:
     path = conf.get("DISPATCHER")
-    return import_string(path) if path else None
+    return import_string(path) if path and not _paused else None
 
 
 def wake(execution_id: str, when: datetime, generation: int = 0) -> None:

@@ -242,6 +242,11 @@ class CallbackExpiredError(DurableExecutionsError):
     """The callback is past its timeout or heartbeat deadline; it can no longer be completed."""
 
 
+class DatabaseUnreachableError(DurableExecutionsError):
+    """An invocation could not take its execution's lease because the database did not answer.
+    No handler code ran, so the wake-up is still good: a worker runs it once the database is back."""
+
+
 class UnknownFunctionError(DurableExecutionsError):
     """No durable function is registered under this name."""
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from durable import client
+from durable import client, dispatch
 from durable import clock as engine_clock
 from durable.client import get_execution, get_history, start_execution
 from durable.execution import DurableFunction, register
@@ -135,9 +135,13 @@ class DurableTestRunner:
         self.skip_time = skip_time
         self.clock = engine_clock.FakeClock(start) if skip_time else None
         self._clock_scope: Any = None
+        self._dispatch_scope: Any = None
         self.invocations = 0
 
     def __enter__(self) -> DurableTestRunner:
+        # The runner drives invocations itself: no wake-up goes to a queue (or needs a Redis).
+        self._dispatch_scope = dispatch.paused()
+        self._dispatch_scope.__enter__()
         if self.clock is not None:
             self._clock_scope = engine_clock.use_clock(self.clock)
             self._clock_scope.__enter__()
@@ -152,6 +156,9 @@ class DurableTestRunner:
         if self._clock_scope is not None:
             self._clock_scope.__exit__(None, None, None)
             self._clock_scope = None
+        if self._dispatch_scope is not None:
+            self._dispatch_scope.__exit__(None, None, None)
+            self._dispatch_scope = None
 
     def register_durable_function(self, function_name: str, handler: DurableFunction, **_: Any) -> DurableTestRunner:
         register(handler)

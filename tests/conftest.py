@@ -35,7 +35,7 @@ def workers(redis_server, settings, transactional_db):
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url  # django_rq reads this dict
     settings.DURABLE = {
         **settings.DURABLE,
-        "DISPATCHER": "durable.worker.dispatch",
+        "DISPATCHER": "durable.rq.dispatch",
         "LEASE_SECONDS": 3,
         "SWEEP_INTERVAL": 1,
     }
@@ -51,8 +51,8 @@ def workers(redis_server, settings, transactional_db):
     }
     started: list[Worker] = []
 
-    def start(count: int = 1, **extra_env: str) -> list[Worker]:
-        new = [Worker({**env, **extra_env}, f"w{len(started) + i}-{os.getpid()}") for i in range(count)]
+    def start(count: int = 1, args: list[str] | None = None, **extra_env: str) -> list[Worker]:
+        new = [Worker({**env, **extra_env}, f"w{len(started) + i}-{os.getpid()}", args) for i in range(count)]
         started.extend(new)
         return new
 

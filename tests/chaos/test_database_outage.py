@@ -12,7 +12,8 @@ from django.db import connection
 
 from durable.client import start_execution
 from durable.models import Execution
-from durable.worker import dispatch_many, queue
+from durable.rq.dispatch import dispatch_many
+from durable.rq.jobs import queue
 from tests import workflows
 from tests.chaos import postgres
 from tests.processes import blocked_on_the_queue, wait_until

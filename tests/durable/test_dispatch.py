@@ -10,9 +10,11 @@ from django.db import transaction
 
 from durable import clock
 from durable.client import start_execution
+from durable.rq.dispatch import dispatch
+from durable.rq.jobs import job_id, queue, timers_key
+from durable.rq.timers import TIMER_LOCK_KEY, TimerPoller, release_due_timers
 from durable.runtime import default_owner
 from durable.sweep import LOCK_KEY, LOCK_TRIES, sweep_with_lock
-from durable.worker import TIMER_LOCK_KEY, TimerPoller, dispatch, job_id, queue, release_due_timers, timers_key
 from tests import workflows
 from tests.processes import wait_until
 
@@ -22,7 +24,7 @@ pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def redis_dispatch(redis_server, settings):
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.worker.dispatch", "SCHEDULE_HORIZON": 3600}
+    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.rq.dispatch", "SCHEDULE_HORIZON": 3600}
     redis_server.client().flushall()
     return redis_server
 
@@ -93,11 +95,11 @@ def test_a_timer_is_released_to_the_queue_at_its_time_never_before(redis_dispatc
     assert queued_ids() == [wake_up]
     assert scheduled_ids() == []
     job = queue().fetch_job(wake_up)
-    assert (job.func_name, job.args) == ("durable.worker.invoke", (str(execution.pk),))
+    assert (job.func_name, job.args) == ("durable.rq.jobs.invoke", (str(execution.pk),))
 
 
 def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_dispatch, monkeypatch):
-    monkeypatch.setattr("durable.worker.TIMER_LOCK_MS", 600)
+    monkeypatch.setattr("durable.rq.timers.TIMER_LOCK_MS", 600)
     connection = queue().connection
     first, second = TimerPoller(connection, "first"), TimerPoller(connection, "second")
     first.start()
@@ -183,7 +185,7 @@ def test_the_sweep_command_re_dispatches_a_due_execution_lost_from_redis(redis_d
 
 
 def test_a_wake_up_taken_by_a_worker_that_died_before_its_lease_is_queued_again(redis_dispatch):
-    from durable.worker import enqueue_wake_ups
+    from durable.rq.dispatch import enqueue_wake_ups
 
     execution = start_execution(workflows.three_steps, {})
     wake_up = job_id(str(execution.pk), execution.wake_at)
@@ -198,7 +200,7 @@ def test_a_wake_up_taken_by_a_worker_that_died_before_its_lease_is_queued_again(
 
 
 def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_repeated(redis_dispatch, monkeypatch):
-    from durable.worker import dispatch_many
+    from durable.rq.dispatch import dispatch_many
 
     executions = [start_execution(workflows.three_steps, {}) for _ in range(30)]
     queue().empty()
@@ -225,7 +227,7 @@ def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_rep
     assert scheduled_ids() == [job_id(str(executions[1].pk), soon)]
     # Each job is what RQ itself would have queued: a worker's RQ job reads it back.
     job = queue().fetch_job(ids[5])
-    assert job.func_name == "durable.worker.invoke"
+    assert job.func_name == "durable.rq.jobs.invoke"
     assert job.args == (str(executions[5].pk),)
     assert job.get_status() == "queued"
     assert job.origin == queue().name

@@ -7,9 +7,11 @@ import logging
 import pytest
 from django.db import OperationalError
 
-from durable import outage, store
+from durable import store
 from durable.client import get_execution, start_execution
-from durable.worker import DatabaseUnreachableError, invoke_once
+from durable.exceptions import DatabaseUnreachableError
+from durable.rq import outage
+from durable.rq.jobs import invoke_once
 from tests import workflows
 
 

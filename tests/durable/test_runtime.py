@@ -245,3 +245,17 @@ def test_a_database_outage_during_a_checkpoint_is_not_a_step_failure(monkeypatch
     assert result.status == "SUCCEEDED"
     step = result.get_step("work")
     assert (step.status, step.attempt) == ("SUCCEEDED", 1)  # the outage cost no attempt
+
+
+def test_the_default_dispatcher_is_rq_and_the_test_runner_needs_none(settings, caplog):
+    # A project that adds `durable` gets working workers by default, and its tests of handlers
+    # need no Redis: the test runner dispatches nothing while it drives invocations itself.
+    from durable import conf
+
+    assert conf.DEFAULTS["DISPATCHER"] == "durable.rq.dispatch"
+    settings.DURABLE = {"DISPATCHER": "durable.rq.dispatch"}
+    settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0"}}  # nothing listens there
+    with DurableTestRunner(many_steps) as runner:  # it waits: its invocation asks for a wake-up
+        result = runner.run(json.dumps({"steps": 2}))
+    assert result.status == "SUCCEEDED"
+    assert not [r for r in caplog.records if "dispatch" in r.getMessage()]  # nothing tried Redis

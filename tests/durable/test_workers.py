@@ -1,6 +1,6 @@
-"""Real processes: redis-server, durable workers (forking RQ workers with the scheduler), SQLite.
+"""Real processes: redis-server, durable workers, SQLite (and PostgreSQL in its tier).
 
-Bounds are for correctness, not speed: lease 3 s, sweep every 1 s, RQ's scheduler polls every 1 s.
+Bounds are for correctness, not speed: lease 3 s, sweep every 1 s.
 """
 
 import itertools
@@ -84,7 +84,7 @@ def _runs_job(worker, owner: str) -> bool:
 
 def test_a_wake_up_delivered_twice_at_once_runs_one_invocation_at_a_time(workers, redis_server):
     workers(2)
-    from durable.worker import invoke, queue
+    from durable.rq.jobs import invoke, queue
 
     execution = start_execution(workflows.slow_steps, {"tag": "twice", "sleep": 2, "slow_runs": 99})
     # Two more deliveries of the same wake-up, under different job ids, at the same moment.
@@ -132,7 +132,7 @@ def test_a_step_past_the_invocation_budget_is_stopped_and_resumes_from_the_last_
 
 
 def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_behind(workers, redis_server):
-    from durable.worker import queue
+    from durable.rq.jobs import queue
 
     def plain(value: str) -> None:
         queue().enqueue("tests.processes.record_in_redis", "plain-jobs", value, result_ttl=0)
@@ -162,3 +162,20 @@ def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_beh
     assert len(client.lrange(queue().intermediate_queue_key, 0, -1)) <= 1
     leftover = list(client.scan_iter("rq:job:durable-*"))
     assert len(leftover) <= 1, leftover
+
+
+@pytest.mark.parametrize("rq_scheduler", [False, True])
+def test_rq_scheduler_runs_only_when_asked_for(workers, redis_server, rq_scheduler):
+    # Durable timers never need RQ's scheduler (they fire through our timers set either way);
+    # plain RQ jobs scheduled for later need it, so it is there for projects that ask for it.
+    from datetime import timedelta
+
+    from durable.rq.jobs import queue
+
+    queue().enqueue_in(timedelta(seconds=1), "tests.processes.record_in_redis", "scheduled", "x", result_ttl=0)
+    workers(1, args=["--with-rq-scheduler"] if rq_scheduler else [])
+    timed = start_execution(workflows.timed, {"seconds": 3})
+    wait_until(lambda: finished(timed.pk), 30, message="a durable timer, with or without RQ's scheduler")
+    assert get_execution(timed.pk).status == "SUCCEEDED"
+    # Three seconds after the durable timer began, the plain job was due two seconds ago.
+    assert redis_server.client().llen("scheduled") == (1 if rq_scheduler else 0)

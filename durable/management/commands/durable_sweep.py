@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from durable.rq.jobs import queue
 from durable.sweep import sweep, sweep_with_lock
-from durable.worker import queue
 
 
 class Command(BaseCommand):

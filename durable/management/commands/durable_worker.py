@@ -1,8 +1,13 @@
 """Start durable workers: a small supervisor that keeps N worker processes running.
 
-Each worker process takes invocations from the durable queue, runs the RQ scheduler (only one
-does at a time) and the periodic sweep. A worker that dies, or ends itself because an invocation
-overran its time budget, is started again.
+Each worker process takes invocations from the durable queue, moves due timers to it (one
+worker at a time) and runs the periodic sweep. A worker that dies, or ends itself because an
+invocation overran its time budget, is started again.
+
+RQ's own scheduler is not started: the engine's wake-ups never use it (their timers set is
+moved to the queue by `durable.rq.timers`), and it would cost every worker a Redis lock attempt
+and a registry poll each second for nothing. `--with-rq-scheduler` starts it, for projects that
+also schedule plain RQ jobs (`enqueue_at`, `enqueue_in`) on the same queue.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from durable import conf
-from durable.rq_worker import DurableForkingWorker, DurableWorker, wait_for_redis
-from durable.worker import queue
+from durable.rq.jobs import queue
+from durable.rq.worker import DurableForkingWorker, DurableWorker, wait_for_redis
 
 
 class Command(BaseCommand):
-    help = "Run durable workers (supervised processes with the RQ scheduler and the periodic sweep)."
+    help = "Run durable workers (supervised processes with the timers and the periodic sweep)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", default=None, help="Worker name (default: host and pid).")
@@ -34,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
         parser.add_argument(
             "--exit-with-parent", action="store_true", help="Stop the workers when the process that started us ends."
+        )
+        parser.add_argument(
+            "--with-rq-scheduler",
+            action="store_true",
+            help="Also run RQ's scheduler, for plain RQ jobs scheduled with enqueue_at/enqueue_in.",
         )
         parser.add_argument("--log-level", default="INFO")
 
@@ -55,7 +65,9 @@ class Command(BaseCommand):
             f"({'forking' if options['fork'] else 'in-process'}, sweep every {conf.get('SWEEP_INTERVAL')}s)"
         )
         self.stdout.flush()
-        worker.work(burst=options["burst"], with_scheduler=True, logging_level=options["log_level"])
+        worker.work(
+            burst=options["burst"], with_scheduler=options["with_rq_scheduler"], logging_level=options["log_level"]
+        )
 
     def supervise(self, options: dict[str, Any]) -> None:
         base = options["name"]
@@ -72,6 +84,8 @@ class Command(BaseCommand):
                 argv += ["--name", name if starts[slot] == 1 else f"{name}-r{starts[slot] - 1}"]
             if options["fork"]:
                 argv.append("--fork")
+            if options["with_rq_scheduler"]:
+                argv.append("--with-rq-scheduler")
             children[slot] = subprocess.Popen(argv)  # noqa: S603 - our own command line
 
         def stop(signum: int, frame: FrameType | None) -> None:

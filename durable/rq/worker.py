@@ -19,16 +19,11 @@ from rq.exceptions import NoSuchJobError
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
-from durable.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
+from durable.exceptions import DatabaseUnreachableError
+from durable.rq.jobs import INVOKE, JOB_PREFIX, execution_of, invoke_once, is_invocation, set_process_disposable
+from durable.rq.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
+from durable.rq.timers import TimerPoller
 from durable.sweep import lock_try_seconds, sweep_with_lock
-from durable.worker import (
-    INVOKE,
-    DatabaseUnreachableError,
-    TimerPoller,
-    execution_of,
-    invoke_once,
-    set_process_disposable,
-)
 
 # The same logger as the job's: one name for everything a worker says.
 log = logging.getLogger("durable.worker")
@@ -174,7 +169,7 @@ class SweepingWorkerMixin:
 
 # One round trip per invocation job: drop the job just finished (from RQ's intermediate queue,
 # and its hash), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
-# its hash; for our own invocation jobs (ids "durable-..."), whose id says all, only whether the
+# its hash; for our own invocation jobs (ids starting with ARGV[3], JOB_PREFIX), whose id says all, only whether the
 # hash still exists (a cancelled or expired job has none). RQ's own dequeue costs a dozen round
 # trips (heartbeats, state, suspension check, LMOVE, HGETALL, cleanup pipeline).
 _NEXT_JOB = """
@@ -184,7 +179,7 @@ if ARGV[1] ~= '' then
 end
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
-if string.sub(id, 1, 8) == 'durable-' then
+if string.sub(id, 1, #ARGV[3]) == ARGV[3] then
   return {id, redis.call('EXISTS', ARGV[2] .. id)}
 end
 return {id, redis.call('HGETALL', ARGV[2] .. id)}
@@ -281,7 +276,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             finished, self._finished_job = self._finished_job, None
             found = self._next_job(
                 keys=[queue.key, queue.intermediate_queue_key],
-                args=[finished or "", self.job_class.redis_job_namespace_prefix],
+                args=[finished or "", self.job_class.redis_job_namespace_prefix, JOB_PREFIX],
             )
             if not found:
                 return None
@@ -301,7 +296,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if waited is None:
             return None
         job_id_ = as_text(waited)
-        if job_id_.startswith("durable-"):
+        if is_invocation(job_id_):
             return _Nudge(job_id_), queue  # a nudge whose job was cancelled meanwhile is harmless
         try:
             job = self.job_class.fetch(job_id_, connection=self.connection, serializer=self.serializer)

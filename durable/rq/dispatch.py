@@ -1,0 +1,130 @@
+"""Dispatch: wake-ups onto the queue, or into the timers set until their time.
+
+The DISPATCHER backend of the engine (`settings.DURABLE["DISPATCHER"]`, by default
+`durable.rq.dispatch`). A wake-up that is due becomes a job at once; one within
+SCHEDULE_HORIZON waits in the timers set (`durable.rq.timers`); later ones live only in the
+database until the sweep finds them due.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq.job import JobStatus
+from rq.utils import now as rq_now
+
+from durable import clock, conf
+from durable.rq.jobs import INVOKE, JOB_FAILURE_TTL, JOB_RESULT_TTL, job_id, queue, timers_key
+
+log = logging.getLogger("durable.worker")
+
+
+# Queue wake-ups in one round trip whatever their number: for each, unless its job is already
+# waiting in the queue or running, save the job's hash as RQ would and push its id, and register
+# the queue, as RQ's unique enqueue does in three round trips per job. A job whose hash exists is
+# waiting or running, unless RQ failed it or its id sits in the intermediate queue: a worker took
+# it and has not taken the lease yet (the sweep only re-dispatches executions whose lease is free),
+# so that worker was killed, or is about to run it and a second delivery is harmless (the lease
+# decides). Such a job is moved back to the queue at once instead of waiting REDISPATCH_GRACE.
+# An RQ internal: the job hash and the rq:queues registry as RQ writes them (checked against rq
+# 3.0.0); the hash's fields come from RQ's own Job.to_dict, so only the layout is assumed.
+# KEYS: rq:queues, the queue's key, its intermediate queue's key.
+# ARGV: then per job: its key, its id, n, n field/value pairs.
+_ENQUEUE = """
+redis.call('SADD', KEYS[1], KEYS[2])
+local queued, i = 0, 1
+while i <= #ARGV do
+  local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local taken = redis.call('LREM', KEYS[3], 1, id) > 0
+  if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
+    redis.call('RPUSH', KEYS[2], id)
+    queued = queued + 1
+  end
+  i = i + 3 + 2 * n
+end
+return queued
+"""
+_enqueue_scripts: dict[int, Any] = {}
+
+
+def _job_fields(q: Any, execution_id: str, job_id_: str) -> list[Any]:
+    """The hash of an invocation job, as RQ's own enqueue would save it."""
+    job = q.job_class.create(
+        INVOKE,
+        args=(execution_id,),
+        connection=q.connection,
+        id=job_id_,
+        result_ttl=JOB_RESULT_TTL,
+        failure_ttl=JOB_FAILURE_TTL,
+        # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
+        timeout=2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
+        description=f"durable invocation of {execution_id}",
+        origin=q.name,
+        serializer=q.serializer,
+        status=JobStatus.QUEUED,
+    )
+    job.enqueued_at = rq_now()
+    fields: list[Any] = []
+    for name, value in job.to_dict().items():
+        if value is not None:
+            fields += (name, value)
+    return fields
+
+
+def enqueue_wake_ups(wake_ups: list[tuple[str, str]]) -> int:
+    """Queue invocation jobs (execution id, job id) not already in Redis, in one round trip;
+    returns how many were queued."""
+    if not wake_ups:
+        return 0
+    q = queue()
+    script = _enqueue_scripts.get(id(q))
+    if script is None:
+        script = _enqueue_scripts[id(q)] = q.connection.register_script(_ENQUEUE)
+    args: list[Any] = []
+    for execution_id, job_id_ in wake_ups:
+        fields = _job_fields(q, execution_id, job_id_)
+        args += (q.job_class.key_for(job_id_), job_id_, len(fields) // 2, *fields)
+    return int(script(keys=[q.redis_queues_keys, q.key, q.intermediate_queue_key], args=args))
+
+
+def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:
+    """The DISPATCHER backend: queue (or schedule) an invocation of `execution_id` at `when`.
+
+    `generation` > 0 gives a wake-up that is long overdue a new job id, in case the first job
+    for it is stuck in Redis (its worker killed before it took the lease).
+    """
+    dispatch_many([(execution_id, when, generation)])
+
+
+def dispatch_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
+    """`dispatch` for many wake-ups at once: one round trip to Redis in all."""
+    now = clock.now()
+    horizon = conf.get("SCHEDULE_HORIZON")
+    due: list[tuple[str, str]] = []
+    timers: dict[str, float] = {}
+    for execution_id, when, generation in wake_ups:
+        delay = (when - now).total_seconds()
+        if delay > horizon:
+            continue  # far in the future: the sweep finds it when it is due
+        wake_up = job_id(execution_id, when, generation)
+        if delay <= 0:
+            due.append((execution_id, wake_up))
+        else:
+            timers[wake_up] = when.timestamp()
+    try:
+        if due:
+            enqueue_wake_ups(due)
+        if timers:
+            q = queue()
+            q.connection.zadd(timers_key(q.name), timers)
+    except redis.RedisError as exc:
+        # Losing a nudge loses nothing: the sweep re-dispatches what is due.
+        log.warning("could not dispatch %d wake-up(s) to Redis (%s); the sweep will", len(wake_ups), exc)
+
+
+dispatch.many = dispatch_many  # type: ignore[attr-defined]
