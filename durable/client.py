@@ -13,9 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
-from durable import clock, conf, dispatch, events, signals, store
+from durable import clock, conf, dispatch, events, signals
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -26,10 +26,11 @@ from durable.exceptions import (
 )
 from durable.execution import DurableFunction, get_function, validate_timeout
 from durable.history import history_events
-from durable.models import Execution, ExecutionStatus, Operation
+from durable.models import Execution, ExecutionStatus
 from durable.redrive import failure_units
 from durable.state import OperationStatus
 from durable.storable import storable_json, unstorable_reason, utf8_size
+from durable.store import journal_store
 from durable.timeline import OperationView, operation_views
 
 __all__ = [
@@ -90,8 +91,9 @@ def start_execution(
         timeout_at=now + timedelta(seconds=timeout),
         wake_at=now,
     )
+    values = {f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields}
     try:
-        store.insert_execution(execution, [events.execution_started(payload, timeout, now)])
+        execution = journal_store().insert_execution(values, [events.execution_started(payload, timeout, now)])
     except IntegrityError:
         # Another caller started the same name between our read and our insert.
         existing = _existing(fn.name, name, digest)
@@ -150,23 +152,19 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     """
     now = clock.now()
     error = storable_json(error)  # an operator's reason: kept, escaped where it must be
-    with transaction.atomic():
-        execution = get_execution(execution_id)
-        stopped = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
-            **store.ended(ExecutionStatus.STOPPED, now, error)
-        )
-        if not stopped:
-            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
-        store.append_events(str(execution.pk), [events.execution_stopped(error, now)])
-        signals.on_commit_status_changed(
-            execution_id=str(execution.pk),
-            function_name=execution.function_name,
-            execution_name=execution.execution_name,
-            status=ExecutionStatus.STOPPED,
-            previous_status=ExecutionStatus.RUNNING,
-            error=error,
-            timestamp=now,
-        )
+    execution = get_execution(execution_id)
+    if not journal_store().stop_execution(str(execution.pk), now, error, [events.execution_stopped(error, now)]):
+        execution.refresh_from_db()
+        raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+    signals.on_commit_status_changed(
+        execution_id=str(execution.pk),
+        function_name=execution.function_name,
+        execution_name=execution.execution_name,
+        status=ExecutionStatus.STOPPED,
+        previous_status=ExecutionStatus.RUNNING,
+        error=error,
+        timestamp=now,
+    )
     execution.refresh_from_db()
     return execution
 
@@ -178,15 +176,13 @@ def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:
     Raises ExecutionNotFoundError, ExecutionNotRunningError.
     """
     now = clock.now()
-    with transaction.atomic():
-        execution = get_execution(execution_id)
-        woken = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.RUNNING).update(
-            wake_at=now, updated_at=now
-        )
-        if not woken:
-            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
-        store.append_events(str(execution.pk), [events.execution_reenqueued(execution.wake_at, now)])
-        dispatch.on_commit_wake(str(execution.pk), now)
+    execution = get_execution(execution_id)
+    if not journal_store().wake_execution(
+        str(execution.pk), now, [events.execution_reenqueued(execution.wake_at, now)]
+    ):
+        execution.refresh_from_db()
+        raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+    dispatch.on_commit_wake(str(execution.pk), now)
     execution.refresh_from_db()
     return execution
 
@@ -195,7 +191,7 @@ def record_operator_action(execution_id: str | uuid.UUID, *, action: str, user: 
     """Append who did what by hand (stop, redrive, complete a callback...) to the history."""
     execution = get_execution(execution_id)
     action_details = storable_json({"Action": action, "User": user, **details})
-    store.append_events(str(execution.pk), [events.operator_action(action_details, clock.now())])
+    journal_store().append_events(str(execution.pk), [events.operator_action(action_details, clock.now())])
 
 
 def callback_result_limit() -> int:
@@ -219,7 +215,7 @@ def send_callback_success(callback_id: str, result: bytes | str | None = None) -
         limit = conf.get("MAX_CALLBACK_RESULT_BYTES")
         if utf8_size(payload) > limit:
             raise ValidationError(f"callback result is larger than {limit} bytes")
-    store.complete_callback(callback_id, status=OperationStatus.SUCCEEDED, result=payload)
+    journal_store().complete_callback(callback_id, clock.now, status=OperationStatus.SUCCEEDED, result=payload)
 
 
 def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any] | Any | None = None) -> None:
@@ -230,12 +226,14 @@ def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any
     journal cannot store (NUL, lone surrogates) is kept escaped. Raises as send_callback_success
     does.
     """
-    store.complete_callback(callback_id, status=OperationStatus.FAILED, error=_error_payload(error))
+    journal_store().complete_callback(
+        callback_id, clock.now, status=OperationStatus.FAILED, error=_error_payload(error)
+    )
 
 
 def send_callback_heartbeat(callback_id: str) -> None:
     """Push back a callback's heartbeat deadline. Raises as send_callback_success does."""
-    store.complete_callback(callback_id, status=OperationStatus.STARTED, heartbeat=True)
+    journal_store().complete_callback(callback_id, clock.now, status=OperationStatus.STARTED, heartbeat=True)
 
 
 def _error_payload(error: Any) -> dict[str, Any]:
@@ -265,36 +263,24 @@ def redrive_execution(execution_id: str | uuid.UUID) -> Execution:
     or ExecutionNotRunningError if the execution is not FAILED.
     """
     now = clock.now()
-    with transaction.atomic():
-        execution = get_execution(execution_id)
-        reopened = Execution.objects.filter(pk=execution.pk, status=ExecutionStatus.FAILED).update(
-            status=ExecutionStatus.RUNNING,
-            error=None,
-            result=None,
-            ended_at=None,
-            updated_at=now,
-            wake_at=now,
-            timeout_at=now + timedelta(seconds=execution.timeout_seconds),
-            failed_operations=None,
-            failed_invocations=0,
-        )
-        if not reopened:
-            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}; only FAILED ones redrive")
-        cleared, contexts = failure_units(execution)
-        Operation.objects.filter(execution=execution, operation_id__in=cleared).delete()
-        Operation.objects.filter(execution=execution, operation_id__in=contexts).update(
-            status=OperationStatus.STARTED, error=None, ended_at=None
-        )
-        store.append_events(str(execution.pk), [events.execution_redriven(cleared, contexts, execution.error, now)])
-        dispatch.on_commit_wake(str(execution.pk), now)
-        signals.on_commit_status_changed(
-            execution_id=str(execution.pk),
-            function_name=execution.function_name,
-            execution_name=execution.execution_name,
-            status=ExecutionStatus.RUNNING,
-            previous_status=ExecutionStatus.FAILED,
-            error=None,
-            timestamp=now,
-        )
+    execution = get_execution(execution_id)
+    # The operations do not change while the execution is FAILED: read them before the write,
+    # which reopens the execution only if it is still FAILED.
+    cleared, contexts = failure_units(execution)
+    event = events.execution_redriven(cleared, contexts, execution.error, now)
+    timeout_at = now + timedelta(seconds=execution.timeout_seconds)
+    if not journal_store().reopen_execution(str(execution.pk), now, timeout_at, cleared, contexts, [event]):
+        execution.refresh_from_db()
+        raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}; only FAILED ones redrive")
+    dispatch.on_commit_wake(str(execution.pk), now)
+    signals.on_commit_status_changed(
+        execution_id=str(execution.pk),
+        function_name=execution.function_name,
+        execution_name=execution.execution_name,
+        status=ExecutionStatus.RUNNING,
+        previous_status=ExecutionStatus.FAILED,
+        error=None,
+        timestamp=now,
+    )
     execution.refresh_from_db()
     return execution

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, close_old_connections, connection
 
-from durable import clock, store
+from durable import clock
+from durable.store import journal_store
 
 log = logging.getLogger("durable.lease")
 
@@ -72,7 +73,7 @@ class _Keeper:
 
     def _renew(self, lease: HeldLease, now: float) -> None:
         try:
-            renewed = store.renew_lease(lease.execution_id, lease.token, clock.now(), lease.ttl)
+            renewed = journal_store().renew_lease(lease.execution_id, lease.token, clock.now(), lease.ttl)
         except DatabaseError as exc:
             # Try again next beat; if the database stays away, the lease simply expires.
             log.warning("execution %s: could not renew the lease (%s)", lease.execution_id, exc)
@@ -92,7 +93,7 @@ class _Keeper:
             "execution %s: invocation ran past its %ss budget; stopping it", lease.execution_id, int(lease.budget)
         )
         try:
-            store.expire_lease(lease.execution_id, lease.token, clock.now())
+            journal_store().expire_lease(lease.execution_id, lease.token, clock.now())
         except DatabaseError:
             log.exception("execution %s: could not expire the lease; it will lapse", lease.execution_id)
         if lease.on_budget is not None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from durable import clock, conf, dispatch, events, signals, store
+from durable import clock, conf, dispatch, events, signals
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -55,6 +55,7 @@ from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState
 from durable.storable import utf8_size
+from durable.store import Lease, journal_store
 
 log = logging.getLogger("durable.runtime")
 
@@ -88,7 +89,7 @@ def run_invocation(
     (a job released a little early; a timer never fires early).
     """
     now = clock.now()
-    lease = store.acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
+    lease = journal_store().acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
     if lease is None:
         return InvocationOutcome(str(execution_id), ran=False)
     if wait_if_early and lease.execution.wake_at is not None:
@@ -103,11 +104,12 @@ class Invocation:
     """One invocation under its lease: replays the handler, then records how it ended, with one
     method per outcome (see the table in the module docstring and `_OUTCOMES`)."""
 
-    def __init__(self, lease: store.Lease, now: datetime, *, kill_on_budget: bool) -> None:
+    def __init__(self, lease: Lease, now: datetime, *, kill_on_budget: bool) -> None:
         self.execution = lease.execution
         self.lease = lease
         self.execution_id = str(self.execution.pk)
-        self.journal = store.LeasedJournal(self.execution_id, lease.token, clock.now)
+        self.store = journal_store()
+        self.journal = self.store.leased(self.execution_id, lease.token, clock.now)
         self.kill_on_budget = kill_on_budget
         self.now = now
         self.state: ExecutionState | None = None
@@ -126,7 +128,7 @@ class Invocation:
             function = get_function(execution.function_name)
         except UnknownFunctionError as exc:
             return self.failed(exc)
-        operations = store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
+        operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
         state = self.state = ExecutionState(
             self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
         )
@@ -295,7 +297,7 @@ def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str,
     def check(operation_id: str, name: str | None) -> Exception | None:
         same = execution.died_at_operation == operation_id
         count = execution.deaths_at_operation + 1 if same else 1
-        store.record_death(str(execution.pk), token, operation_id, count, clock.now)
+        journal_store().record_death(str(execution.pk), token, operation_id, count, clock.now())
         if count < limit:
             return None
         label = repr(name) if name else operation_id[:12]

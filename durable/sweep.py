@@ -3,7 +3,8 @@
 It re-dispatches executions that are due, and those whose lease expired (their invocation
 died), ends executions past their timeout, and times out callbacks past their deadlines. Each
 query is a range scan on an index of RUNNING executions, so its cost follows the work to do,
-not the number of executions waiting. Workers run it about once per SWEEP_INTERVAL seconds
+not the number of executions waiting; the queries and writes are the journal store's
+(`durable.store`). Workers run it about once per SWEEP_INTERVAL seconds
 across the cluster (a Redis lock, below); `manage.py durable_sweep` runs it by hand.
 """
 
@@ -13,19 +14,16 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import redis
-from django.db import connection, transaction
-from django.db.models import Q, QuerySet
 
-from durable import clock, conf, dispatch, events, signals, store
+from durable import clock, conf, dispatch, events, signals
 from durable.errors import ErrorObject
-from durable.models import Execution, ExecutionStatus, Operation
+from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
-from durable.state import OperationStatus, OperationType
+from durable.store import journal_store
 
 log = logging.getLogger("durable.sweep")
 
@@ -55,124 +53,57 @@ class SweepReport:
         )
 
 
-def _lease_free(now: datetime) -> Q:
-    return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
-
-
-def timed_out_query(now: datetime) -> QuerySet[Execution]:
-    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
-    return running.filter(timeout_at__lte=now).filter(_lease_free(now))
-
-
-def due_query(now: datetime) -> QuerySet[Execution]:
-    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
-    return running.filter(wake_at__lte=now).filter(_lease_free(now))
-
-
-def expired_leases_query(now: datetime) -> QuerySet[Execution]:
-    running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
-    return running.filter(lease_expires_at__lt=now, lease_token__isnull=False)
-
-
 def sweep(*, limit: int = 1000) -> SweepReport:
     """One pass. Returns what it did."""
     now = clock.now()
     report = SweepReport()
+    db = journal_store()
 
-    report.timed_out_executions = _time_out_executions(now, limit)
+    error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
+    ended = db.time_out_executions(
+        now,
+        limit,
+        error,
+        lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
+    )
+    for execution_id, function_name, execution_name in ended:
+        signals.on_commit_status_changed(
+            execution_id=execution_id,
+            function_name=function_name,
+            execution_name=execution_name,
+            status=ExecutionStatus.TIMED_OUT,
+            previous_status=ExecutionStatus.RUNNING,
+            error=error,
+            timestamp=now,
+        )
+    report.timed_out_executions = [execution_id for execution_id, _, _ in ended]
 
     grace = conf.get("REDISPATCH_GRACE")
-    due = list(due_query(now).values_list("pk", "wake_at")[:limit])
+    due = db.due(now, limit)
     # Every execution waiting in the queue is due: the checks and the re-dispatch cost a
     # query and a round trip to Redis in all, not one per execution.
-    with_expired = _with_expired_callbacks([pk for pk, _ in due], now)
+    with_expired = db.with_expired_callbacks([pk for pk, _ in due], now)
     wake_ups = []
     for pk, wake_at in due:
         if pk in with_expired:
-            report.timed_out_callbacks += _time_out_callbacks(str(pk), now)
+            report.timed_out_callbacks += db.time_out_callbacks(
+                str(pk),
+                now,
+                lambda record: timeout_error(record, now),
+                lambda record, error: events.callback_timed_out(error, operation=record, at=now),
+            )
         wake_at = wake_at or now
         # The wake-up's own job id: a nudge still in Redis absorbs this one. Long overdue, a new
         # id every `grace` seconds, in case its job is stuck with a worker that was killed.
         wake_ups.append((str(pk), wake_at, int((now - wake_at).total_seconds() // grace)))
         report.dispatched_due.append(str(pk))
 
-    for pk in expired_leases_query(now).values_list("pk", flat=True)[:limit]:
+    for pk in db.expired_leases(now, limit):
         # A fresh job id: the dead invocation's job may still sit in Redis as started.
         wake_ups.append((str(pk), now, 0))
         report.dispatched_expired_leases.append(str(pk))
     dispatch.wake_many(wake_ups)
     return report
-
-
-def _skip_locked(queryset: QuerySet[Any]) -> QuerySet[Any]:
-    """Rows another transaction is writing are skipped, not waited for (PostgreSQL)."""
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True)
-    return queryset  # SQLite: one writer at a time anyway
-
-
-def _time_out_executions(now: datetime, limit: int) -> list[str]:
-    error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
-    with transaction.atomic():
-        rows = list(_skip_locked(timed_out_query(now)).values_list("pk", "function_name", "execution_name")[:limit])
-        if not rows:
-            return []
-        ids = [str(pk) for pk, _, _ in rows]
-        Execution.objects.filter(pk__in=ids).update(**store.ended(ExecutionStatus.TIMED_OUT, now, error))
-        for pk, function_name, execution_name in rows:
-            store.append_events(
-                str(pk), [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)]
-            )
-            signals.on_commit_status_changed(
-                execution_id=str(pk),
-                function_name=function_name,
-                execution_name=execution_name,
-                status=ExecutionStatus.TIMED_OUT,
-                previous_status=ExecutionStatus.RUNNING,
-                error=error,
-                timestamp=now,
-            )
-    return ids
-
-
-def _expired_callbacks(now: datetime) -> QuerySet[Operation]:
-    return Operation.objects.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED).filter(
-        Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now)
-    )
-
-
-def _with_expired_callbacks(execution_ids: list[Any], now: datetime) -> set[Any]:
-    """Which of these executions have a callback past its deadline (one query)."""
-    if not execution_ids:
-        return set()
-    return set(_expired_callbacks(now).filter(execution_id__in=execution_ids).values_list("execution_id", flat=True))
-
-
-def _time_out_callbacks(execution_id: str, now: datetime) -> int:
-    """Time out the execution's callbacks past their deadlines (it has some: `_with_expired_callbacks`)."""
-    expired = _expired_callbacks(now).filter(execution_id=execution_id)
-    count = 0
-    with transaction.atomic():
-        # Lock the execution as an invocation would; skip it if one holds the lease now.
-        if (
-            not Execution.objects.filter(pk=execution_id, status=ExecutionStatus.RUNNING)
-            .filter(_lease_free(now))
-            .update(updated_at=now)
-        ):
-            return 0
-        for op in expired:
-            record = store.load_operation(execution_id, op.operation_id)
-            error = timeout_error(record, now) if record else None
-            # Still pending and past a deadline when this runs: a completion or heartbeat that
-            # committed first wins.
-            if error is None or not expired.filter(pk=op.pk).update(
-                status=OperationStatus.TIMED_OUT, error=error, ended_at=now
-            ):
-                continue
-            count += 1
-            assert record is not None
-            store.append_events(execution_id, [events.callback_timed_out(error, operation=record, at=now)])
-    return count
 
 
 # The sweep lock. Its value names the holder ("<host>:<pid> <token>") while the sweep runs and

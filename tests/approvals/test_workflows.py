@@ -17,9 +17,9 @@ from approvals.errors import (
 )
 from approvals.models import Document, PublishedSummary, Review
 from approvals.services import document_submit, review_decide
-from durable import store as journal_store
 from durable.client import send_callback_success
 from durable.models import Execution, Operation
+from durable.store import sql as journal_sql
 from durable.testing import DurableTestRunner
 from llm.errors import AuthenticationError, RateLimitedError
 from tests.durable.helpers import Crash, crash_then_expire_lease
@@ -170,7 +170,7 @@ def test_a_permanent_summarizer_failure_fails_the_document(people, runner, monke
 
 
 def test_publish_happens_exactly_once_when_the_worker_dies_before_its_checkpoint(people, monkeypatch):
-    real = journal_store._rows  # every journal write builds its statements with it
+    real = journal_sql.checkpoint_rows  # every journal write builds its statements with it
     crashed = []
 
     def crash_on_publish(execution_id, checkpoints):
@@ -179,7 +179,7 @@ def test_publish_happens_exactly_once_when_the_worker_dies_before_its_checkpoint
             raise Crash  # the body wrote the summary; the process dies before the checkpoint commits
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "_rows", crash_on_publish)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", crash_on_publish)
     with DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document = submit(people)
         review = open_review(runner, document, 1)

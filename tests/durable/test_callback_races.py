@@ -11,12 +11,12 @@ from datetime import timedelta
 import pytest
 
 from durable import DurableContext, durable_execution
-from durable import store as journal_store
 from durable.client import send_callback_heartbeat, send_callback_success
 from durable.config import CallbackConfig, Duration
 from durable.exceptions import CallbackExpiredError, CallbackTimeoutError
 from durable.models import Execution, Operation
 from durable.runtime import run_invocation
+from durable.store.base import SqlJournalStore
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -45,9 +45,9 @@ def _start(runner: DurableTestRunner, event: dict) -> tuple[str, Operation]:
 
 
 def _sender_commits_during(monkeypatch, target: str, send) -> list[str]:
-    """Run `send` right after the invocation's next call of `journal_store.<target>` returned
+    """Run `send` right after the invocation's next call of the journal store's `<target>` returned
     (so the invocation holds what it read before the send), then move the clock on 2 ms."""
-    real = getattr(journal_store, target)
+    real = getattr(SqlJournalStore, target)
     told: list[str] = []
 
     def read_then_send(*args, **kwargs):
@@ -60,7 +60,7 @@ def _sender_commits_during(monkeypatch, target: str, send) -> list[str]:
                 told.append("expired")
         return value
 
-    monkeypatch.setattr(journal_store, target, read_then_send)
+    monkeypatch.setattr(SqlJournalStore, target, read_then_send)
     return told
 
 

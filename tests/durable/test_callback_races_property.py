@@ -27,11 +27,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection, connections
 
-from durable import store as journal_store
 from durable.client import send_callback_heartbeat, send_callback_success, start_execution
 from durable.exceptions import CallbackExpiredError
 from durable.models import Execution, Operation
 from durable.runtime import run_invocation
+from durable.store.base import SqlJournalStore
 from tests.durable.test_callback_races import awaits
 from tests.processes import ROOT, database_url
 
@@ -133,14 +133,14 @@ def drive(execution_id: str) -> Execution:
 def test_the_handler_sees_what_the_sender_was_told(monkeypatch):
     rng = random.Random(int(os.environ.get("CALLBACK_RACE_SEED", "13")))
     for name in ("load_operation", "load_journal"):
-        real = getattr(journal_store, name)
+        real = getattr(SqlJournalStore, name)
 
         def slow(*args, _real=real, **kwargs):
             found = _real(*args, **kwargs)
             time.sleep(rng.uniform(0, 0.004))  # the invocation is descheduled after reading
             return found
 
-        monkeypatch.setattr(journal_store, name, slow)
+        monkeypatch.setattr(SqlJournalStore, name, slow)
     sender = ProcessSender() if connection.vendor == "postgresql" else ThreadSender()
     outcomes: dict[tuple[str, str], int] = {}
     try:

@@ -30,11 +30,11 @@ from durable import (
     ValidationError,
     durable_execution,
 )
-from durable import store as journal_store
 from durable.client import get_execution, send_callback_success
 from durable.config import Duration, JitterStrategy, WaitForCallbackConfig
 from durable.models import Operation
 from durable.retries import RetryStrategyConfig, create_retry_strategy
+from durable.store import sql as journal_sql
 from durable.testing import DurableTestRunner
 from tests.durable.helpers import Crash
 
@@ -150,18 +150,18 @@ def drive(runner: DurableTestRunner, execution_id: str) -> None:
 def run_program(steps: list, crash_at: frozenset[int], monkeypatch) -> tuple[str, dict, Chaos]:
     global chaos
     chaos = Chaos(crash_at)
-    real_save = journal_store._rows  # what every journal write builds its statements from
+    real_save = journal_sql.checkpoint_rows  # what every journal write builds its statements from
 
     def save(execution_id, checkpoints):
         chaos.point()  # crash with a body's result computed but not yet on disk
         return real_save(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "_rows", save)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", save)
     with DurableTestRunner(program) as runner:
         execution_id = runner.run_async(json.dumps({"program": steps}))
         drive(runner, execution_id)
     execution = get_execution(execution_id)
-    monkeypatch.setattr(journal_store, "_rows", real_save)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", real_save)
     return execution.status, json.loads(execution.result) if execution.result else execution.error, chaos
 
 

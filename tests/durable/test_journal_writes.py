@@ -13,7 +13,7 @@ from durable.exceptions import LeaseLostError
 from durable.models import Execution, HistoryEvent, Operation
 from durable.runtime import run_invocation
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
-from durable.store import LeasedJournal, acquire_lease
+from durable.store import journal_store
 from tests.durable.test_runtime import many_steps, three_steps
 
 # Not wrapped in a test transaction: the writes run as a worker's do.
@@ -55,8 +55,8 @@ def record(operation_id: str, status: OperationStatus, result: str | None = None
 
 def test_many_checkpoints_in_one_write_keep_the_last_state_of_each_operation_and_every_event():
     execution = start_execution(many_steps, {"steps": 1})
-    lease = acquire_lease(str(execution.pk), "worker", engine_clock.now(), 60)
-    journal = LeasedJournal(str(execution.pk), lease.token, engine_clock.now)
+    lease = journal_store().acquire_lease(str(execution.pk), "worker", engine_clock.now(), 60)
+    journal = journal_store().leased(str(execution.pk), lease.token, engine_clock.now)
     started = record("a", OperationStatus.STARTED)
     journal.write(
         [
@@ -85,16 +85,16 @@ def test_many_checkpoints_in_one_write_keep_the_last_state_of_each_operation_and
 def test_a_lost_lease_writes_nothing_and_ends_nothing():
     execution = start_execution(many_steps, {"steps": 1})
     now = engine_clock.now()
-    stale = acquire_lease(str(execution.pk), "worker-a", now, 60)
-    fresh = acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
+    stale = journal_store().acquire_lease(str(execution.pk), "worker-a", now, 60)
+    fresh = journal_store().acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
     before = HistoryEvent.objects.filter(execution_id=execution.pk).count()
     late = record("late", OperationStatus.SUCCEEDED, "1")
     with pytest.raises(LeaseLostError):
-        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).write(
+        journal_store().leased(str(execution.pk), stale.token, engine_clock.now).write(
             [Checkpoint(late, [HistoryRecord("StepSucceeded", late, {}, engine_clock.now())])]
         )
     with pytest.raises(LeaseLostError):
-        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).finish(
+        journal_store().leased(str(execution.pk), stale.token, engine_clock.now).finish(
             [Checkpoint(late, [])],
             [HistoryRecord("ExecutionSucceeded", None, {}, engine_clock.now())],
             status="SUCCEEDED",
@@ -105,5 +105,5 @@ def test_a_lost_lease_writes_nothing_and_ends_nothing():
     kept = Execution.objects.get(pk=execution.pk)
     assert (kept.status, kept.lease_token, kept.result) == ("RUNNING", fresh.token, None)
     # The connection is usable after the rolled-back query.
-    LeasedJournal(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(late, [])])
+    journal_store().leased(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(late, [])])
     assert Operation.objects.filter(execution_id=execution.pk).count() == 1

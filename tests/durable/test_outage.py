@@ -7,11 +7,11 @@ import logging
 import pytest
 from django.db import OperationalError
 
-from durable import store
 from durable.client import get_execution, start_execution
 from durable.exceptions import DatabaseUnreachableError
 from durable.rq import outage
 from durable.rq.jobs import invoke_once
+from durable.store.base import SqlJournalStore
 from tests import workflows
 
 
@@ -46,13 +46,13 @@ def test_only_a_connection_error_taking_the_lease_means_the_database_is_unreacha
 
     # Taking the lease fails: nothing ran, the wake-up is still good.
     with monkeypatch.context() as patch:
-        patch.setattr(store, "_sql", refused)  # called inside acquire_lease
+        patch.setattr(SqlJournalStore, "_take_lease", refused)  # acquire_lease's statement
         with pytest.raises(DatabaseUnreachableError, match="connection refused"):
             invoke_once(str(execution.pk))
     assert get_execution(execution.pk).invocation_count == 0
 
     # The same error later in the invocation (the lease was taken): an invocation that failed.
     with monkeypatch.context() as patch:
-        patch.setattr(store, "load_journal", refused)
+        patch.setattr(SqlJournalStore, "load_journal", refused)
         assert invoke_once(str(execution.pk)) == "error"
     assert get_execution(execution.pk).invocation_count == 1

@@ -14,7 +14,7 @@ from durable.execution import register
 from durable.models import Execution, Operation
 from durable.runtime import run_invocation
 from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
-from durable.store import LeasedJournal, acquire_lease
+from durable.store import journal_store
 from durable.testing import DurableTestRunner
 from tests.durable.helpers import Crash, crash_then_expire_lease
 
@@ -79,32 +79,32 @@ def test_a_first_invocation_reads_no_journal_and_writes_a_transaction_per_step_b
 def test_a_held_lease_keeps_a_second_delivery_out():
     execution = start_execution(many_steps, {"steps": 1})
     now = engine_clock.now()
-    held = acquire_lease(str(execution.pk), "worker-a", now, 60)
+    held = journal_store().acquire_lease(str(execution.pk), "worker-a", now, 60)
     assert held is not None
-    assert acquire_lease(str(execution.pk), "worker-b", now, 60) is None
+    assert journal_store().acquire_lease(str(execution.pk), "worker-b", now, 60) is None
     assert not run_invocation(str(execution.pk)).ran
     # Once the lease expires, another worker may take it.
     later = now + timedelta(seconds=61)
-    assert acquire_lease(str(execution.pk), "worker-b", later, 60) is not None
+    assert journal_store().acquire_lease(str(execution.pk), "worker-b", later, 60) is not None
 
 
 def test_a_worker_that_lost_its_lease_writes_nothing():
     execution = start_execution(many_steps, {"steps": 1})
     now = engine_clock.now()
-    stale = acquire_lease(str(execution.pk), "worker-a", now, 60)
-    fresh = acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
+    stale = journal_store().acquire_lease(str(execution.pk), "worker-a", now, 60)
+    fresh = journal_store().acquire_lease(str(execution.pk), "worker-b", now + timedelta(seconds=61), 60)
     assert stale.token != fresh.token
     assert fresh.took_over  # the stale holder never released: it counts as dead
     record = OperationRecord("op-1", OperationType.STEP, "Step", "late", OperationStatus.SUCCEEDED, result="1")
     with pytest.raises(LeaseLostError):
-        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).write([Checkpoint(record, [])])
+        journal_store().leased(str(execution.pk), stale.token, engine_clock.now).write([Checkpoint(record, [])])
     assert not Operation.objects.filter(execution=execution).exists()
-    LeasedJournal(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(record, [])])
+    journal_store().leased(str(execution.pk), fresh.token, engine_clock.now).write([Checkpoint(record, [])])
     assert Operation.objects.filter(execution=execution).count() == 1
     # Nor can it end the execution: the fence fails and the whole last transaction rolls back.
     other = OperationRecord("op-2", OperationType.STEP, "Step", "later", OperationStatus.SUCCEEDED, result="2")
     with pytest.raises(LeaseLostError):
-        LeasedJournal(str(execution.pk), stale.token, engine_clock.now).finish(
+        journal_store().leased(str(execution.pk), stale.token, engine_clock.now).finish(
             [Checkpoint(other, [])], [], status="SUCCEEDED", result="2"
         )
     assert Operation.objects.filter(execution=execution).count() == 1
@@ -222,9 +222,9 @@ def db_outage(event: dict, context: DurableContext) -> int:
 def test_a_database_outage_during_a_checkpoint_is_not_a_step_failure(monkeypatch):
     from django.db import OperationalError
 
-    from durable import store as journal_store
+    from durable.store import sql as journal_sql
 
-    real = journal_store._rows  # what every journal write builds its statements from
+    real = journal_sql.checkpoint_rows  # what every journal write builds its statements from
     outage = {"on": True}
 
     def flaky_rows(execution_id, checkpoints):
@@ -232,7 +232,7 @@ def test_a_database_outage_during_a_checkpoint_is_not_a_step_failure(monkeypatch
             raise OperationalError("server closed the connection unexpectedly")
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "_rows", flaky_rows)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", flaky_rows)
     with DurableTestRunner(db_outage) as runner:
         execution_id = runner.run_async()
         outcome = run_invocation(execution_id)

@@ -284,18 +284,18 @@ def test_a_write_the_database_refuses_anyway_fails_the_execution_once(monkeypatc
     # The last line of defence, for a value validation did not foresee: a write whose values
     # the database refuses fails the execution at once, saying so, instead of failing every
     # invocation that retries it.
-    from durable import store as journal_store
+    from durable.store import sql as journal_sql
 
-    real = journal_store._rows
+    real = journal_sql.checkpoint_rows
 
     def poisoned(execution_id, checkpoints):
         operations, events = real(execution_id, checkpoints)
-        name_at = 1 + journal_store._OPERATION_FIELDS.index("name")
+        name_at = 1 + journal_sql.OPERATION_FIELDS.index("name")
         for row in operations:
             row[name_at] = SCANNED
         return operations, events
 
-    monkeypatch.setattr(journal_store, "_rows", poisoned)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", poisoned)
     with DurableTestRunner(refused_write) as runner:
         result = runner.run(timeout=10)
     assert result.status == "FAILED"

@@ -9,7 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from durable import clock
 from durable.models import Execution
-from durable.sweep import due_query, expired_leases_query, sweep, timed_out_query
+from durable.store.base import due_query, expired_leases_query, timed_out_query
+from durable.sweep import sweep
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ import pytest
 from django.contrib.auth.models import Group
 
 from durable import DurableContext, StepConfig, StepContext, durable_execution
-from durable import store as journal_store
 from durable.config import JitterStrategy
 from durable.models import Operation
 from durable.retries import RetryStrategyConfig, create_retry_strategy
+from durable.store import sql as journal_sql
 from durable.testing import DurableTestRunner
 from tests.durable.helpers import Crash, crash_then_expire_lease
 
@@ -49,7 +49,7 @@ def test_writes_roll_back_with_a_failed_attempt_and_commit_once_with_the_good_on
 @pytest.fixture
 def crash_at_first_checkpoint_write(monkeypatch):
     """The worker dies after the step body ran and before its checkpoint is on disk."""
-    real = journal_store._rows  # every journal write builds its statements with it
+    real = journal_sql.checkpoint_rows  # every journal write builds its statements with it
     state = {"crashed": False}
 
     def save(execution_id, checkpoints):
@@ -58,7 +58,7 @@ def crash_at_first_checkpoint_write(monkeypatch):
             raise Crash
         return real(execution_id, checkpoints)
 
-    monkeypatch.setattr(journal_store, "_rows", save)
+    monkeypatch.setattr(journal_sql, "checkpoint_rows", save)
     return state
 
 

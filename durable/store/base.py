@@ -1,0 +1,579 @@
+"""The journal store's interface, and what SQLite and PostgreSQL do alike.
+
+Writes made under a lease are fenced: the same transaction first updates the execution row
+only if it still carries this invocation's lease token and is RUNNING. A worker that lost its
+lease (or whose execution was stopped) writes nothing and gets LeaseLostError. Writes made
+outside a lease (a stop, a redrive, the sweep, a callback's completion) are conditional on the
+row's state instead: whoever commits first wins, and the loser writes nothing.
+
+Statements are built before a write's transaction begins, so the database's locks (on SQLite,
+its single writer lock) are held only while they run.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q, QuerySet
+
+from durable.events import callback_completed
+from durable.exceptions import (
+    CallbackAlreadyCompletedError,
+    CallbackExpiredError,
+    CallbackNotFoundError,
+    CheckpointFailedError,
+    CheckpointRefusedError,
+    DatabaseUnreachableError,
+    LeaseLostError,
+)
+from durable.models import Execution, ExecutionStatus, Operation
+from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.store import sql
+
+# What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
+_RELEASED: dict[str, Any] = {
+    "lease_token": None,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "consecutive_deaths": 0,
+    "died_at_operation": None,
+    "deaths_at_operation": 0,
+    "failed_invocations": 0,
+}
+
+
+@dataclass(frozen=True)
+class Lease:
+    execution: Execution
+    token: str
+    took_over: bool  # the previous holder never released it: that invocation died
+
+
+class JournalStore(Protocol):
+    """Every read and write of the journal the engine makes."""
+
+    # Leases.
+    def acquire_lease(self, execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Lease | None: ...
+    def renew_lease(self, execution_id: str, token: str, now: datetime, ttl_seconds: float) -> bool: ...
+    def expire_lease(self, execution_id: str, token: str, now: datetime) -> bool: ...
+    def record_death(self, execution_id: str, token: str, operation_id: str, count: int, now: datetime) -> None: ...
+    def leased(self, execution_id: str, token: str, clock: Callable[[], datetime]) -> LeasedJournal: ...
+
+    # The journal.
+    def load_journal(self, execution_id: str, *, first_invocation: bool = False) -> dict[str, OperationRecord]: ...
+    def load_operation(self, execution_id: str, operation_id: str) -> OperationRecord | None: ...
+    def append_events(self, execution_id: str, events: Iterable[HistoryRecord]) -> None: ...
+
+    # Executions, outside any lease.
+    def insert_execution(self, values: dict[str, Any], events: Iterable[HistoryRecord]) -> Execution: ...
+    def stop_execution(
+        self, execution_id: str, now: datetime, error: dict[str, Any] | None, events: list[HistoryRecord]
+    ) -> bool: ...
+    def wake_execution(self, execution_id: str, now: datetime, events: list[HistoryRecord]) -> bool: ...
+    def reopen_execution(
+        self,
+        execution_id: str,
+        now: datetime,
+        timeout_at: datetime,
+        clear: list[str],
+        reopen: list[str],
+        events: list[HistoryRecord],
+    ) -> bool: ...
+    def complete_callback(
+        self,
+        callback_id: str,
+        now: Callable[[], datetime],
+        *,
+        status: OperationStatus,
+        result: str | None = None,
+        error: dict[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> Operation: ...
+
+    # The sweep.
+    def due(self, now: datetime, limit: int) -> list[tuple[Any, datetime | None]]: ...
+    def expired_leases(self, now: datetime, limit: int) -> list[Any]: ...
+    def with_expired_callbacks(self, execution_ids: list[Any], now: datetime) -> set[Any]: ...
+    def time_out_executions(
+        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+    ) -> list[tuple[str, str, str]]: ...
+    def time_out_callbacks(
+        self,
+        execution_id: str,
+        now: datetime,
+        error_for: Callable[[OperationRecord], dict[str, Any] | None],
+        event_for: Callable[[OperationRecord, dict[str, Any]], HistoryRecord],
+    ) -> int: ...
+
+
+def _lease_free(now: datetime) -> Q:
+    return Q(lease_token__isnull=True) | Q(lease_expires_at__lt=now)
+
+
+def _running() -> QuerySet[Execution]:
+    return Execution.objects.filter(status=ExecutionStatus.RUNNING)
+
+
+def due_query(now: datetime) -> QuerySet[Execution]:
+    """Executions whose wake-up has come and whose lease is free (index durable_exec_due)."""
+    return _running().filter(wake_at__lte=now).filter(_lease_free(now))
+
+
+def timed_out_query(now: datetime) -> QuerySet[Execution]:
+    """Executions past their timeout whose lease is free (index durable_exec_timeout)."""
+    return _running().filter(timeout_at__lte=now).filter(_lease_free(now))
+
+
+def expired_leases_query(now: datetime) -> QuerySet[Execution]:
+    """Executions whose invocation died: its lease lapsed without being let go (durable_exec_lease)."""
+    return _running().filter(lease_expires_at__lt=now, lease_token__isnull=False)
+
+
+def _expired_callbacks(now: datetime) -> QuerySet[Operation]:
+    return Operation.objects.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED).filter(
+        Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now)
+    )
+
+
+def ended(status: str, now: datetime, error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The columns of an execution that ends outside an invocation (stop, sweep): lease let go."""
+    return {
+        "status": status,
+        "error": error,
+        "ended_at": now,
+        "updated_at": now,
+        "wake_at": None,
+        "lease_token": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+
+
+class SqlJournalStore:
+    """The journal store on a Django database; a dialect overrides what its database does better."""
+
+    # Leases.
+
+    def acquire_lease(self, execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Lease | None:
+        """Take the lease of a RUNNING execution if it is free or expired; None if not taken.
+
+        Raises DatabaseUnreachableError if the database does not answer (nothing else has run).
+        """
+        token = secrets.token_hex(16)
+        ops = connection.ops
+        params = [
+            token,
+            owner,
+            ops.adapt_datetimefield_value(now + timedelta(seconds=ttl_seconds)),
+            ops.adapt_datetimefield_value(now),
+            sql.execution_pk(execution_id),
+            ExecutionStatus.RUNNING.value,
+            ops.adapt_datetimefield_value(now),
+        ]
+        try:
+            execution = self._take_lease(execution_id, params)
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnreachableError(" ".join(str(exc).split())) from exc
+        if execution is None:
+            return None
+        return Lease(execution, token, took_over=execution.consecutive_deaths > 0)
+
+    def _lease_transaction(self) -> AbstractContextManager[Any]:
+        """What the lease's UPDATE runs in (SQLite: a transaction of its own)."""
+        return _no_transaction()
+
+    def _take_lease(self, execution_id: str, params: list[Any]) -> Execution | None:
+        statements = sql.statements()
+        with self._lease_transaction(), connection.cursor() as cursor:
+            # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
+            # than the database's work. RETURNING reads the execution in the same statement.
+            if statements.returning_execution:
+                cursor.execute(statements.returning_execution, params)
+                row = cursor.fetchone()
+                return statements.execution_from_row(row) if row is not None else None
+            cursor.execute(statements.acquire, params)
+            if not cursor.rowcount:
+                return None
+        return Execution.objects.get(pk=execution_id)
+
+    def renew_lease(self, execution_id: str, token: str, now: datetime, ttl_seconds: float) -> bool:
+        """Extend a lease still held; False if it was lost."""
+        return bool(
+            _running()
+            .filter(pk=execution_id, lease_token=token)
+            .update(lease_expires_at=now + timedelta(seconds=ttl_seconds))
+        )
+
+    def expire_lease(self, execution_id: str, token: str, now: datetime) -> bool:
+        """End a lease at once without releasing it, so the next holder counts this one as dead."""
+        return bool(
+            Execution.objects.filter(pk=execution_id, lease_token=token).update(lease_expires_at=now, wake_at=now)
+        )
+
+    def record_death(self, execution_id: str, token: str, operation_id: str, count: int, now: datetime) -> None:
+        """Note that invocations died `count` times in a row at `operation_id` (fenced)."""
+        kept = (
+            _running()
+            .filter(pk=execution_id, lease_token=token)
+            .update(died_at_operation=operation_id, deaths_at_operation=count, updated_at=now)
+        )
+        if not kept:
+            raise LeaseLostError(f"lost the lease of execution {execution_id}")
+
+    def leased(self, execution_id: str, token: str, clock: Callable[[], datetime]) -> LeasedJournal:
+        return LeasedJournal(self, execution_id, token, clock)
+
+    def write(
+        self,
+        journal: LeasedJournal,
+        checkpoints: list[Checkpoint],
+        events: list[HistoryRecord],
+        changes: dict[str, Any],
+        watched_callbacks: list[str] | None,
+    ) -> bool:
+        """A write under `journal`'s lease (see LeasedJournal.write_in_transaction)."""
+        return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks)
+
+    def pipelined(self) -> AbstractContextManager[Any]:
+        """What a write's statements are sent in (PostgreSQL: without waiting for each reply)."""
+        return _no_transaction()
+
+    # The journal.
+
+    def load_journal(self, execution_id: str, *, first_invocation: bool = False) -> dict[str, OperationRecord]:
+        """The whole journal of an execution, in order, in one query.
+
+        `first_invocation`: the caller's lease was the execution's first (invocation_count 1), so
+        nothing was ever written under a lease and the journal is empty: no query.
+        """
+        if first_invocation:
+            return {}
+        rows = Operation.objects.filter(execution_id=execution_id).order_by("id").values_list(*sql.OPERATION_FIELDS)
+        return {record.operation_id: record for record in map(sql.record, rows)}
+
+    def load_operation(self, execution_id: str, operation_id: str) -> OperationRecord | None:
+        row = (
+            Operation.objects.filter(execution_id=execution_id, operation_id=operation_id)
+            .values_list(*sql.OPERATION_FIELDS)
+            .first()
+        )
+        return sql.record(row) if row else None
+
+    def append_events(self, execution_id: str, events: Iterable[HistoryRecord]) -> None:
+        rows = [sql.event_params(sql.execution_pk(execution_id), e) for e in events]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql.statements().insert_events(1), rows)
+
+    # Executions, outside any lease.
+
+    def insert_execution(self, values: dict[str, Any], events: Iterable[HistoryRecord]) -> Execution:
+        """Insert a new execution row (`values` by field name) and its first events, in one
+        transaction, with raw SQL: the ORM's insert machinery cost more than the database's
+        work, on the path that starts every execution."""
+        statements = sql.statements()
+        fields = statements.execution_fields
+        params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+        pk = sql.execution_pk(str(values["id"]))
+        event_rows = [sql.event_params(pk, e) for e in events]
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statements.insert_execution, params)
+            cursor.executemany(statements.insert_events(1), event_rows)
+        return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
+
+    def stop_execution(
+        self, execution_id: str, now: datetime, error: dict[str, Any] | None, events: list[HistoryRecord]
+    ) -> bool:
+        """End a RUNNING execution as STOPPED (a running invocation's next write is refused)."""
+        with transaction.atomic():
+            if not _running().filter(pk=execution_id).update(**ended(ExecutionStatus.STOPPED, now, error)):
+                return False
+            self.append_events(execution_id, events)
+        return True
+
+    def wake_execution(self, execution_id: str, now: datetime, events: list[HistoryRecord]) -> bool:
+        """Make a RUNNING execution due now."""
+        with transaction.atomic():
+            if not _running().filter(pk=execution_id).update(wake_at=now, updated_at=now):
+                return False
+            self.append_events(execution_id, events)
+        return True
+
+    def reopen_execution(
+        self,
+        execution_id: str,
+        now: datetime,
+        timeout_at: datetime,
+        clear: list[str],
+        reopen: list[str],
+        events: list[HistoryRecord],
+    ) -> bool:
+        """A FAILED execution RUNNING again: the `clear` operations deleted (they run again), the
+        `reopen` child contexts STARTED again (their completed operations kept)."""
+        with transaction.atomic():
+            reopened = Execution.objects.filter(pk=execution_id, status=ExecutionStatus.FAILED).update(
+                status=ExecutionStatus.RUNNING,
+                error=None,
+                result=None,
+                ended_at=None,
+                updated_at=now,
+                wake_at=now,
+                timeout_at=timeout_at,
+                failed_operations=None,
+                failed_invocations=0,
+            )
+            if not reopened:
+                return False
+            journal = Operation.objects.filter(execution_id=execution_id)
+            journal.filter(operation_id__in=clear).delete()
+            journal.filter(operation_id__in=reopen).update(status=OperationStatus.STARTED, error=None, ended_at=None)
+            self.append_events(execution_id, events)
+        return True
+
+    def complete_callback(
+        self,
+        callback_id: str,
+        now: Callable[[], datetime],
+        *,
+        status: OperationStatus,
+        result: str | None = None,
+        error: dict[str, Any] | None = None,
+        heartbeat: bool = False,
+    ) -> Operation:
+        """Complete (or, with `heartbeat`, extend) a pending callback and make its execution due.
+
+        Whoever commits first wins: the time is read (`now()`) once this holds the execution's
+        row, so a time-out that committed first makes this CallbackExpiredError, and one that
+        comes after finds the callback completed (or its heartbeat deadline moved) and writes
+        nothing. Raises CallbackNotFoundError, CallbackAlreadyCompletedError,
+        CallbackExpiredError; in each case nothing is written.
+        """
+        with transaction.atomic():
+            op = Operation.objects.filter(callback_id=callback_id).first()
+            if op is None:
+                raise CallbackNotFoundError(f"no callback with id {callback_id!r}")
+            # Lock order: the execution row first, as invocations do, then the operation.
+            running = _running().filter(pk=op.execution_id).update(updated_at=now())
+            at = now()
+            op.refresh_from_db()
+            if op.status == OperationStatus.TIMED_OUT:
+                raise CallbackExpiredError(f"callback {callback_id!r} timed out before this arrived")
+            if op.status != OperationStatus.STARTED:
+                raise CallbackAlreadyCompletedError(f"callback {callback_id!r} was already completed ({op.status})")
+            if not running:
+                raise CallbackNotFoundError(f"callback {callback_id!r} belongs to an execution that has ended")
+            for deadline in (op.callback_deadline, op.heartbeat_deadline):
+                if deadline is not None and at >= deadline:
+                    raise CallbackExpiredError(f"callback {callback_id!r} expired at {deadline.isoformat()}")
+            record = sql.record(tuple(getattr(op, f) for f in sql.OPERATION_FIELDS))
+            if heartbeat:
+                if op.heartbeat_seconds:
+                    op.heartbeat_deadline = at + timedelta(seconds=op.heartbeat_seconds)
+                    op.save(update_fields=["heartbeat_deadline"])
+                return op
+            op.status, op.result, op.error, op.ended_at = status, result, error, at
+            op.save(update_fields=["status", "result", "error", "ended_at"])
+            _running().filter(pk=op.execution_id).update(wake_at=at)
+            event = callback_completed(
+                record, succeeded=status is OperationStatus.SUCCEEDED, has_result=result is not None, error=error, at=at
+            )
+            self.append_events(str(op.execution_id), [event])
+        return op
+
+    # The sweep: range scans on indexes of RUNNING executions.
+
+    def due(self, now: datetime, limit: int) -> list[tuple[Any, datetime | None]]:
+        """Executions whose wake-up has come and whose lease is free."""
+        return list(due_query(now).values_list("pk", "wake_at")[:limit])
+
+    def expired_leases(self, now: datetime, limit: int) -> list[Any]:
+        """Executions whose invocation died: its lease lapsed without being let go."""
+        return list(
+            _running().filter(lease_expires_at__lt=now, lease_token__isnull=False).values_list("pk", flat=True)[:limit]
+        )
+
+    def with_expired_callbacks(self, execution_ids: list[Any], now: datetime) -> set[Any]:
+        """Which of these executions have a callback past its deadline (one query)."""
+        if not execution_ids:
+            return set()
+        return set(
+            _expired_callbacks(now).filter(execution_id__in=execution_ids).values_list("execution_id", flat=True)
+        )
+
+    def _skip_locked(self, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        """Rows another transaction is writing: skipped where the database can, else waited for."""
+        return queryset
+
+    def time_out_executions(
+        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+    ) -> list[tuple[str, str, str]]:
+        """End the executions past their timeout (lease free) as TIMED_OUT; returns (id, function
+        name, execution name) of each."""
+        with transaction.atomic():
+            expired = self._skip_locked(timed_out_query(now))
+            rows = list(expired.values_list("pk", "function_name", "execution_name")[:limit])
+            if not rows:
+                return []
+            Execution.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+                **ended(ExecutionStatus.TIMED_OUT, now, error)
+            )
+            for pk, _, _ in rows:
+                self.append_events(str(pk), events())
+        return [(str(pk), function_name, execution_name) for pk, function_name, execution_name in rows]
+
+    def time_out_callbacks(
+        self,
+        execution_id: str,
+        now: datetime,
+        error_for: Callable[[OperationRecord], dict[str, Any] | None],
+        event_for: Callable[[OperationRecord, dict[str, Any]], HistoryRecord],
+    ) -> int:
+        """Time out the execution's callbacks past their deadlines, unless an invocation holds its
+        lease; each only if still pending and past a deadline when written (a completion or a
+        heartbeat that committed first wins). Returns how many."""
+        expired = _expired_callbacks(now).filter(execution_id=execution_id)
+        count = 0
+        with transaction.atomic():
+            # Lock the execution as an invocation would; skip it if one holds the lease now.
+            if not _running().filter(pk=execution_id).filter(_lease_free(now)).update(updated_at=now):
+                return 0
+            for row in expired.values_list("pk", *sql.OPERATION_FIELDS):
+                record = sql.record(row[1:])
+                error = error_for(record)
+                if error is None or not expired.filter(pk=row[0]).update(
+                    status=OperationStatus.TIMED_OUT, error=error, ended_at=now
+                ):
+                    continue
+                count += 1
+                self.append_events(execution_id, [event_for(record, error)])
+        return count
+
+
+@contextmanager
+def _no_transaction() -> Iterator[None]:
+    """Nothing around the block (a dialect's hooks that its database does not need)."""
+    yield
+
+
+@contextmanager
+def checkpoint_guard(execution_id: str) -> Iterator[None]:
+    """Turn a failed journal write into CheckpointFailedError (the database could not be
+    reached: a later invocation may succeed) or CheckpointRefusedError (it refused the values:
+    every retry would fail the same way)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        if connection.in_atomic_block and not connection.get_autocommit():
+            raise  # inside a caller's transaction (a transactional step): theirs to handle
+        raise CheckpointFailedError(f"could not write the journal of execution {execution_id}: {exc}") from exc
+    except (DatabaseError, UnicodeError, ValueError, TypeError) as exc:
+        if connection.in_atomic_block and not connection.get_autocommit():
+            raise
+        raise CheckpointRefusedError(
+            f"the database refused a journal write of execution {execution_id}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+class LeasedJournal:
+    """The JournalWriter of one invocation: writes fenced by its lease token."""
+
+    def __init__(self, store: SqlJournalStore, execution_id: str, token: str, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.execution_id = execution_id
+        self.token = token
+        self.clock = clock
+        self.pk = sql.execution_pk(execution_id)
+
+    def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
+        """The fence with `changes` to the execution row, and its parameters."""
+        columns = tuple(changes)
+        fields: list[Any] = [Execution._meta.get_field(name) for name in columns]
+        params = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
+        now = connection.ops.adapt_datetimefield_value(self.clock())
+        return sql.statements().fence(columns), [now, *params, self.pk, self.token, ExecutionStatus.RUNNING.value]
+
+    def write(self, checkpoints: list[Checkpoint]) -> None:
+        """Persist the checkpoints in one transaction, fenced by the lease; raises LeaseLostError."""
+        self.store.write(self, checkpoints, [], {}, None)
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return transaction.atomic()
+
+    def reload(self, operation_id: str) -> OperationRecord | None:
+        return self.store.load_operation(self.execution_id, operation_id)
+
+    def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
+        """The fence, then the callback's time-out only if it is still pending and past a
+        deadline, then its events; False if a completion or heartbeat committed first."""
+        with checkpoint_guard(self.execution_id):
+            ops = connection.ops
+            fence_sql, fence_params = self.fence({})
+            at = ops.adapt_datetimefield_value(now)
+            error = sql.adapt_json(record.error)
+            params = [record.status.value, error, ops.adapt_datetimefield_value(record.ended_at)]
+            params += [self.pk, record.operation_id, OperationStatus.STARTED.value, at, at]
+            event_rows = [sql.event_params(self.pk, e) for e in events]
+            statements = sql.statements()
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(fence_sql, fence_params)
+                if not cursor.rowcount:
+                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
+                cursor.execute(statements.time_out_callback, params)
+                if not cursor.rowcount:
+                    return False
+                cursor.executemany(statements.insert_events(1), event_rows)
+        return True
+
+    def finish(
+        self,
+        checkpoints: list[Checkpoint],
+        events: list[HistoryRecord],
+        *,
+        watched_callbacks: list[str] | None = None,
+        **changes: Any,
+    ) -> bool:
+        """End the invocation: last checkpoints, the execution's new state, lease released.
+
+        `watched_callbacks` are the callbacks this invocation suspended on. One completed
+        meanwhile makes the execution due now, so its completion is never lost. Returns True if so.
+        """
+        return self.store.write(self, checkpoints, events, {**_RELEASED, **changes}, watched_callbacks)
+
+    def write_in_transaction(
+        self,
+        checkpoints: list[Checkpoint],
+        events: list[HistoryRecord],
+        changes: dict[str, Any],
+        watched_callbacks: list[str] | None,
+    ) -> bool:
+        """The fence, the operations (the last state of each), the events and `changes` in one
+        transaction; the fence failing rolls it back. Returns whether a watched callback
+        completed meanwhile (see `finish`)."""
+        with checkpoint_guard(self.execution_id):
+            fence_sql, fence_params = self.fence(changes)
+            operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
+            event_rows += [sql.event_params(self.pk, e) for e in events]
+            statements = sql.statements()
+            with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
+                with self.store.pipelined():
+                    fence.execute(fence_sql, fence_params)
+                    if operations:
+                        cursor.executemany(statements.upsert_operations(1), operations)
+                    if event_rows:
+                        cursor.executemany(statements.insert_events(1), event_rows)
+                # What was sent after the fence is in this transaction, which this rolls back.
+                if not fence.rowcount:
+                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
+                if watched_callbacks and (
+                    Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
+                    .exclude(status=OperationStatus.STARTED)
+                    .exists()
+                ):
+                    Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
+                    return True
+        return False

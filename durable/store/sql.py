@@ -1,0 +1,211 @@
+"""The journal's statements, each built whole from the models' metadata, and its row codecs.
+
+Table and column names come from the models (quoted by the connection); every value is a
+parameter. Statements that take a number of rows or a set of columns are built for that number
+or set and cached, never made by editing another statement's text.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+
+from durable.models import Execution, HistoryEvent, Operation
+from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+
+OPERATION_FIELDS = (
+    "operation_id",
+    "parent_id",
+    "type",
+    "sub_type",
+    "name",
+    "status",
+    "attempt",
+    "result",
+    "error",
+    "next_attempt_at",
+    "wait_until",
+    "callback_id",
+    "callback_deadline",
+    "heartbeat_deadline",
+    "heartbeat_seconds",
+    "started_at",
+    "ended_at",
+)
+_DATETIME_FIELDS = frozenset(
+    {"next_attempt_at", "wait_until", "callback_deadline", "heartbeat_deadline", "started_at", "ended_at"}
+)
+# What an upsert may change of an operation that exists (its identity never changes).
+_UPDATABLE_FIELDS = [f for f in OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
+_EVENT_COLUMNS = ("execution_id", "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details")
+
+
+def _qn(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def _values(width: int, rows: int) -> str:
+    group = f"({', '.join(['%s'] * width)})"
+    return ", ".join([group] * rows)
+
+
+class Statements:
+    """The statements of one database vendor (made once per vendor: see `for_vendor`)."""
+
+    def __init__(self) -> None:
+        qn = _qn
+        self.op_table, self.exec_table = qn(Operation._meta.db_table), qn(Execution._meta.db_table)
+        self.event_table = qn(HistoryEvent._meta.db_table)
+        self.op_columns = [Operation._meta.get_field("execution").column, *OPERATION_FIELDS]
+        # A token still set means the last invocation never finished: it died.
+        self.acquire = (
+            f"UPDATE {self.exec_table} SET {qn('lease_token')} = %s, {qn('lease_owner')} = %s, "
+            f"{qn('lease_expires_at')} = %s, {qn('invocation_count')} = {qn('invocation_count')} + 1, "
+            f"{qn('consecutive_deaths')} = CASE WHEN {qn('lease_token')} IS NULL "
+            f"THEN {qn('consecutive_deaths')} ELSE {qn('consecutive_deaths')} + 1 END, {qn('updated_at')} = %s "
+            f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
+            f"AND ({qn('lease_token')} IS NULL OR {qn('lease_expires_at')} < %s)"
+        )
+        # The execution's columns, read back by the lease's UPDATE where the database can
+        # (PostgreSQL; SQLite >= 3.35), converted as the ORM converts them.
+        self.execution_fields: list[Any] = list(Execution._meta.concrete_fields)
+        self.returning_execution = (
+            f"{self.acquire} RETURNING {', '.join(qn(f.column) for f in self.execution_fields)}"
+            if connection.features.can_return_columns_from_insert
+            else None
+        )
+        self.insert_execution = (
+            f"INSERT INTO {self.exec_table} ({', '.join(qn(f.column) for f in self.execution_fields)}) "
+            f"VALUES {_values(len(self.execution_fields), 1)}"
+        )
+        self.execution_converters = []
+        for f in self.execution_fields:
+            col = f.get_col(Execution._meta.db_table)
+            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            self.execution_converters.append((col, converters))
+        # A callback's time-out, written only if it is still pending and past a deadline when
+        # the statement runs: a completion or heartbeat that committed first wins.
+        self.time_out_callback = (
+            f"UPDATE {self.op_table} SET {qn('status')} = %s, {qn('error')} = %s, {qn('ended_at')} = %s "
+            f"WHERE {qn('execution_id')} = %s AND {qn('operation_id')} = %s AND {qn('status')} = %s "
+            f"AND ({qn('callback_deadline')} <= %s OR {qn('heartbeat_deadline')} <= %s)"
+        )
+        self._upserts: dict[int, str] = {}
+        self._inserts: dict[int, str] = {}
+        self._fences: dict[tuple[str, ...], str] = {}
+
+    def upsert_operations(self, rows: int) -> str:
+        """Insert `rows` operations, or update those that exist (all but their identity)."""
+        if rows not in self._upserts:
+            qn = _qn
+            self._upserts[rows] = (
+                f"INSERT INTO {self.op_table} ({', '.join(qn(c) for c in self.op_columns)}) "
+                f"VALUES {_values(len(self.op_columns), rows)} "
+                f"ON CONFLICT ({qn('execution_id')}, {qn('operation_id')}) DO UPDATE SET "
+                + ", ".join(f"{qn(c)} = excluded.{qn(c)}" for c in _UPDATABLE_FIELDS)
+            )
+        return self._upserts[rows]
+
+    def insert_events(self, rows: int) -> str:
+        if rows not in self._inserts:
+            self._inserts[rows] = (
+                f"INSERT INTO {self.event_table} ({', '.join(_qn(c) for c in _EVENT_COLUMNS)}) "
+                f"VALUES {_values(len(_EVENT_COLUMNS), rows)}"
+            )
+        return self._inserts[rows]
+
+    def fence(self, columns: tuple[str, ...]) -> str:
+        """Update the execution's `updated_at` and `columns` only while it is RUNNING under the
+        given lease token: the guard of every write made under a lease."""
+        if columns not in self._fences:
+            qn = _qn
+            fields: list[Any] = [Execution._meta.get_field(name) for name in columns]
+            sets = "".join(f", {qn(field.column)} = %s" for field in fields)
+            self._fences[columns] = (
+                f"UPDATE {self.exec_table} SET {qn('updated_at')} = %s{sets} "
+                f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {qn('status')} = %s"
+            )
+        return self._fences[columns]
+
+    def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
+        values = []
+        for value, (col, converters) in zip(row, self.execution_converters, strict=True):
+            for converter in converters:
+                value = converter(value, col, connection)
+            values.append(value)
+        return Execution.from_db(connection.alias, [f.attname for f in self.execution_fields], values)
+
+
+@cache
+def for_vendor(vendor: str) -> Statements:
+    return Statements()
+
+
+def statements() -> Statements:
+    return for_vendor(connection.vendor)
+
+
+# Row codecs.
+
+
+def execution_pk(execution_id: str) -> Any:
+    return Execution._meta.pk.get_db_prep_value(uuid.UUID(str(execution_id)), connection)
+
+
+def record(row: tuple[Any, ...]) -> OperationRecord:
+    """An operation row (OPERATION_FIELDS, in order) as the replay core's record."""
+    values = dict(zip(OPERATION_FIELDS, row, strict=True))
+    values["type"] = OperationType(values["type"])
+    values["status"] = OperationStatus(values["status"])
+    return OperationRecord(**values)
+
+
+def adapt_json(value: Any) -> Any:
+    return connection.ops.adapt_json_value(value, DjangoJSONEncoder)
+
+
+def _adapt(ops: Any, field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field in _DATETIME_FIELDS:
+        return ops.adapt_datetimefield_value(value)
+    if field == "error":
+        return ops.adapt_json_value(value, DjangoJSONEncoder)
+    return value
+
+
+def event_params(pk: Any, event: HistoryRecord, ops: Any = None) -> list[Any]:
+    op = event.operation
+    ops = ops or connection.ops
+    assert event.timestamp is not None
+    return [
+        pk,
+        event.event_type,
+        op.operation_id if op else None,
+        op.parent_id if op else None,
+        op.name if op else None,
+        op.sub_type if op else None,
+        ops.adapt_datetimefield_value(event.timestamp),
+        ops.adapt_json_value(event.details, DjangoJSONEncoder),
+    ]
+
+
+def checkpoint_rows(execution_id: str, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The parameters of the operations' upserts (the last state of each) and of their events:
+    what every journal write made under a lease is built from."""
+    latest: dict[str, OperationRecord] = {}
+    events: list[HistoryRecord] = []
+    for checkpoint in checkpoints:
+        latest[checkpoint.record.operation_id] = checkpoint.record
+        events.extend(checkpoint.events)
+    ops = connection.ops
+    pk = execution_pk(execution_id)
+    operations = [
+        [pk] + [_adapt(ops, field, getattr(op, field)) for field in OPERATION_FIELDS] for op in latest.values()
+    ]
+    return operations, [event_params(pk, e, ops) for e in events]
