@@ -133,7 +133,8 @@ def test_durable_execution_registers_under_module_qualname_or_name():
     named = durable_execution(name="tests.client.named")(handler)
     assert get_function("tests.client.named") is named
     # A function named module.qualname is found by importing its module.
-    assert get_function("durable.demo").name == "durable.demo"
+    demo = "durable.management.commands.durable_demo.demo"
+    assert get_function(demo).name == demo
 
 
 @pytest.mark.django_db(transaction=True)
@@ -147,7 +148,7 @@ def test_the_demo_command_runs_the_demo_to_success_in_process():
     text = out.getvalue()
     assert "invocation 2: execution is SUCCEEDED" in text
     assert "Demo execution SUCCEEDED" in text
-    assert Execution.objects.get(function_name="durable.demo").status == "SUCCEEDED"
+    assert Execution.objects.get(function_name="durable.management.commands.durable_demo.demo").status == "SUCCEEDED"
 
 
 def test_list_operations_puts_children_under_their_context_with_depth():

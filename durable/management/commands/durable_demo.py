@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -9,9 +10,31 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from durable import clock, conf
 from durable.client import get_execution, start_execution
-from durable.demo import demo
+from durable.config import Duration
+from durable.context import DurableContext
+from durable.execution import durable_execution
 from durable.models import Execution, ExecutionStatus
 from durable.runtime import run_invocation
+from durable.types import StepContext
+
+
+# Registered under this module's path, so a worker finds it by importing this module: nothing
+# is registered in a project that never runs the demo.
+@durable_execution
+def demo(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
+    text = str(event.get("text", ""))
+
+    def measure(step: StepContext) -> dict[str, int]:
+        return {"characters": len(text), "words": len(text.split())}
+
+    stats = context.step(measure, name="measure")
+    context.wait(Duration.from_seconds(int(event.get("wait_seconds", 2))), name="pause")
+
+    def fingerprint(step: StepContext) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    digest = context.step(fingerprint, name="fingerprint")
+    return {**stats, "fingerprint": digest}
 
 
 class Command(BaseCommand):
