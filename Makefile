@@ -41,8 +41,10 @@ test: dev-deps
 	tier "format (ruff)" $(BIN)/ruff format --check . ; \
 	tier "types (mypy durable/)" $(BIN)/mypy durable ; \
 	tier "import contracts" $(BIN)/lint-imports ; \
-	tier "tests on SQLite (pytest)" $(BIN)/pytest --ignore=tests/chaos $(PYTEST_ARGS) ; \
-	tier "engine, worker, chaos, API, product and bad-input tests on PostgreSQL" scripts/with-postgres $(BIN)/pytest tests/durable tests/chaos tests/api tests/approvals tests/test_bad_inputs.py $(PYTEST_ARGS) ; \
+	tier "product tests on SQLite (pytest)" $(BIN)/pytest --ignore=tests/chaos --ignore=tests/durable $(PYTEST_ARGS) ; \
+	tier "engine tests on SQLite, in a project of the engine alone" $(BIN)/pytest tests/durable --ds=tests.durable.settings $(PYTEST_ARGS) ; \
+	tier "engine, worker and chaos tests on PostgreSQL, engine alone" scripts/with-postgres $(BIN)/pytest tests/durable tests/chaos --ds=tests.durable.settings $(PYTEST_ARGS) ; \
+	tier "API, product and bad-input tests on PostgreSQL" scripts/with-postgres $(BIN)/pytest tests/api tests/approvals tests/test_bad_inputs.py $(PYTEST_ARGS) ; \
 	echo "== make test took $$(( $$(date +%s) - total ))s in all"
 
 format: dev-deps

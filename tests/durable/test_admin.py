@@ -164,10 +164,11 @@ def test_unknown_executions_are_404(operator):
 # Who may see and act
 
 
-def test_a_reviewer_sees_nothing_and_changes_nothing(runner):
+def test_staff_without_the_engines_permissions_see_nothing_and_change_nothing(runner):
+    # A staff user of some other app (a reviewer in this repository's product, say).
     execution_id, callback_id = waiting_execution(runner)
     reviewer = get_user_model().objects.create_user("reviewer", is_staff=True)
-    reviewer.user_permissions.add(Permission.objects.get(codename="decide_review"))
+    reviewer.user_permissions.add(Permission.objects.get(codename="view_group"))
     client = Client()
     client.force_login(reviewer)
     assert client.get("/admin/durable/execution/").status_code == 403
