@@ -206,8 +206,8 @@ HOUSEKEEPING_SECONDS = 1.0
 class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     """The engine's worker: invocations run in this process, one at a time, with its database
     connections kept between jobs. An invocation past its budget ends the whole process; the
-    `durable_worker` supervisor starts a fresh one (measured against the forking worker in
-    bench/workers.py: about three times the throughput; see the README).
+    `durable_worker` supervisor starts a fresh one (faster than the forking worker: see the
+    README's "Which RQ worker").
 
     A job that finds the database unreachable (taking the lease failed for it) is put back at the
     head of the queue, and the worker takes no job until a trivial query succeeds again: a

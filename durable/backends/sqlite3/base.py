@@ -3,7 +3,7 @@
 SQLite lets one writer in at a time. A writer that finds the lock taken is put to sleep by
 SQLite's busy handler for 1, 2, 5, 10, ... ms before it looks again, while a journal's write
 transactions last about a tenth of a millisecond: with a few processes writing, most of their
-time went to those sleeps (measured in bench/workers.py: two workers did no more than one).
+time went to those sleeps (bench/workers.py; the README gives the figures).
 
 Here every write transaction first takes an exclusive `flock` on a file beside the database,
 waiting in the kernel, which wakes the next writer the moment the lock is let go at commit or
