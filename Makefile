@@ -39,7 +39,7 @@ test: dev-deps
 	tier() { local name=$$1; shift; local t=$$(date +%s); echo "== $$name"; "$$@"; echo "== $$name took $$(( $$(date +%s) - t ))s"; }; \
 	tier "lint (ruff)" $(BIN)/ruff check . ; \
 	tier "format (ruff)" $(BIN)/ruff format --check . ; \
-	tier "types (mypy durable/)" $(BIN)/mypy durable ; \
+	tier "types (strict mypy: the engine, the product, the API, the providers, the project)" $(BIN)/mypy durable approvals api llm config ; \
 	tier "import contracts" $(BIN)/lint-imports ; \
 	tier "product tests on SQLite (pytest)" $(BIN)/pytest --ignore=tests/chaos --ignore=tests/durable $(PYTEST_ARGS) ; \
 	tier "engine tests on SQLite, in a project of the engine alone" $(BIN)/pytest tests/durable --ds=tests.durable.settings $(PYTEST_ARGS) ; \

@@ -11,11 +11,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest
 from ninja import Path, Router
 
 from api.auth import TokenAuth
 from api.errors import ApiError
+from api.http import TokenHttpRequest
 from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import CALLBACK_ID_PATTERN, CallbackFailureIn, CallbackOut, CallbackSuccessIn
@@ -30,17 +30,19 @@ from approvals.errors import (
     ReviewExpiredError,
 )
 from approvals.models import Review
-from approvals.selectors import review_for_callback
-from durable import conf as durable_conf
-from durable.client import send_callback_failure, send_callback_heartbeat, send_callback_success
+from approvals.selectors import review_get_by_callback
+from durable.client import (
+    callback_result_limit,
+    send_callback_failure,
+    send_callback_heartbeat,
+    send_callback_success,
+)
 from durable.exceptions import (
     CallbackAlreadyCompletedError,
     CallbackExpiredError,
     CallbackNotFoundError,
     ValidationError,
 )
-from durable.models import Operation
-from durable.state import OperationStatus
 
 router = Router(tags=["callbacks"], auth=TokenAuth(Scope.COMPLETE_CALLBACKS))
 ERRORS = errors(400, 401, 403, 404, 409, 410, 413, 422, 429)
@@ -54,11 +56,7 @@ def _complete(callback_id: str, send: Callable[[], None], status: str) -> dict[s
         raise ApiError(404, "callback_not_found", str(exc)) from None
     except CallbackExpiredError as exc:
         raise ApiError(410, "callback_expired", str(exc)) from None
-    except CallbackAlreadyCompletedError as exc:
-        # The sweep marks a callback past its deadline TIMED_OUT: for the caller that is expiry.
-        timed_out = Operation.objects.filter(callback_id=callback_id, status=OperationStatus.TIMED_OUT).exists()
-        if timed_out:
-            raise ApiError(410, "callback_expired", str(exc)) from None
+    except CallbackAlreadyCompletedError as exc:  # a timed-out callback is CallbackExpiredError
         raise ApiError(409, "callback_already_completed", str(exc)) from None
     except ValidationError as exc:
         raise ApiError(422, "validation_error", str(exc)) from None
@@ -67,7 +65,7 @@ def _complete(callback_id: str, send: Callable[[], None], status: str) -> dict[s
 
 def _payload(value: Any, what: str) -> str | None:
     text = value if value is None or isinstance(value, str) else json.dumps(value)
-    limit = durable_conf.get("MAX_CALLBACK_RESULT_BYTES")
+    limit = callback_result_limit()
     if text is not None and len(text.encode()) > limit:
         raise ApiError(413, "payload_too_large", f"the {what} is larger than {limit} bytes")
     return text
@@ -131,35 +129,39 @@ def _check_may_decide(review: Review, token: ApiToken) -> None:
 
 
 @router.post("/callbacks/{callback_id}/succeed", response={200: CallbackOut, **ERRORS})
-def succeed_callback(request: HttpRequest, payload: CallbackSuccessIn, callback_id: str = CallbackId) -> dict[str, Any]:
+def succeed_callback(
+    request: TokenHttpRequest, payload: CallbackSuccessIn, callback_id: str = CallbackId
+) -> dict[str, Any]:
     """Complete a waiting callback with a result; the execution resumes.
 
     A review's callback takes `{"result": {"decision": "approved" | "rejected" | "revise",
     "comment": "..."}}` and is decided as the token's owner (a reviewer, not the submitter)."""
     result = _payload(payload.result, "result")
-    review = review_for_callback(callback_id)
+    review = review_get_by_callback(callback_id=callback_id)
     if review is not None:
-        return _decide(review, request.auth, payload.result)  # type: ignore[attr-defined]
+        return _decide(review, request.auth, payload.result)
     return _complete(callback_id, lambda: send_callback_success(callback_id, result), "SUCCEEDED")
 
 
 @router.post("/callbacks/{callback_id}/fail", response={200: CallbackOut, **ERRORS})
-def fail_callback(request: HttpRequest, payload: CallbackFailureIn, callback_id: str = CallbackId) -> dict[str, Any]:
+def fail_callback(
+    request: TokenHttpRequest, payload: CallbackFailureIn, callback_id: str = CallbackId
+) -> dict[str, Any]:
     """Complete a waiting callback with an error; the handler sees a CallbackError."""
     error = payload.error
-    details = {
+    details: dict[str, Any] = {
         "ErrorType": (error.type if error else None) or "CallbackError",
         "ErrorMessage": (error.message if error else None) or "the callback failed",
         "ErrorData": _payload(error.data if error else None, "error data"),
         "StackTrace": [],
     }
-    review = review_for_callback(callback_id)
+    review = review_get_by_callback(callback_id=callback_id)
     if review is not None:
-        _check_may_decide(review, request.auth)  # type: ignore[attr-defined]
+        _check_may_decide(review, request.auth)
     return _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
 
 
 @router.post("/callbacks/{callback_id}/heartbeat", response={200: CallbackOut, **ERRORS})
-def heartbeat_callback(request: HttpRequest, callback_id: str = CallbackId) -> dict[str, Any]:
+def heartbeat_callback(request: TokenHttpRequest, callback_id: str = CallbackId) -> dict[str, Any]:
     """Tell a waiting callback its work is still going: its heartbeat deadline moves on."""
     return _complete(callback_id, lambda: send_callback_heartbeat(callback_id), "STARTED")

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from ninja import Header, Query, Router, Status
@@ -16,22 +15,25 @@ from ninja import Header, Query, Router, Status
 from api import conf
 from api.auth import TokenAuth
 from api.errors import ApiError
+from api.http import TokenHttpRequest
 from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import DocumentAccepted, DocumentIn, DocumentOut, DocumentPage
 from api.services import idempotent
+from approvals import conf as approvals_conf
 from approvals.errors import CallbackURLError, InvalidValueError
 from approvals.models import Document, DocumentStatus
-from approvals.selectors import document_outcome, documents_of
+from approvals.selectors import document_get_outcome, document_list_submitted
 from approvals.services import document_submit
 
 router = Router(tags=["documents"], auth=TokenAuth(Scope.SUBMIT_DOCUMENTS))
+# The largest page of the documents list.
 MAX_PAGE = 100
 
 
 @router.post("/documents", response={202: DocumentAccepted, **errors(400, 401, 403, 409, 413, 422, 429)})
 def submit_document(
-    request: HttpRequest,
+    request: TokenHttpRequest,
     payload: DocumentIn,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key"),  # type: ignore[type-arg]
 ) -> Status[dict[str, Any]]:
@@ -40,7 +42,7 @@ def submit_document(
     Answers 202 at once; follow `status_url`. A retry with the same Idempotency-Key and body gets
     the first answer; the same key with another body gets 409.
     """
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    token: ApiToken = request.auth
     _check_sizes(payload)
     body = payload.model_dump()
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
@@ -73,7 +75,7 @@ def submit_document(
 
 
 def _check_sizes(payload: DocumentIn) -> None:
-    size, limit = len(payload.text.encode()), conf.get("MAX_DOCUMENT_BYTES")
+    size, limit = len(payload.text.encode()), approvals_conf.get("MAX_DOCUMENT_BYTES")
     if size > limit:
         raise ApiError(413, "document_too_large", f"the text is {size} bytes; the limit is {limit}")
     if payload.metadata is not None:
@@ -83,18 +85,18 @@ def _check_sizes(payload: DocumentIn) -> None:
 
 
 @router.get("/documents/{document_id}", response={200: DocumentOut, **errors(401, 403, 404, 422, 429)})
-def get_document(request: HttpRequest, document_id: UUID) -> dict[str, Any]:
+def get_document(request: TokenHttpRequest, document_id: UUID) -> dict[str, Any]:
     """A document's status, latest summary, decision, reviewer comment and published text."""
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    token: ApiToken = request.auth
     document = Document.objects.filter(public_id=document_id, submitter=token.owner).first()
     if document is None:  # another owner's document is as unknown as a missing one
         raise ApiError(404, "not_found", f"no document {document_id}")
-    return document_outcome(document)
+    return document_get_outcome(document=document)
 
 
 @router.get("/documents", response={200: DocumentPage, **errors(401, 403, 422, 429)})
 def list_documents(
-    request: HttpRequest,
+    request: TokenHttpRequest,
     status: DocumentStatus | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
@@ -102,15 +104,15 @@ def list_documents(
     offset: int = Query(0, ge=0, le=10**9),  # type: ignore[type-arg]
 ) -> dict[str, Any]:
     """The token owner's documents, newest first, by status and creation time, a page at a time."""
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
-    documents = documents_of(
-        token.owner,
+    token: ApiToken = request.auth
+    documents = document_list_submitted(
+        user=token.owner,
         status=status,
         created_after=_aware(created_after, "created_after"),
         created_before=_aware(created_before, "created_before"),
     )
     count = documents.count()
-    page = [document_outcome(d) for d in documents[offset : offset + limit]]
+    page = [document_get_outcome(document=d) for d in documents[offset : offset + limit]]
     return {
         "count": count,
         "limit": limit,

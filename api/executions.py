@@ -6,28 +6,27 @@ import json
 from typing import Any
 from uuid import UUID
 
-from django.http import HttpRequest
 from ninja import Router
 
 from api.auth import TokenAuth
 from api.errors import ApiError
+from api.http import TokenHttpRequest
 from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import ExecutionOut, HistoryOut
-from approvals.selectors import execution_started_by
-from durable.client import get_execution, get_history
+from approvals.selectors import execution_is_started_by
+from durable.client import Execution, get_execution, get_history
 from durable.exceptions import ExecutionNotFoundError
-from durable.models import Execution
 
 router = Router(tags=["executions"], auth=TokenAuth(Scope.READ_EXECUTIONS, Scope.READ_ALL_EXECUTIONS))
 
 
-def _load(request: HttpRequest, execution_id: UUID) -> Execution:
+def _load(request: TokenHttpRequest, execution_id: UUID) -> Execution:
     """The execution, if the token may read it: one its owner started (a document's), or any
     with the operators' scope. Another owner's execution is as unknown as a missing one."""
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    token: ApiToken = request.auth
     operator = Scope.READ_ALL_EXECUTIONS in token.scope_list
-    if not operator and not execution_started_by(token.owner, execution_id):
+    if not operator and not execution_is_started_by(user=token.owner, execution_id=execution_id):
         raise ApiError(404, "not_found", f"no execution {execution_id}")
     try:
         return get_execution(execution_id)
@@ -40,7 +39,7 @@ def _json(text: str | None) -> Any:
 
 
 @router.get("/executions/{execution_id}", response={200: ExecutionOut, **errors(401, 403, 404, 422, 429)})
-def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, Any]:
+def get_execution_detail(request: TokenHttpRequest, execution_id: UUID) -> dict[str, Any]:
     """An execution: status, input, result or error, timings."""
     execution = _load(request, execution_id)
     return {
@@ -61,7 +60,7 @@ def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, 
 
 @router.get("/executions/{execution_id}/history", response={200: HistoryOut, **errors(401, 403, 404, 422, 429)})
 def get_execution_history(
-    request: HttpRequest, execution_id: UUID, include_execution_data: bool = True
+    request: TokenHttpRequest, execution_id: UUID, include_execution_data: bool = True
 ) -> dict[str, Any]:
     """The execution's events in the shape of GetDurableExecutionHistory."""
     _load(request, execution_id)

@@ -9,36 +9,30 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
 
-from django.conf import settings
 from django.core.cache import caches
 
+from api import conf
 from api.errors import ApiError
 
 log = logging.getLogger(__name__)
-DEFAULTS: dict[str, Any] = {"REQUESTS": 300, "WINDOW_SECONDS": 60, "CACHE": "default"}
-
-
-def _conf() -> dict[str, Any]:
-    return {**DEFAULTS, **getattr(settings, "API_RATE_LIMIT", {})}
 
 
 def rate_limit_check(key_id: str) -> None:
     """Count one request of the token `key_id`. Raises ApiError (429) over the limit."""
-    conf = _conf()
-    limit, window = int(conf["REQUESTS"]), int(conf["WINDOW_SECONDS"])
+    limit, window = int(conf.get("RATE_LIMIT_REQUESTS")), int(conf.get("RATE_LIMIT_WINDOW_SECONDS"))
+    cache_name = conf.get("RATE_LIMIT_CACHE")
     if limit <= 0:
         return
     now = time.time()
     start = math.floor(now / window) * window
     key = f"api-rate:{key_id}:{start}"
     try:
-        cache = caches[conf["CACHE"]]
+        cache = caches[cache_name]
         cache.add(key, 0, timeout=window + 1)
         count = cache.incr(key)
     except Exception as exc:  # noqa: BLE001 - any cache failure lets the request through
-        log.warning("API rate limit not checked (cache %s unavailable): %s", conf["CACHE"], exc)
+        log.warning("API rate limit not checked (cache %s unavailable): %s", cache_name, exc)
         return
     if count > limit:
         retry_after = max(1, math.ceil(start + window - now))

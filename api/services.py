@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -39,9 +39,7 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def token_create(
-    *, owner: AbstractBaseUser, name: str, scopes: Iterable[str], expires_at: datetime | None = None
-) -> IssuedToken:
+def token_create(*, owner: User, name: str, scopes: Iterable[str], expires_at: datetime | None = None) -> IssuedToken:
     """Issue a token; its plaintext exists only in the return value. Raises ValueError on an unknown scope."""
     chosen = sorted(set(scopes))
     unknown = [s for s in chosen if s not in Scope.values]

@@ -45,7 +45,7 @@ def _methods(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 ninja_patterns, ninja_app, ninja_namespace = api.urls
 for pattern in ninja_patterns:
     if isinstance(pattern, URLPattern):
-        pattern.callback = _methods(pattern.callback)  # type: ignore[misc]
+        pattern.callback = _methods(pattern.callback)
 
 urlpatterns = [
     path("", include((ninja_patterns, ninja_app), namespace=ninja_namespace)),

@@ -53,7 +53,7 @@ class DocumentAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         field_classes = {"metadata": AsciiJSONField}
 
     def clean_title(self) -> str:
-        return self._checked(self.cleaned_data["title"], check_text)
+        return str(self._checked(self.cleaned_data["title"], check_text))
 
     def clean_metadata(self) -> Any:
         return self._checked(self.cleaned_data["metadata"], check_json)

@@ -29,9 +29,10 @@ class ApprovalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from approvals import receivers
+        from approvals import conf, receivers
         from durable.signals import execution_status_changed
 
+        conf.SETTINGS.check()
         post_migrate.connect(ensure_reviewers_group, sender=self)
         execution_status_changed.connect(
             receivers.execution_status_changed, dispatch_uid="approvals.follow_document_executions"

@@ -1,33 +1,41 @@
-"""The product's settings, read lazily from `settings.APPROVALS`."""
+"""The product's settings, declared once: `settings.APPROVALS[key]`, else `APPROVALS_<KEY>`, else
+the default (see durable.conf.AppSettings). The project's settings module restates none of them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
+from durable.conf import AppSettings, Setting, boolean
 
-DEFAULTS: dict[str, Any] = {
-    # How long a review waits for a decision before the document expires.
-    "REVIEW_TIMEOUT_SECONDS": 7 * 24 * 3600,
-    # Summaries a document may get (the first and its revisions) before it is rejected.
-    "MAX_ROUNDS": 3,
-    # The largest document (UTF-8 bytes) the browser form accepts.
-    "MAX_DOCUMENT_BYTES": 200_000,
-    # Webhooks (a document's `callback_url`): plain http is for development only; loopback and
-    # private addresses are refused unless allowed (tests and single-host setups allow them).
-    "WEBHOOK_ALLOW_HTTP": False,
-    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False,
-    # Key the per-token signing secrets are derived from; empty: derived from SECRET_KEY.
-    "WEBHOOK_SIGNING_KEY": "",
-    "WEBHOOK_TIMEOUT_SECONDS": 10,
-    # A PEM bundle of CAs to trust for https callback URLs instead of the system's; empty: system.
-    "WEBHOOK_CA_FILE": "",
-    # Delivery attempts of one webhook (the first and its retries, with exponential backoff).
-    "WEBHOOK_MAX_ATTEMPTS": 6,
-    "WEBHOOK_RETRY_INITIAL_SECONDS": 2,
-    "WEBHOOK_RETRY_MAX_SECONDS": 300,
-}
+SETTINGS = AppSettings(
+    "APPROVALS",
+    {
+        "REVIEW_TIMEOUT_SECONDS": Setting(
+            7 * 24 * 3600, "APPROVALS_REVIEW_TIMEOUT_SECONDS", int, "How long a review waits for a decision."
+        ),
+        "MAX_ROUNDS": Setting(
+            3, "APPROVALS_MAX_ROUNDS", int, "Summaries a document may get (the first and its revisions)."
+        ),
+        "MAX_DOCUMENT_BYTES": Setting(
+            200_000, "APPROVALS_MAX_DOCUMENT_BYTES", int, "The largest document (UTF-8 bytes), browser or API."
+        ),
+        # Webhooks (a document's `callback_url`): plain http is for development only; loopback and
+        # private addresses are refused unless allowed (tests and single-host setups allow them).
+        "WEBHOOK_ALLOW_HTTP": Setting(lambda settings: bool(settings.DEBUG), "APPROVALS_WEBHOOK_ALLOW_HTTP", boolean),
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": Setting(False, "APPROVALS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", boolean),
+        # Key the per-token signing secrets are derived from; empty: derived from SECRET_KEY
+        # (rotating that key then changes every token's signing secret).
+        "WEBHOOK_SIGNING_KEY": Setting("", "APPROVALS_WEBHOOK_SIGNING_KEY"),
+        "WEBHOOK_TIMEOUT_SECONDS": Setting(10.0, "APPROVALS_WEBHOOK_TIMEOUT_SECONDS", float),
+        # A PEM bundle of CAs to trust for https callback URLs instead of the system's; empty: system.
+        "WEBHOOK_CA_FILE": Setting("", "APPROVALS_WEBHOOK_CA_FILE"),
+        # Delivery attempts of one webhook (the first and its retries, with exponential backoff).
+        "WEBHOOK_MAX_ATTEMPTS": Setting(6, "APPROVALS_WEBHOOK_MAX_ATTEMPTS", int),
+        "WEBHOOK_RETRY_INITIAL_SECONDS": Setting(2, "APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", int),
+        "WEBHOOK_RETRY_MAX_SECONDS": Setting(300, "APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", int),
+    },
+)
 
 
 def get(name: str) -> Any:
-    return {**DEFAULTS, **getattr(settings, "APPROVALS", {})}[name]
+    return SETTINGS.get(name)

@@ -7,9 +7,6 @@ from typing import Any
 
 from approvals import services
 
-# The durable function a document's execution runs (approvals.workflows).
-DOCUMENT_FUNCTION = "summarize_approve_persist"
-
 
 def execution_status_changed(
     sender: Any,
@@ -22,7 +19,7 @@ def execution_status_changed(
     timestamp: Any,
     **kwargs: Any,
 ) -> None:
-    if function_name != DOCUMENT_FUNCTION:
+    if function_name != services.DOCUMENT_WORKFLOW:
         return
     services.document_follow_execution(
         execution_id=execution_id, status=status, previous_status=previous_status, error=error, timestamp=timestamp

@@ -7,21 +7,23 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, QuerySet
 
 from approvals.models import Document, DocumentStatus, PublishedSummary, Review
-from durable.models import Execution, Operation
+from durable.client import Execution, OperationView, get_execution, list_operations
+from durable.exceptions import ExecutionNotFoundError
 
 REVIEWER_PERMISSION = "approvals.decide_review"
 
 
-def is_reviewer(user: AbstractBaseUser | AnonymousUser) -> bool:
+def user_is_reviewer(*, user: User | AnonymousUser) -> bool:
     return bool(user.is_authenticated and user.has_perm(REVIEWER_PERMISSION))
 
 
-def review_queue_for(user: AbstractBaseUser) -> QuerySet[Review]:
+def review_list_queue(*, user: User) -> QuerySet[Review]:
     """Open reviews the user may decide (not on documents they submitted), newest first.
 
     A review whose document no longer awaits it (expired, say) is not in the queue even though
@@ -35,20 +37,20 @@ def review_queue_for(user: AbstractBaseUser) -> QuerySet[Review]:
     )
 
 
-def review_queue_version(user: AbstractBaseUser) -> str:
+def review_queue_version(*, user: User) -> str:
     """A cheap fingerprint of the queue: it changes whenever a review joins or leaves it.
 
     Reviews only join with a higher id than any before them, and leaving lowers the count, so
     (count, highest id) changes on every change of membership. One aggregate query.
     """
-    summary = review_queue_for(user).order_by().aggregate(count=Count("pk"), top=Max("pk"))
+    summary = review_list_queue(user=user).order_by().aggregate(count=Count("pk"), top=Max("pk"))
     return f"{summary['count']}.{summary['top'] or 0}.{_minute()}"
 
 
-def documents_version(user: AbstractBaseUser) -> str:
+def document_list_version(*, user: User) -> str:
     """A cheap fingerprint of the documents the user sees: new ones raise the count, and every
     change of status moves the latest `updated_at`. One aggregate query."""
-    summary = documents_visible_to(user).order_by().aggregate(count=Count("pk"), last=Max("updated_at"))
+    summary = document_list_visible(user=user).order_by().aggregate(count=Count("pk"), last=Max("updated_at"))
     last = summary["last"].timestamp() if summary["last"] else 0
     return f"{summary['count']}.{last}.{_minute()}"
 
@@ -58,20 +60,20 @@ def _minute() -> int:
     return int(time.time() // 60)
 
 
-def documents_visible_to(user: AbstractBaseUser) -> QuerySet[Document]:
+def document_list_visible(*, user: User) -> QuerySet[Document]:
     """Reviewers see every document; everyone else sees the documents they submitted."""
     documents = Document.objects.select_related("submitter")
-    return documents if is_reviewer(user) else documents.filter(submitter=user)
+    return documents if user_is_reviewer(user=user) else documents.filter(submitter=user)
 
 
-def status_counts(user: AbstractBaseUser) -> list[tuple[str, str, int]]:
+def document_count_by_status(*, user: User) -> list[tuple[str, str, int]]:
     """(status, label, count) for every status, in the workflow's order, zero included."""
-    rows = documents_visible_to(user).order_by().values_list("status").annotate(n=Count("pk"))
+    rows = document_list_visible(user=user).order_by().values_list("status").annotate(n=Count("pk"))
     counts = dict(rows)
     return [(value, label, counts.get(value, 0)) for value, label in DocumentStatus.choices]
 
 
-def document_reviews(document: Document) -> QuerySet[Review]:
+def review_list_of_document(*, document: Document) -> QuerySet[Review]:
     return document.reviews.select_related("reviewer").order_by("round")
 
 
@@ -101,34 +103,38 @@ class TimelineEntry:
         return (self.ended_at - self.started_at).total_seconds()
 
 
-def execution_timeline(execution_id: object) -> tuple[Execution | None, list[TimelineEntry]]:
+def execution_get_timeline(*, execution_id: object) -> tuple[Execution | None, list[TimelineEntry]]:
     """The execution and its operations in the order they began, children under their parent."""
-    execution = Execution.objects.filter(pk=execution_id).first() if execution_id else None
-    if execution is None:
+    if not execution_id:
         return None, []
-    operations = list(
-        Operation.objects.filter(execution=execution)
-        .order_by("id")
-        .values_list(
-            "operation_id", "parent_id", "name", "type", "sub_type", "status", "attempt", "started_at", "ended_at"
-        )
+    try:
+        execution = get_execution(str(execution_id), include_data=False)
+    except ExecutionNotFoundError:
+        return None, []
+    return execution, [_entry(view) for view in list_operations(execution.pk)]
+
+
+def execution_get_version(*, execution_id: object) -> str:
+    """What changes whenever the execution does (status or any write): for polling. One query."""
+    if not execution_id:
+        return ""
+    try:
+        execution = get_execution(str(execution_id), include_data=False)
+    except ExecutionNotFoundError:
+        return ""
+    return f"{execution.updated_at.timestamp()}:{execution.status}"
+
+
+def _entry(view: OperationView) -> TimelineEntry:
+    return TimelineEntry(
+        name=view.name or view.sub_type or view.type.lower(),
+        type=_words(view.sub_type or view.type.title()),
+        status=view.status,
+        attempt=view.attempt,
+        depth=view.depth,
+        started_at=view.started_at,
+        ended_at=view.ended_at,
     )
-    depth: dict[str, int] = {}
-    entries = []
-    for op_id, parent_id, name, op_type, sub_type, status, attempt, started_at, ended_at in operations:
-        depth[op_id] = depth.get(parent_id, -1) + 1 if parent_id else 0
-        entries.append(
-            TimelineEntry(
-                name=name or sub_type or op_type.lower(),
-                type=_words(sub_type or op_type.title()),
-                status=status,
-                attempt=attempt,
-                depth=depth[op_id],
-                started_at=started_at,
-                ended_at=ended_at,
-            )
-        )
-    return execution, entries
 
 
 def _words(camel: str) -> str:
@@ -136,17 +142,21 @@ def _words(camel: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", camel).lower()
 
 
-def execution_started_by(user: AbstractBaseUser, execution_id: object) -> bool:
+def document_get_text(*, document_id: int) -> str:
+    return Document.objects.values_list("text", flat=True).get(pk=document_id)
+
+
+def execution_is_started_by(*, user: User, execution_id: UUID | str) -> bool:
     """Whether `user` started the execution: it runs the workflow of a document they submitted."""
     return Document.objects.filter(execution_id=execution_id, submitter=user).exists()
 
 
-def review_for_callback(callback_id: str) -> Review | None:
+def review_get_by_callback(*, callback_id: str) -> Review | None:
     """The review whose decision completes `callback_id`, if it is a review's callback."""
     return Review.objects.select_related("document").filter(callback_id=callback_id).first()
 
 
-def review_decision_of(*, document_id: int, round_number: int) -> dict[str, Any] | None:
+def review_get_decision(*, document_id: int, round_number: int) -> dict[str, Any] | None:
     """The round's decision as recorded on its review, if a reviewer made it (the UI or the API
     record it before completing the callback); None if the review is still open."""
     review = Review.objects.filter(document_id=document_id, round=round_number).first()
@@ -160,9 +170,9 @@ def review_decision_of(*, document_id: int, round_number: int) -> dict[str, Any]
     }
 
 
-def documents_of(
-    user: AbstractBaseUser,
+def document_list_submitted(
     *,
+    user: User,
     status: str | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
@@ -178,7 +188,7 @@ def documents_of(
     return documents.order_by("-created_at", "-pk")
 
 
-def document_outcome(document: Document) -> dict[str, Any]:
+def document_get_outcome(*, document: Document) -> dict[str, Any]:
     """Where a document stands, as the API and its webhooks tell it (JSON-ready values)."""
     latest = document.reviews.select_related("reviewer").order_by("-round").first()
     decided = document.reviews.exclude(decision="").order_by("-round").first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,10 +21,14 @@ from approvals.errors import (
 from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
 from approvals.validators import check_json, check_text
 from durable import clock
-from durable.client import send_callback_success
+from durable.client import send_callback_success, start_execution
 from durable.exceptions import CallbackAlreadyCompletedError, CallbackExpiredError, CallbackNotFoundError
 
 REVIEWER_PERMISSION = "approvals.decide_review"
+# The durable functions of approvals.workflows, started by their registered names (the workflows
+# import this module, never the other way).
+DOCUMENT_WORKFLOW = "summarize_approve_persist"
+WEBHOOK_WORKFLOW = "document_webhook"
 # What the document says when its execution ended outside the workflow.
 ENDED_BY = {
     "STOPPED": (DocumentStatus.STOPPED, "its workflow was stopped"),
@@ -38,7 +42,7 @@ def document_submit(
     *,
     title: str,
     text: str,
-    submitter: AbstractBaseUser,
+    submitter: User,
     metadata: dict[str, Any] | None = None,
     callback_url: str = "",
     webhook_key_id: str = "",
@@ -49,9 +53,6 @@ def document_submit(
     `webhook_key_id` (the API token's public id). Raises CallbackURLError, InvalidValueError;
     nothing is stored then.
     """
-    from approvals.workflows import summarize_approve_persist
-    from durable.client import start_execution
-
     check_text(title, ["title"])
     check_text(text, ["text"])
     check_json(metadata or {}, ["metadata"])
@@ -68,13 +69,13 @@ def document_submit(
     event: dict[str, Any] = {"document_id": document.pk}
     if callback_url:
         event["notify"] = True
-    execution = start_execution(summarize_approve_persist, event, execution_name=f"document-{document.pk}")
+    execution = start_execution(DOCUMENT_WORKFLOW, event, execution_name=f"document-{document.pk}")
     document.execution_id = execution.pk
     document.save(update_fields=["execution_id"])
     return document
 
 
-def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, comment: str = "") -> Review:
+def review_decide(review: Review, *, reviewer: User, decision: str, comment: str = "") -> Review:
     """Record a reviewer's decision (who and when) and complete the review's callback in one
     transaction, so the workflow resumes. The same rules hold whether it comes from the review
     pages or the API: only reviewers decide, never on a document they submitted.
@@ -89,7 +90,7 @@ def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, 
     comment = comment.strip()
     if decision == Decision.REVISE and not comment:
         raise InvalidDecisionError("a revision request needs feedback for the next summary")
-    if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):  # type: ignore[attr-defined]
+    if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):
         raise NotAllowedToDecideError("only reviewers may decide reviews")
     with transaction.atomic():
         review = Review.objects.select_for_update().select_related("document").get(pk=review.pk)
@@ -105,7 +106,7 @@ def review_decide(review: Review, *, reviewer: AbstractBaseUser, decision: str, 
         if document.status == DocumentStatus.EXPIRED or (review.expires_at and now >= review.expires_at):
             raise ReviewExpiredError("this review expired before a decision was made")
         review.decision = decision
-        review.reviewer = reviewer  # type: ignore[assignment]
+        review.reviewer = reviewer
         review.comment = comment
         review.decided_at = now
         review.save(update_fields=["decision", "reviewer", "comment", "decided_at"])
@@ -195,11 +196,8 @@ def document_follow_execution(
 def document_webhook_start(document_id: int, status: str) -> None:
     """Tell the client how a document ended, from an execution of its own (retries and all),
     when the document's workflow could not: it was stopped, timed out or failed."""
-    from approvals.workflows import document_webhook
-    from durable.client import start_execution
-
     event = {"document_id": document_id, "status": str(status)}
-    start_execution(document_webhook, event, execution_name=f"document-{document_id}-{status}-webhook")
+    start_execution(WEBHOOK_WORKFLOW, event, execution_name=f"document-{document_id}-{status}-webhook")
 
 
 def summary_publish(*, document_id: int, review_id: int) -> int:
@@ -219,12 +217,12 @@ def document_notify(document_id: int) -> int:
 
     Raises CallbackURLError, WebhookRefusedError (permanent), WebhookDeliveryError (retryable).
     """
-    from approvals.selectors import document_outcome
+    from approvals.selectors import document_get_outcome
 
     document = Document.objects.get(pk=document_id)
     event = f"document.{document.status}"
     delivery_id = f"{document.public_id}-{document.status}"  # the same on every retry: receivers dedupe
-    payload = {"event": event, "document": document_outcome(document)}
+    payload = {"event": event, "document": document_get_outcome(document=document)}
     key_id = document.webhook_key_id or f"user-{document.submitter_id}"
     return webhooks.deliver(
         document.callback_url,

@@ -27,8 +27,9 @@ from django_htmx.http import HttpResponseStopPolling
 from approvals import selectors, services
 from approvals.errors import ApprovalError, InvalidDecisionError, InvalidValueError
 from approvals.forms import DecisionForm, DocumentForm
+from approvals.http import AuthenticatedRequest
 from approvals.models import FINAL_STATUSES, Document, DocumentStatus, Review
-from durable.models import Execution, ExecutionStatus
+from durable.client import ExecutionStatus
 
 View = Callable[..., HttpResponse]
 
@@ -63,38 +64,38 @@ def reviewer_required(view: View) -> View:
     @wraps(view)
     @login_required
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not selectors.is_reviewer(request.user):
+        if not selectors.user_is_reviewer(user=request.user):
             raise PermissionDenied("Only reviewers may see the review queue and decide reviews.")
         return view(request, *args, **kwargs)
 
     return wrapper
 
 
-def _visible_document(request: HttpRequest, pk: int) -> Document:
+def _visible_document(request: AuthenticatedRequest, pk: int) -> Document:
     """The document, if the user submitted it or reviews; 404 otherwise (ids are guessable)."""
-    return get_object_or_404(selectors.documents_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
+    return get_object_or_404(selectors.document_list_visible(user=request.user), pk=pk)
 
 
 @require_GET
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    version = selectors.documents_version(request.user)  # type: ignore[arg-type]
+def dashboard(request: AuthenticatedRequest) -> HttpResponse:
+    version = selectors.document_list_version(user=request.user)
     if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=204)
     status = request.GET.get("status", "")
-    documents = selectors.documents_visible_to(request.user)  # type: ignore[arg-type]
+    documents = selectors.document_list_visible(user=request.user)
     if status in DocumentStatus.values:
         documents = documents.filter(status=status)
     else:
         status = ""
     page = Paginator(documents.order_by("-created_at", "-pk"), 20).get_page(request.GET.get("page"))
-    counts = selectors.status_counts(request.user)  # type: ignore[arg-type]
+    counts = selectors.document_count_by_status(user=request.user)
     context = {
         "counts": counts,
         "total": sum(n for _, _, n in counts),
         "page": page,
         "status": status,
-        "is_reviewer": selectors.is_reviewer(request.user),
+        "is_reviewer": selectors.user_is_reviewer(user=request.user),
         "version": version,
         "poll_url": f"{request.path}?{urlencode({'status': status, 'page': page.number})}",
     }
@@ -104,12 +105,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @reviewer_required
-def queue(request: HttpRequest) -> HttpResponse:
+def queue(request: AuthenticatedRequest) -> HttpResponse:
     user = request.user
-    version = selectors.review_queue_version(user)  # type: ignore[arg-type]
+    version = selectors.review_queue_version(user=user)
     if request.htmx and request.GET.get("v") == version:
         return HttpResponse(status=204)
-    reviews = list(selectors.review_queue_for(user)[:200])  # type: ignore[arg-type]
+    reviews = list(selectors.review_list_queue(user=user)[:200])
     # Rows the page shows that left the queue stay, marked decided, so nothing jumps away unseen.
     shown = _shown_ids(request.GET.get("shown", ""))
     gone = shown - {review.pk for review in reviews}
@@ -127,19 +128,18 @@ def _shown_ids(value: str) -> set[int]:
     return {int(x) for x in value.split(",")[:200] if SHOWN_ID.fullmatch(x)}
 
 
-def _live_version(document: Document, execution_updated: Any, execution_status: str) -> str:
-    stamp = execution_updated.timestamp() if execution_updated else 0
-    return f"{document.updated_at.timestamp()}:{stamp}:{execution_status}"
+def _live_version(document: Document, execution_version: str) -> str:
+    return f"{document.updated_at.timestamp()}:{execution_version}"
 
 
-def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dict[str, Any]:
-    execution, timeline = selectors.execution_timeline(document.execution_id)
-    reviews = list(selectors.document_reviews(document))
+def _live_context(request: AuthenticatedRequest, document: Document, **extra: Any) -> dict[str, Any]:
+    execution, timeline = selectors.execution_get_timeline(execution_id=document.execution_id)
+    reviews = list(selectors.review_list_of_document(document=document))
     current = reviews[-1] if reviews else None
     execution_status = execution.status if execution else ""
     final = document.status in FINAL_STATUSES and execution_status != ExecutionStatus.RUNNING
     user = request.user
-    is_reviewer = selectors.is_reviewer(user)
+    is_reviewer = selectors.user_is_reviewer(user=user)
     can_decide = (
         current is not None
         and current.is_open
@@ -157,7 +157,9 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
         "can_decide": can_decide,
         "is_reviewer": is_reviewer,
         "progress": _progress(document, _round_in_progress(document, current)),
-        "version": _live_version(document, execution.updated_at if execution else None, execution_status),
+        "version": _live_version(
+            document, f"{execution.updated_at.timestamp()}:{execution.status}" if execution else ""
+        ),
         "form": DecisionForm(),
         "published": getattr(document, "published", None) if document.status == DocumentStatus.PUBLISHED else None,
         **extra,
@@ -166,23 +168,17 @@ def _live_context(request: HttpRequest, document: Document, **extra: Any) -> dic
 
 @require_GET
 @login_required
-def document_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def document_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     document = _visible_document(request, pk)
     return render(request, "approvals/document.html", _live_context(request, document))
 
 
 @require_GET
 @login_required
-def document_live(request: HttpRequest, pk: int) -> HttpResponse:
+def document_live(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """The live part of a document page; polled by htmx while the workflow runs."""
     document = _visible_document(request, pk)
-    execution = (
-        document.execution_id
-        and Execution.objects.filter(pk=document.execution_id).values("updated_at", "status").first()
-    )
-    version = _live_version(
-        document, execution["updated_at"] if execution else None, execution["status"] if execution else ""
-    )
+    version = _live_version(document, selectors.execution_get_version(execution_id=document.execution_id))
     if request.GET.get("v") == version:
         return HttpResponse(status=204)
     context = _live_context(request, document)
@@ -199,7 +195,7 @@ def _sentence(exc: Exception) -> str:
 
 @require_POST
 @reviewer_required
-def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse:
+def review_decide(request: AuthenticatedRequest, pk: int, review_pk: int) -> HttpResponse:
     document = _visible_document(request, pk)
     review = get_object_or_404(Review, pk=review_pk, document=document)
     form = DecisionForm(request.POST)
@@ -212,7 +208,7 @@ def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse
         try:
             services.review_decide(
                 review,
-                reviewer=request.user,  # type: ignore[arg-type]
+                reviewer=request.user,
                 decision=form.cleaned_data["decision"],
                 comment=form.cleaned_data["comment"],
             )
@@ -235,13 +231,13 @@ def review_decide(request: HttpRequest, pk: int, review_pk: int) -> HttpResponse
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def document_new(request: HttpRequest) -> HttpResponse:
+def document_new(request: AuthenticatedRequest) -> HttpResponse:
     form = DocumentForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         document = services.document_submit(
             title=form.cleaned_data["title"],
             text=form.cleaned_data["body"],
-            submitter=request.user,  # type: ignore[arg-type]
+            submitter=request.user,
         )
         messages.success(request, "Submitted. The summary appears below as soon as it is ready.")
         return redirect("approvals:document", pk=document.pk)

@@ -5,33 +5,33 @@ reviewer's callback. Approved: the summary is published by a transactional step.
 is recorded. A revision request feeds the reviewer's comment into the next round, up to
 MAX_ROUNDS. No decision before the review's timeout: the document expires. When the client gave a
 callback_url, the outcome is then posted to it, signed, by a step that retries with backoff.
+
+The handlers only decide; every read and write of the product's tables is a step of
+approvals.steps, so replaying a handler touches nothing.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
-import llm
-from approvals import conf, selectors, services
+from approvals import conf, steps
 from approvals.errors import WebhookDeliveryError
-from approvals.models import Decision, Document, DocumentStatus
+from approvals.models import Decision, DocumentStatus
+from approvals.services import DOCUMENT_WORKFLOW, WEBHOOK_WORKFLOW
 from durable import (
     CallbackTimeoutError,
     DurableContext,
+    Duration,
+    RetryStrategyConfig,
     StepConfig,
-    StepContext,
     StepError,
-    clock,
+    WaitForCallbackConfig,
+    create_retry_strategy,
     durable_execution,
 )
-from durable.config import Duration, WaitForCallbackConfig
-from durable.retries import RetryStrategyConfig, create_retry_strategy
 from durable.serdes import JsonSerDes, SerDesContext
-from durable.types import WaitForCallbackContext
-from llm.errors import LLMError, RetryableLLMError
+from llm.errors import RetryableLLMError
 
 # Only errors the model provider calls transient are retried; bad credentials fail at once.
 SUMMARIZE_RETRIES = create_retry_strategy(
@@ -42,32 +42,6 @@ SUMMARIZE_RETRIES = create_retry_strategy(
         retryable_error_types=[RetryableLLMError],
     )
 )
-
-
-def summarize(document_id: int, round_number: int, feedback: str | None) -> Any:
-    def body(step: StepContext) -> dict[str, Any]:
-        status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
-        services.document_set_status(document_id, status)
-        text = Document.objects.values_list("text", flat=True).get(pk=document_id)
-        try:
-            summary = llm.summarize(text, feedback=feedback)
-        except LLMError as exc:
-            step.logger.warning("summarizer failed on attempt %s: %s", step.attempt, exc)
-            raise
-        return asdict(summary)
-
-    return body
-
-
-def notify(document_id: int) -> Any:
-    def body(step: StepContext) -> int:
-        try:
-            return services.document_notify(document_id)
-        except WebhookDeliveryError as exc:
-            step.logger.warning("webhook attempt %s failed: %s", step.attempt, exc)
-            raise
-
-    return body
 
 
 def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
@@ -88,26 +62,11 @@ def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[st
     )
     try:
         status = context.step(
-            notify(outcome["document_id"]), name="notify client", config=StepConfig(retry_strategy=retries)
+            steps.notify_client(outcome["document_id"]), name="notify client", config=StepConfig(retry_strategy=retries)
         )
     except StepError as exc:
         return {**outcome, "webhook": {"delivered": False, "error": str(exc)[:500]}}
     return {**outcome, "webhook": {"delivered": True, "status": status}}
-
-
-def open_review(document_id: int, round_number: int, summary: dict[str, Any], timeout: int, detail: str) -> Any:
-    def submit(callback_id: str, context: WaitForCallbackContext) -> None:
-        expires_at = clock.now() + timedelta(seconds=timeout)
-        services.review_open(
-            document_id=document_id,
-            round_number=round_number,
-            summary=summary,
-            callback_id=callback_id,
-            expires_at=expires_at,
-            detail=detail,
-        )
-
-    return submit
 
 
 class DecisionSerDes(JsonSerDes):
@@ -156,7 +115,7 @@ def await_decision(
         name = f"review #{round_number}" + (f" (again, {attempt})" if attempt else "")
         detail = f"A decision arrived that could not be used ({problem}); waiting for a new one." if problem else ""
         result = context.wait_for_callback(
-            open_review(document_id, round_number, summary, timeout, detail[:500]),
+            steps.open_review(document_id, round_number, summary, timeout, detail[:500]),
             name=name,
             config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes()),
         )
@@ -164,7 +123,7 @@ def await_decision(
         if problem:
             continue
         recorded = context.step(
-            lambda _: selectors.review_decision_of(document_id=document_id, round_number=round_number),
+            steps.record_decision(document_id, round_number),
             name=f"record decision #{round_number}" + (f" (again, {attempt})" if attempt else ""),
         )
         if recorded is not None:
@@ -173,7 +132,7 @@ def await_decision(
     raise AssertionError("unreachable")  # itertools.count() never ends
 
 
-@durable_execution(name="document_webhook")
+@durable_execution(name=WEBHOOK_WORKFLOW)
 def document_webhook(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
     """Tell the client how a document ended when its own workflow could not (it was stopped,
     timed out or failed): the same signed webhook, the same retries."""
@@ -181,7 +140,7 @@ def document_webhook(event: dict[str, Any], context: DurableContext) -> dict[str
     return tell_client(context, {"notify": True}, outcome)
 
 
-@durable_execution(name="summarize_approve_persist")
+@durable_execution(name=DOCUMENT_WORKFLOW)
 def summarize_approve_persist(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
     document_id = int(event["document_id"])
     timeout = int(conf.get("REVIEW_TIMEOUT_SECONDS"))
@@ -190,29 +149,27 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
     for round_number in range(1, max_rounds + 1):
         try:
             summary = context.step(
-                summarize(document_id, round_number, feedback),
+                steps.summarize(document_id, round_number, feedback),
                 name=f"summarize #{round_number}",
                 config=StepConfig(retry_strategy=SUMMARIZE_RETRIES),
             )
         except StepError as exc:
-            # Not a step: the execution fails right after, so this runs once, and a redrive
-            # (after fixing the provider) summarizes again from here.
-            services.document_set_status(document_id, DocumentStatus.FAILED, f"summarizer: {exc}"[:500])
+            # The execution fails right after; a redrive (after fixing the provider) summarizes
+            # again from here, and this step, already done, is not run twice.
+            why = f"summarizer: {exc}"[:500]
+            context.step(
+                steps.set_status(document_id, DocumentStatus.FAILED, why), name=f"summarize #{round_number} failed"
+            )
             raise
         try:
             decision = await_decision(context, document_id, round_number, summary, timeout)
         except CallbackTimeoutError:
-            context.step(
-                lambda _: services.document_set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"),
-                name="expire",
-            )
+            context.step(steps.set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"), name="expire")
             expired = {"document_id": document_id, "status": DocumentStatus.EXPIRED.value, "rounds": round_number}
             return tell_client(context, event, expired)
         if decision["decision"] == Decision.APPROVED:
             published_id = context.step(
-                lambda _, review_id=decision["review_id"]: services.summary_publish(
-                    document_id=document_id, review_id=review_id
-                ),
+                steps.publish(document_id, int(decision["review_id"])),
                 name="publish",
                 config=StepConfig(transactional=True),
             )
@@ -225,17 +182,12 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
             return tell_client(context, event, published)
         if decision["decision"] == Decision.REJECTED:
             reason = str(decision["comment"])[:500]
-            context.step(
-                lambda _, reason=reason: services.document_set_status(document_id, DocumentStatus.REJECTED, reason),
-                name="reject",
-            )
+            context.step(steps.set_status(document_id, DocumentStatus.REJECTED, reason), name="reject")
             rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
             return tell_client(context, event, rejected)
         feedback = decision["comment"]
     context.step(
-        lambda _: services.document_set_status(
-            document_id, DocumentStatus.REJECTED, f"still not approved after {max_rounds} rounds"
-        ),
+        steps.set_status(document_id, DocumentStatus.REJECTED, f"still not approved after {max_rounds} rounds"),
         name="reject after the last round",
     )
     rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": max_rounds}

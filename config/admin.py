@@ -60,7 +60,7 @@ def _guarded(view: View, model_admin: admin.ModelAdmin) -> View:  # type: ignore
 def _guard_patterns(patterns: list[Any], model_admin: admin.ModelAdmin) -> None:  # type: ignore[type-arg]
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            pattern.callback = _guarded(pattern.callback, model_admin)  # type: ignore[misc]
+            pattern.callback = _guarded(pattern.callback, model_admin)
         elif isinstance(pattern, URLResolver):
             _guard_patterns(pattern.url_patterns, model_admin)
 
@@ -78,7 +78,7 @@ class AdminSite(admin.AdminSite):
 def _rq_dashboard_admin() -> type[admin.ModelAdmin]:  # type: ignore[type-arg]
     from django_rq.admin import QueueAdmin
 
-    class DashboardAdmin(QueueAdmin):  # type: ignore[misc]
+    class DashboardAdmin(QueueAdmin):
         def _allowed(self, request: HttpRequest) -> bool:
             return bool(request.user.has_perm(RQ_PERMISSION))
 
@@ -94,7 +94,7 @@ def _rq_dashboard_admin() -> type[admin.ModelAdmin]:  # type: ignore[type-arg]
         def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
             if not self._allowed(request):
                 raise PermissionDenied
-            return super().changelist_view(request, extra_context)  # type: ignore[no-any-return]
+            return super().changelist_view(request, extra_context)
 
     return DashboardAdmin
 

@@ -1,7 +1,9 @@
 """Settings from environment variables (12-factor), with safe defaults for development.
 
-DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL,
-and the APPROVALS_*, DURABLE_* and API_* variables listed in the README.
+DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL
+here. Each app declares its own settings once, with their DURABLE_*, APPROVALS_*, API_* and LLM
+variables and defaults (durable/conf.py, approvals/conf.py, api/conf.py, llm/conf.py); nothing
+here restates them. The README lists them all.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from approvals.conf import SETTINGS as APPROVALS_SETTINGS
+from durable.backends.sqlite3 import database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -60,7 +66,7 @@ if PRODUCTION:
         raise ImproperlyConfigured(
             "set DJANGO_SECRET_KEY to a random value of 50+ characters in production (openssl rand -hex 32)"
         )
-    if env_bool("APPROVALS_WEBHOOK_ALLOW_HTTP", False):
+    if APPROVALS_SETTINGS.from_environment("WEBHOOK_ALLOW_HTTP", default=False):
         raise ImproperlyConfigured("webhooks are https-only in production: unset APPROVALS_WEBHOOK_ALLOW_HTTP")
 elif not SECRET_KEY:
     SECRET_KEY = development_secret_key(BASE_DIR / "var" / "dev-secret-key")
@@ -117,26 +123,13 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES: dict[str, Any] = {"default": dj_database_url.parse(DATABASE_URL)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A journal takes many small writes: WAL lets readers run beside the writer, NORMAL
-    # syncs at checkpoints rather than every commit, IMMEDIATE takes the write lock at BEGIN
-    # (no deadlocking upgrade from a read lock), and writers wait rather than fail at once.
-    # Our backend adds a queue for writers across processes (durable/backends/sqlite3).
-    DATABASES["default"]["ENGINE"] = "durable.backends.sqlite3"
-    DATABASES["default"]["OPTIONS"] = {
-        # A checkpoint (WAL pages copied into the database, with two fsyncs) every 10,000 pages
-        # (about 40 MB of WAL) rather than SQLite's 1,000: a journal rewrites the same pages
-        # all the time, and fewer checkpoints measured 5% more executions per second.
-        "init_command": (
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-            "PRAGMA wal_autocheckpoint=10000;"
-        ),
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 30,
-    }
-    # Test databases are files so worker processes can share them.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("DJANGO_TEST_DB", str(BASE_DIR / "var" / "test.sqlite3"))}
+    # The engine's SQLite: WAL, IMMEDIATE transactions and a queue for writers across processes
+    # (durable/backends/sqlite3). Test databases are files so worker processes can share them.
+    test_file = os.environ.get("DJANGO_TEST_DB", str(BASE_DIR / "var" / "test.sqlite3"))
+    DATABASES = {"default": database(DATABASES["default"]["NAME"], test_name=test_file)}
 # Workers keep connections between jobs, checked before reuse (a restarted database is survived).
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("DB_CONN_MAX_AGE", "60"))
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -164,41 +157,12 @@ WHITENOISE_AUTOREFRESH = DEBUG
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 960}}
 
-DURABLE = {
-    "DISPATCHER": os.environ.get("DURABLE_DISPATCHER", "durable.rq.dispatch") or None,
-    "LEASE_SECONDS": float(os.environ.get("DURABLE_LEASE_SECONDS", "60")),
-    "SWEEP_INTERVAL": float(os.environ.get("DURABLE_SWEEP_INTERVAL", "5")),
-    "INVOCATION_TIMEOUT": int(os.environ.get("DURABLE_INVOCATION_TIMEOUT", "900")),
-    "INVOCATION_DEATHS_LIMIT": int(os.environ.get("DURABLE_INVOCATION_DEATHS_LIMIT", "5")),
-    "SCHEDULE_HORIZON": int(os.environ.get("DURABLE_SCHEDULE_HORIZON", "3600")),
-}
-
-MAX_DOCUMENT_BYTES = int(os.environ.get("APPROVALS_MAX_DOCUMENT_BYTES", "200000"))
-APPROVALS = {
-    "REVIEW_TIMEOUT_SECONDS": int(os.environ.get("APPROVALS_REVIEW_TIMEOUT_SECONDS", str(7 * 24 * 3600))),
-    "MAX_ROUNDS": int(os.environ.get("APPROVALS_MAX_ROUNDS", "3")),
-    # Plain-http callback URLs only in development; never in production (checked above).
-    "WEBHOOK_ALLOW_HTTP": env_bool("APPROVALS_WEBHOOK_ALLOW_HTTP", DEBUG),
-    "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": env_bool("APPROVALS_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False),
-    # Empty: derived from SECRET_KEY (rotating that key then changes every token's signing secret).
-    "WEBHOOK_SIGNING_KEY": os.environ.get("APPROVALS_WEBHOOK_SIGNING_KEY", ""),
-    "WEBHOOK_TIMEOUT_SECONDS": float(os.environ.get("APPROVALS_WEBHOOK_TIMEOUT_SECONDS", "10")),
-    "WEBHOOK_CA_FILE": os.environ.get("APPROVALS_WEBHOOK_CA_FILE", ""),
-    "WEBHOOK_MAX_ATTEMPTS": int(os.environ.get("APPROVALS_WEBHOOK_MAX_ATTEMPTS", "6")),
-    "WEBHOOK_RETRY_INITIAL_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", "2")),
-    "WEBHOOK_RETRY_MAX_SECONDS": int(os.environ.get("APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", "300")),
-    # The largest document (UTF-8 bytes), from the browser or the API.
-    "MAX_DOCUMENT_BYTES": MAX_DOCUMENT_BYTES,
-}
-
-API = {
-    "MAX_DOCUMENT_BYTES": MAX_DOCUMENT_BYTES,
-    "MAX_METADATA_BYTES": int(os.environ.get("API_MAX_METADATA_BYTES", str(16 * 1024))),
-    "IDEMPOTENCY_TTL_SECONDS": int(os.environ.get("API_IDEMPOTENCY_TTL_SECONDS", str(24 * 3600))),
-}
 # Request bodies Django reads into memory: above the document limit, so that one answers first.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(
-    os.environ.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(max(MAX_DOCUMENT_BYTES * 2, 2621440)))
+    os.environ.get(
+        "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE",
+        str(max(APPROVALS_SETTINGS.from_environment("MAX_DOCUMENT_BYTES") * 2, 2621440)),
+    )
 )
 
 # Per-process cache by default; "shared" (Redis) is what counters every process must agree on
@@ -206,13 +170,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
-}
-
-API_RATE_LIMIT = {
-    # Requests per token per window; over it the API answers 429 with Retry-After.
-    "REQUESTS": int(os.environ.get("API_RATE_LIMIT_REQUESTS", "300")),
-    "WINDOW_SECONDS": int(os.environ.get("API_RATE_LIMIT_WINDOW_SECONDS", "60")),
-    "CACHE": os.environ.get("API_RATE_LIMIT_CACHE", "shared"),
 }
 
 # Failed logins (django-axes): a username at an address is locked out after AXES_FAILURE_LIMIT

@@ -8,5 +8,8 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from durable import conf
+
+        conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")

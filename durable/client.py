@@ -124,10 +124,12 @@ def _existing(function_name: str, name: str, digest: str) -> Execution | None:
     return found
 
 
-def get_execution(execution_id: str | uuid.UUID) -> Execution:
-    """Raises ExecutionNotFoundError."""
+def get_execution(execution_id: str | uuid.UUID, *, include_data: bool = True) -> Execution:
+    """The execution; without `include_data`, its input, result and error are left unread (for
+    pages that poll its status: those may be 256 KiB each). Raises ExecutionNotFoundError."""
+    rows = Execution.objects if include_data else Execution.objects.defer("input", "result", "error")
     try:
-        return Execution.objects.get(pk=execution_id)
+        return rows.get(pk=execution_id)
     except (Execution.DoesNotExist, ValueError, DjangoValidationError):
         raise ExecutionNotFoundError(f"no execution with id {execution_id}") from None
 

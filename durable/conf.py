@@ -1,41 +1,147 @@
-"""The engine's settings, read lazily from `settings.DURABLE` so override_settings works."""
+"""Settings of the engine (and a helper for apps built on it): each setting is declared once.
+
+A setting's value is, in order: the project's `settings.DURABLE[key]` (read on every call, so
+`override_settings` works), the environment variable it declares (12-factor: `DURABLE_*`), its
+default. A project needs to write nothing for the defaults to work; its settings module never
+restates them. `check()` parses every variable at start-up so a bad one fails there, by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-DEFAULTS: dict[str, Any] = {
-    # How long an invocation's lease lasts without renewal.
-    "LEASE_SECONDS": 60,
-    # Default execution timeout, in seconds, for functions that do not set one (366 days).
-    "EXECUTION_TIMEOUT": 366 * 24 * 3600,
-    # Dotted path to f(execution_id, when) that schedules an invocation (RQ through django-rq's
-    # queue QUEUE, run by `manage.py durable_worker`); None: nobody does.
-    "DISPATCHER": "durable.rq.dispatch",
-    # Largest execution input accepted by start_execution, in bytes.
-    "MAX_INPUT_BYTES": 256 * 1024,
-    # Longest an invocation may run before it is stopped (Lambda's 15 minutes); per function too.
-    "INVOCATION_TIMEOUT": 900,
-    # Invocations that die in a row at the same step before it counts as a failed attempt; also
-    # how many in a row may end with an InvocationError before the execution fails.
-    "INVOCATION_DEATHS_LIMIT": 5,
-    # Wake-ups closer than this many seconds are scheduled in Redis; later ones wait for the sweep.
-    "SCHEDULE_HORIZON": 3600,
-    # Seconds between sweeps inside the workers.
-    "SWEEP_INTERVAL": 5,
-    # A wake-up still not run this many seconds after it was due is dispatched under a new job id.
-    "REDISPATCH_GRACE": 15,
-    # The django-rq queue that carries invocations.
-    "QUEUE": "default",
-    # Largest callback result accepted by send_callback_success, in bytes.
-    "MAX_CALLBACK_RESULT_BYTES": 256 * 1024,
-    # Largest result a step, a child context or a handler may return, in bytes once serialized
-    # (Lambda's checkpoint payload limit); a larger one fails its operation at once.
-    "MAX_RESULT_BYTES": 256 * 1024,
-}
+
+def boolean(text: str) -> bool:
+    """1/true/yes/on (any case) is True; 0/false/no/off/empty is False; anything else is refused."""
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def optional(text: str) -> str | None:
+    """Empty means "none"."""
+    return text or None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default (a value, or a function of the project's settings read when the
+    value is needed), the environment variable that overrides the default, and its parser."""
+
+    default: Any
+    env: str | None = None
+    parse: Callable[[str], Any] = str
+    doc: str = ""
+
+
+_DECLARED = object()
+
+
+class AppSettings:
+    """The settings of one app, under `settings.<name>` (a dict) and `<name>_*` variables."""
+
+    def __init__(self, name: str, declared: Mapping[str, Setting]) -> None:
+        self.name = name
+        self.declared = dict(declared)
+
+    def from_environment(self, key: str, default: Any = _DECLARED) -> Any:
+        """The value without the project's settings dict: the variable's, else the default (the
+        declared one, or `default`: a settings module reads this before settings exist)."""
+        setting = self.declared[key]
+        text = None if setting.env is None else _environ().get(setting.env)
+        if text is None:
+            if default is not _DECLARED:
+                return default
+            return setting.default(settings) if callable(setting.default) else setting.default
+        try:
+            return setting.parse(text)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{setting.env}={text!r}: {exc}") from None
+
+    def get(self, key: str) -> Any:
+        if key not in self.declared:
+            raise KeyError(f"{self.name} has no setting {key!r}")
+        overrides = getattr(settings, self.name, None) or {}
+        return overrides[key] if key in overrides else self.from_environment(key)
+
+    def check(self) -> None:
+        """Parse every setting now; raises ImproperlyConfigured naming the first bad one."""
+        unknown = set(getattr(settings, self.name, None) or {}) - set(self.declared)
+        if unknown:
+            raise ImproperlyConfigured(f"settings.{self.name} has unknown keys: {', '.join(sorted(unknown))}")
+        for key in self.declared:
+            self.get(key)
+
+
+def _environ() -> Mapping[str, str]:
+    import os
+
+    return os.environ
+
+
+SETTINGS = AppSettings(
+    "DURABLE",
+    {
+        "LEASE_SECONDS": Setting(
+            60.0, "DURABLE_LEASE_SECONDS", float, "How long an invocation's lease lasts without renewal."
+        ),
+        "EXECUTION_TIMEOUT": Setting(
+            366 * 24 * 3600, "DURABLE_EXECUTION_TIMEOUT", int, "Seconds, for functions that set none (366 days)."
+        ),
+        "DISPATCHER": Setting(
+            "durable.rq.dispatch",
+            "DURABLE_DISPATCHER",
+            optional,
+            "Dotted path to f(execution_id, when) that schedules an invocation (RQ through django-rq's "
+            "queue QUEUE, run by `manage.py durable_worker`); empty: nobody does.",
+        ),
+        "MAX_INPUT_BYTES": Setting(256 * 1024, None, int, "Largest execution input start_execution accepts."),
+        "INVOCATION_TIMEOUT": Setting(
+            900,
+            "DURABLE_INVOCATION_TIMEOUT",
+            int,
+            "Longest an invocation may run (Lambda's 15 minutes); per function too.",
+        ),
+        "INVOCATION_DEATHS_LIMIT": Setting(
+            5,
+            "DURABLE_INVOCATION_DEATHS_LIMIT",
+            int,
+            "Invocations that die in a row at the same step before it counts as a failed attempt; also how "
+            "many in a row may end with an InvocationError before the execution fails.",
+        ),
+        "SCHEDULE_HORIZON": Setting(
+            3600,
+            "DURABLE_SCHEDULE_HORIZON",
+            int,
+            "Wake-ups closer than this (s) go to Redis; later ones wait for the sweep.",
+        ),
+        "SWEEP_INTERVAL": Setting(5.0, "DURABLE_SWEEP_INTERVAL", float, "Seconds between sweeps inside the workers."),
+        "REDISPATCH_GRACE": Setting(
+            15,
+            "DURABLE_REDISPATCH_GRACE",
+            int,
+            "A wake-up still not run this long after it was due is dispatched anew.",
+        ),
+        "QUEUE": Setting("default", "DURABLE_QUEUE", str, "The django-rq queue that carries invocations."),
+        "MAX_CALLBACK_RESULT_BYTES": Setting(256 * 1024, None, int, "Largest callback result accepted."),
+        "MAX_RESULT_BYTES": Setting(
+            256 * 1024,
+            None,
+            int,
+            "Largest result a step, child context or handler may return once serialized (Lambda's "
+            "checkpoint payload limit); a larger one fails its operation at once.",
+        ),
+    },
+)
 
 
 def get(name: str) -> Any:
-    return {**DEFAULTS, **getattr(settings, "DURABLE", {})}[name]
+    return SETTINGS.get(name)

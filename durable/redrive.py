@@ -7,7 +7,8 @@ redrive never repeats work the handler had dealt with (a card charged and declin
 declined). Along the path, a failed step is cleared so it runs again; a failed child context
 is reopened, its completed operations kept, so only its failed part runs again; a
 wait_for_callback is cleared whole, because a new callback is useless unless its submitter
-hands out the new id.
+hands out the new id. Operations the handler ran after a failure on the path, because of it
+(cleanup before raising it on), are cleared as well.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
                     target.add(inner_op)
         else:
             clear.add(op.operation_id)
+    # What the handler did after a failure on the path, in the same context, it did because of
+    # that failure (it caught the error, cleaned up, and raised on): the fixed code may take
+    # another branch there, so those operations go too. "After" is by time, not journal order:
+    # a map's items run side by side, and one still running was no consequence of the failure.
+    for op in on_path:
+        for sibling in children.get(op.parent_id, []):
+            if sibling.pk > op.pk and _began_after(sibling, op):
+                clear.add(sibling.operation_id)
     # A cleared operation takes everything inside it along (a wait_for_callback's callback and
     # submitter): it runs again whole.
     for op in ops:  # journal order: parents come before their children
@@ -63,6 +72,12 @@ def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
             clear.add(op.operation_id)
     order = [op.operation_id for op in ops]
     return [i for i in order if i in clear], [i for i in order if i in reopen and i not in clear]
+
+
+def _began_after(op: Operation, failed: Operation) -> bool:
+    if op.started_at is None or failed.ended_at is None:
+        return True  # journal order is all there is
+    return op.started_at >= failed.ended_at
 
 
 def _latest_failure(children: dict[str | None, list[Operation]], parent_id: str | None) -> list[str]:

@@ -35,7 +35,7 @@ def workers(redis_server, settings, transactional_db):
 
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url  # django_rq reads this dict
     settings.DURABLE = {
-        **settings.DURABLE,
+        **getattr(settings, "DURABLE", {}),
         "DISPATCHER": "durable.rq.dispatch",
         "LEASE_SECONDS": 3,
         "SWEEP_INTERVAL": 1,

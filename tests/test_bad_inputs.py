@@ -61,7 +61,11 @@ class World:
 
 @pytest.fixture
 def world(db, settings) -> World:
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_HTTP": False, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
+    settings.APPROVALS = {
+        **getattr(settings, "APPROVALS", {}),
+        "WEBHOOK_ALLOW_HTTP": False,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False,
+    }
     users = get_user_model().objects
     submitter = users.create_user("submitter")
     reviewer = users.create_user("reviewer", is_staff=True)  # a reviewer who may open the admin

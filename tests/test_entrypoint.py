@@ -95,7 +95,7 @@ def test_worker_role_runs_invocations(redis_server, settings):
     from tests import workflows
 
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.rq.dispatch"}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": "durable.rq.dispatch"}
     redis_server.client().flushall()
     worker = subprocess.Popen(
         [ENTRYPOINT, "worker", "--exit-with-parent"],

@@ -44,8 +44,10 @@ def test_production_refuses_development_defaults(monkeypatch):
     monkeypatch.delenv("APPROVALS_WEBHOOK_ALLOW_HTTP")
     importlib.reload(module)  # a real key and DEBUG off: accepted
     assert module.DEBUG is False
-    assert module.APPROVALS["WEBHOOK_ALLOW_HTTP"] is False  # https only by default with DEBUG off
-    assert module.APPROVALS["WEBHOOK_ALLOW_PRIVATE_ADDRESSES"] is False
+    from approvals.conf import SETTINGS as APPROVALS_SETTINGS
+
+    assert APPROVALS_SETTINGS.from_environment("WEBHOOK_ALLOW_HTTP") is False  # https only with DEBUG off
+    assert APPROVALS_SETTINGS.from_environment("WEBHOOK_ALLOW_PRIVATE_ADDRESSES") is False
     assert module.SECURE_SSL_REDIRECT is True
     assert module.SECURE_HSTS_SECONDS >= 31536000
     monkeypatch.delenv("DJANGO_ENV")

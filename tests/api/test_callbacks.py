@@ -116,7 +116,7 @@ def test_bad_bodies_change_nothing(api, runner, settings):
     assert_error(api.post(url, raw="{oops"), 400, "invalid_json")
     assert_error(api.post(url, {"result": "x", "extra": 1}), 422, "validation_error")
     assert_error(api.post(f"/api/callbacks/{callback_id}/fail", {"error": "not an object"}), 422, "validation_error")
-    settings.DURABLE = {**settings.DURABLE, "MAX_CALLBACK_RESULT_BYTES": 100}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_CALLBACK_RESULT_BYTES": 100}
     assert_error(api.post(url, {"result": "x" * 101}), 413, "payload_too_large")
     assert untouched(callback_id)
     assert Execution.objects.get(pk=execution_id).status == "RUNNING"

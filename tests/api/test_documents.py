@@ -134,7 +134,7 @@ def test_missing_field_is_named_in_the_error(api):
 
 
 def test_oversized_documents_are_refused(api, settings):
-    settings.API = {**settings.API, "MAX_DOCUMENT_BYTES": 1000}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "MAX_DOCUMENT_BYTES": 1000}
     assert api.post("/api/documents", {**BODY, "text": "é" * 500}).status_code == 202  # 1000 bytes: at the limit
     error = assert_error(api.post("/api/documents", {**BODY, "text": "é" * 501}), 413, "document_too_large")
     assert "1000" in error["message"]

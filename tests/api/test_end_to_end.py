@@ -36,7 +36,11 @@ LOCAL_WEBHOOKS = {
 
 
 def test_submit_review_publish_and_a_signed_webhook(workers, issue, settings):
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_HTTP": True, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True}
+    settings.APPROVALS = {
+        **getattr(settings, "APPROVALS", {}),
+        "WEBHOOK_ALLOW_HTTP": True,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True,
+    }
     workers(1, **LOCAL_WEBHOOKS)
     issued = issue("documents:submit", "executions:read")
     api = Api(Client(), issued.plaintext)

@@ -42,7 +42,7 @@ def limited(settings, redis_server):
         **settings.CACHES,
         "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_server.url},
     }
-    settings.API_RATE_LIMIT = {"REQUESTS": 3, "WINDOW_SECONDS": 60, "CACHE": "shared"}
+    settings.API = {"RATE_LIMIT_REQUESTS": 3, "RATE_LIMIT_WINDOW_SECONDS": 60, "RATE_LIMIT_CACHE": "shared"}
     return redis_server
 
 
@@ -65,6 +65,6 @@ def test_the_rate_limit_lets_requests_through_when_redis_is_down(settings, issue
         **settings.CACHES,
         "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"},
     }
-    settings.API_RATE_LIMIT = {"REQUESTS": 1, "WINDOW_SECONDS": 60, "CACHE": "shared"}
+    settings.API = {"RATE_LIMIT_REQUESTS": 1, "RATE_LIMIT_WINDOW_SECONDS": 60, "RATE_LIMIT_CACHE": "shared"}
     api = make_api(issue().plaintext)
     assert [api.get("/api/documents").status_code for _ in range(3)] == [200, 200, 200]

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
+import llm
 from approvals import workflows
 from approvals.models import Document, PublishedSummary, Review
 from approvals.services import document_submit, review_decide
@@ -42,7 +43,11 @@ def people():
 
 @pytest.fixture
 def local_webhooks(settings):
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_HTTP": True, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True}
+    settings.APPROVALS = {
+        **getattr(settings, "APPROVALS", {}),
+        "WEBHOOK_ALLOW_HTTP": True,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True,
+    }
 
 
 def client_for(user) -> Client:
@@ -132,8 +137,8 @@ def test_a_summarizer_failure_tells_the_client_and_a_redrive_resumes(people, loc
     def denied(text, **kwargs):
         raise AuthenticationError("invalid API key", provider="fake")
 
-    real = workflows.llm.summarize
-    monkeypatch.setattr(workflows.llm, "summarize", denied)
+    real = llm.summarize
+    monkeypatch.setattr(llm, "summarize", denied)
     with WebhookReceiver() as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document = document_submit(
             title="Coast road", text=TEXT, submitter=people["submitter"], callback_url=receiver.url
@@ -143,7 +148,7 @@ def test_a_summarizer_failure_tells_the_client_and_a_redrive_resumes(people, loc
         assert document.status == "failed"
         assert "invalid API key" in document.status_detail  # the workflow's own words stand
         assert webhook_sent(receiver, document, "document.failed")["status"] == "failed"
-        monkeypatch.setattr(workflows.llm, "summarize", real)  # the provider is fixed
+        monkeypatch.setattr(llm, "summarize", real)  # the provider is fixed
         redrive_execution(document.execution_id)
         runner.wait_for_callback(str(document.execution_id))
         document.refresh_from_db()

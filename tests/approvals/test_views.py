@@ -356,7 +356,7 @@ def test_submitting_a_markdown_file_uses_its_text(people):
     ],
 )
 def test_bad_submissions_get_a_clear_error_and_store_nothing(people, settings, fields, message):
-    settings.APPROVALS = {**settings.APPROVALS, "MAX_DOCUMENT_BYTES": 1000}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "MAX_DOCUMENT_BYTES": 1000}
     data = {}
     for key, value in fields.items():
         if isinstance(value, tuple):

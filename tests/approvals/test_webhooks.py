@@ -32,7 +32,7 @@ TEXT = "The council approved a budget. It adds evening hours at four branches. S
 def local_webhooks(settings):
     """What the tests (and only they) allow: plain http to loopback."""
     settings.APPROVALS = {
-        **settings.APPROVALS,
+        **getattr(settings, "APPROVALS", {}),
         "WEBHOOK_ALLOW_HTTP": True,
         "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True,
         "WEBHOOK_TIMEOUT_SECONDS": 5,
@@ -41,7 +41,11 @@ def local_webhooks(settings):
 
 @pytest.fixture
 def strict(settings):
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_HTTP": False, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
+    settings.APPROVALS = {
+        **getattr(settings, "APPROVALS", {}),
+        "WEBHOOK_ALLOW_HTTP": False,
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False,
+    }
 
 
 @pytest.fixture
@@ -175,7 +179,7 @@ def test_https_delivery_verifies_the_receivers_certificate(local_webhooks, setti
     with WebhookReceiver(tls=(cert, key)) as receiver:
         with pytest.raises(WebhookDeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
             deliver(receiver.url, {"n": 1}, secret=secret, event="document.published", delivery_id="d1")
-        settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_CA_FILE": cert}
+        settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "WEBHOOK_CA_FILE": cert}
         status = deliver(receiver.url, {"n": 2}, secret=secret, event="document.published", delivery_id="d2")
     assert status == 200
     assert len(receiver.received) == 1  # the unverified attempt sent nothing
@@ -187,7 +191,10 @@ def test_https_delivery_verifies_the_receivers_certificate(local_webhooks, setti
 
 def test_https_delivery_refuses_a_certificate_for_another_name(local_webhooks, settings, certificates):
     cert, key = certificates["other"]
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_CA_FILE": cert}  # trusted, but not for localhost
+    settings.APPROVALS = {
+        **getattr(settings, "APPROVALS", {}),
+        "WEBHOOK_CA_FILE": cert,
+    }  # trusted, but not for localhost
     with WebhookReceiver(tls=(cert, key)) as receiver, pytest.raises(WebhookDeliveryError, match=r"mismatch|match"):
         deliver(receiver.url, {}, secret="s", event="e", delivery_id="d")
     assert receiver.received == []
@@ -195,9 +202,9 @@ def test_https_delivery_refuses_a_certificate_for_another_name(local_webhooks, s
 
 def test_signing_secrets_differ_per_token_and_follow_the_key(settings):
     assert signing_secret("a") != signing_secret("b")
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_SIGNING_KEY": "another-key"}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "WEBHOOK_SIGNING_KEY": "another-key"}
     rotated = signing_secret("a")
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_SIGNING_KEY": ""}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "WEBHOOK_SIGNING_KEY": ""}
     assert rotated != signing_secret("a")
 
 
@@ -221,7 +228,7 @@ def test_delivery_rechecks_the_address(local_webhooks, settings):
         port = receiver.server.server_address[1]
         # A name that passed the submit-time check but resolves inside is refused when resolved.
         assert resolve(Target("http", "localhost", port, "/")) == "127.0.0.1"
-        settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
+        settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "WEBHOOK_ALLOW_PRIVATE_ADDRESSES": False}
         with pytest.raises(CallbackURLError, match="not public"):
             resolve(Target("http", "localhost", port, "/"))
         with pytest.raises(CallbackURLError):
@@ -276,7 +283,7 @@ def test_rejected_documents_are_posted(local_webhooks, people):
 
 
 def test_expired_documents_are_posted(local_webhooks, people, settings):
-    settings.APPROVALS = {**settings.APPROVALS, "REVIEW_TIMEOUT_SECONDS": 3600}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "REVIEW_TIMEOUT_SECONDS": 3600}
     with WebhookReceiver() as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document, _ = run_to_review(runner, people, receiver.url)
         runner.wait_for_result(str(document.execution_id))
@@ -317,7 +324,7 @@ def test_a_refusing_receiver_is_not_retried_and_the_outcome_stands(local_webhook
 
 
 def test_retries_stop_after_the_configured_attempts(local_webhooks, people, settings):
-    settings.APPROVALS = {**settings.APPROVALS, "WEBHOOK_MAX_ATTEMPTS": 3}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "WEBHOOK_MAX_ATTEMPTS": 3}
     with WebhookReceiver([503] * 10) as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document, review = run_to_review(runner, people, receiver.url)
         review_decide(review, reviewer=people["reviewer"], decision="rejected", comment="No.")

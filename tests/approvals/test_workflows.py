@@ -104,7 +104,7 @@ def test_revised_twice_then_approved(people, runner, monkeypatch):
         seen_feedback.append(feedback)
         return real(text, instructions=instructions, feedback=feedback)
 
-    monkeypatch.setattr(workflows.llm, "summarize", recording)
+    monkeypatch.setattr(llm, "summarize", recording)
     document = submit(people)
     first = open_review(runner, document, 1)
     review_decide(first, reviewer=people["reviewer"], decision="revise", comment="Shorter, please.")
@@ -125,7 +125,7 @@ def test_revised_twice_then_approved(people, runner, monkeypatch):
 
 
 def test_a_review_without_a_decision_expires(people, runner, settings):
-    settings.APPROVALS = {**settings.APPROVALS, "REVIEW_TIMEOUT_SECONDS": 3600}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "REVIEW_TIMEOUT_SECONDS": 3600}
     document = submit(people)
     review = open_review(runner, document, 1)
     result = finish(runner, document)  # the runner skips the hour
@@ -147,7 +147,7 @@ def test_a_transient_summarizer_failure_is_retried(people, runner, monkeypatch):
             raise RateLimitedError("429 from the provider", provider="fake")
         return real(text, **kwargs)
 
-    monkeypatch.setattr(workflows.llm, "summarize", flaky)
+    monkeypatch.setattr(llm, "summarize", flaky)
     document = submit(people)
     open_review(runner, document, 1)
     step = Operation.objects.get(execution_id=document.execution_id, name="summarize #1")
@@ -159,7 +159,7 @@ def test_a_permanent_summarizer_failure_fails_the_document(people, runner, monke
     def denied(text, **kwargs):
         raise AuthenticationError("invalid API key", provider="fake")
 
-    monkeypatch.setattr(workflows.llm, "summarize", denied)
+    monkeypatch.setattr(llm, "summarize", denied)
     document = submit(people)
     result = finish(runner, document)
     assert result.status == "FAILED"
@@ -226,7 +226,7 @@ def test_bad_decisions_are_refused(people, runner):
 
 
 def test_too_many_revisions_end_in_rejection(people, runner, settings):
-    settings.APPROVALS = {**settings.APPROVALS, "MAX_ROUNDS": 2}
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "MAX_ROUNDS": 2}
     document = submit(people)
     for round_number in (1, 2):
         review = open_review(runner, document, round_number)

@@ -30,7 +30,7 @@ def test_wake_ups_queued_while_the_database_restarts_wait_for_it_and_run(workers
     pool = workers(2, DURABLE_SWEEP_INTERVAL="600")
     client = redis_server.client()
     wait_until(lambda: blocked_on_the_queue(client) == 2, 30, message="both workers idle")
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": None}  # the wake-ups are queued below
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": None}  # the wake-ups are queued below
     executions = [start_execution(workflows.three_steps, {}) for _ in range(WAKE_UPS)]
     ids = [str(e.pk) for e in executions]
 

@@ -68,20 +68,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 RQ_QUEUES = {"default": {"URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), "DEFAULT_TIMEOUT": 960}}
 
-# Only what the tests' processes set; everything else is the engine's own default.
-_DURABLE_ENV = {
-    "DISPATCHER": ("DURABLE_DISPATCHER", str),
-    "LEASE_SECONDS": ("DURABLE_LEASE_SECONDS", float),
-    "SWEEP_INTERVAL": ("DURABLE_SWEEP_INTERVAL", float),
-    "INVOCATION_TIMEOUT": ("DURABLE_INVOCATION_TIMEOUT", int),
-    "INVOCATION_DEATHS_LIMIT": ("DURABLE_INVOCATION_DEATHS_LIMIT", int),
-    "SCHEDULE_HORIZON": ("DURABLE_SCHEDULE_HORIZON", int),
-}
-DURABLE = {
-    key: (cast(os.environ[name]) or None) if cast is str else cast(os.environ[name])
-    for key, (name, cast) in _DURABLE_ENV.items()
-    if name in os.environ
-}
+# The engine's settings come from its DURABLE_* variables (durable/conf.py): the worker tests set
+# them for their processes.
 
 LOGGING = {
     "version": 1,

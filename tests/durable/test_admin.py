@@ -298,7 +298,7 @@ def test_reenqueue_puts_a_fresh_job_on_the_queue(
     before = Execution.objects.get(pk=execution_id).wake_at
     runner.close()  # the runner dispatches nothing while it drives; here the admin's dispatch counts
     monkeypatch.setitem(settings.RQ_QUEUES["default"], "URL", redis_server.url)
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.rq.dispatch"}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": "durable.rq.dispatch"}
     redis_server.client().flushall()
     with django_capture_on_commit_callbacks(execute=True):
         operator.post(url(execution_id, "reenqueue/"), {"confirm": "yes"})

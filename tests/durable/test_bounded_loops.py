@@ -42,7 +42,7 @@ def keeps_failing_its_invocation(event: dict, context: DurableContext) -> str:
 
 
 def test_an_invocation_error_backs_off_and_is_bounded(settings):
-    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 4}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "INVOCATION_DEATHS_LIMIT": 4}
     with DurableTestRunner(keeps_failing_its_invocation) as runner:
         started = runner.clock.current
         result = runner.run(timeout=10)
@@ -64,7 +64,7 @@ def test_an_invocation_error_backs_off_and_is_bounded(settings):
 
 
 def test_an_invocation_error_that_clears_lets_the_execution_go_on(settings):
-    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 4}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "INVOCATION_DEATHS_LIMIT": 4}
     with DurableTestRunner(keeps_failing_its_invocation) as runner:
         result = runner.run(json.dumps({"failures": 2}), timeout=10)
     assert result.status == "SUCCEEDED"
@@ -101,7 +101,7 @@ def test_a_callback_nobody_awaits_does_not_keep_the_execution_due():
 
 def test_the_test_runner_honours_its_timeout(settings):
     # Invocations that keep failing with a limit too high to reach: the runner gives up on time.
-    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 10**6}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "INVOCATION_DEATHS_LIMIT": 10**6}
     with DurableTestRunner(keeps_failing_its_invocation) as runner:
         began = time.monotonic()
         with pytest.raises(TimeoutError):

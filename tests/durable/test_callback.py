@@ -150,7 +150,7 @@ def test_unknown_callback_ids_are_refused():
 
 
 def test_oversized_and_non_utf8_results_are_refused(settings):
-    settings.DURABLE = {**settings.DURABLE, "MAX_CALLBACK_RESULT_BYTES": 10}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_CALLBACK_RESULT_BYTES": 10}
     with DurableTestRunner(approval) as runner:
         execution_id = runner.run_async(json.dumps({}))
         callback_id = runner.wait_for_callback(execution_id)

@@ -51,7 +51,7 @@ def test_start_validates_its_arguments():
 
 
 def test_oversized_input_is_refused(settings):
-    settings.DURABLE = {**settings.DURABLE, "MAX_INPUT_BYTES": 100}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_INPUT_BYTES": 100}
     with pytest.raises(ValidationError, match="limit is 100"):
         start_execution(sleepy, {"n": "x" * 200})
     assert not Execution.objects.exists()

@@ -167,7 +167,7 @@ def run_program(steps: list, crash_at: frozenset[int], monkeypatch) -> tuple[str
 
 @pytest.fixture(autouse=True)
 def _small_results(settings):
-    settings.DURABLE = {**settings.DURABLE, "MAX_RESULT_BYTES": RESULT_LIMIT}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_RESULT_BYTES": RESULT_LIMIT}
 
 
 @settings(

@@ -24,7 +24,11 @@ pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def redis_dispatch(redis_server, settings):
     settings.RQ_QUEUES["default"]["URL"] = redis_server.url
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": "durable.rq.dispatch", "SCHEDULE_HORIZON": 3600}
+    settings.DURABLE = {
+        **getattr(settings, "DURABLE", {}),
+        "DISPATCHER": "durable.rq.dispatch",
+        "SCHEDULE_HORIZON": 3600,
+    }
     redis_server.client().flushall()
     return redis_server
 
@@ -139,7 +143,7 @@ def test_one_sweep_at_a_time(redis_dispatch):
 def test_the_sweep_lock_is_kept_for_the_interval_so_the_cluster_sweeps_about_once_per_interval(
     redis_dispatch, settings
 ):
-    settings.DURABLE = {**settings.DURABLE, "SWEEP_INTERVAL": 8}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "SWEEP_INTERVAL": 8}
     client = redis_dispatch.client()
     assert sweep_with_lock(client, periodic=True) is not None
     # Kept after the sweep, marked done, naming its holder, and lapsing within the interval
@@ -157,7 +161,7 @@ def test_a_sweeper_that_dies_mid_sweep_holds_the_lock_no_longer_than_the_interva
 ):
     from durable import sweep as sweep_module
 
-    settings.DURABLE = {**settings.DURABLE, "SWEEP_INTERVAL": 8}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "SWEEP_INTERVAL": 8}
     client = redis_dispatch.client()
     seen = []
 

@@ -67,7 +67,7 @@ def test_a_sweeper_killed_holding_the_sweep_lock_hands_the_sweep_on_within_one_i
     assert client.get(LOCK_KEY) in (None, value.encode())  # held by the dead worker to the end
 
     # Due now, with no wake-up in Redis: only a sweep can start it, and only the survivor sweeps.
-    settings.DURABLE = {**settings.DURABLE, "DISPATCHER": None}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "DISPATCHER": None}
     execution = start_execution(reports_its_worker, {})
     done = wait_until(lambda: finished(execution.pk), 30, message="the survivor's sweep to start it")
     assert done.status == "SUCCEEDED", done.error

@@ -163,3 +163,47 @@ def test_redrive_of_a_timed_out_wait_for_callback_hands_out_a_new_callback():
         runner.send_callback_success(callback_id, "yes")
         result = runner.wait_for_result(failed.execution_id)
     assert json.loads(result.result) == {"value": "yes"}
+
+
+def build_cleanup_then_reraise(fixed: bool):
+    @durable_execution(name="tests.redrive.cleanup")
+    def cleanup(event: dict, context: DurableContext) -> dict:
+        try:
+            value = context.step(
+                lambda _: runs.append("work") or (1 if fixed else 1 // 0),
+                name="work",
+                config=StepConfig(retry_strategy=RetryPresets.none()),
+            )
+        except StepError:
+            # Work done because of the failure (mark a row failed, say), then the failure goes on.
+            context.step(lambda _: runs.append("mark failed"), name="mark failed")
+            raise
+        context.wait(Duration(1), name="after")
+        return {"value": value}
+
+    return cleanup
+
+
+def test_a_redrive_forgets_what_the_handler_did_because_of_the_failure():
+    # Operations recorded after the failed one, because of it, belong to a branch the fixed code
+    # may not take: the redrive clears them, so the new run does not meet them as a mismatch.
+    with DurableTestRunner(build_cleanup_then_reraise(fixed=False)) as runner:
+        failed = runner.run("{}")
+        assert failed.status == "FAILED"
+        assert runs == ["work", "mark failed"]
+        register(build_cleanup_then_reraise(fixed=True))
+        redrive_execution(failed.execution_id)
+        result = runner.wait_for_result(failed.execution_id)
+    assert result.status == "SUCCEEDED", result.error
+    assert json.loads(result.result) == {"value": 1}
+    assert runs == ["work", "mark failed", "work"]
+    assert [op.name for op in result.operations] == ["work", "after"]
+
+
+def test_a_redrive_that_fails_again_runs_the_failure_handling_again():
+    with DurableTestRunner(build_cleanup_then_reraise(fixed=False)) as runner:
+        failed = runner.run("{}")
+        redrive_execution(failed.execution_id)
+        again = runner.wait_for_result(failed.execution_id)
+    assert again.status == "FAILED"
+    assert runs == ["work", "mark failed", "work", "mark failed"]

@@ -172,7 +172,7 @@ def always_dies(event: dict, context: DurableContext) -> str:
 
 
 def test_invocations_dying_at_the_same_step_count_against_its_retries_then_fail(settings):
-    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 3}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "INVOCATION_DEATHS_LIMIT": 3}
     with DurableTestRunner(always_dies) as runner:
         execution_id = runner.run_async()
         deaths = 0
@@ -202,7 +202,7 @@ def dies_outside_steps(event: dict, context: DurableContext) -> None:
 
 
 def test_invocations_dying_outside_any_step_cannot_loop_forever(settings):
-    settings.DURABLE = {**settings.DURABLE, "INVOCATION_DEATHS_LIMIT": 2}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "INVOCATION_DEATHS_LIMIT": 2}
     with DurableTestRunner(dies_outside_steps) as runner:
         execution_id = runner.run_async()
         for _ in range(5):
@@ -252,10 +252,38 @@ def test_the_default_dispatcher_is_rq_and_the_test_runner_needs_none(settings, c
     # need no Redis: the test runner dispatches nothing while it drives invocations itself.
     from durable import conf
 
-    assert conf.DEFAULTS["DISPATCHER"] == "durable.rq.dispatch"
+    assert conf.SETTINGS.declared["DISPATCHER"].default == "durable.rq.dispatch"
     settings.DURABLE = {"DISPATCHER": "durable.rq.dispatch"}
     settings.RQ_QUEUES = {"default": {"URL": "redis://127.0.0.1:1/0"}}  # nothing listens there
     with DurableTestRunner(many_steps) as runner:  # it waits: its invocation asks for a wake-up
         result = runner.run(json.dumps({"steps": 2}))
     assert result.status == "SUCCEEDED"
     assert not [r for r in caplog.records if "dispatch" in r.getMessage()]  # nothing tried Redis
+
+
+def test_settings_are_declared_once_and_read_from_the_environment(settings, monkeypatch):
+    # A setting's value: the project's dict, else its DURABLE_* variable, else the default; a bad
+    # variable or an unknown key fails at start-up (check), naming it.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from durable import conf
+
+    settings.DURABLE = {}
+    monkeypatch.delenv("DURABLE_LEASE_SECONDS", raising=False)
+    assert conf.get("LEASE_SECONDS") == 60.0
+    monkeypatch.setenv("DURABLE_LEASE_SECONDS", "7.5")
+    assert conf.get("LEASE_SECONDS") == 7.5
+    settings.DURABLE = {"LEASE_SECONDS": 3}
+    assert conf.get("LEASE_SECONDS") == 3
+    monkeypatch.setenv("DURABLE_DISPATCHER", "")
+    settings.DURABLE = {}
+    assert conf.get("DISPATCHER") is None  # empty: nobody dispatches
+    monkeypatch.setenv("DURABLE_LEASE_SECONDS", "soon")
+    with pytest.raises(ImproperlyConfigured, match="DURABLE_LEASE_SECONDS='soon'"):
+        conf.SETTINGS.check()
+    monkeypatch.setenv("DURABLE_LEASE_SECONDS", "7.5")
+    settings.DURABLE = {"LEASE_SECOND": 3}
+    with pytest.raises(ImproperlyConfigured, match="unknown keys: LEASE_SECOND"):
+        conf.SETTINGS.check()
+    with pytest.raises(KeyError):
+        conf.get("NO_SUCH_SETTING")

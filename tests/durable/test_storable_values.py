@@ -98,7 +98,7 @@ def huge(event: dict, context: DurableContext) -> dict:
 
 
 def test_a_step_result_over_the_size_limit_fails_the_step_with_a_clear_error(settings):
-    settings.DURABLE = {**settings.DURABLE, "MAX_RESULT_BYTES": 1000}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_RESULT_BYTES": 1000}
     with DurableTestRunner(huge) as runner:
         small = runner.run(json.dumps({"size": 900}))
         big = runner.run(json.dumps({"size": 5000}))
@@ -113,7 +113,7 @@ def test_a_step_result_over_the_size_limit_fails_the_step_with_a_clear_error(set
 def test_the_default_result_size_limit_is_256_kib():
     from durable import conf
 
-    assert conf.DEFAULTS["MAX_RESULT_BYTES"] == 256 * 1024
+    assert conf.SETTINGS.declared["MAX_RESULT_BYTES"].default == 256 * 1024
 
 
 @durable_execution(name="tests.storable.long_name")
@@ -261,7 +261,7 @@ def returns(event: dict, context: DurableContext) -> object:
 
 
 def test_the_handlers_own_result_is_stored_exactly_or_refused_once(settings):
-    settings.DURABLE = {**settings.DURABLE, "MAX_RESULT_BYTES": 1000}
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "MAX_RESULT_BYTES": 1000}
     with DurableTestRunner(returns) as runner:
         surrogate = runner.run(json.dumps({"what": "surrogate"}))
         too_big = runner.run(json.dumps({"what": "big", "size": 2000}))
