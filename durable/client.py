@@ -217,7 +217,7 @@ def send_callback_success(callback_id: str, result: bytes | str | None = None) -
         limit = conf.get("MAX_CALLBACK_RESULT_BYTES")
         if utf8_size(payload) > limit:
             raise ValidationError(f"callback result is larger than {limit} bytes")
-    journal_store().complete_callback(callback_id, clock.now, status=OperationStatus.SUCCEEDED, result=payload)
+    _wake(journal_store().complete_callback(callback_id, clock.now, status=OperationStatus.SUCCEEDED, result=payload))
 
 
 def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any] | Any | None = None) -> None:
@@ -228,9 +228,16 @@ def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any
     journal cannot store (NUL, lone surrogates) is kept escaped. Raises as send_callback_success
     does.
     """
-    journal_store().complete_callback(
-        callback_id, clock.now, status=OperationStatus.FAILED, error=_error_payload(error)
+    _wake(
+        journal_store().complete_callback(
+            callback_id, clock.now, status=OperationStatus.FAILED, error=_error_payload(error)
+        )
     )
+
+
+def _wake(operation: Any) -> None:
+    """The completed callback's execution is due: dispatch it after the commit (not the sweep)."""
+    dispatch.on_commit_wake(str(operation.execution_id), operation.ended_at)
 
 
 def send_callback_heartbeat(callback_id: str) -> None:

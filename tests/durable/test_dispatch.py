@@ -269,3 +269,27 @@ def test_the_sweep_re_dispatches_a_backlog_with_a_few_queries_and_one_round_trip
     assert (due, trips) == (63, 1)
     assert queries_large == queries_small  # not one per execution
     assert len(queued_ids()) == 63  # the three already queued were not queued again
+
+
+@pytest.mark.parametrize("completion", ["success", "failure"])
+def test_completing_a_callback_dispatches_its_execution_after_commit(redis_dispatch, completion):
+    # The execution must not wait for the sweep: the callback's completion queues its wake-up.
+    from durable.client import send_callback_failure, send_callback_heartbeat, send_callback_success
+    from durable.models import Operation
+    from durable.runtime import run_invocation
+
+    execution = start_execution(workflows.approval, {})
+    queue().empty()
+    assert run_invocation(str(execution.pk)).ran  # it suspends on the callback
+    callback_id = Operation.objects.get(execution=execution, type="CALLBACK").callback_id
+    queue().empty()
+    send_callback_heartbeat(callback_id)
+    assert queued_ids() == []  # a heartbeat wakes nobody
+    with transaction.atomic():
+        if completion == "success":
+            send_callback_success(callback_id, '"yes"')
+        else:
+            send_callback_failure(callback_id, {"ErrorType": "Nope", "ErrorMessage": "no"})
+        assert queued_ids() == []  # nothing before the commit
+    execution.refresh_from_db()
+    assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
