@@ -26,10 +26,12 @@ from durable.exceptions import (
     SerDesError,
     StepError,
     ValidationError,
+    WaitForConditionError,
 )
 from durable.execution import durable_execution
 from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
-from durable.types import StepContext, WaitForCallbackContext
+from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
+from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
 
 __all__ = [
     "CallbackConfig",
@@ -57,7 +59,13 @@ __all__ = [
     "ValidationError",
     "WaitForCallbackConfig",
     "WaitForCallbackContext",
+    "WaitForConditionCheckContext",
+    "WaitForConditionConfig",
+    "WaitForConditionDecision",
+    "WaitForConditionError",
+    "WaitStrategyConfig",
     "create_retry_strategy",
+    "create_wait_strategy",
     "durable_execution",
     "durable_step",
     "durable_with_child_context",

@@ -13,6 +13,7 @@ from durable.exceptions import (
     CallbackSubmitterError,
     CallbackTimeoutError,
     ChildContextError,
+    ValidationError,
 )
 from durable.identifier import operation_id
 from durable.logger import ReplayAwareLogger, logger
@@ -20,8 +21,10 @@ from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
+from durable.operation.wait_for_condition import run_wait_for_condition
 from durable.state import ExecutionState, OperationSubType, check_name
-from durable.types import StepContext, WaitForCallbackContext
+from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
+from durable.waits import WaitForConditionConfig
 
 _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
     cls.__name__: cls for cls in (CallbackError, CallbackExternalError, CallbackTimeoutError, CallbackSubmitterError)
@@ -187,3 +190,22 @@ class DurableContext:
             # The unit that failed is the whole wait_for_callback (see failure_path).
             error.operation_id = exc.operation_id
             raise error from None
+
+    def wait_for_condition(
+        self,
+        check: Callable[[T, WaitForConditionCheckContext], T],
+        config: WaitForConditionConfig[T],
+        name: str | None = None,
+    ) -> T:
+        """Poll `check` on a state kept in the journal until `config.wait_strategy` says stop;
+        the execution suspends between polls. Returns the last state.
+
+        Raises WaitForConditionError when the check fails or the strategy runs out of attempts.
+        """
+        if check is None:
+            raise ValidationError("`check` is required for wait_for_condition")
+        if not config:
+            raise ValidationError("`config` is required for wait_for_condition")
+        return run_wait_for_condition(
+            self.state, self._next_operation_id(), self._parent_id, name, check, config, self._logger
+        )

@@ -78,6 +78,18 @@ def step_succeeded(attempt: int) -> HistoryRecord:
     return _event(EventType.STEP_SUCCEEDED, details)
 
 
+def step_succeeded_once() -> HistoryRecord:
+    """A wait_for_condition's last poll: its state is the result (no retry details)."""
+    return _event(EventType.STEP_SUCCEEDED, {**_RESULT_HELD_ELSEWHERE})
+
+
+def condition_polled(attempt: int, next_poll_delay: int) -> HistoryRecord:
+    """A wait_for_condition poll whose condition did not hold yet: the official service records
+    it as a step that succeeded and will run again (its state is in the operation's row)."""
+    retry = {"CurrentAttempt": attempt, "NextAttemptDelaySeconds": next_poll_delay}
+    return _event(EventType.STEP_SUCCEEDED, {"RetryDetails": retry})
+
+
 def step_failed(error: dict[str, Any], attempt: int, next_attempt_delay: int | None = None) -> HistoryRecord:
     retry: dict[str, Any] = {"CurrentAttempt": attempt}
     if next_attempt_delay is not None:

@@ -49,7 +49,7 @@ class OperationType(enum.StrEnum):
     WAIT = "WAIT"
     CALLBACK = "CALLBACK"
     CONTEXT = "CONTEXT"
-    INVOKE = "INVOKE"
+    CHAINED_INVOKE = "CHAINED_INVOKE"
 
 
 class OperationSubType(enum.StrEnum):
@@ -58,6 +58,8 @@ class OperationSubType(enum.StrEnum):
     CALLBACK = "Callback"
     RUN_IN_CHILD_CONTEXT = "RunInChildContext"
     WAIT_FOR_CALLBACK = "WaitForCallback"
+    WAIT_FOR_CONDITION = "WaitForCondition"
+    CHAINED_INVOKE = "ChainedInvoke"
 
 
 class OperationStatus(enum.StrEnum):
