@@ -90,7 +90,8 @@ class StepConfig:
     """How a step retries, when its body may run, and how its result is stored.
 
     `transactional` (ours, not the official SDK's) commits the body's Django database writes
-    in the same transaction as the step's SUCCEEDED checkpoint.
+    in the same transaction as the step's SUCCEEDED checkpoint. `timeout` (ours too) limits
+    each attempt: one that runs over fails with StepTimeoutError and the retry strategy decides.
     """
 
     retry_strategy: RetryStrategy | None = None
@@ -98,6 +99,7 @@ class StepConfig:
     serdes: SerDes[Any] | None = None
     sub_type: str | None = field(default=None, kw_only=True)
     transactional: bool = field(default=False, kw_only=True)
+    timeout: Duration | None = field(default=None, kw_only=True)
 
 
 @dataclass
