@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from durable.config import CallbackConfig, ChildConfig, Duration, StepConfig, WaitForCallbackConfig
+from durable.config import CallbackConfig, ChildConfig, Duration, InvokeConfig, StepConfig, WaitForCallbackConfig
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -19,6 +19,7 @@ from durable.identifier import operation_id
 from durable.logger import ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
+from durable.operation.invoke import run_invoke
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
 from durable.operation.wait_for_condition import run_wait_for_condition
@@ -32,6 +33,7 @@ _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
 
 T = TypeVar("T")
 P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def durable_step(func: Callable[Concatenate[StepContext, P], T]) -> Callable[P, Callable[[StepContext], T]]:
@@ -208,4 +210,27 @@ class DurableContext:
             raise ValidationError("`config` is required for wait_for_condition")
         return run_wait_for_condition(
             self.state, self._next_operation_id(), self._parent_id, name, check, config, self._logger
+        )
+
+    def invoke(
+        self,
+        function_name: str,
+        payload: Any,
+        name: str | None = None,
+        config: InvokeConfig[Any, R] | None = None,
+    ) -> R:
+        """Start the durable function registered as `function_name` with `payload` as a child
+        execution, suspend until it ends, and return its result.
+
+        Raises InvokeError when it fails, times out (ChainedInvoke.Timeout) or is stopped, or
+        when no function is registered under that name (ResourceNotFoundException).
+        """
+        return run_invoke(
+            self.state,
+            self._next_operation_id(),
+            self._parent_id,
+            name,
+            function_name,
+            payload,
+            config or InvokeConfig(),
         )

@@ -142,10 +142,28 @@ class JournalWriter(Protocol):
     def reload(self, operation_id: str) -> OperationRecord | None:
         """Read one operation again (the outside world may have completed it)."""
 
+    def function_error(self, function_name: str) -> dict[str, Any] | None:
+        """The error of invoking `function_name` if no durable function is registered under it."""
+
+    def start_child(self, checkpoints: list[Checkpoint], child: ChildStart) -> None:
+        """Write the checkpoints (an invoke's START last) and create the child execution in one
+        fenced transaction, so a replay never starts it twice; the child is due at once."""
+
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """Write a callback's time-out, fenced, only if the callback is still STARTED with a
         deadline at or before `now` when the write commits; False if a completion or a
         heartbeat committed first (then nothing is written)."""
+
+
+@dataclass(frozen=True)
+class ChildStart:
+    """An execution to start for `context.invoke`, linked to its parent's operation."""
+
+    parent_operation_id: str
+    child_execution_id: str
+    function_name: str
+    payload: str
+    timeout_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +294,18 @@ class ExecutionState:
         self._buffer.append(Checkpoint(snapshot, events))
         if sync:
             self.flush()
+
+    def start_child(self, record: OperationRecord, events: list[HistoryRecord], child: ChildStart) -> None:
+        """Checkpoint an invoke's START with what is buffered, and start its child execution in
+        the same transaction. Raises what `flush` raises."""
+        self.checkpoint(record, events, sync=False)
+        batch = self.pending_checkpoints()
+        try:
+            self.writer.start_child(batch, child)
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            self.halt(exc)
+            raise
+        self.checkpoint_count += 1
 
     def time_out(self, record: OperationRecord, events: list[HistoryRecord]) -> bool:
         """Record a callback's time-out at once, if no completion or heartbeat committed first.

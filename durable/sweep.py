@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from django.db import transaction
 
 from durable import clock, conf, dispatch, events, signals
 from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
-from durable.store import journal_store
+from durable.store import children, journal_store
 
 log = logging.getLogger("durable.sweep")
 
@@ -60,12 +61,17 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     db = journal_store()
 
     error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
-    ended = db.time_out_executions(
-        now,
-        limit,
-        error,
-        lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
-    )
+    with transaction.atomic():
+        ended = db.time_out_executions(
+            now,
+            limit,
+            error,
+            lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
+        )
+        # An invoked execution's time-out ends its parent's invoke in the same transaction.
+        invoked = children.with_parents([execution_id for execution_id, _, _ in ended])
+        parents = [children.complete_parent_operation(child, now) for child in invoked]
+    dispatch.wake_many([(parent, now, 0) for parent in parents if parent is not None])
     for execution_id, function_name, execution_name in ended:
         signals.on_commit_status_changed(
             execution_id=execution_id,

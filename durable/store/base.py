@@ -33,7 +33,7 @@ from durable.exceptions import (
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, Operation
-from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.state import Checkpoint, ChildStart, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import sql
 
 # What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
@@ -488,6 +488,7 @@ class LeasedJournal:
         self.token = token
         self.clock = clock
         self.pk = sql.execution_pk(execution_id)
+        self.started_children: list[str] = []  # dispatched once the invocation ends
 
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""
@@ -506,6 +507,19 @@ class LeasedJournal:
 
     def reload(self, operation_id: str) -> OperationRecord | None:
         return self.store.load_operation(self.execution_id, operation_id)
+
+    # Invokes (durable.store.children, imported here: it builds on this module).
+
+    def function_error(self, function_name: str) -> dict[str, Any] | None:
+        from durable.store import children
+
+        return children.function_error(function_name)
+
+    def start_child(self, checkpoints: list[Checkpoint], child: ChildStart) -> None:
+        from durable.store import children
+
+        with checkpoint_guard(self.execution_id):
+            self.started_children.append(children.start_child(self, checkpoints, child))
 
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """The fence, then the callback's time-out only if it is still pending and past a
