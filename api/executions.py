@@ -15,7 +15,7 @@ from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import ExecutionOut, HistoryOut
 from approvals.selectors import execution_started_by
-from durable.client import get_execution, get_history
+from durable.client import get_execution, get_history, invoked_execution_ids
 from durable.exceptions import ExecutionNotFoundError
 from durable.models import Execution
 
@@ -56,6 +56,9 @@ def get_execution_detail(request: HttpRequest, execution_id: UUID) -> dict[str, 
         "ended_at": execution.ended_at,
         "timeout_at": execution.timeout_at,
         "invocation_count": execution.invocation_count,
+        "parent_execution_id": execution.parent_execution_id,
+        "parent_operation_id": execution.parent_operation_id,
+        "invoked_execution_ids": invoked_execution_ids(execution.pk),
     }
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "callback_result_limit",
     "get_execution",
     "get_history",
+    "invoked_execution_ids",
     "list_operations",
     "record_operator_action",
     "redrive_execution",
@@ -130,6 +131,15 @@ def get_execution(execution_id: str | uuid.UUID) -> Execution:
         return Execution.objects.get(pk=execution_id)
     except (Execution.DoesNotExist, ValueError, DjangoValidationError):
         raise ExecutionNotFoundError(f"no execution with id {execution_id}") from None
+
+
+def invoked_execution_ids(execution_id: str | uuid.UUID) -> list[uuid.UUID]:
+    """The executions this one's invokes started (context.invoke), oldest first."""
+    return list(
+        Execution.objects.filter(parent_execution_id=uuid.UUID(str(execution_id)))
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
 
 
 def list_operations(execution_id: str | uuid.UUID) -> list[OperationView]:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from django.db import transaction
 
 from durable import clock, conf, dispatch, events, signals
 from durable.errors import ErrorObject
@@ -61,16 +60,19 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     db = journal_store()
 
     error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
-    with transaction.atomic():
-        ended = db.time_out_executions(
-            now,
-            limit,
-            error,
-            lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
-        )
+    parents: list[str | None] = []
+
+    def end_invokes(ended_ids: list[str]) -> None:
         # An invoked execution's time-out ends its parent's invoke in the same transaction.
-        invoked = children.with_parents([execution_id for execution_id, _, _ in ended])
-        parents = [children.complete_parent_operation(child, now) for child in invoked]
+        parents.extend(children.complete_parent_operation(c, now) for c in children.with_parents(ended_ids))
+
+    ended = db.time_out_executions(
+        now,
+        limit,
+        error,
+        lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
+        end_invokes,
+    )
     dispatch.wake_many([(parent, now, 0) for parent in parents if parent is not None])
     for execution_id, function_name, execution_name in ended:
         signals.on_commit_status_changed(

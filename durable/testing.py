@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -162,7 +162,8 @@ class DurableTestRunner:
             self._dispatch_scope = None
 
     def register_durable_function(self, function_name: str, handler: DurableFunction, **_: Any) -> DurableTestRunner:
-        register(handler)
+        """Register `handler` under `function_name`, as `context.invoke` names it."""
+        register(replace(handler, name=function_name))
         return self
 
     def run(

@@ -101,7 +101,12 @@ class JournalStore(Protocol):
     def expired_leases(self, now: datetime, limit: int) -> list[Any]: ...
     def with_expired_callbacks(self, execution_ids: list[Any], now: datetime) -> set[Any]: ...
     def time_out_executions(
-        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+        self,
+        now: datetime,
+        limit: int,
+        error: dict[str, Any],
+        events: Callable[[], list[HistoryRecord]],
+        then: Callable[[list[str]], None] | None = None,
     ) -> list[tuple[str, str, str]]: ...
     def time_out_callbacks(
         self,
@@ -410,10 +415,15 @@ class SqlJournalStore:
         return queryset
 
     def time_out_executions(
-        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+        self,
+        now: datetime,
+        limit: int,
+        error: dict[str, Any],
+        events: Callable[[], list[HistoryRecord]],
+        then: Callable[[list[str]], None] | None = None,
     ) -> list[tuple[str, str, str]]:
         """End the executions past their timeout (lease free) as TIMED_OUT; returns (id, function
-        name, execution name) of each."""
+        name, execution name) of each. `then(ids)` runs in the same transaction, after."""
         with transaction.atomic():
             expired = self._skip_locked(timed_out_query(now))
             rows = list(expired.values_list("pk", "function_name", "execution_name")[:limit])
@@ -424,6 +434,8 @@ class SqlJournalStore:
             )
             for pk, _, _ in rows:
                 self.append_events(str(pk), events())
+            if then is not None:
+                then([str(pk) for pk, _, _ in rows])
         return [(str(pk), function_name, execution_name) for pk, function_name, execution_name in rows]
 
     def time_out_callbacks(
