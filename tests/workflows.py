@@ -95,3 +95,21 @@ def chaos_mix(event: dict, context: DurableContext) -> dict:
     decision = context.wait_for_callback(lambda callback_id, _: None, name="approval")
     context.step(lambda _: effect(tag, "c"), name="c")
     return {"tag": tag, "decision": decision}
+
+
+@durable_execution
+def invokes_timed(event: dict, context: DurableContext) -> dict:
+    """A parent whose child waits on a timer (context.invoke, issue 16)."""
+    child = context.invoke("tests.workflows.timed", {"seconds": event["seconds"]}, name="timed child")
+    return {"child": child, "done_at": context.step(lambda _: time.time(), name="done")}
+
+
+@durable_execution
+def invokes_approval(event: dict, context: DurableContext) -> dict:
+    """A parent whose child waits for a callback; a stopped child is an InvokeError here."""
+    from durable.exceptions import InvokeError
+
+    try:
+        return {"child": context.invoke("tests.workflows.approval", {}, name="approval child")}
+    except InvokeError as exc:
+        return {"error_type": exc.error_type, "message": str(exc)}
