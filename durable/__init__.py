@@ -31,6 +31,7 @@ from durable.exceptions import (
     WaitForConditionError,
 )
 from durable.execution import durable_execution
+from durable.operation.race import RaceConfig, RaceResult
 from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
 from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
 from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
@@ -52,6 +53,8 @@ __all__ = [
     "InvokeError",
     "JitterStrategy",
     "NonDeterministicExecutionError",
+    "RaceConfig",
+    "RaceResult",
     "RetryDecision",
     "RetryPresets",
     "RetryStrategyConfig",

@@ -178,6 +178,13 @@ def chained_invoke_ended(
     return _event(event_type, details, operation=operation, at=at)
 
 
+def operation_cancelled(operation_type: str, reason: str) -> HistoryRecord:
+    """An operation of a race's losing branch, cancelled: WaitCancelled (the official event),
+    and ours for the other types (ContextCancelled, CallbackCancelled, StepCancelled...)."""
+    kind = {"CHAINED_INVOKE": "ChainedInvoke"}.get(operation_type, operation_type.capitalize())
+    return HistoryRecord(f"{kind}Cancelled", None, {"Reason": reason})
+
+
 # The execution's events.
 
 

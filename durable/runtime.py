@@ -25,6 +25,7 @@ on, but no operation runs after that point and what it returns or raises is igno
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ from durable.exceptions import (
     CheckpointFailedError,
     CheckpointRefusedError,
     ExecutionError,
+    ExecutionNotRunningError,
     InvocationDiedError,
     InvocationError,
     LeaseLostError,
@@ -229,10 +231,18 @@ class Invocation:
     def parent_stopped(self) -> InvocationOutcome:
         """The execution that invoked this one was stopped (and its stop could not reach this one
         at once): it stops too, with its own children."""
-        client.stop_execution(
-            self.execution_id, error=ErrorObject("ExecutionStopped", "its parent was stopped").to_dict()
-        )
+        reason = ErrorObject("ExecutionStopped", "its parent execution was stopped").to_dict()
+        with contextlib.suppress(ExecutionNotRunningError):  # stopped meanwhile by the cascade itself
+            client.stop_execution(self.execution_id, error=reason)
         return InvocationOutcome(self.execution_id, ran=True, status=ExecutionStatus.STOPPED)
+
+    def _stop_cancelled_invokes(self, operation_ids: list[str]) -> None:
+        """Stop the executions that a race's losing branches invoked (their operations are
+        cancelled now; what they would return is no longer awaited)."""
+        reason = ErrorObject("ExecutionStopped", "the race that invoked it was won by another branch").to_dict()
+        for child_id in children.invoked_by(self.execution_id, operation_ids):
+            with contextlib.suppress(ExecutionNotRunningError):
+                client.stop_execution(child_id, error=reason)
 
     def _unrecorded(self) -> InvocationOutcome:
         count = self.state.checkpoint_count if self.state else 0
@@ -283,6 +293,8 @@ class Invocation:
                 log.error("invocation of %s could not record its failure: %s", self.execution_id, exc)
                 return InvocationOutcome(self.execution_id, ran=True, status=None)
             return self.refused(exc)
+        if self.state is not None and self.state.cancelled_invokes:
+            self._stop_cancelled_invokes(self.state.cancelled_invokes)
         wake_ups = [(child, now, 0) for child in self.journal.started_children]
         if parent is not None:
             wake_ups.append((parent, now, 0))

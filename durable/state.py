@@ -149,6 +149,10 @@ class JournalWriter(Protocol):
         """Write the checkpoints (an invoke's START last) and create the child execution in one
         fenced transaction, so a replay never starts it twice; the child is due at once."""
 
+    def cancel_callbacks(self, operation_ids: list[str], reason: str, now: datetime) -> list[str]:
+        """Cancel those of these callbacks still pending when the write commits (fenced), with
+        their events; returns their ids. A completion that committed first keeps its place."""
+
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """Write a callback's time-out, fenced, only if the callback is still STARTED with a
         deadline at or before `now` when the write commits; False if a completion or a
@@ -208,6 +212,8 @@ class ExecutionState:
         self.suspensions: list[Suspension] = []
         # Set when an operation was started inside a step body; fails the execution.
         self.nested: NestedOperationError | None = None
+        # Invokes of a race's losing branches: their child executions are stopped once written.
+        self.cancelled_invokes: list[str] = []
 
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -306,6 +312,22 @@ class ExecutionState:
             self.halt(exc)
             raise
         self.checkpoint_count += 1
+
+    def cancel_callbacks(self, records: list[OperationRecord], reason: str) -> None:
+        """Cancel these pending callbacks unless completed meanwhile (then they are read again)."""
+        self.flush()
+        now = self.now()
+        try:
+            cancelled = set(self.writer.cancel_callbacks([r.operation_id for r in records], reason, now))
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            self.halt(exc)
+            raise
+        self.checkpoint_count += 1
+        for record in records:
+            if record.operation_id in cancelled:
+                record.status, record.ended_at = OperationStatus.CANCELLED, now
+            else:
+                self.refresh(record.operation_id)
 
     def time_out(self, record: OperationRecord, events: list[HistoryRecord]) -> bool:
         """Record a callback's time-out at once, if no completion or heartbeat committed first.

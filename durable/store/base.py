@@ -533,6 +533,12 @@ class LeasedJournal:
         with checkpoint_guard(self.execution_id):
             self.started_children.append(children.start_child(self, checkpoints, child))
 
+    def cancel_callbacks(self, operation_ids: list[str], reason: str, now: datetime) -> list[str]:
+        from durable.store import cancel
+
+        with checkpoint_guard(self.execution_id):
+            return cancel.cancel_callbacks(self, operation_ids, reason, now)
+
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """The fence, then the callback's time-out only if it is still pending and past a
         deadline, then its events; False if a completion or heartbeat committed first."""

@@ -143,6 +143,18 @@ def running_children(execution_ids: list[str]) -> list[str]:
     ]
 
 
+def invoked_by(execution_id: str, operation_ids: list[str]) -> list[str]:
+    """The RUNNING executions these invoke operations of an execution started."""
+    return [
+        str(pk)
+        for pk in Execution.objects.filter(
+            parent_execution_id=uuid.UUID(str(execution_id)),
+            parent_operation_id__in=operation_ids,
+            status=ExecutionStatus.RUNNING,
+        ).values_list("pk", flat=True)
+    ]
+
+
 def with_parents(execution_ids: list[str]) -> list[Execution]:
     """Those of these executions that were started by an invoke (one query)."""
     if not execution_ids:

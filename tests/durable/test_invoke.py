@@ -217,3 +217,21 @@ def test_a_payload_that_is_not_json_fails_before_anything_is_written():
     assert result.error["ErrorType"] == "SerDesError"
     assert not Execution.objects.filter(parent_execution__isnull=False).exists()
     assert not Operation.objects.filter(execution_id=result.execution_id).exists()
+
+
+def test_a_child_whose_parent_was_stopped_without_it_stops_at_its_next_invocation():
+    from durable import clock, events
+    from durable.store import journal_store
+
+    with DurableTestRunner(parent) as runner:
+        execution_id = start(runner, "tests.invoke.child")
+        assert runner.step_once(execution_id)
+        kid = Execution.objects.get(parent_execution_id=execution_id)
+        # The parent's stop committed, and the process died before it reached the child.
+        now = clock.now()
+        assert journal_store().stop_execution(execution_id, now, None, [events.execution_stopped(None, now)])
+        outcome = run_invocation(str(kid.pk))
+    assert outcome.status == ExecutionStatus.STOPPED
+    kid.refresh_from_db()
+    assert kid.status == ExecutionStatus.STOPPED
+    assert kid.error["ErrorMessage"] == "its parent execution was stopped"
