@@ -16,7 +16,14 @@ from typing import Any, NoReturn, TypeVar
 
 from durable import events
 from durable.errors import ErrorObject
-from durable.exceptions import FATAL, ExecutionError, SerDesError, WaitForConditionError, raise_recorded
+from durable.exceptions import (
+    FATAL,
+    ExecutionError,
+    InvocationError,
+    SerDesError,
+    WaitForConditionError,
+    raise_recorded,
+)
 from durable.logger import ReplayAwareLogger
 from durable.serdes import deserialize, serialize
 from durable.state import ExecutionState, OperationRecord, OperationStatus, OperationSubType, OperationType
@@ -87,7 +94,8 @@ def run_wait_for_condition(
     except BaseException as exc:
         if state.nested is not None:
             raise state.nested from None
-        if isinstance(exc, (*FATAL, ExecutionError)):
+        # An InvocationError ends the invocation, not the operation: the poll runs again.
+        if isinstance(exc, (*FATAL, ExecutionError, InvocationError)):
             raise
         _fail(state, record, attempt, exc)
     record.attempt = attempt

@@ -235,3 +235,22 @@ def test_a_child_whose_parent_was_stopped_without_it_stops_at_its_next_invocatio
     kid.refresh_from_db()
     assert kid.status == ExecutionStatus.STOPPED
     assert kid.error["ErrorMessage"] == "its parent execution was stopped"
+
+
+@durable_execution(name="tests.invoke.loses_lease")
+def loses_lease(event: dict, context: DurableContext) -> None:
+    def another_worker_takes_over(step) -> None:
+        # Stands for this invocation's lease lapsing and another invocation taking it.
+        Execution.objects.filter(pk=context.execution_id).update(lease_token="another-invocation")
+
+    context.step(another_worker_takes_over, name="takeover")
+    context.invoke("tests.invoke.child", {"n": 1}, name="call")
+
+
+def test_an_invocation_that_lost_its_lease_starts_no_child():
+    with DurableTestRunner(loses_lease) as runner:
+        execution_id = runner.run_async()
+        outcome = run_invocation(execution_id)
+    assert outcome.status is None  # unrecorded: the lease's new holder carries on
+    assert not Execution.objects.filter(parent_execution_id=execution_id).exists()
+    assert not Operation.objects.filter(execution_id=execution_id, name="call").exists()

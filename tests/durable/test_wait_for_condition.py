@@ -7,7 +7,7 @@ import pytest
 
 from durable import DurableContext, durable_execution
 from durable.config import Duration, JitterStrategy
-from durable.exceptions import ValidationError, WaitForConditionError
+from durable.exceptions import InvocationError, ValidationError, WaitForConditionError
 from durable.models import Execution, HistoryEvent, Operation
 from durable.testing import DurableTestRunner
 from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
@@ -184,3 +184,27 @@ def test_the_strategy_backs_off_caps_and_jitters_within_bounds():
     # The condition met on the last attempt still succeeds.
     done = create_wait_strategy(WaitStrategyConfig(should_continue_polling=lambda s: False, max_attempts=1))
     assert done(None, 1) == WaitForConditionDecision.stop_polling()
+
+
+FLAKY: list[int] = []
+
+
+@durable_execution(name="tests.wfc.invocation_error")
+def invocation_error_handler(event: dict, context: DurableContext) -> dict:
+    def check(state: dict, ctx) -> dict:
+        FLAKY.append(ctx.attempt)
+        if len(FLAKY) == 1:
+            raise InvocationError("the status service's client is not ready")
+        return {"n": 3}
+
+    return context.wait_for_condition(check, WaitForConditionConfig(wait_strategy=strategy(5), initial_state={"n": 0}))
+
+
+def test_an_invocation_error_in_the_check_runs_the_same_poll_again():
+    FLAKY.clear()
+    with DurableTestRunner(invocation_error_handler) as runner:
+        result = runner.run()
+    assert result.status == "SUCCEEDED"
+    assert json.loads(result.result) == {"n": 3}
+    assert FLAKY == [1, 1]  # the same first poll, once the invocation was retried
+    assert (result.operations[0].status, result.operations[0].attempt) == ("SUCCEEDED", 1)
