@@ -10,12 +10,14 @@ The official runner does not skip callback timeouts, so those use 1-2 second tim
 
 import json
 import textwrap
+import time
 import types
 
 import pytest
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
+from durable.client import stop_execution
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -263,6 +265,18 @@ def handler(event, context: DurableContext):
     except InvokeError as exc:
         return {"error": type(exc).__name__, "type": exc.error_type, "message": str(exc)}
 """,
+        "invoke_stopped_child": """
+@durable_execution
+def child(event, context: DurableContext):
+    return context.wait_for_callback(lambda callback_id, ctx: None, name="approval")
+
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        return context.invoke("child", {"n": 1}, name="call")
+    except InvokeError as exc:
+        return {"error": type(exc).__name__, "type": exc.error_type, "message": str(exc)}
+""",
         "invoke_unknown_function": """
 @durable_execution
 def child(event, context: DurableContext):
@@ -323,9 +337,38 @@ def op_sequence(operations) -> list[tuple]:
     )
 
 
+def invoked_child(runner, arn: str) -> str | None:
+    """The execution the handler's invoke started, from its ChainedInvokeStarted event."""
+    if isinstance(runner, DurableTestRunner):
+        events = runner.get_execution_history(arn)["Events"]
+    else:
+        events = [e.to_dict() for e in runner.get_execution_history(arn).events]
+    started = [e for e in events if e["EventType"] == "ChainedInvokeStarted"]
+    return started[0]["ChainedInvokeStartedDetails"]["DurableExecutionArn"] if started else None
+
+
+def stop_invoked_child(runner, arn: str) -> None:
+    """Stop the child execution the handler invoked, once it waits for its callback."""
+    if isinstance(runner, DurableTestRunner):
+        runner.step_once(arn)  # ours advances only inside its calls
+    for _ in range(600):  # the official runner starts the child in the background
+        child_arn = invoked_child(runner, arn)
+        if child_arn:
+            break
+        time.sleep(0.05)
+    runner.wait_for_callback(child_arn, name="approval create callback id", timeout=30)
+    if isinstance(runner, DurableTestRunner):
+        stop_execution(child_arn, error={"ErrorType": "Cancelled", "ErrorMessage": "not needed"})
+    else:
+        error = ErrorObject(message="not needed", type="Cancelled", data=None, stack_trace=None)
+        runner._executor.stop_execution(child_arn, error)  # the official runner's own stop
+
+
 def run_on(runner, event: str, name: str):
     """Run the handler; returns the execution's id on that runner and its result."""
     arn = runner.run_async(input=event, execution_timeout=3600)
+    if name == "invoke_stopped_child":
+        stop_invoked_child(runner, arn)
     if name not in DRIVERS:
         return arn, runner.wait_for_result(arn, timeout=60)
     action, payload = DRIVERS[name]
