@@ -113,3 +113,18 @@ def invokes_approval(event: dict, context: DurableContext) -> dict:
         return {"child": context.invoke("tests.workflows.approval", {}, name="approval child")}
     except InvokeError as exc:
         return {"error_type": exc.error_type, "message": str(exc)}
+
+
+@durable_execution
+def approval_or_timer(event: dict, context: DurableContext) -> dict:
+    """A race (issue 16): a callback or a timer, whichever comes first."""
+
+    def timer(ctx: DurableContext) -> str:
+        ctx.wait(Duration(event["seconds"]), name="timer")
+        return "timer"
+
+    def approval(ctx: DurableContext) -> str:
+        return ctx.wait_for_callback(lambda callback_id, _: None, name="approval")
+
+    won = context.race({"approval": approval, "timer": timer}, name="approval or timer")
+    return {"winner": won.name, "value": won.value, "ended_at": context.step(lambda _: time.time(), name="end")}
