@@ -60,6 +60,7 @@ from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState
 from durable.storable import utf8_size
 from durable.store import Lease, children, journal_store
+from durable.store.base import checkpoint_guard
 
 log = logging.getLogger("durable.runtime")
 
@@ -278,7 +279,7 @@ class Invocation:
                     changes["wake_at"] = clock.now()
             else:
                 # A child's end completes its parent's invoke in the same transaction.
-                with transaction.atomic():
+                with checkpoint_guard(self.execution_id), transaction.atomic():
                     self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes)
                     ended = replace_execution(self.execution, status=status, result=result, error=error)
                     parent = children.complete_parent_operation(ended, now)

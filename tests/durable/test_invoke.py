@@ -10,6 +10,7 @@ from durable.config import Duration
 from durable.exceptions import InvokeError
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
 from durable.runtime import run_invocation
+from durable.serdes import JsonSerDes, PassThroughSerDes
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -254,3 +255,19 @@ def test_an_invocation_that_lost_its_lease_starts_no_child():
     assert outcome.status is None  # unrecorded: the lease's new holder carries on
     assert not Execution.objects.filter(parent_execution_id=execution_id).exists()
     assert not Operation.objects.filter(execution_id=execution_id, name="call").exists()
+
+
+@durable_execution(name="tests.invoke.raw_result")
+def raw_result(event: dict, context: DurableContext) -> str:
+    config = InvokeConfig(serdes_payload=JsonSerDes(), serdes_result=PassThroughSerDes())
+    text = context.invoke(
+        "tests.invoke.failing_child" if event.get("fail") else "tests.invoke.child", {"n": 2}, config=config
+    )
+    assert isinstance(text, str)  # the child's JSON text, as the result serdes gives it
+    return text
+
+
+def test_the_result_serdes_reads_the_childs_result():
+    with DurableTestRunner(raw_result) as runner:
+        result = runner.run("{}")
+    assert json.loads(json.loads(result.result)) == {"doubled": 4}
