@@ -33,8 +33,9 @@ from durable.exceptions import (
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, Operation
-from durable.state import Checkpoint, ChildStart, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import sql
+from durable.store.leased_extras import LeasedExtras
 
 # What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
 _RELEASED: dict[str, Any] = {
@@ -491,7 +492,7 @@ def checkpoint_guard(execution_id: str) -> Iterator[None]:
         ) from exc
 
 
-class LeasedJournal:
+class LeasedJournal(LeasedExtras):
     """The JournalWriter of one invocation: writes fenced by its lease token."""
 
     def __init__(self, store: SqlJournalStore, execution_id: str, token: str, clock: Callable[[], datetime]) -> None:
@@ -500,7 +501,7 @@ class LeasedJournal:
         self.token = token
         self.clock = clock
         self.pk = sql.execution_pk(execution_id)
-        self.started_children: list[str] = []  # dispatched once the invocation ends
+        self.started_children: list[str] = []
 
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""
@@ -519,25 +520,6 @@ class LeasedJournal:
 
     def reload(self, operation_id: str) -> OperationRecord | None:
         return self.store.load_operation(self.execution_id, operation_id)
-
-    # Invokes (durable.store.children, imported here: it builds on this module).
-
-    def function_error(self, function_name: str) -> dict[str, Any] | None:
-        from durable.store import children
-
-        return children.function_error(function_name)
-
-    def start_child(self, checkpoints: list[Checkpoint], child: ChildStart) -> None:
-        from durable.store import children
-
-        with checkpoint_guard(self.execution_id):
-            self.started_children.append(children.start_child(self, checkpoints, child))
-
-    def cancel_callbacks(self, operation_ids: list[str], reason: str, now: datetime) -> list[str]:
-        from durable.store import cancel
-
-        with checkpoint_guard(self.execution_id):
-            return cancel.cancel_callbacks(self, operation_ids, reason, now)
 
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """The fence, then the callback's time-out only if it is still pending and past a
