@@ -223,3 +223,30 @@ def test_a_race_needs_a_branch():
         result = runner.run()
     assert result.error["ErrorType"] == "ValidationError"
     assert durable_client.get_execution(result.execution_id).status == "FAILED"
+
+
+@durable_execution(name="tests.race.timer_listed_first")
+def timer_listed_first(event: dict, context: DurableContext) -> str:
+    def timer(ctx: DurableContext) -> str:
+        ctx.wait(Duration(5), name="five seconds")
+        return "timer"
+
+    return context.race([timer, approval], name="r").name or ""
+
+
+def test_a_branch_recorded_as_settled_wins_even_if_the_race_end_was_not_recorded():
+    with DurableTestRunner(timer_listed_first) as runner:
+        execution_id = runner.run_async()
+        runner.send_callback_success(runner.wait_for_callback(execution_id, name="approval"), "ok")
+        assert json.loads(runner.wait_for_result(execution_id).result) == "approval"
+        # As if the invocation died after the winning branch's end was written, before the race's:
+        # the race and the timer are still open, and the timer could now finish too.
+        journal = Operation.objects.filter(execution_id=execution_id)
+        journal.filter(name="r").update(status="STARTED", result=None, ended_at=None)
+        journal.filter(name__in=["timer", "five seconds"]).update(status="STARTED", ended_at=None)
+        journal.filter(name="five seconds").update(wait_until=runner.clock.current + timedelta(seconds=5))
+        runner.clock.advance_to(runner.clock.current + timedelta(seconds=10))
+        Execution.objects.filter(pk=execution_id).update(status="RUNNING", result=None, wake_at=runner.clock.current)
+        result = runner.wait_for_result(execution_id)
+    assert json.loads(result.result) == "approval"
+    assert statuses(execution_id)["five seconds"] == "CANCELLED"
