@@ -15,7 +15,7 @@ from api.models import ApiToken, Scope
 from api.responses import errors
 from api.schemas import ExecutionOut, HistoryOut
 from approvals.selectors import execution_is_started_by
-from durable.client import Execution, get_execution, get_history
+from durable.client import Execution, get_execution, get_history, invoked_execution_ids
 from durable.exceptions import ExecutionNotFoundError
 
 router = Router(tags=["executions"], auth=TokenAuth(Scope.READ_EXECUTIONS, Scope.READ_ALL_EXECUTIONS))
@@ -55,6 +55,9 @@ def get_execution_detail(request: TokenHttpRequest, execution_id: UUID) -> dict[
         "ended_at": execution.ended_at,
         "timeout_at": execution.timeout_at,
         "invocation_count": execution.invocation_count,
+        "parent_execution_id": execution.parent_execution_id,
+        "parent_operation_id": execution.parent_operation_id,
+        "invoked_execution_ids": invoked_execution_ids(execution.pk),
     }
 
 

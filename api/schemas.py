@@ -80,6 +80,9 @@ class ExecutionOut(Schema):
     ended_at: datetime | None
     timeout_at: datetime
     invocation_count: int
+    parent_execution_id: UUID | None = Field(default=None, description="The execution whose invoke started this one.")
+    parent_operation_id: str | None = Field(default=None, description="The invoke operation in the parent.")
+    invoked_execution_ids: list[UUID] = Field(default_factory=list, description="Executions its invokes started.")
 
 
 class HistoryOut(Schema):

@@ -7,6 +7,7 @@ from durable.config import (
     CallbackConfig,
     ChildConfig,
     Duration,
+    InvokeConfig,
     JitterStrategy,
     StepConfig,
     StepSemantics,
@@ -22,14 +23,18 @@ from durable.exceptions import (
     DurableExecutionsError,
     ExecutionError,
     InvocationError,
+    InvokeError,
     NonDeterministicExecutionError,
     SerDesError,
     StepError,
     ValidationError,
+    WaitForConditionError,
 )
 from durable.execution import durable_execution
+from durable.operation.race import RaceConfig, RaceResult
 from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
-from durable.types import StepContext, WaitForCallbackContext
+from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
+from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
 
 __all__ = [
     "CallbackConfig",
@@ -44,8 +49,12 @@ __all__ = [
     "Duration",
     "ExecutionError",
     "InvocationError",
+    "InvokeConfig",
+    "InvokeError",
     "JitterStrategy",
     "NonDeterministicExecutionError",
+    "RaceConfig",
+    "RaceResult",
     "RetryDecision",
     "RetryPresets",
     "RetryStrategyConfig",
@@ -57,7 +66,13 @@ __all__ = [
     "ValidationError",
     "WaitForCallbackConfig",
     "WaitForCallbackContext",
+    "WaitForConditionCheckContext",
+    "WaitForConditionConfig",
+    "WaitForConditionDecision",
+    "WaitForConditionError",
+    "WaitStrategyConfig",
     "create_retry_strategy",
+    "create_wait_strategy",
     "durable_execution",
     "durable_step",
     "durable_with_child_context",

@@ -129,6 +129,8 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "timeline": timeline(execution),
             "history": history,
             "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
+            # The executions its invokes started (context.invoke), in order.
+            "invoked": list(execution.child_executions.order_by("created_at")[:100]),
             "can": self._abilities(request, execution),
         }
         return TemplateResponse(request, "admin/durable/execution/detail.html", context)

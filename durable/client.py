@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
 from durable import clock, conf, dispatch, events, signals
 from durable.config import Duration
@@ -30,7 +30,7 @@ from durable.models import Execution, ExecutionStatus
 from durable.redrive import failure_units
 from durable.state import OperationStatus
 from durable.storable import storable_json, unstorable_reason, utf8_size
-from durable.store import journal_store
+from durable.store import children, journal_store
 from durable.timeline import OperationView, operation_views
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "callback_result_limit",
     "get_execution",
     "get_history",
+    "invoked_execution_ids",
     "list_operations",
     "record_operator_action",
     "redrive_execution",
@@ -134,6 +135,15 @@ def get_execution(execution_id: str | uuid.UUID, *, include_data: bool = True) -
         raise ExecutionNotFoundError(f"no execution with id {execution_id}") from None
 
 
+def invoked_execution_ids(execution_id: str | uuid.UUID) -> list[uuid.UUID]:
+    """The executions this one's invokes started (context.invoke), oldest first."""
+    return list(
+        Execution.objects.filter(parent_execution_id=uuid.UUID(str(execution_id)))
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+
+
 def list_operations(execution_id: str | uuid.UUID) -> list[OperationView]:
     """The execution's operations, depth-first in journal order: each child context followed by
     what ran inside it, with its depth. Raises ExecutionNotFoundError."""
@@ -155,9 +165,15 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     now = clock.now()
     error = storable_json(error)  # an operator's reason: kept, escaped where it must be
     execution = get_execution(execution_id)
-    if not journal_store().stop_execution(str(execution.pk), now, error, [events.execution_stopped(error, now)]):
-        execution.refresh_from_db()
-        raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+    with transaction.atomic():
+        if not journal_store().stop_execution(str(execution.pk), now, error, [events.execution_stopped(error, now)]):
+            execution.refresh_from_db()
+            raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
+        # An invoked execution's stop ends its parent's invoke (InvokeError) in the same transaction.
+        execution.status, execution.error = ExecutionStatus.STOPPED, error
+        parent = children.complete_parent_operation(execution, now)
+    if parent is not None:
+        dispatch.on_commit_wake(parent, now)
     signals.on_commit_status_changed(
         execution_id=str(execution.pk),
         function_name=execution.function_name,
@@ -167,8 +183,38 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
         error=error,
         timestamp=now,
     )
+    _stop_children(str(execution.pk), error)
     execution.refresh_from_db()
     return execution
+
+
+# However many executions a stop reaches through invokes (children, theirs...), it ends.
+MAX_STOPPED_DESCENDANTS = 10_000
+
+
+def _stop_children(execution_id: str, error: dict[str, Any] | None) -> None:
+    """Stop what the stopped execution invoked, and what those invoked, each in a transaction of
+    its own (child before parent is the lock order; a stop that dies midway is finished by the
+    children's next invocations, which find their parent stopped)."""
+    reason = error or ErrorObject("ExecutionStopped", f"its parent execution {execution_id} was stopped").to_dict()
+    pending, stopped = [execution_id], 0
+    while pending and stopped < MAX_STOPPED_DESCENDANTS:
+        level, pending = children.running_children(pending), []
+        for child_id in level[: MAX_STOPPED_DESCENDANTS - stopped]:
+            now = clock.now()
+            if journal_store().stop_execution(child_id, now, reason, [events.execution_stopped(reason, now)]):
+                child = get_execution(child_id)
+                signals.on_commit_status_changed(
+                    execution_id=child_id,
+                    function_name=child.function_name,
+                    execution_name=child.execution_name,
+                    status=ExecutionStatus.STOPPED,
+                    previous_status=ExecutionStatus.RUNNING,
+                    error=reason,
+                    timestamp=now,
+                )
+                pending.append(child_id)
+                stopped += 1
 
 
 def reenqueue_execution(execution_id: str | uuid.UUID) -> Execution:

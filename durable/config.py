@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from durable.serdes import SerDes
 
 T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
 
 MAX_DURATION_SECONDS = 366 * 24 * 3600
 
@@ -90,7 +92,8 @@ class StepConfig:
     """How a step retries, when its body may run, and how its result is stored.
 
     `transactional` (ours, not the official SDK's) commits the body's Django database writes
-    in the same transaction as the step's SUCCEEDED checkpoint.
+    in the same transaction as the step's SUCCEEDED checkpoint. `timeout` (ours too) limits
+    each attempt: one that runs over fails with StepTimeoutError and the retry strategy decides.
     """
 
     retry_strategy: RetryStrategy | None = None
@@ -98,6 +101,7 @@ class StepConfig:
     serdes: SerDes[Any] | None = None
     sub_type: str | None = field(default=None, kw_only=True)
     transactional: bool = field(default=False, kw_only=True)
+    timeout: Duration | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -133,3 +137,18 @@ class ChildConfig(Generic[T]):
     sub_type: str | None = None
     summary_generator: Callable[[T], str] | None = None
     is_virtual: bool = False
+
+
+@dataclass(frozen=True)
+class InvokeConfig(Generic[P, R]):
+    """How `context.invoke` sends its payload and reads the result (JSON by default).
+
+    `tenant_id` is kept for the official signature (no tenants here). `timeout` (ours) bounds
+    the invoked execution (1 s to 366 days; default: the invoked function's own execution
+    timeout); past it, the invoke fails with the official ChainedInvoke.Timeout error.
+    """
+
+    serdes_payload: SerDes[P] | None = None
+    serdes_result: SerDes[R] | None = None
+    tenant_id: str | None = None
+    timeout: Duration | None = field(default=None, kw_only=True)

@@ -6,22 +6,27 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from durable.config import CallbackConfig, ChildConfig, Duration, StepConfig, WaitForCallbackConfig
+from durable.config import CallbackConfig, ChildConfig, Duration, InvokeConfig, StepConfig, WaitForCallbackConfig
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
     CallbackSubmitterError,
     CallbackTimeoutError,
     ChildContextError,
+    ValidationError,
 )
 from durable.identifier import operation_id
 from durable.logger import ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
+from durable.operation.invoke import run_invoke
+from durable.operation.race import Branches, RaceConfig, RaceResult, branch_list, run_race
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
+from durable.operation.wait_for_condition import run_wait_for_condition
 from durable.state import ExecutionState, OperationSubType, check_name
-from durable.types import StepContext, WaitForCallbackContext
+from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
+from durable.waits import WaitForConditionConfig
 
 _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
     cls.__name__: cls for cls in (CallbackError, CallbackExternalError, CallbackTimeoutError, CallbackSubmitterError)
@@ -29,6 +34,7 @@ _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
 
 T = TypeVar("T")
 P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def durable_step(func: Callable[Concatenate[StepContext, P], T]) -> Callable[P, Callable[[StepContext], T]]:
@@ -187,3 +193,61 @@ class DurableContext:
             # The unit that failed is the whole wait_for_callback (see failure_path).
             error.operation_id = exc.operation_id
             raise error from None
+
+    def wait_for_condition(
+        self,
+        check: Callable[[T, WaitForConditionCheckContext], T],
+        config: WaitForConditionConfig[T],
+        name: str | None = None,
+    ) -> T:
+        """Poll `check` on a state kept in the journal until `config.wait_strategy` says stop;
+        the execution suspends between polls. Returns the last state.
+
+        Raises WaitForConditionError when the check fails or the strategy runs out of attempts.
+        """
+        if check is None:
+            raise ValidationError("`check` is required for wait_for_condition")
+        if not config:
+            raise ValidationError("`config` is required for wait_for_condition")
+        return run_wait_for_condition(
+            self.state, self._next_operation_id(), self._parent_id, name, check, config, self._logger
+        )
+
+    def invoke(
+        self,
+        function_name: str,
+        payload: Any,
+        name: str | None = None,
+        config: InvokeConfig[Any, R] | None = None,
+    ) -> R:
+        """Start the durable function registered as `function_name` with `payload` as a child
+        execution, suspend until it ends, and return its result.
+
+        Raises InvokeError when it fails, times out (ChainedInvoke.Timeout) or is stopped, or
+        when no function is registered under that name (ResourceNotFoundException).
+        """
+        return run_invoke(
+            self.state,
+            self._next_operation_id(),
+            self._parent_id,
+            name,
+            function_name,
+            payload,
+            config or InvokeConfig(),
+        )
+
+    def race(
+        self,
+        branches: Branches[DurableContext, T],
+        name: str | None = None,
+        config: RaceConfig | None = None,
+    ) -> RaceResult[T]:
+        """Run the branches (functions of a child context; a mapping names them) side by side:
+        the first to return wins, the others are cancelled. Ours, not the official SDK's.
+
+        Returns RaceResult(index, name, value). Raises ChildContextError if the first branch to
+        settle raised (its `error_type` names the error), and ValidationError with no branch.
+        """
+        named = branch_list(branches)
+        operation_id = self._next_operation_id()
+        return run_race(self.state, operation_id, self._parent_id, name, named, config or RaceConfig(), self._child)

@@ -36,6 +36,11 @@ class EventType(enum.StrEnum):
     CONTEXT_STARTED = "ContextStarted"
     CONTEXT_SUCCEEDED = "ContextSucceeded"
     CONTEXT_FAILED = "ContextFailed"
+    CHAINED_INVOKE_STARTED = "ChainedInvokeStarted"
+    CHAINED_INVOKE_SUCCEEDED = "ChainedInvokeSucceeded"
+    CHAINED_INVOKE_FAILED = "ChainedInvokeFailed"
+    CHAINED_INVOKE_TIMED_OUT = "ChainedInvokeTimedOut"
+    CHAINED_INVOKE_STOPPED = "ChainedInvokeStopped"
 
 
 # Events whose result lives in a row, not in the event (see the module docstring).
@@ -45,6 +50,7 @@ RESULT_EVENTS = frozenset(
         EventType.CONTEXT_SUCCEEDED,
         EventType.CALLBACK_SUCCEEDED,
         EventType.EXECUTION_SUCCEEDED,
+        EventType.CHAINED_INVOKE_SUCCEEDED,
     }
 )
 _RESULT_HELD_ELSEWHERE: dict[str, Any] = {"Result": {"Truncated": False}}
@@ -76,6 +82,18 @@ def step_succeeded(attempt: int) -> HistoryRecord:
     if attempt > 1:
         details["RetryDetails"] = {"CurrentAttempt": attempt}
     return _event(EventType.STEP_SUCCEEDED, details)
+
+
+def step_succeeded_once() -> HistoryRecord:
+    """A wait_for_condition's last poll: its state is the result (no retry details)."""
+    return _event(EventType.STEP_SUCCEEDED, {**_RESULT_HELD_ELSEWHERE})
+
+
+def condition_polled(attempt: int, next_poll_delay: int) -> HistoryRecord:
+    """A wait_for_condition poll whose condition did not hold yet: the official service records
+    it as a step that succeeded and will run again (its state is in the operation's row)."""
+    retry = {"CurrentAttempt": attempt, "NextAttemptDelaySeconds": next_poll_delay}
+    return _event(EventType.STEP_SUCCEEDED, {"RetryDetails": retry})
 
 
 def step_failed(error: dict[str, Any], attempt: int, next_attempt_delay: int | None = None) -> HistoryRecord:
@@ -123,6 +141,48 @@ def context_succeeded() -> HistoryRecord:
 
 def context_failed(error: dict[str, Any]) -> HistoryRecord:
     return _event(EventType.CONTEXT_FAILED, _error(error))
+
+
+def chained_invoke_started(function_name: str, payload: str | None, child_execution_id: str | None) -> HistoryRecord:
+    """An invoke's start: the function, its input and the child execution (none if it was not found)."""
+    details: dict[str, Any] = {"FunctionName": function_name}
+    if payload is not None:
+        details["Input"] = {"Payload": payload, "Truncated": False}
+    if child_execution_id is not None:
+        details["DurableExecutionArn"] = child_execution_id
+    return _event(EventType.CHAINED_INVOKE_STARTED, details)
+
+
+_CHAINED_INVOKE_ENDS = {
+    "SUCCEEDED": EventType.CHAINED_INVOKE_SUCCEEDED,
+    "FAILED": EventType.CHAINED_INVOKE_FAILED,
+    "TIMED_OUT": EventType.CHAINED_INVOKE_TIMED_OUT,
+    "STOPPED": EventType.CHAINED_INVOKE_STOPPED,
+}
+
+
+def chained_invoke_ended(
+    status: str,
+    error: dict[str, Any] | None,
+    *,
+    has_result: bool = False,
+    operation: OperationRecord | None = None,
+    at: datetime | None = None,
+) -> HistoryRecord:
+    """ChainedInvokeSucceeded, Failed, TimedOut or Stopped (`status` is the operation's)."""
+    event_type = _CHAINED_INVOKE_ENDS[str(status)]
+    if event_type is EventType.CHAINED_INVOKE_SUCCEEDED:
+        details = {**_RESULT_HELD_ELSEWHERE} if has_result else {}
+    else:
+        details = _error(error)
+    return _event(event_type, details, operation=operation, at=at)
+
+
+def operation_cancelled(operation_type: str, reason: str) -> HistoryRecord:
+    """An operation of a race's losing branch, cancelled: WaitCancelled (the official event),
+    and ours for the other types (ContextCancelled, CallbackCancelled, StepCancelled...)."""
+    kind = {"CHAINED_INVOKE": "ChainedInvoke"}.get(operation_type, operation_type.capitalize())
+    return HistoryRecord(f"{kind}Cancelled", None, {"Reason": reason})
 
 
 # The execution's events.

@@ -123,8 +123,12 @@ class StepError(DurableOperationError):
     """A step failed for good (retries exhausted or not retryable)."""
 
 
+class StepTimeoutError(DurableExecutionsError):
+    """A step attempt ran longer than its `StepConfig.timeout`; the retry strategy decides."""
+
+
 class InvokeError(DurableOperationError):
-    pass
+    """An invoked durable function failed, timed out or was stopped; `error_type` says which."""
 
 
 class ChildContextError(DurableOperationError):

@@ -49,10 +49,19 @@ class Execution(models.Model):
         blank=True,
         help_text="The operations whose failures ended a FAILED execution, outermost first: what a redrive re-runs.",
     )
+    # An execution started by another's context.invoke: the parent, and the operation that waits for it.
+    parent_execution = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions"
+    )
+    parent_operation_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["function_name", "execution_name"], name="durable_execution_name_unique")
+            models.UniqueConstraint(fields=["function_name", "execution_name"], name="durable_execution_name_unique"),
+            # One child per invoke operation, whoever commits first: a replay never starts a second.
+            models.UniqueConstraint(
+                fields=["parent_execution", "parent_operation_id"], name="durable_execution_invoke_unique"
+            ),
         ]
         indexes = [
             # The sweep's queries: due wake-ups and expired leases of running executions.
@@ -94,6 +103,9 @@ class Operation(models.Model):
     heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # A CHAINED_INVOKE operation's child execution (set when it is started; the journal's
+    # upserts never write it).
+    child_execution = models.ForeignKey(Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]

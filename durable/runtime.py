@@ -25,6 +25,7 @@ on, but no operation runs after that point and what it returns or raises is igno
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from durable import clock, conf, dispatch, events, signals
+from django.db import transaction
+
+from durable import client, clock, conf, dispatch, events, signals
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -44,6 +47,7 @@ from durable.exceptions import (
     CheckpointFailedError,
     CheckpointRefusedError,
     ExecutionError,
+    ExecutionNotRunningError,
     InvocationDiedError,
     InvocationError,
     LeaseLostError,
@@ -55,7 +59,8 @@ from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState
 from durable.storable import utf8_size
-from durable.store import Lease, journal_store
+from durable.store import Lease, children, journal_store
+from durable.store.base import checkpoint_guard
 
 log = logging.getLogger("durable.runtime")
 
@@ -124,6 +129,8 @@ class Invocation:
             return self.timed_out()
         if execution.consecutive_deaths > 2 * limit:
             return self.died_too_often()
+        if children.parent_stopped(execution):
+            return self.parent_stopped()
         try:
             function = get_function(execution.function_name)
         except UnknownFunctionError as exc:
@@ -222,6 +229,22 @@ class Invocation:
         )
         return self.end(ExecutionStatus.FAILED, error=ErrorObject("InvocationDiedError", message).to_dict())
 
+    def parent_stopped(self) -> InvocationOutcome:
+        """The execution that invoked this one was stopped (and its stop could not reach this one
+        at once): it stops too, with its own children."""
+        reason = ErrorObject("ExecutionStopped", "its parent execution was stopped").to_dict()
+        with contextlib.suppress(ExecutionNotRunningError):  # stopped meanwhile by the cascade itself
+            client.stop_execution(self.execution_id, error=reason)
+        return InvocationOutcome(self.execution_id, ran=True, status=ExecutionStatus.STOPPED)
+
+    def _stop_cancelled_invokes(self, operation_ids: list[str]) -> None:
+        """Stop the executions that a race's losing branches invoked (their operations are
+        cancelled now; what they would return is no longer awaited)."""
+        reason = ErrorObject("ExecutionStopped", "the race that invoked it was won by another branch").to_dict()
+        for child_id in children.invoked_by(self.execution_id, operation_ids):
+            with contextlib.suppress(ExecutionNotRunningError):
+                client.stop_execution(child_id, error=reason)
+
     def _unrecorded(self) -> InvocationOutcome:
         count = self.state.checkpoint_count if self.state else 0
         return InvocationOutcome(self.execution_id, ran=True, status=None, checkpoints=count)
@@ -249,9 +272,17 @@ class Invocation:
             changes.update(result=result, error=error, ended_at=now, wake_at=None)
         checkpoints = self.state.pending_checkpoints() if self.state else []
         watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
+        parent: str | None = None
         try:
-            if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
-                changes["wake_at"] = clock.now()
+            if status is ExecutionStatus.RUNNING or self.execution.parent_execution_id is None:
+                if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
+                    changes["wake_at"] = clock.now()
+            else:
+                # A child's end completes its parent's invoke in the same transaction.
+                with checkpoint_guard(self.execution_id), transaction.atomic():
+                    self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes)
+                    ended = replace_execution(self.execution, status=status, result=result, error=error)
+                    parent = children.complete_parent_operation(ended, now)
         except LeaseLostError:
             log.warning("invocation of %s lost its lease before it could finish", self.execution_id)
             return InvocationOutcome(self.execution_id, ran=True, status=None)
@@ -263,6 +294,12 @@ class Invocation:
                 log.error("invocation of %s could not record its failure: %s", self.execution_id, exc)
                 return InvocationOutcome(self.execution_id, ran=True, status=None)
             return self.refused(exc)
+        if self.state is not None and self.state.cancelled_invokes:
+            self._stop_cancelled_invokes(self.state.cancelled_invokes)
+        wake_ups = [(child, now, 0) for child in self.journal.started_children]
+        if parent is not None:
+            wake_ups.append((parent, now, 0))
+        dispatch.wake_many(wake_ups)
         if status is ExecutionStatus.RUNNING:
             dispatch.wake(self.execution_id, changes["wake_at"])
         else:
@@ -289,6 +326,18 @@ _OUTCOMES: list[tuple[type[BaseException], Callable[[Invocation, BaseException],
     (CheckpointRefusedError, Invocation.refused),
     (InvocationError, Invocation.invocation_failed),
 ]
+
+
+def replace_execution(execution: Execution, **values: Any) -> Execution:
+    """A copy of an execution's row with some fields changed (what it became in this transaction)."""
+    copy = Execution.from_db(
+        None,
+        [f.attname for f in Execution._meta.concrete_fields],
+        [getattr(execution, f.attname) for f in Execution._meta.concrete_fields],
+    )
+    for key, value in values.items():
+        setattr(copy, key, value)
+    return copy
 
 
 def _death_check(execution: Execution, token: str, limit: int) -> Callable[[str, str | None], Exception | None]:

@@ -49,7 +49,7 @@ class OperationType(enum.StrEnum):
     WAIT = "WAIT"
     CALLBACK = "CALLBACK"
     CONTEXT = "CONTEXT"
-    INVOKE = "INVOKE"
+    CHAINED_INVOKE = "CHAINED_INVOKE"
 
 
 class OperationSubType(enum.StrEnum):
@@ -58,6 +58,8 @@ class OperationSubType(enum.StrEnum):
     CALLBACK = "Callback"
     RUN_IN_CHILD_CONTEXT = "RunInChildContext"
     WAIT_FOR_CALLBACK = "WaitForCallback"
+    WAIT_FOR_CONDITION = "WaitForCondition"
+    CHAINED_INVOKE = "ChainedInvoke"
 
 
 class OperationStatus(enum.StrEnum):
@@ -140,10 +142,32 @@ class JournalWriter(Protocol):
     def reload(self, operation_id: str) -> OperationRecord | None:
         """Read one operation again (the outside world may have completed it)."""
 
+    def function_error(self, function_name: str) -> dict[str, Any] | None:
+        """The error of invoking `function_name` if no durable function is registered under it."""
+
+    def start_child(self, checkpoints: list[Checkpoint], child: ChildStart) -> None:
+        """Write the checkpoints (an invoke's START last) and create the child execution in one
+        fenced transaction, so a replay never starts it twice; the child is due at once."""
+
+    def cancel_callbacks(self, operation_ids: list[str], reason: str, now: datetime) -> list[str]:
+        """Cancel those of these callbacks still pending when the write commits (fenced), with
+        their events; returns their ids. A completion that committed first keeps its place."""
+
     def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
         """Write a callback's time-out, fenced, only if the callback is still STARTED with a
         deadline at or before `now` when the write commits; False if a completion or a
         heartbeat committed first (then nothing is written)."""
+
+
+@dataclass(frozen=True)
+class ChildStart:
+    """An execution to start for `context.invoke`, linked to its parent's operation."""
+
+    parent_operation_id: str
+    child_execution_id: str
+    function_name: str
+    payload: str
+    timeout_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,8 @@ class ExecutionState:
         self.suspensions: list[Suspension] = []
         # Set when an operation was started inside a step body; fails the execution.
         self.nested: NestedOperationError | None = None
+        # Invokes of a race's losing branches: their child executions are stopped once written.
+        self.cancelled_invokes: list[str] = []
 
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -274,6 +300,34 @@ class ExecutionState:
         self._buffer.append(Checkpoint(snapshot, events))
         if sync:
             self.flush()
+
+    def start_child(self, record: OperationRecord, events: list[HistoryRecord], child: ChildStart) -> None:
+        """Checkpoint an invoke's START with what is buffered, and start its child execution in
+        the same transaction. Raises what `flush` raises."""
+        self.checkpoint(record, events, sync=False)
+        batch = self.pending_checkpoints()
+        try:
+            self.writer.start_child(batch, child)
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            self.halt(exc)
+            raise
+        self.checkpoint_count += 1
+
+    def cancel_callbacks(self, records: list[OperationRecord], reason: str) -> None:
+        """Cancel these pending callbacks unless completed meanwhile (then they are read again)."""
+        self.flush()
+        now = self.now()
+        try:
+            cancelled = set(self.writer.cancel_callbacks([r.operation_id for r in records], reason, now))
+        except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
+            self.halt(exc)
+            raise
+        self.checkpoint_count += 1
+        for record in records:
+            if record.operation_id in cancelled:
+                record.status, record.ended_at = OperationStatus.CANCELLED, now
+            else:
+                self.refresh(record.operation_id)
 
     def time_out(self, record: OperationRecord, events: list[HistoryRecord]) -> bool:
         """Record a callback's time-out at once, if no completion or heartbeat committed first.

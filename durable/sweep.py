@@ -23,7 +23,7 @@ from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
-from durable.store import journal_store
+from durable.store import children, journal_store
 
 log = logging.getLogger("durable.sweep")
 
@@ -60,12 +60,20 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     db = journal_store()
 
     error = ErrorObject("ExecutionTimedOut", "execution exceeded its timeout").to_dict()
+    parents: list[str | None] = []
+
+    def end_invokes(ended_ids: list[str]) -> None:
+        # An invoked execution's time-out ends its parent's invoke in the same transaction.
+        parents.extend(children.complete_parent_operation(c, now) for c in children.with_parents(ended_ids))
+
     ended = db.time_out_executions(
         now,
         limit,
         error,
         lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
+        end_invokes,
     )
+    dispatch.wake_many([(parent, now, 0) for parent in parents if parent is not None])
     for execution_id, function_name, execution_name in ended:
         signals.on_commit_status_changed(
             execution_id=execution_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -21,6 +21,7 @@ from durable.client import get_execution, get_history, start_execution
 from durable.execution import DurableFunction, register
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.runtime import run_invocation
+from durable.store import children
 
 
 class InvocationStatus(enum.StrEnum):
@@ -161,7 +162,8 @@ class DurableTestRunner:
             self._dispatch_scope = None
 
     def register_durable_function(self, function_name: str, handler: DurableFunction, **_: Any) -> DurableTestRunner:
-        register(handler)
+        """Register `handler` under `function_name`, as `context.invoke` names it."""
+        register(replace(handler, name=function_name))
         return self
 
     def run(
@@ -196,7 +198,8 @@ class DurableTestRunner:
         return str(execution.pk)
 
     def step_once(self, execution_id: str, *, deadline: float | None = None) -> bool:
-        """Run invocations while the execution is due now; return True if it is still RUNNING.
+        """Run invocations while the execution (or one it invoked) is due now; return True if it
+        is still RUNNING.
 
         Raises TimeoutError once `deadline` (a `time.monotonic()` value) has passed.
         """
@@ -204,13 +207,24 @@ class DurableTestRunner:
             execution = get_execution(execution_id)
             if execution.status != ExecutionStatus.RUNNING:
                 return False
-            due = execution.wake_at
-            if due is None or due > engine_clock.now():
+            now = engine_clock.now()
+            due = [pk for pk, wake_at in self._family(execution) if wake_at is not None and wake_at <= now]
+            if not due:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_id} was still due after the runner's timeout")
-            run_invocation(execution_id, owner="test-runner")
-            self.invocations += 1
+            for pk in due:
+                run_invocation(pk, owner="test-runner")
+                self.invocations += 1
+
+    @staticmethod
+    def _family(execution: Execution) -> list[tuple[str, datetime | None]]:
+        """The execution and the RUNNING executions it invoked (context.invoke), with their wake-ups."""
+        return [(str(execution.pk), execution.wake_at), *children.running_descendants(str(execution.pk))]
+
+    def _next_wake_at(self, execution_id: str) -> datetime | None:
+        times = [t for _, t in self._family(get_execution(execution_id)) if t is not None]
+        return min(times) if times else None
 
     def wait_for_result(self, execution_arn: str, timeout: int = 60) -> DurableFunctionTestResult:
         """Drive the execution until it ends, jumping the clock to each wake-up.
@@ -219,17 +233,15 @@ class DurableTestRunner:
         """
         deadline = time.monotonic() + timeout
         while self.step_once(execution_arn, deadline=deadline):
-            execution = get_execution(execution_arn)
-            if execution.wake_at is None:
+            wake_at = self._next_wake_at(execution_arn)
+            if wake_at is None:
                 raise TimeoutError(f"execution {execution_arn} is waiting for a callback")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} did not end within {timeout}s")
             if self.clock is not None:
-                self.clock.advance_to(execution.wake_at)
+                self.clock.advance_to(wake_at)
             else:
-                time.sleep(
-                    max(0.0, min(deadline - time.monotonic(), (execution.wake_at - engine_clock.now()).total_seconds()))
-                )
+                time.sleep(max(0.0, min(deadline - time.monotonic(), (wake_at - engine_clock.now()).total_seconds())))
         return DurableFunctionTestResult.create(get_execution(execution_arn))
 
     def send_callback_success(self, callback_id: str, result: bytes | str | None = None) -> None:
@@ -253,11 +265,11 @@ class DurableTestRunner:
             found = self._pending_callback(execution_arn, name)
             if found:
                 return found
-            execution = get_execution(execution_arn)
-            if execution.wake_at is None or time.monotonic() > deadline:
+            wake_at = self._next_wake_at(execution_arn)
+            if wake_at is None or time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} has no pending callback named {name!r}")
             if self.clock is not None:
-                self.clock.advance_to(execution.wake_at)
+                self.clock.advance_to(wake_at)
 
     def _pending_callback(self, execution_id: str, name: str | None) -> str | None:
         pending = Operation.objects.filter(execution_id=execution_id, type="CALLBACK", status="STARTED")

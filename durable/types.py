@@ -30,3 +30,10 @@ class StepContext(OperationContext):
 @dataclass
 class WaitForCallbackContext(OperationContext):
     pass
+
+
+@dataclass
+class WaitForConditionCheckContext(OperationContext):
+    """What a wait_for_condition check receives: a logger and the poll's number (1 for the first)."""
+
+    attempt: int

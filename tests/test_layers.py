@@ -21,6 +21,7 @@ PUBLIC = {
     "durable.signals",
     "durable.testing",
     "durable.types",
+    "durable.waits",
 }
 
 

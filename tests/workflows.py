@@ -95,3 +95,36 @@ def chaos_mix(event: dict, context: DurableContext) -> dict:
     decision = context.wait_for_callback(lambda callback_id, _: None, name="approval")
     context.step(lambda _: effect(tag, "c"), name="c")
     return {"tag": tag, "decision": decision}
+
+
+@durable_execution
+def invokes_timed(event: dict, context: DurableContext) -> dict:
+    """A parent whose child waits on a timer (context.invoke, issue 16)."""
+    child = context.invoke("tests.workflows.timed", {"seconds": event["seconds"]}, name="timed child")
+    return {"child": child, "done_at": context.step(lambda _: time.time(), name="done")}
+
+
+@durable_execution
+def invokes_approval(event: dict, context: DurableContext) -> dict:
+    """A parent whose child waits for a callback; a stopped child is an InvokeError here."""
+    from durable.exceptions import InvokeError
+
+    try:
+        return {"child": context.invoke("tests.workflows.approval", {}, name="approval child")}
+    except InvokeError as exc:
+        return {"error_type": exc.error_type, "message": str(exc)}
+
+
+@durable_execution
+def approval_or_timer(event: dict, context: DurableContext) -> dict:
+    """A race (issue 16): a callback or a timer, whichever comes first."""
+
+    def timer(ctx: DurableContext) -> str:
+        ctx.wait(Duration(event["seconds"]), name="timer")
+        return "timer"
+
+    def approval(ctx: DurableContext) -> str:
+        return ctx.wait_for_callback(lambda callback_id, _: None, name="approval")
+
+    won = context.race({"approval": approval, "timer": timer}, name="approval or timer")
+    return {"winner": won.name, "value": won.value, "ended_at": context.step(lambda _: time.time(), name="end")}

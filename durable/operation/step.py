@@ -15,9 +15,11 @@ from durable.exceptions import (
     SerDesError,
     StepError,
     StepInterruptedError,
+    ValidationError,
     raise_recorded,
 )
 from durable.logger import ReplayAwareLogger
+from durable.operation.step_timeout import time_limit
 from durable.retries import RetryPresets
 from durable.serdes import deserialize, serialize
 from durable.state import (
@@ -43,6 +45,8 @@ class StepOperation:
         config: StepConfig,
         logger: ReplayAwareLogger,
     ) -> None:
+        if config.timeout is not None and config.timeout.to_seconds() < 1:
+            raise ValidationError(f"a step timeout lasts at least 1 second, got {config.timeout.to_seconds()}")
         self.state = state
         self.operation_id = operation_id
         self.parent_id = parent_id
@@ -147,7 +151,9 @@ class StepOperation:
     def _run_body(
         self, func: Callable[[StepContext], T], context: StepContext, record: OperationRecord, attempt: int
     ) -> T:
-        result = func(context)
+        timeout = self.config.timeout.to_seconds() if self.config.timeout else None
+        with time_limit(timeout, f"step {self._label()} attempt {attempt}"):
+            result = func(context)
         if self.state.nested is not None:
             raise self.state.nested
         payload = self._payload(result)

@@ -35,6 +35,7 @@ from durable.exceptions import (
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import sql
+from durable.store.leased_extras import LeasedExtras
 
 # What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
 _RELEASED: dict[str, Any] = {
@@ -101,7 +102,12 @@ class JournalStore(Protocol):
     def expired_leases(self, now: datetime, limit: int) -> list[Any]: ...
     def with_expired_callbacks(self, execution_ids: list[Any], now: datetime) -> set[Any]: ...
     def time_out_executions(
-        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+        self,
+        now: datetime,
+        limit: int,
+        error: dict[str, Any],
+        events: Callable[[], list[HistoryRecord]],
+        then: Callable[[list[str]], None] | None = None,
     ) -> list[tuple[str, str, str]]: ...
     def time_out_callbacks(
         self,
@@ -410,10 +416,15 @@ class SqlJournalStore:
         return queryset
 
     def time_out_executions(
-        self, now: datetime, limit: int, error: dict[str, Any], events: Callable[[], list[HistoryRecord]]
+        self,
+        now: datetime,
+        limit: int,
+        error: dict[str, Any],
+        events: Callable[[], list[HistoryRecord]],
+        then: Callable[[list[str]], None] | None = None,
     ) -> list[tuple[str, str, str]]:
         """End the executions past their timeout (lease free) as TIMED_OUT; returns (id, function
-        name, execution name) of each."""
+        name, execution name) of each. `then(ids)` runs in the same transaction, after."""
         with transaction.atomic():
             expired = self._skip_locked(timed_out_query(now))
             rows = list(expired.values_list("pk", "function_name", "execution_name")[:limit])
@@ -424,6 +435,8 @@ class SqlJournalStore:
             )
             for pk, _, _ in rows:
                 self.append_events(str(pk), events())
+            if then is not None:
+                then([str(pk) for pk, _, _ in rows])
         return [(str(pk), function_name, execution_name) for pk, function_name, execution_name in rows]
 
     def time_out_callbacks(
@@ -479,7 +492,7 @@ def checkpoint_guard(execution_id: str) -> Iterator[None]:
         ) from exc
 
 
-class LeasedJournal:
+class LeasedJournal(LeasedExtras):
     """The JournalWriter of one invocation: writes fenced by its lease token."""
 
     def __init__(self, store: SqlJournalStore, execution_id: str, token: str, clock: Callable[[], datetime]) -> None:
@@ -488,6 +501,7 @@ class LeasedJournal:
         self.token = token
         self.clock = clock
         self.pk = sql.execution_pk(execution_id)
+        self.started_children: list[str] = []
 
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""

@@ -44,6 +44,25 @@ def test_get_an_execution(operator, finished):
     assert body["ended_at"] is not None
 
 
+@durable_execution(name="tests.api.invokes_adds")
+def invokes_adds(event: dict, context: DurableContext) -> int:
+    return context.invoke("tests.api.adds", event, name="add elsewhere")
+
+
+def test_an_invoked_execution_and_its_parent_link_each_other(operator):
+    with DurableTestRunner(invokes_adds) as runner:
+        parent = runner.run(json.dumps({"a": 4, "b": 5}))
+    body = operator.get(f"/api/executions/{parent.execution_id}").json()
+    assert body["result"] == 9
+    assert body["parent_execution_id"] is None
+    (child_id,) = body["invoked_execution_ids"]
+    child = operator.get(f"/api/executions/{child_id}").json()
+    assert (child["function_name"], child["result"]) == ("tests.api.adds", 9)
+    assert child["parent_execution_id"] == parent.execution_id
+    assert child["parent_operation_id"] == parent.get_operation_by_name("add elsewhere").operation_id
+    assert child["invoked_execution_ids"] == []
+
+
 def test_history_in_the_official_shape(operator, finished):
     api = operator
     events = api.get(f"/api/executions/{finished.execution_id}/history").json()["Events"]

@@ -329,3 +329,20 @@ def test_callback_pages_tell_nobody_without_the_permission_which_callback_ids_ex
         made_up = client.get(url(execution_id, f"callbacks/{'x' * 32}/{action}/"))
         assert (real.status_code, made_up.status_code) == (403, 403)
     assert Operation.objects.get(callback_id=callback_id).status == "STARTED"
+
+
+@durable_execution(name="tests.admin.invoker")
+def invoker(event: dict, context: DurableContext) -> None:
+    context.invoke("tests.admin.waits", {}, name="delegate")
+
+
+def test_an_invoked_execution_links_to_its_parent_and_back(operator):
+    with DurableTestRunner(invoker) as runner:
+        parent_id = runner.run_async()
+        assert runner.step_once(parent_id)
+    child = Execution.objects.get(parent_execution_id=parent_id)
+    parent_html = operator.get(url(parent_id)).content.decode()
+    assert url(child.pk) in parent_html
+    assert re.search(r'id="execution-children">.*tests\.admin\.waits.*RUNNING', parent_html, re.S)
+    child_html = operator.get(url(child.pk)).content.decode()
+    assert re.search(rf'id="execution-parent"><a href="{url(parent_id)}">', child_html)

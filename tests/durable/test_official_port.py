@@ -10,12 +10,14 @@ The official runner does not skip callback timeouts, so those use 1-2 second tim
 
 import json
 import textwrap
+import time
 import types
 
 import pytest
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
+from durable.client import stop_execution
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +32,8 @@ from {sdk}.exceptions import StepError, CallbackError, ChildContextError
 from {sdk}.config import CallbackConfig, WaitForCallbackConfig, ChildConfig
 from {sdk}.context import durable_with_child_context
 from {sdk}.serdes import JsonSerDes
+from {sdk}.waits import WaitForConditionConfig, WaitStrategyConfig, create_wait_strategy
+from {sdk}.exceptions import WaitForConditionError, InvokeError
 COUNTS = {{}}
 def bump(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
@@ -203,6 +207,91 @@ def handler(event, context: DurableContext):
 """,
 }
 
+# wait_for_condition and invoke (issue 16): the same handlers on both runners, and the same
+# history events. An invoke's target is registered on both runners under the name "child".
+HANDLERS.update(
+    {
+        "wait_for_condition_polls": """
+@durable_execution
+def handler(event, context: DurableContext):
+    strategy = create_wait_strategy(WaitStrategyConfig(
+        should_continue_polling=lambda s: s["n"] < 3, max_attempts=5, initial_delay=Duration(2),
+        jitter_strategy=JitterStrategy.NONE))
+    def check(state, ctx):
+        return {"n": state["n"] + 1, "attempts": state["attempts"] + [ctx.attempt]}
+    return context.wait_for_condition(check, WaitForConditionConfig(
+        wait_strategy=strategy, initial_state={"n": 0, "attempts": []}), name="poll")
+""",
+        "wait_for_condition_max_attempts": """
+@durable_execution
+def handler(event, context: DurableContext):
+    strategy = create_wait_strategy(WaitStrategyConfig(
+        should_continue_polling=lambda s: True, max_attempts=3, initial_delay=Duration(1), backoff_rate=3,
+        jitter_strategy=JitterStrategy.NONE))
+    try:
+        config = WaitForConditionConfig(wait_strategy=strategy, initial_state=0)
+        context.wait_for_condition(lambda s, ctx: s + 1, config, name="poll")
+    except WaitForConditionError as exc:
+        return {"error": type(exc).__name__, "message": str(exc)}
+""",
+        "wait_for_condition_check_raises": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def check(state, ctx):
+        raise LookupError("no such job")
+    strategy = create_wait_strategy(WaitStrategyConfig(should_continue_polling=lambda s: True))
+    context.wait_for_condition(check, WaitForConditionConfig(wait_strategy=strategy, initial_state=0), name="poll")
+""",
+        "invoke_child": """
+@durable_execution
+def child(event, context: DurableContext):
+    context.wait(Duration(2), name="child wait")
+    return {"doubled": event["n"] * 2}
+
+@durable_execution
+def handler(event, context: DurableContext):
+    got = context.invoke("child", {"n": event["a"]}, name="call")
+    return {"got": got, "after": context.step(lambda _: "after", name="after")}
+""",
+        "invoke_failing_child": """
+@durable_execution
+def child(event, context: DurableContext):
+    raise PermissionError("child refused")
+
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        context.invoke("child", {"n": 1}, name="call")
+    except InvokeError as exc:
+        return {"error": type(exc).__name__, "type": exc.error_type, "message": str(exc)}
+""",
+        "invoke_stopped_child": """
+@durable_execution
+def child(event, context: DurableContext):
+    return context.wait_for_callback(lambda callback_id, ctx: None, name="approval")
+
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        return context.invoke("child", {"n": 1}, name="call")
+    except InvokeError as exc:
+        return {"error": type(exc).__name__, "type": exc.error_type, "message": str(exc)}
+""",
+        "invoke_unknown_function": """
+@durable_execution
+def child(event, context: DurableContext):
+    return None
+
+@durable_execution
+def handler(event, context: DurableContext):
+    try:
+        context.invoke("nobody", {"n": 1}, name="call")
+    except InvokeError as exc:
+        return {"error": type(exc).__name__, "type": exc.error_type}
+""",
+    }
+)
+
 # How each callback handler is completed: ("succeed", payload) or ("fail", message).
 DRIVERS = {
     "callback_success": ("succeed", b"approved"),
@@ -211,10 +300,14 @@ DRIVERS = {
 }
 
 
-def compile_handler(source: str, sdk: str):
+def compile_module(source: str, sdk: str):
     module = types.ModuleType(f"port_{sdk}")
     exec(textwrap.dedent(PRELUDE.format(sdk=sdk) + source), module.__dict__)
-    return module.handler
+    return module
+
+
+def compile_handler(source: str, sdk: str):
+    return compile_module(source, sdk).handler
 
 
 def flatten(operations) -> list:
@@ -244,11 +337,41 @@ def op_sequence(operations) -> list[tuple]:
     )
 
 
+def invoked_child(runner, arn: str) -> str | None:
+    """The execution the handler's invoke started, from its ChainedInvokeStarted event."""
+    if isinstance(runner, DurableTestRunner):
+        events = runner.get_execution_history(arn)["Events"]
+    else:
+        events = [e.to_dict() for e in runner.get_execution_history(arn).events]
+    started = [e for e in events if e["EventType"] == "ChainedInvokeStarted"]
+    return started[0]["ChainedInvokeStartedDetails"]["DurableExecutionArn"] if started else None
+
+
+def stop_invoked_child(runner, arn: str) -> None:
+    """Stop the child execution the handler invoked, once it waits for its callback."""
+    if isinstance(runner, DurableTestRunner):
+        runner.step_once(arn)  # ours advances only inside its calls
+    for _ in range(600):  # the official runner starts the child in the background
+        child_arn = invoked_child(runner, arn)
+        if child_arn:
+            break
+        time.sleep(0.05)
+    runner.wait_for_callback(child_arn, name="approval create callback id", timeout=30)
+    if isinstance(runner, DurableTestRunner):
+        stop_execution(child_arn, error={"ErrorType": "Cancelled", "ErrorMessage": "not needed"})
+    else:
+        error = ErrorObject(message="not needed", type="Cancelled", data=None, stack_trace=None)
+        runner._executor.stop_execution(child_arn, error)  # the official runner's own stop
+
+
 def run_on(runner, event: str, name: str):
-    if name not in DRIVERS:
-        return runner.run(input=event, execution_timeout=3600)
-    action, payload = DRIVERS[name]
+    """Run the handler; returns the execution's id on that runner and its result."""
     arn = runner.run_async(input=event, execution_timeout=3600)
+    if name == "invoke_stopped_child":
+        stop_invoked_child(runner, arn)
+    if name not in DRIVERS:
+        return arn, runner.wait_for_result(arn, timeout=60)
+    action, payload = DRIVERS[name]
     callback_id = runner.wait_for_callback(arn, name="approval create callback id", timeout=30)
     if action == "succeed":
         runner.send_callback_success(callback_id, payload)
@@ -256,22 +379,52 @@ def run_on(runner, event: str, name: str):
         runner.send_callback_failure(
             callback_id, ErrorObject(message=payload, type="Rejected", data=None, stack_trace=None)
         )
-    return runner.wait_for_result(arn, timeout=30)
+    return arn, runner.wait_for_result(arn, timeout=30)
 
 
 def test_there_are_at_least_fifteen_handlers():
     assert len(HANDLERS) >= 15
 
 
+def operation_events(events: list[dict]) -> list[tuple]:
+    """The operations' events, in order: type, sub type, name, and the details both record alike."""
+    shown = []
+    for event in events:
+        if not event.get("Id") or event["EventType"].startswith(("Execution", "Invocation")):
+            continue
+        details = event.get(f"{event['EventType']}Details") or {}
+        error = ((details.get("Error") or {}).get("Payload") or {}).get("ErrorType")
+        shown.append(
+            (
+                event["EventType"],
+                event.get("SubType"),
+                event.get("Name"),
+                details.get("RetryDetails"),
+                details.get("FunctionName"),
+                error.rsplit(".", 1)[-1] if error else None,
+            )
+        )
+    return shown
+
+
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_the_same_handler_gives_the_same_result_on_both_runners(name):
     event = json.dumps({"a": 2, "b": 3})
-    official_handler = compile_handler(HANDLERS[name], "aws_durable_execution_sdk_python")
-    with DurableFunctionTestRunner(handler=official_handler, poll_interval=0.05) as runner:
-        theirs = run_on(runner, event, name)
-    our_handler = compile_handler(HANDLERS[name], "durable")
-    with DurableTestRunner(our_handler) as runner:
-        ours = run_on(runner, event, name)
+    official = compile_module(HANDLERS[name], "aws_durable_execution_sdk_python")
+    with DurableFunctionTestRunner(handler=official.handler, poll_interval=0.05) as runner:
+        if hasattr(official, "child"):
+            runner.register_durable_function("child", official.child)
+        arn, theirs = run_on(runner, event, name)
+        if name.startswith(("invoke", "wait_for_condition")):
+            history = runner.get_execution_history(arn)
+            their_events = operation_events([e.to_dict() for e in history.events])
+    ours_module = compile_module(HANDLERS[name], "durable")
+    with DurableTestRunner(ours_module.handler) as runner:
+        if hasattr(ours_module, "child"):
+            runner.register_durable_function("child", ours_module.child)
+        arn, ours = run_on(runner, event, name)
+        if name.startswith(("invoke", "wait_for_condition")):
+            assert operation_events(runner.get_execution_history(arn)["Events"]) == their_events
     assert ours.status == theirs.status.value
     assert (json.loads(ours.result) if ours.result else None) == (json.loads(theirs.result) if theirs.result else None)
     if theirs.error is not None:
