@@ -60,7 +60,7 @@ from durable.models import Execution, ExecutionStatus
 from durable.state import ExecutionState
 from durable.storable import utf8_size
 from durable.store import Lease, children, journal_store
-from durable.store.base import checkpoint_guard
+from durable.store.leased import checkpoint_guard
 
 log = logging.getLogger("durable.runtime")
 

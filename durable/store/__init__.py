@@ -1,7 +1,8 @@
 """The journal store: every SQL statement the engine runs, behind one interface.
 
-- `base`: the `JournalStore` interface, the SQL both databases share, and `LeasedJournal`, the
-  fenced writer an invocation checkpoints through;
+- `base`: the `JournalStore` interface and the SQL both databases share;
+- `leased`: `LeasedJournal`, the fenced writer an invocation checkpoints through (and starts
+  invoked children, `children`, and cancels a race's callbacks, `cancel`, through);
 - `sqlite`, `postgresql`: what each database does differently (or better);
 - `sql`: the statements, built whole from the models' metadata, and the row codecs.
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from django.db import connection
 
-from durable.store.base import JournalStore, Lease, LeasedJournal, SqlJournalStore
+from durable.store.base import JournalStore, Lease, SqlJournalStore
+from durable.store.leased import LeasedJournal
 from durable.store.postgresql import PostgresJournalStore
 from durable.store.sqlite import SqliteJournalStore
 

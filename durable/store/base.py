@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q, QuerySet
 
 from durable.events import callback_completed
@@ -27,26 +27,15 @@ from durable.exceptions import (
     CallbackAlreadyCompletedError,
     CallbackExpiredError,
     CallbackNotFoundError,
-    CheckpointFailedError,
-    CheckpointRefusedError,
     DatabaseUnreachableError,
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import sql
-from durable.store.leased_extras import LeasedExtras
 
-# What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
-_RELEASED: dict[str, Any] = {
-    "lease_token": None,
-    "lease_owner": None,
-    "lease_expires_at": None,
-    "consecutive_deaths": 0,
-    "died_at_operation": None,
-    "deaths_at_operation": 0,
-    "failed_invocations": 0,
-}
+if TYPE_CHECKING:
+    from durable.store.leased import LeasedJournal
 
 
 @dataclass(frozen=True)
@@ -233,6 +222,8 @@ class SqlJournalStore:
             raise LeaseLostError(f"lost the lease of execution {execution_id}")
 
     def leased(self, execution_id: str, token: str, clock: Callable[[], datetime]) -> LeasedJournal:
+        from durable.store.leased import LeasedJournal
+
         return LeasedJournal(self, execution_id, token, clock)
 
     def write(
@@ -471,123 +462,3 @@ class SqlJournalStore:
 def _no_transaction() -> Iterator[None]:
     """Nothing around the block (a dialect's hooks that its database does not need)."""
     yield
-
-
-@contextmanager
-def checkpoint_guard(execution_id: str) -> Iterator[None]:
-    """Turn a failed journal write into CheckpointFailedError (the database could not be
-    reached: a later invocation may succeed) or CheckpointRefusedError (it refused the values:
-    every retry would fail the same way)."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as exc:
-        if connection.in_atomic_block and not connection.get_autocommit():
-            raise  # inside a caller's transaction (a transactional step): theirs to handle
-        raise CheckpointFailedError(f"could not write the journal of execution {execution_id}: {exc}") from exc
-    except (DatabaseError, UnicodeError, ValueError, TypeError) as exc:
-        if connection.in_atomic_block and not connection.get_autocommit():
-            raise
-        raise CheckpointRefusedError(
-            f"the database refused a journal write of execution {execution_id}: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-class LeasedJournal(LeasedExtras):
-    """The JournalWriter of one invocation: writes fenced by its lease token."""
-
-    def __init__(self, store: SqlJournalStore, execution_id: str, token: str, clock: Callable[[], datetime]) -> None:
-        self.store = store
-        self.execution_id = execution_id
-        self.token = token
-        self.clock = clock
-        self.pk = sql.execution_pk(execution_id)
-        self.started_children: list[str] = []
-
-    def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
-        """The fence with `changes` to the execution row, and its parameters."""
-        columns = tuple(changes)
-        fields: list[Any] = [Execution._meta.get_field(name) for name in columns]
-        params = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
-        now = connection.ops.adapt_datetimefield_value(self.clock())
-        return sql.statements().fence(columns), [now, *params, self.pk, self.token, ExecutionStatus.RUNNING.value]
-
-    def write(self, checkpoints: list[Checkpoint]) -> None:
-        """Persist the checkpoints in one transaction, fenced by the lease; raises LeaseLostError."""
-        self.store.write(self, checkpoints, [], {}, None)
-
-    def transaction(self) -> AbstractContextManager[Any]:
-        return transaction.atomic()
-
-    def reload(self, operation_id: str) -> OperationRecord | None:
-        return self.store.load_operation(self.execution_id, operation_id)
-
-    def time_out(self, record: OperationRecord, events: list[HistoryRecord], now: datetime) -> bool:
-        """The fence, then the callback's time-out only if it is still pending and past a
-        deadline, then its events; False if a completion or heartbeat committed first."""
-        with checkpoint_guard(self.execution_id):
-            ops = connection.ops
-            fence_sql, fence_params = self.fence({})
-            at = ops.adapt_datetimefield_value(now)
-            error = sql.adapt_json(record.error)
-            params = [record.status.value, error, ops.adapt_datetimefield_value(record.ended_at)]
-            params += [self.pk, record.operation_id, OperationStatus.STARTED.value, at, at]
-            event_rows = [sql.event_params(self.pk, e) for e in events]
-            statements = sql.statements()
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(fence_sql, fence_params)
-                if not cursor.rowcount:
-                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
-                cursor.execute(statements.time_out_callback, params)
-                if not cursor.rowcount:
-                    return False
-                cursor.executemany(statements.insert_events(1), event_rows)
-        return True
-
-    def finish(
-        self,
-        checkpoints: list[Checkpoint],
-        events: list[HistoryRecord],
-        *,
-        watched_callbacks: list[str] | None = None,
-        **changes: Any,
-    ) -> bool:
-        """End the invocation: last checkpoints, the execution's new state, lease released.
-
-        `watched_callbacks` are the callbacks this invocation suspended on. One completed
-        meanwhile makes the execution due now, so its completion is never lost. Returns True if so.
-        """
-        return self.store.write(self, checkpoints, events, {**_RELEASED, **changes}, watched_callbacks)
-
-    def write_in_transaction(
-        self,
-        checkpoints: list[Checkpoint],
-        events: list[HistoryRecord],
-        changes: dict[str, Any],
-        watched_callbacks: list[str] | None,
-    ) -> bool:
-        """The fence, the operations (the last state of each), the events and `changes` in one
-        transaction; the fence failing rolls it back. Returns whether a watched callback
-        completed meanwhile (see `finish`)."""
-        with checkpoint_guard(self.execution_id):
-            fence_sql, fence_params = self.fence(changes)
-            operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
-            event_rows += [sql.event_params(self.pk, e) for e in events]
-            statements = sql.statements()
-            with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
-                with self.store.pipelined():
-                    fence.execute(fence_sql, fence_params)
-                    if operations:
-                        cursor.executemany(statements.upsert_operations(1), operations)
-                    if event_rows:
-                        cursor.executemany(statements.insert_events(1), event_rows)
-                # What was sent after the fence is in this transaction, which this rolls back.
-                if not fence.rowcount:
-                    raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
-                if watched_callbacks and (
-                    Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
-                    .exclude(status=OperationStatus.STARTED)
-                    .exists()
-                ):
-                    Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
-                    return True
-        return False

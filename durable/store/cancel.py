@@ -18,7 +18,7 @@ from durable.state import OperationStatus, OperationType
 from durable.store import sql
 
 if TYPE_CHECKING:
-    from durable.store.base import LeasedJournal
+    from durable.store.leased import LeasedJournal
 
 
 def cancel_callbacks(journal: LeasedJournal, operation_ids: list[str], reason: str, now: datetime) -> list[str]:

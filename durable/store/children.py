@@ -27,7 +27,7 @@ from durable.state import Checkpoint, ChildStart, OperationStatus
 from durable.store import journal_store, sql
 
 if TYPE_CHECKING:
-    from durable.store.base import LeasedJournal
+    from durable.store.leased import LeasedJournal
 
 # The official service's error types for a target it cannot find and a child that timed out.
 NOT_FOUND = "ResourceNotFoundException"

@@ -22,7 +22,8 @@ from durable.exceptions import LeaseLostError
 from durable.models import Execution
 from durable.state import Checkpoint, HistoryRecord
 from durable.store import sql
-from durable.store.base import LeasedJournal, SqlJournalStore, checkpoint_guard
+from durable.store.base import SqlJournalStore
+from durable.store.leased import LeasedJournal, checkpoint_guard
 
 _DIVISION_BY_ZERO = "22012"
 
