@@ -31,15 +31,22 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from durable.batch_config import BatchItemStatus, CompletionConfig, CompletionDecision, CompletionItemStatus
-from durable.concurrency.models import BatchItem, BatchResult, CompletionPolicy, Executable
+from durable.concurrency.models import (
+    BatchItem,
+    BatchResult,
+    Branch,
+    BranchEvent,
+    BranchEventKind,
+    BranchStatus,
+    CompletionPolicy,
+    Executable,
+)
 from durable.errors import ErrorObject
 from durable.exceptions import DurableOperationError, ExecutionError, OrphanedChildException, SuspendExecution
-from durable.state import ExecutionState, Suspension
+from durable.state import ExecutionState
 from durable.threads import BatchScope, ItemScope, Request, inside
 
 C = TypeVar("C")
@@ -47,54 +54,6 @@ R = TypeVar("R")
 
 # Threads per batch at most: a bound on threads, not on items in flight (suspended items hold none).
 MAX_THREADS = 32
-
-
-class BranchStatus(Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUSPENDED = "suspended"
-    COMPLETED = "completed"
-    FAILED = "failed"
-
-
-class BranchEventKind(Enum):
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SUSPENDED = "suspended"
-    ORPHANED = "orphaned"
-    FATAL = "fatal"
-
-
-@dataclass(frozen=True)
-class BranchEvent:
-    """What an item's thread reports once, when its run ends."""
-
-    batch: BatchScope
-    index: int
-    kind: BranchEventKind
-    result: Any = None
-    error: BaseException | None = None
-    suspensions: tuple[Suspension, ...] = ()
-
-
-@dataclass
-class Branch(Generic[C, R]):
-    """One item as its coordinator sees it."""
-
-    executable: Executable[C]
-    status: BranchStatus = BranchStatus.PENDING
-    result: R | None = None
-    error: ErrorObject | None = None
-    suspensions: tuple[Suspension, ...] = field(default_factory=tuple)
-
-    def item(self) -> BatchItem[R] | None:
-        if self.status is BranchStatus.COMPLETED:
-            return BatchItem(self.executable.index, BatchItemStatus.SUCCEEDED, self.result)
-        if self.status is BranchStatus.FAILED:
-            return BatchItem(self.executable.index, BatchItemStatus.FAILED, error=self.error)
-        if self.status is BranchStatus.PENDING:
-            return None  # never started: not in the result
-        return BatchItem(self.executable.index, BatchItemStatus.STARTED)
 
 
 def branch_error(error: BaseException) -> ErrorObject:

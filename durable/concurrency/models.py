@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Generic, NoReturn, TypeVar, cast
 
@@ -26,6 +26,8 @@ from durable.batch_config import (
 )
 from durable.errors import ErrorObject
 from durable.exceptions import ChildContextError, DurableOperationError, SerDesError
+from durable.state import Suspension
+from durable.threads import BatchScope
 
 R = TypeVar("R")
 C = TypeVar("C")
@@ -326,3 +328,54 @@ def envelope_summary_generator(result_type: str, custom: SummaryGenerator | None
         return CompletionRecord.summary_envelope(result, result_type, custom(result) if custom else None)
 
     return generate
+
+
+# The coordinator's view of its items (durable.concurrency.executor).
+
+
+class BranchStatus(Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class BranchEventKind(Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SUSPENDED = "suspended"
+    ORPHANED = "orphaned"
+    FATAL = "fatal"
+
+
+@dataclass(frozen=True)
+class BranchEvent:
+    """What an item's thread reports once, when its run ends."""
+
+    batch: BatchScope
+    index: int
+    kind: BranchEventKind
+    result: Any = None
+    error: BaseException | None = None
+    suspensions: tuple[Suspension, ...] = ()
+
+
+@dataclass
+class Branch(Generic[C, R]):
+    """One item as its coordinator sees it."""
+
+    executable: Executable[C]
+    status: BranchStatus = BranchStatus.PENDING
+    result: R | None = None
+    error: ErrorObject | None = None
+    suspensions: tuple[Suspension, ...] = field(default_factory=tuple)
+
+    def item(self) -> BatchItem[R] | None:
+        if self.status is BranchStatus.COMPLETED:
+            return BatchItem(self.executable.index, BatchItemStatus.SUCCEEDED, self.result)
+        if self.status is BranchStatus.FAILED:
+            return BatchItem(self.executable.index, BatchItemStatus.FAILED, error=self.error)
+        if self.status is BranchStatus.PENDING:
+            return None  # never started: not in the result
+        return BatchItem(self.executable.index, BatchItemStatus.STARTED)
