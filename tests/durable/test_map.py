@@ -498,3 +498,25 @@ def test_json_serdes_for_items_round_trips_on_the_first_run():
         return [isinstance(r, list) for r in result.get_results()]
 
     assert json.loads(run(handler).result) == [True, True]  # tuples come back as lists, as on replay
+
+
+def test_a_custom_decision_can_fail_a_batch_whose_items_all_succeeded():
+    from durable import BatchCompletionError, CompletionOutcome, complete_batch, continue_batch
+
+    def quorum(status):
+        if status.items and status.items[0].status is BatchItemStatus.SUCCEEDED and status.success_count == 1:
+            return complete_batch(CompletionOutcome.FAILED)
+        return continue_batch()
+
+    @durable_execution
+    def handler(event, context: DurableContext):
+        config = MapConfig(max_concurrency=1, completion_config=CompletionConfig(should_complete=quorum))
+        result = context.map([1, 2, 3], lambda ctx, x, i, items: x, name="quorum", config=config)
+        try:
+            result.throw_if_error()
+        except BatchCompletionError as exc:
+            return [result.completion_reason.value, result.status.value, result.total_count, str(exc)]
+
+    reason, status, total, message = json.loads(run(handler).result)
+    assert (reason, status, total) == ("CUSTOM_COMPLETION_FAILED", "FAILED", 1)
+    assert "should_complete" in message
