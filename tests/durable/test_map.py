@@ -520,3 +520,42 @@ def test_a_custom_decision_can_fail_a_batch_whose_items_all_succeeded():
     reason, status, total, message = json.loads(run(handler).result)
     assert (reason, status, total) == ("CUSTOM_COMPLETION_FAILED", "FAILED", 1)
     assert "should_complete" in message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_map_whose_lease_is_lost_writes_nothing_more_from_any_item():
+    from datetime import timedelta
+
+    from durable import clock as engine_clock
+    from durable.client import start_execution
+    from durable.models import Execution
+    from durable.runtime import run_invocation
+    from durable.store import journal_store
+
+    thief = {}
+
+    @durable_execution
+    def handler(event, context: DurableContext):
+        def item(ctx, x, index, items):
+            def work(_):
+                if index == 0:  # another worker takes the execution over, as after an expired lease
+                    later = engine_clock.now() + timedelta(days=1)
+                    thief["lease"] = journal_store().acquire_lease(event["id"], "thief", later, 60)
+                else:
+                    time.sleep(0.3)
+                return index
+
+            return ctx.step(work, name="work")
+
+        return context.map(list(range(6)), item, name="stolen").get_results()
+
+    with DurableTestRunner(handler):
+        execution = start_execution(handler, {})
+        Execution.objects.filter(pk=execution.pk).update(input=json.dumps({"id": str(execution.pk)}))
+        outcome = run_invocation(str(execution.pk))
+    assert outcome.ran
+    assert outcome.status is None  # it lost the lease: it recorded no end
+    kept = Execution.objects.get(pk=execution.pk)
+    assert (kept.status, kept.lease_token) == ("RUNNING", thief["lease"].token)
+    rows = ops(execution.pk)
+    assert not [o for o in rows if o.status == "SUCCEEDED"]  # every write after the theft was fenced off
