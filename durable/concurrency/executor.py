@@ -16,8 +16,9 @@ coordinator also serves their journal reads and writes (see `durable.threads`).
 - When the policy completes the batch, items not started never start; items still running are
   orphaned (their next operation raises OrphanedChildException, nothing more of them is
   recorded) and the result reports them STARTED, as the official SDK records them.
-- An item that suspends on a timer while others run stays suspended until the batch suspends
-  (the official SDK resumes it in-process): the journal is the same, an invocation later.
+- An item that suspends on a timer (a wait, a retry's delay) while others run goes on in the
+  same invocation once the timer has passed, as the official SDK resumes it in-process; if
+  every item in flight is suspended first, the batch suspends until the earliest timer.
 
 Every loop here is bounded: each item started reports exactly once (a try/finally in its
 thread), and the coordinator starts each item at most once per invocation.
@@ -31,6 +32,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from durable.batch_config import BatchItemStatus, CompletionConfig, CompletionDecision, CompletionItemStatus
@@ -126,18 +128,20 @@ class ConcurrentExecutor(Generic[C, R]):
                         self._ended(branch, recorded)
                         ended = True
                         break  # the policy may be satisfied already: ask it again first
-                    branch.status = BranchStatus.RUNNING
                     self.in_flight += 1
-                    self.running += 1
-                    self.peak_running = max(self.peak_running, self.running)
-                    context = contextvars.copy_context()
-                    pool.submit(context.run, self._work, branch.executable, scope, events)
+                    self._start(branch, pool, scope, events)
                 if ended:
                     decision = self._decide()
                     continue
+                # Items whose timers came due while others ran go on now (in index order).
+                for branch in self._due():
+                    self._start(branch, pool, scope, events)
                 if self.running == 0:
                     self._suspend(scope)
-                entry = events.get()
+                try:
+                    entry = events.get(timeout=self._until_next_due())
+                except queue.Empty:
+                    continue  # a suspended item's timer came due
                 if isinstance(entry, Request):
                     funnel.serve(entry)
                     continue
@@ -161,6 +165,36 @@ class ConcurrentExecutor(Generic[C, R]):
             if isinstance(entry, BranchEvent) and entry.batch is scope and entry.kind is not BranchEventKind.SUSPENDED:
                 self._apply(entry)
         return BatchResult([item for item in (b.item() for b in self.branches) if item is not None], reason)
+
+    def _start(
+        self, branch: Branch[C, R], pool: ThreadPoolExecutor, scope: BatchScope, events: queue.SimpleQueue[Any]
+    ) -> None:
+        """Run an item (again, for one whose timer came due) on a thread of the pool."""
+        branch.status, branch.suspensions = BranchStatus.RUNNING, ()
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        context = contextvars.copy_context()
+        pool.submit(context.run, self._work, branch.executable, scope, events)
+
+    def _resume_at(self, branch: Branch[C, R]) -> datetime | None:
+        times = [s.wake_at for s in branch.suspensions if s.wake_at is not None]
+        return min(times) if times else None
+
+    def _due(self) -> list[Branch[C, R]]:
+        """Suspended items that can move without outside help now: their timer has passed."""
+        now = self.state.now()
+        return [
+            b
+            for b in self.branches
+            if b.status is BranchStatus.SUSPENDED and (at := self._resume_at(b)) is not None and at <= now
+        ]
+
+    def _until_next_due(self) -> float | None:
+        """Seconds until the first suspended item's timer (None: no item waits on a timer)."""
+        times = [at for b in self.branches if b.status is BranchStatus.SUSPENDED and (at := self._resume_at(b))]
+        if not times:
+            return None
+        return max(0.0, (min(times) - self.state.now()).total_seconds()) + 0.001
 
     def _decide(self) -> CompletionDecision | None:
         if self.policy.should_complete is None:

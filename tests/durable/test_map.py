@@ -559,3 +559,22 @@ def test_a_map_whose_lease_is_lost_writes_nothing_more_from_any_item():
     assert (kept.status, kept.lease_token) == ("RUNNING", thief["lease"].token)
     rows = ops(execution.pk)
     assert not [o for o in rows if o.status == "SUCCEEDED"]  # every write after the theft was fenced off
+
+
+def test_an_item_whose_timer_passes_while_others_run_goes_on_in_the_same_invocation():
+    @durable_execution
+    def handler(event, context: DurableContext):
+        def item(ctx, x, index, items):
+            if index == 0:
+                ctx.wait(Duration(1), name="short wait")
+                return ctx.step(lambda _: "waited", name="after wait")
+            return ctx.step(lambda _: time.sleep(2.5) or "slow", name="slow step")
+
+        return context.map([0, 1], item, name="mixed").get_results()
+
+    with DurableTestRunner(handler, skip_time=False) as runner:  # the real clock: timers pass in-process
+        done = runner.run(input="{}")
+        assert runner.invocations == 1
+    assert json.loads(done.result) == ["waited", "slow"]
+    wait = Operation.objects.get(execution_id=done.execution_id, name="short wait")
+    assert wait.status == "SUCCEEDED"
