@@ -26,12 +26,13 @@ from durable.exceptions import (
     ValidationError,
 )
 from durable.storable import MAX_NAME_LENGTH, escape, unstorable_reason
-from durable.threads import Funnel, current_item, refuse_if_orphaned
+from durable.threads import CARRIED, Funnel, current_item, refuse_if_orphaned
 
 T = TypeVar("T")
 
 # The step whose body runs in this thread or task, if any, with the state it belongs to.
 _in_step: ContextVar[tuple[ExecutionState, str] | None] = ContextVar("durable_in_step", default=None)
+CARRIED.append(_in_step)  # an item's transactional step body runs on the invocation's thread
 
 
 def check_name(name: str | None, what: str) -> None:

@@ -75,11 +75,18 @@ def inside(item: ItemScope) -> Iterator[None]:
         _items.reset(token)
 
 
+# The engine's context variables an item's work carries to the invocation's thread (its batch
+# scopes, and the state's "inside a step body" mark, registered by durable.state). Only these:
+# the rest of the owner's context stays its own, Django's connection above all, so the work
+# runs on the invocation's connection even if the item's thread opened one of its own.
+CARRIED: list[contextvars.ContextVar[Any]] = []
+
+
 @dataclass(eq=False)
 class Request:
-    """Work an item thread hands to the invocation's thread, run in the item's context."""
+    """Work an item thread hands to the invocation's thread, with the carried variables."""
 
-    context: contextvars.Context
+    carried: list[tuple[contextvars.ContextVar[Any], Any]]
     work: Callable[[], Any]
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
@@ -110,7 +117,7 @@ class Funnel:
             orphan = orphaned_item()
             if orphan is not None:
                 raise _orphaned(orphan)
-            request = Request(contextvars.copy_context(), work)
+            request = Request([(var, var.get()) for var in (_items, *CARRIED)], work)
             self.inbox.put(request)
         while not request.done.wait(_POLL_SECONDS):
             if not self.owner.is_alive():
@@ -121,12 +128,9 @@ class Funnel:
         return result
 
     def serve(self, request: Request) -> None:
-        """Run a request on the owner's thread, in the requesting item's context."""
+        """Run a request on the owner's thread, in its own context with the carried variables."""
         try:
-            orphan = request.context.run(orphaned_item)
-            if orphan is not None:
-                raise _orphaned(orphan)
-            request.result = request.context.run(request.work)
+            request.result = contextvars.copy_context().run(_carried, request)
         except BaseException as exc:  # noqa: BLE001 - handed back to the item's thread
             request.error = exc
         finally:
@@ -149,6 +153,13 @@ class Funnel:
                 else:
                     left.append(entry)
         return left
+
+
+def _carried(request: Request) -> Any:
+    for var, value in request.carried:
+        var.set(value)
+    refuse_if_orphaned()
+    return request.work()
 
 
 def _orphaned(item: ItemScope) -> OrphanedChildException:

@@ -578,3 +578,22 @@ def test_an_item_whose_timer_passes_while_others_run_goes_on_in_the_same_invocat
     assert json.loads(done.result) == ["waited", "slow"]
     wait = Operation.objects.get(execution_id=done.execution_id, name="short wait")
     assert wait.status == "SUCCEEDED"
+
+
+def test_journal_work_of_an_item_whose_thread_has_its_own_connection_runs_on_the_invocations():
+    from django.contrib.auth.models import Group
+
+    @durable_execution
+    def handler(event, context: DurableContext):
+        def item(ctx, name, i, names):
+            # A plain step on the item's thread: Django opens that thread a connection of its own.
+            ctx.step(lambda _: Group.objects.filter(name="nobody").count(), name="read")
+            config = StepConfig(transactional=True)
+            return ctx.step(lambda _: Group.objects.create(name=f"own-{name}").name, name="persist", config=config)
+
+        return context.map(["p", "q"], item, name="own connections").get_results()
+
+    done = run(handler)  # in the test's transaction: only the invocation's connection sees its rows
+    assert done.status == "SUCCEEDED", done.error
+    assert json.loads(done.result) == ["own-p", "own-q"]
+    assert Group.objects.filter(name__startswith="own-").count() == 2
