@@ -68,6 +68,7 @@ def orphaned_item() -> ItemScope | None:
 
 @contextmanager
 def inside(item: ItemScope) -> Iterator[None]:
+    """Run the block as `item` (in its thread), within the items around it."""
     token = _items.set((*_items.get(), item))
     try:
         yield

@@ -37,6 +37,9 @@ def run_map(
     config: MapConfig[T],
     make_context: Callable[[str], C],
 ) -> BatchResult[Any]:
+    """Run (or replay) a map. Raises ChildContextError if the map itself failed (its item_namer
+    or serdes raised), or what ends the invocation (a suspension, a lost lease...)."""
+
     def bind(index: int, item: T) -> Callable[[C], Any]:
         return lambda context: func(context, item, index, inputs)
 

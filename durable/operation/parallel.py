@@ -39,6 +39,9 @@ def run_parallel(
     config: ParallelConfig,
     make_context: Callable[[str], C],
 ) -> BatchResult[Any]:
+    """Run (or replay) a parallel. Raises ChildContextError if the parallel itself failed (its
+    serdes raised), or what ends the invocation (a suspension, a lost lease...)."""
+
     def executables() -> list[Executable[Callable[[C], Any]]]:
         return [
             Executable(index, function, function.name if isinstance(function, ParallelBranch) else None)
