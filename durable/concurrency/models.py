@@ -142,6 +142,9 @@ class BatchItem(Generic[R]):
     status: BatchItemStatus
     result: R | None = None
     error: ErrorObject | None = None
+    # Ours: the item's child context, so the error `throw_if_error` raises names the operation
+    # it came from and a redrive re-runs that item (not part of the official shape or equality).
+    operation_id: str | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +219,7 @@ class BatchResult(Generic[R]):
         if first is not None:
             if first.error is None:
                 raise ChildContextError(f"batch item {first.index} failed without an error object")
-            _raise_item_error(first.error)
+            _raise_item_error(first.error, first.operation_id)
         if self.completion_reason is CompletionReason.CUSTOM_COMPLETION_FAILED:
             raise BatchCompletionError(self.completion_reason)
 
@@ -245,10 +248,12 @@ class BatchResult(Generic[R]):
         return len(self.all)
 
 
-def _raise_item_error(error: ErrorObject) -> NoReturn:
+def _raise_item_error(error: ErrorObject, operation_id: str | None) -> NoReturn:
     cause = DurableOperationError(error.message, error.type, error.data, error.stack_trace)
     cls: type[DurableOperationError] = SerDesError if error.type == "SerDesError" else ChildContextError
-    raise cls(error.message, error.type, error.data, error.stack_trace) from cause
+    raised = cls(error.message, error.type, error.data, error.stack_trace)
+    raised.operation_id = operation_id
+    raise raised from cause
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ large one: items rebuilt from their rows by the record, whatever order they fini
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from durable import events
@@ -103,7 +104,7 @@ class Batch:
         if record is not None and record.status is OperationStatus.FAILED:
             raise _recorded_error(record.error, self.operation_id)
         if record is not None and record.status is OperationStatus.SUCCEEDED:
-            return self._round_trip(self._rebuild(make_executables(), record.result))
+            return self._round_trip(self._with_ids(self._rebuild(make_executables(), record.result)))
         if record is None:
             record = OperationRecord(
                 operation_id=self.operation_id,
@@ -127,7 +128,7 @@ class Batch:
                 replayed=self._replayed,
                 item_id=self.item_id,
             )
-            result = self._round_trip(self.executor.execute())
+            result = self._round_trip(self._with_ids(self.executor.execute()))
             payload = self._payload(result)
         except BaseException as exc:
             if isinstance(exc, (*FATAL, ExecutionError)) or state.halted is not None:
@@ -198,6 +199,10 @@ class Batch:
             self.state.visit(
                 item_id, OperationType.CONTEXT, self.item_sub_type, self.item_name(executable), self.operation_id
             )
+
+    def _with_ids(self, result: BatchResult[Any]) -> BatchResult[Any]:
+        items = [replace(item, operation_id=self.item_id(item.index)) for item in result.all]
+        return BatchResult(items, result.completion_reason)
 
     def _round_trip(self, result: BatchResult[Any]) -> BatchResult[Any]:
         """Through the batch's serdes, if it has one: the first run returns what a replay will."""

@@ -41,22 +41,27 @@ def ops(execution_id):
 
 
 class Meter:
-    """Counts the step bodies running at once, and the highest count seen."""
+    """Counts the step bodies running at once, and the highest count seen. The first bodies
+    wait (3 s at most) until `target` of them run at once, so reaching it does not depend on
+    timing; once it was reached, none waits. More than `target` at once shows in `peak`."""
 
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self, target=1):
+        self.ready = threading.Condition()
+        self.target = target
         self.now = 0
         self.peak = 0
         self.runs: dict[int, int] = {}
 
-    def body(self, index, seconds=0.15):
+    def body(self, index):
         def run(_):
-            with self.lock:
+            with self.ready:
                 self.now += 1
                 self.peak = max(self.peak, self.now)
                 self.runs[index] = self.runs.get(index, 0) + 1
-            time.sleep(seconds)
-            with self.lock:
+                self.ready.notify_all()
+                self.ready.wait_for(lambda: self.peak >= self.target, timeout=3)
+            time.sleep(0.01)  # a little overlap for any item the engine would wrongly let in
+            with self.ready:
                 self.now -= 1
             return index * 10
 
@@ -121,7 +126,7 @@ def test_min_successful_reached_early_leaves_the_rest_unstarted():
     @durable_execution
     def handler(event, context: DurableContext):
         def item(ctx, x, index, items):
-            return ctx.step(meter.body(index, 0.01), name="work")
+            return ctx.step(meter.body(index), name="work")
 
         config = MapConfig(max_concurrency=1, completion_config=CompletionConfig(min_successful=2))
         result = context.map(list(range(6)), item, name="two", config=config)
@@ -224,7 +229,7 @@ def test_the_default_map_fails_fast_and_all_completed_runs_every_item():
 
 @pytest.mark.parametrize(("limit", "peak"), [(1, 1), (3, 3), (None, 8)])
 def test_max_concurrency_bounds_the_items_running_at_once(limit, peak):
-    meter = Meter()
+    meter = Meter(target=peak)
 
     @durable_execution
     def handler(event, context: DurableContext):
@@ -597,3 +602,39 @@ def test_journal_work_of_an_item_whose_thread_has_its_own_connection_runs_on_the
     assert done.status == "SUCCEEDED", done.error
     assert json.loads(done.result) == ["own-p", "own-q"]
     assert Group.objects.filter(name__startswith="own-").count() == 2
+
+
+def test_a_redrive_after_a_fix_reruns_the_failed_item_only_and_completes_the_map():
+    from durable.client import redrive_execution
+    from durable.execution import register
+
+    fixed = {"value": False}
+    runs = {}
+
+    @durable_execution(name="tests.map.redriven")
+    def handler(event, context: DurableContext):
+        def item(ctx, x, index, items):
+            def work(_):
+                runs[x] = runs.get(x, 0) + 1
+                if x == "b" and not fixed["value"]:
+                    raise LookupError("b is broken")
+                return x.upper()
+
+            return ctx.step(work, name="work", config=NO_RETRY)
+
+        result = context.map(["a", "b", "c"], item, name="letters", config=MapConfig(max_concurrency=1))
+        result.throw_if_error()
+        return result.get_results()
+
+    with DurableTestRunner(handler) as runner:
+        failed = runner.run(input="{}")
+        assert failed.status == "FAILED"
+        assert (failed.error["ErrorType"], failed.error["ErrorMessage"]) == ("ChildContextError", "b is broken")
+        assert runs == {"a": 1, "b": 1}  # fail-fast: c never started
+        fixed["value"] = True
+        register(handler)
+        redrive_execution(failed.execution_id)
+        done = runner.wait_for_result(failed.execution_id)
+    assert done.status == "SUCCEEDED", done.error
+    assert json.loads(done.result) == ["A", "B", "C"]
+    assert runs == {"a": 1, "b": 2, "c": 1}  # a replayed from its row, b run again, c run at last
