@@ -102,6 +102,8 @@ class ConcurrentExecutor(Generic[C, R]):
         # The highest number of items running user code at once in this invocation (for tests
         # and benchmarks: max_concurrency bounds it).
         self.peak_running = 0
+        # Suspended items that a timer will move, by index: when (see `_due`).
+        self.timers: dict[int, datetime] = {}
 
     def execute(self) -> BatchResult[R]:
         """Run until the policy completes the batch (returns its result) or every item in
@@ -171,30 +173,25 @@ class ConcurrentExecutor(Generic[C, R]):
     ) -> None:
         """Run an item (again, for one whose timer came due) on a thread of the pool."""
         branch.status, branch.suspensions = BranchStatus.RUNNING, ()
+        self.timers.pop(branch.executable.index, None)
         self.running += 1
         self.peak_running = max(self.peak_running, self.running)
         context = contextvars.copy_context()
         pool.submit(context.run, self._work, branch.executable, scope, events)
 
-    def _resume_at(self, branch: Branch[C, R]) -> datetime | None:
-        times = [s.wake_at for s in branch.suspensions if s.wake_at is not None]
-        return min(times) if times else None
-
     def _due(self) -> list[Branch[C, R]]:
-        """Suspended items that can move without outside help now: their timer has passed."""
+        """Suspended items that can move without outside help now (their timer has passed),
+        in index order."""
+        if not self.timers:
+            return []
         now = self.state.now()
-        return [
-            b
-            for b in self.branches
-            if b.status is BranchStatus.SUSPENDED and (at := self._resume_at(b)) is not None and at <= now
-        ]
+        return [self.branches[index] for index, at in sorted(self.timers.items()) if at <= now]
 
     def _until_next_due(self) -> float | None:
         """Seconds until the first suspended item's timer (None: no item waits on a timer)."""
-        times = [at for b in self.branches if b.status is BranchStatus.SUSPENDED and (at := self._resume_at(b))]
-        if not times:
+        if not self.timers:
             return None
-        return max(0.0, (min(times) - self.state.now()).total_seconds()) + 0.001
+        return max(0.0, (min(self.timers.values()) - self.state.now()).total_seconds()) + 0.001
 
     def _decide(self) -> CompletionDecision | None:
         if self.policy.should_complete is None:
@@ -231,6 +228,9 @@ class ConcurrentExecutor(Generic[C, R]):
         was_running = branch.status is BranchStatus.RUNNING
         if event.kind is BranchEventKind.SUSPENDED:
             branch.status, branch.suspensions = BranchStatus.SUSPENDED, event.suspensions
+            times = [s.wake_at for s in event.suspensions if s.wake_at is not None]
+            if times:
+                self.timers[event.index] = min(times)
         elif event.kind is BranchEventKind.COMPLETED:
             branch.status, branch.result = BranchStatus.COMPLETED, event.result
             self.succeeded += 1
