@@ -53,6 +53,7 @@ format: dev-deps
 bench: dev-deps
 	$(PY) bench/steps.py
 	$(PY) bench/workers.py
+	$(PY) bench/map.py
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .mypy_cache .ruff_cache

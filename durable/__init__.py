@@ -3,6 +3,21 @@
 Only the replay core is imported here, so `import durable` works before Django is set up.
 """
 
+from durable.batch_config import (
+    BatchItemStatus,
+    CompletionConfig,
+    CompletionDecision,
+    CompletionItemStatus,
+    CompletionOutcome,
+    CompletionStatus,
+    MapConfig,
+    NestingType,
+    ParallelBranch,
+    ParallelConfig,
+    complete_batch,
+    continue_batch,
+)
+from durable.concurrency.models import BatchCompletionError, BatchItem, BatchResult, CompletionReason
 from durable.config import (
     CallbackConfig,
     ChildConfig,
@@ -13,7 +28,7 @@ from durable.config import (
     StepSemantics,
     WaitForCallbackConfig,
 )
-from durable.context import DurableContext, durable_step, durable_with_child_context
+from durable.context import DurableContext, durable_parallel_branch, durable_step, durable_with_child_context
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -37,6 +52,10 @@ from durable.types import StepContext, WaitForCallbackContext, WaitForConditionC
 from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
 
 __all__ = [
+    "BatchCompletionError",
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
     "CallbackConfig",
     "CallbackError",
     "CallbackExternalError",
@@ -44,6 +63,12 @@ __all__ = [
     "CallbackTimeoutError",
     "ChildConfig",
     "ChildContextError",
+    "CompletionConfig",
+    "CompletionDecision",
+    "CompletionItemStatus",
+    "CompletionOutcome",
+    "CompletionReason",
+    "CompletionStatus",
     "DurableContext",
     "DurableExecutionsError",
     "Duration",
@@ -52,7 +77,11 @@ __all__ = [
     "InvokeConfig",
     "InvokeError",
     "JitterStrategy",
+    "MapConfig",
+    "NestingType",
     "NonDeterministicExecutionError",
+    "ParallelBranch",
+    "ParallelConfig",
     "RaceConfig",
     "RaceResult",
     "RetryDecision",
@@ -71,9 +100,12 @@ __all__ = [
     "WaitForConditionDecision",
     "WaitForConditionError",
     "WaitStrategyConfig",
+    "complete_batch",
+    "continue_batch",
     "create_retry_strategy",
     "create_wait_strategy",
     "durable_execution",
+    "durable_parallel_branch",
     "durable_step",
     "durable_with_child_context",
 ]

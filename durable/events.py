@@ -97,9 +97,8 @@ def condition_polled(attempt: int, next_poll_delay: int) -> HistoryRecord:
 
 
 def step_failed(error: dict[str, Any], attempt: int, next_attempt_delay: int | None = None) -> HistoryRecord:
-    retry: dict[str, Any] = {"CurrentAttempt": attempt}
-    if next_attempt_delay is not None:
-        retry["NextAttemptDelaySeconds"] = next_attempt_delay
+    # The official service records a delay of 0 on the attempt that failed the step for good.
+    retry: dict[str, Any] = {"CurrentAttempt": attempt, "NextAttemptDelaySeconds": next_attempt_delay or 0}
     return _event(EventType.STEP_FAILED, {**_error(error), "RetryDetails": retry})
 
 

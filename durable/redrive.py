@@ -18,6 +18,7 @@ from durable.models import Execution, Operation
 from durable.state import OperationStatus, OperationSubType, OperationType
 
 _FAILED = (OperationStatus.FAILED, OperationStatus.TIMED_OUT)
+_BATCHES = ("Map", "Parallel")
 
 
 def _operation_error_types() -> set[str]:
@@ -59,12 +60,25 @@ def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
             clear.add(op.operation_id)
     # What the handler did after a failure on the path, in the same context, it did because of
     # that failure (it caught the error, cleaned up, and raised on): the fixed code may take
-    # another branch there, so those operations go too. "After" is by time, not journal order:
-    # a map's items run side by side, and one still running was no consequence of the failure.
+    # another branch there, so those operations go too. "After" is by time, not journal order.
+    # A batch's items are no one's consequence: they run side by side, whatever failed first.
     for op in on_path:
+        parent = by_id.get(op.parent_id or "")
+        if parent is not None and parent.sub_type in _BATCHES:
+            continue
         for sibling in children.get(op.parent_id, []):
             if sibling.pk > op.pk and _began_after(sibling, op):
                 clear.add(sibling.operation_id)
+    # An item of a map or parallel failed without failing its batch (the failure was in the
+    # BatchResult): the batch, and the contexts around it, are reopened too, so it runs again
+    # live, its ended items replayed from their rows and the reopened item run on.
+    for op_id in list(clear | reopen):
+        parent = by_id.get(by_id[op_id].parent_id or "")
+        if parent is None or parent.sub_type not in _BATCHES:
+            continue
+        while parent is not None and parent.type == OperationType.CONTEXT and parent.operation_id not in clear:
+            reopen.add(parent.operation_id)
+            parent = by_id.get(parent.parent_id or "")
     # A cleared operation takes everything inside it along (a wait_for_callback's callback and
     # submitter): it runs again whole.
     for op in ops:  # journal order: parents come before their children

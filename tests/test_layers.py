@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = {
     "durable.client",
     "durable.clock",
+    "durable.concurrency",
     "durable.conf",
     "durable.config",
     "durable.context",
