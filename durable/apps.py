@@ -8,8 +8,19 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from durable import conf
+        from durable import conf, threads
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
+        threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")
+
+
+def close_item_connections() -> None:
+    """Close the connections a map or parallel item's own code opened in its thread (its step
+    bodies' ORM queries); the journal never uses them (durable.threads)."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()

@@ -17,6 +17,7 @@ OrphanedChildException instead of writing, as the official SDK records such item
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import threading
@@ -53,6 +54,24 @@ class ItemScope:
 
 
 _items: contextvars.ContextVar[tuple[ItemScope, ...]] = contextvars.ContextVar("durable_items", default=())
+
+
+# Called in an item's thread when the item ends (registered by the Django side: it closes the
+# database connections the item's own code opened there; this module imports no Django).
+_item_end_hooks: list[Callable[[], None]] = []
+
+
+def on_item_end(hook: Callable[[], None]) -> None:
+    """Run `hook` in each item's thread when the item ends (once per hook)."""
+    if hook not in _item_end_hooks:
+        _item_end_hooks.append(hook)
+
+
+def item_ended() -> None:
+    """Run the item-end hooks; one that fails is skipped (the item's outcome stands)."""
+    for hook in _item_end_hooks:
+        with contextlib.suppress(Exception):  # cleanup must not change how the item ended
+            hook()
 
 
 def current_item() -> ItemScope | None:

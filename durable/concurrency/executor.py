@@ -49,7 +49,7 @@ from durable.concurrency.models import (
 from durable.errors import ErrorObject
 from durable.exceptions import DurableOperationError, ExecutionError, OrphanedChildException, SuspendExecution
 from durable.state import ExecutionState
-from durable.threads import BatchScope, ItemScope, Request, inside
+from durable.threads import BatchScope, ItemScope, Request, inside, item_ended
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -269,4 +269,5 @@ class ConcurrentExecutor(Generic[C, R]):
         except BaseException as exc:  # noqa: BLE001 - a lost lease, an unwritable journal: the invocation's end
             event = BranchEvent(scope, executable.index, BranchEventKind.FATAL, error=exc)
         finally:
+            item_ended()
             events.put(event)

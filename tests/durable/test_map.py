@@ -638,3 +638,30 @@ def test_a_redrive_after_a_fix_reruns_the_failed_item_only_and_completes_the_map
     assert done.status == "SUCCEEDED", done.error
     assert json.loads(done.result) == ["A", "B", "C"]
     assert runs == {"a": 1, "b": 2, "c": 1}  # a replayed from its row, b run again, c run at last
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connections_an_items_own_code_opens_are_closed_when_the_item_ends():
+    # A step body in an item that queries the database does so on its thread's own connection
+    # (the journal never does); the item's end closes it, so a map leaks no connections.
+    from django.db import connections
+
+    opened = []
+
+    def body(step):
+        from durable.models import Execution
+
+        Execution.objects.count()  # the item thread's own connection opens here
+        opened.append(connections["default"])  # this thread's wrapper
+        return threading.get_ident()
+
+    @durable_execution(name="tests.map.connections")
+    def handler(event, context):
+        batch = context.map([1, 2, 3], lambda ctx, item, i, items: ctx.step(body, name=f"query {i}"))
+        return len(batch.get_results())
+
+    result = run(handler)
+    assert result.status == "SUCCEEDED", result.error
+    assert len(opened) == 3
+    assert all(wrapper is not connections["default"] for wrapper in opened)  # other threads' connections
+    assert all(wrapper.connection is None for wrapper in opened)  # closed
