@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 from durable.config import MAX_DURATION_SECONDS, Duration
 from durable.exceptions import UnknownFunctionError, ValidationError
+from durable.lambda_service import InvocationStatus
+
+# The official module offers InvocationStatus here too; tests written for it import it from here.
+__all__ = ["DurableFunction", "InvocationStatus", "durable_execution", "get_function", "register", "validate_timeout"]
 
 if TYPE_CHECKING:
     from durable.context import DurableContext
