@@ -2,13 +2,16 @@
 
 Each handler's source is written once with `{sdk}` as the import prefix, then compiled twice:
 against `aws_durable_execution_sdk_python` (run on the official testing runner) and against
-`durable` (run on ours). The results, the errors' types and the sequences of operations
-(type, sub type, name, status, attempt, and the ids themselves) must be the same. Handlers that
-wait for a callback are driven the same way on both runners: find the callback, complete it.
-The official runner does not skip callback timeouts, so those use 1-2 second timeouts.
+`durable` (run on ours, `durable.testing.DurableFunctionTestRunner`, driven by the very same
+calls). The results, the errors' types and texts, the sequences of operations (type, sub type,
+name, status, attempt, and the ids themselves), the operations' errors and the history's events
+(type, operation, sub type, parent, recorded error) must be the same. Handlers that wait for a
+callback are driven the same way on both runners: find the callback, complete it. Callback
+deadlines pass in real time on both runners, so those use 1-2 second timeouts.
 """
 
 import json
+import re
 import textwrap
 import types
 
@@ -16,7 +19,7 @@ import pytest
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
-from durable.testing import DurableTestRunner
+from durable.testing import DurableFunctionTestRunner as OurRunner
 
 pytestmark = pytest.mark.django_db
 
@@ -245,18 +248,62 @@ def op_sequence(operations) -> list[tuple]:
 
 
 def run_on(runner, event: str, name: str):
-    if name not in DRIVERS:
-        return runner.run(input=event, execution_timeout=3600)
-    action, payload = DRIVERS[name]
+    """The same calls on both runners (the same class of runner, too: ours is the official one's
+    port); returns the result and the history."""
     arn = runner.run_async(input=event, execution_timeout=3600)
-    callback_id = runner.wait_for_callback(arn, name="approval create callback id", timeout=30)
-    if action == "succeed":
-        runner.send_callback_success(callback_id, payload)
-    else:
-        runner.send_callback_failure(
-            callback_id, ErrorObject(message=payload, type="Rejected", data=None, stack_trace=None)
+    if name in DRIVERS:
+        action, payload = DRIVERS[name]
+        callback_id = runner.wait_for_callback(arn, name="approval create callback id", timeout=30)
+        if action == "succeed":
+            runner.send_callback_success(callback_id, payload)
+        else:
+            runner.send_callback_failure(
+                callback_id, ErrorObject(message=payload, type="Rejected", data=None, stack_trace=None)
+            )
+    return runner.wait_for_result(arn, timeout=30), runner.get_execution_history(arn, include_execution_data=True)
+
+
+def error_type(error_type: str | None) -> str | None:
+    # The official SDK qualifies a class's name with its module (ours does not); the service's own
+    # types ("Callback.Timeout") are compared whole.
+    return re.sub(r"^(?:[a-z_][a-z0-9_]*\.)+", "", error_type) if error_type else error_type
+
+
+def event_error(event) -> tuple | None:
+    for attribute in ("step", "callback", "context", "execution"):
+        for outcome in ("failed", "timed_out"):
+            details = getattr(event, f"{attribute}_{outcome}_details", None)
+            if details is not None and details.error is not None:
+                payload = details.error.payload
+                return error_type(payload.type), payload.message
+    return None
+
+
+def history_shape(history) -> list[tuple]:
+    """Each event's type, operation, name, sub type and error. Not compared: the invocations'
+    own events (each runner decides when to invoke), times, and the execution's name (the official
+    runner names every execution "execution-name"; ours names each uniquely)."""
+    return [
+        (
+            event.event_type,
+            None if event.event_type.startswith("Execution") else event.operation_id,
+            None if event.event_type.startswith("Execution") else event.name,
+            event.sub_type,
+            event.parent_id,
+            event_error(event),
         )
-    return runner.wait_for_result(arn, timeout=30)
+        for event in history.events
+        if event.event_type != "InvocationCompleted"
+    ]
+
+
+def operation_errors(operations) -> list[tuple]:
+    ops = {op.operation_id: op for op in flatten(operations)}.values()
+    return sorted(
+        (op.operation_id, error_type(op.error.type), op.error.message)
+        for op in ops
+        if getattr(op, "error", None) is not None
+    )
 
 
 def test_there_are_at_least_fifteen_handlers():
@@ -268,13 +315,37 @@ def test_the_same_handler_gives_the_same_result_on_both_runners(name):
     event = json.dumps({"a": 2, "b": 3})
     official_handler = compile_handler(HANDLERS[name], "aws_durable_execution_sdk_python")
     with DurableFunctionTestRunner(handler=official_handler, poll_interval=0.05) as runner:
-        theirs = run_on(runner, event, name)
+        theirs, their_history = run_on(runner, event, name)
     our_handler = compile_handler(HANDLERS[name], "durable")
-    with DurableTestRunner(our_handler) as runner:
-        ours = run_on(runner, event, name)
-    assert ours.status == theirs.status.value
+    with OurRunner(handler=our_handler, poll_interval=0.05) as runner:
+        ours, our_history = run_on(runner, event, name)
+    assert ours.status.value == theirs.status.value
+    assert ours.execution_status.value == theirs.execution_status.value
     assert (json.loads(ours.result) if ours.result else None) == (json.loads(theirs.result) if theirs.result else None)
+    assert (ours.error is None) == (theirs.error is None)
     if theirs.error is not None:
-        assert ours.error["ErrorType"] == theirs.error.type.rsplit(".", 1)[-1]
-        assert ours.error["ErrorMessage"] == theirs.error.message
+        assert error_type(ours.error.type) == error_type(theirs.error.type)
+        assert ours.error.message == theirs.error.message
     assert op_sequence(ours.operations) == op_sequence(theirs.operations)
+    assert operation_errors(ours.operations) == operation_errors(theirs.operations)
+    assert history_shape(our_history) == history_shape(their_history)
+
+
+def test_a_callback_time_out_records_the_services_error_types_on_both_runners():
+    # What the history and the callback operation record (not only what the handler sees).
+    for name, expected in (
+        ("callback_timeout", "Callback.Timeout"),
+        ("callback_heartbeat_timeout", "Callback.Heartbeat"),
+    ):
+        recorded = []
+        for sdk, runner_class in (
+            ("aws_durable_execution_sdk_python", DurableFunctionTestRunner),
+            ("durable", OurRunner),
+        ):
+            with runner_class(handler=compile_handler(HANDLERS[name], sdk), poll_interval=0.05) as runner:
+                result, history = run_on(runner, "{}", name)
+            callback = result.get_context("approval").get_callback("approval create callback id")
+            timed_out = [event_error(e) for e in history.events if e.event_type == "CallbackTimedOut"]
+            recorded.append((callback.status.value, callback.error.type, callback.error.message, timed_out))
+        assert recorded[0] == recorded[1]
+        assert recorded[0][:2] == ("TIMED_OUT", expected)
