@@ -12,7 +12,13 @@ from durable.config import (
     StepSemantics,
     WaitForCallbackConfig,
 )
-from durable.context import DurableContext, durable_step, durable_with_child_context
+from durable.context import (
+    DurableContext,
+    ExecutionContext,
+    durable_step,
+    durable_wait_for_callback,
+    durable_with_child_context,
+)
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -20,16 +26,31 @@ from durable.exceptions import (
     CallbackTimeoutError,
     ChildContextError,
     DurableExecutionsError,
+    DurableOperationError,
     ExecutionError,
     InvocationError,
+    InvokeError,
     NonDeterministicExecutionError,
+    PluginLoadError,
+    RetryableSerDesError,
     SerDesError,
     StepError,
     ValidationError,
+    WaitForConditionError,
 )
 from durable.execution import durable_execution
-from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
+from durable.retries import (
+    RetryDecision,
+    RetryPresets,
+    RetryStrategyConfig,
+    WithRetryConfig,
+    create_retry_strategy,
+    with_retry,
+)
 from durable.types import StepContext, WaitForCallbackContext
+
+# The distribution's version (pyproject.toml), as the official package offers its own.
+__version__ = "0.2.0"
 
 __all__ = [
     "CallbackConfig",
@@ -41,14 +62,19 @@ __all__ = [
     "ChildContextError",
     "DurableContext",
     "DurableExecutionsError",
+    "DurableOperationError",
     "Duration",
+    "ExecutionContext",
     "ExecutionError",
     "InvocationError",
+    "InvokeError",
     "JitterStrategy",
     "NonDeterministicExecutionError",
+    "PluginLoadError",
     "RetryDecision",
     "RetryPresets",
     "RetryStrategyConfig",
+    "RetryableSerDesError",
     "SerDesError",
     "StepConfig",
     "StepContext",
@@ -57,8 +83,13 @@ __all__ = [
     "ValidationError",
     "WaitForCallbackConfig",
     "WaitForCallbackContext",
+    "WaitForConditionError",
+    "WithRetryConfig",
+    "__version__",
     "create_retry_strategy",
     "durable_execution",
     "durable_step",
+    "durable_wait_for_callback",
     "durable_with_child_context",
+    "with_retry",
 ]
