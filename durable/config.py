@@ -14,6 +14,9 @@ T = TypeVar("T")
 
 MAX_DURATION_SECONDS = 366 * 24 * 3600
 
+# A number of seconds, a count or a ratio where either kind is accepted (the official alias).
+Numeric = int | float
+
 
 @dataclass(frozen=True)
 class Duration:

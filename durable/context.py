@@ -21,6 +21,7 @@ from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
+from durable.serdes import PassThroughSerDes
 from durable.state import ExecutionState, OperationSubType, check_name
 from durable.types import LoggerInterface, StepContext, WaitForCallbackContext
 
@@ -30,6 +31,9 @@ _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+# A callback's result reaches the handler as the raw text sent, unless its config gives a serdes.
+PASS_THROUGH_SERDES = PassThroughSerDes()
 
 
 def durable_step(func: Callable[Concatenate[StepContext, P], T]) -> Callable[P, Callable[[StepContext], T]]:

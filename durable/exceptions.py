@@ -298,6 +298,15 @@ def failure_path(error: BaseException) -> list[str]:
 # meaning.
 
 
+# How a failed call is classed (see BotoClientError.classify): a client error (4xx) fails the
+# execution, except throttling and a stale checkpoint token; anything else fails the invocation.
+BAD_REQUEST_ERROR = 400
+TOO_MANY_REQUESTS_ERROR = 429
+SERVICE_ERROR = 500
+INVALID_PARAMETER_VALUE_EXCEPTION = "InvalidParameterValueException"
+INVALID_CHECKPOINT_TOKEN_PREFIX = "Invalid checkpoint token"  # noqa: S105 - an error text, not a secret
+
+
 class AwsErrorObj(TypedDict):
     """The error of a failed service call: its code and message."""
 
@@ -341,9 +350,32 @@ class BotoClientError(InvocationError):
         self.error = error
         self.response_metadata = response_metadata
 
+    @staticmethod
+    def classify(error: AwsErrorObj | None, response_metadata: AwsErrorMetadata | None) -> DurableApiErrorCategory:
+        """EXECUTION for a client error (4xx) other than throttling or a stale checkpoint token,
+        INVOCATION (retried) for everything else."""
+        status = (response_metadata.get("HTTPStatusCode") if response_metadata else None) or 0
+        code, message = (error.get("Code") or "", error.get("Message") or "") if error else ("", "")
+        stale_token = code == INVALID_PARAMETER_VALUE_EXCEPTION and message.startswith(INVALID_CHECKPOINT_TOKEN_PREFIX)
+        client_error = BAD_REQUEST_ERROR <= status < SERVICE_ERROR and status != TOO_MANY_REQUESTS_ERROR
+        if client_error and error and not stale_token:
+            return DurableApiErrorCategory.EXECUTION
+        return DurableApiErrorCategory.INVOCATION
+
     def is_retryable(self) -> bool:
         """Whether retrying the invocation may help (not for an error of the execution itself)."""
         return self.error_category is DurableApiErrorCategory.INVOCATION
+
+    is_retriable = is_retryable
+
+    def build_logger_extras(self) -> dict[str, Any]:
+        """The error and the call's metadata, for a log line."""
+        extras: dict[str, Any] = {}
+        if self.error:
+            extras["Error"] = self.error
+        if self.response_metadata:
+            extras["ResponseMetadata"] = self.response_metadata
+        return extras
 
 
 class CheckpointError(BotoClientError):

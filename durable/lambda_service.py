@@ -9,6 +9,9 @@ No Django import: the replay core's types only.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from durable.errors import CALLBACK_HEARTBEAT_TIMEOUT, CALLBACK_TIMEOUT, ErrorObject
 from durable.state import OperationStatus, OperationSubType, OperationType
@@ -23,6 +26,30 @@ class InvocationStatus(enum.Enum):
     PENDING = "PENDING"
 
 
+@dataclass(frozen=True)
+class DurableExecutionInvocationOutput:
+    """What an invocation returns: its status, and the result (JSON text) or error."""
+
+    status: InvocationStatus
+    result: str | None = None
+    error: ErrorObject | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DurableExecutionInvocationOutput:
+        error = data.get("Error")
+        return cls(
+            InvocationStatus(data.get("Status")), data.get("Result"), ErrorObject.from_dict(error) if error else None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        output: dict[str, Any] = {"Status": self.status.value}
+        if self.result is not None:
+            output["Result"] = self.result
+        if self.error is not None:
+            output["Error"] = self.error.to_dict()
+        return output
+
+
 class CallbackTimeoutType(enum.Enum):
     """The error types the service records when a callback times out, by deadline or heartbeat."""
 
@@ -32,6 +59,7 @@ class CallbackTimeoutType(enum.Enum):
 
 __all__ = [
     "CallbackTimeoutType",
+    "DurableExecutionInvocationOutput",
     "ErrorObject",
     "InvocationStatus",
     "OperationStatus",

@@ -18,7 +18,49 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from durable.codecs import (
+    TYPE_CODEC,
+    TYPE_TOKEN,
+    VALUE_TOKEN,
+    BytesCodec,
+    Codec,
+    ContainerCodec,
+    DateTimeCodec,
+    DecimalCodec,
+    EncodedValue,
+    PrimitiveCodec,
+    TypeCodec,
+    TypeTag,
+    UuidCodec,
+)
 from durable.exceptions import SerDesError
+
+# The official module's codecs, offered here as there (see durable.codecs).
+__all__ = [
+    "DEFAULT_JSON_SERDES",
+    "DEFAULT_SERDES",
+    "EXTENDED_TYPES_SERDES",
+    "TYPE_CODEC",
+    "TYPE_TOKEN",
+    "VALUE_TOKEN",
+    "BytesCodec",
+    "Codec",
+    "ContainerCodec",
+    "DateTimeCodec",
+    "DecimalCodec",
+    "EncodedValue",
+    "ExtendedTypeSerDes",
+    "JsonSerDes",
+    "PassThroughSerDes",
+    "PrimitiveCodec",
+    "SerDes",
+    "SerDesContext",
+    "TypeCodec",
+    "TypeTag",
+    "UuidCodec",
+    "deserialize",
+    "serialize",
+]
 
 T = TypeVar("T")
 
@@ -167,6 +209,9 @@ class ExtendedTypeSerDes(SerDes[Any]):
 
 
 DEFAULT_SERDES = ExtendedTypeSerDes()
+# The official SDK's names for the two ready-made instances.
+DEFAULT_JSON_SERDES: SerDes[Any] = JsonSerDes()
+EXTENDED_TYPES_SERDES: SerDes[Any] = DEFAULT_SERDES
 
 
 def serialize(serdes: SerDes[Any] | None, value: Any, operation_id: str, execution_id: str) -> str:
