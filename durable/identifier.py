@@ -36,7 +36,7 @@ class OperationIdentifier:
     sub_type: str
     parent_id: str | None = None
     name: str | None = None
-    operation_type: str = field(kw_only=True)
+    operation_type: str = field(kw_only=True)  # durable.state's OperationType, or its value
 
     @property
     def type(self) -> str:
@@ -49,7 +49,10 @@ class OperationIdentifier:
             return
         recorded_type = getattr(checkpoint, "operation_type", None) or getattr(checkpoint, "type", None)
         pairs = {
-            "type": (str(recorded_type), str(self.operation_type)),
+            "type": (
+                getattr(recorded_type, "value", recorded_type),
+                getattr(self.operation_type, "value", self.operation_type),
+            ),
             "subtype": (checkpoint.sub_type, self.sub_type),
             "name": (checkpoint.name or None, self.name or None),
             "parent_id": (checkpoint.parent_id or None, self.parent_id or None),

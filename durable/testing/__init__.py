@@ -275,17 +275,25 @@ class DurableTestRunner:
 
 # The official testing package's names (its package exports these), so ported tests only change
 # their import prefix. Imported last: the runner's module imports nothing from this one.
+from durable import __version__  # noqa: E402
 from durable.testing.runner import (  # noqa: E402
     DurableChildContextTestRunner,
+    DurableFunctionCloudTestRunner,
     DurableFunctionTestResult,
     DurableFunctionTestRunner,
+    WebRunner,
+    WebRunnerConfig,
 )
 
 __all__ = [
     "DurableChildContextTestRunner",
+    "DurableFunctionCloudTestRunner",
     "DurableFunctionTestResult",
     "DurableFunctionTestRunner",
     "DurableTestResult",
     "DurableTestRunner",
     "TestOperation",
+    "WebRunner",
+    "WebRunnerConfig",
+    "__version__",
 ]

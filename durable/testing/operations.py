@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from durable.errors import ErrorObject
 from durable.lambda_service import InvocationStatus
@@ -119,16 +119,18 @@ class InvokeOperation(Operation):
     error: ErrorObject | None = None
 
 
+class OperationFactory(Protocol):
+    """Builds the typed operation of a journal row (with its children from `rows`)."""
+
+    def __call__(self, row: OperationRow, rows: list[OperationRow]) -> Operation: ...
+
+
 def _error(value: dict[str, object] | None) -> ErrorObject | None:
     return ErrorObject.from_dict(value) if value else None
 
 
-def create_operation(row: OperationRow, rows: list[OperationRow]) -> Operation:
-    """The typed operation of a journal row, with its children (from `rows`) as a tree.
-
-    Raises DurableFunctionsTestError for a type the runner does not know.
-    """
-    common: dict[str, Any] = {
+def _common(row: OperationRow) -> dict[str, Any]:
+    return {
         "operation_id": row.operation_id,
         "operation_type": OperationType(row.type),
         "status": OperationStatus(row.status),
@@ -138,20 +140,52 @@ def create_operation(row: OperationRow, rows: list[OperationRow]) -> Operation:
         "start_timestamp": row.started_at,
         "end_timestamp": row.ended_at,
     }
-    kind = row.type
-    if kind == OperationType.WAIT:
-        return WaitOperation(**common, scheduled_end_timestamp=row.wait_until)
-    if kind == OperationType.INVOKE:
-        return InvokeOperation(**common, result=row.result, error=_error(row.error))
+
+
+def _with_children(row: OperationRow, rows: list[OperationRow]) -> dict[str, Any]:
     children = [create_operation(child, rows) for child in rows if child.parent_id == row.operation_id]
-    payload: dict[str, Any] = {"child_operations": children, "result": row.result, "error": _error(row.error)}
-    if kind == OperationType.STEP:
-        return StepOperation(**common, **payload, attempt=row.attempt, next_attempt_timestamp=row.next_attempt_at)
-    if kind == OperationType.CALLBACK:
-        return CallbackOperation(**common, **payload, callback_id=row.callback_id)
-    if kind == OperationType.CONTEXT:
-        return ContextOperation(**common, **payload)
-    raise DurableFunctionsTestError(f"Unknown operation type: {kind}")
+    return {**_common(row), "child_operations": children, "result": row.result, "error": _error(row.error)}
+
+
+def _step(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    return StepOperation(**_with_children(row, rows), attempt=row.attempt, next_attempt_timestamp=row.next_attempt_at)
+
+
+def _wait(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    return WaitOperation(**_common(row), scheduled_end_timestamp=row.wait_until)
+
+
+def _callback(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    return CallbackOperation(**_with_children(row, rows), callback_id=row.callback_id)
+
+
+def _context(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    return ContextOperation(**_with_children(row, rows))
+
+
+def _invoke(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    return InvokeOperation(**_common(row), result=row.result, error=_error(row.error))
+
+
+# How each type of journal row becomes a typed operation.
+OPERATION_FACTORIES: dict[str, OperationFactory] = {
+    OperationType.STEP: _step,
+    OperationType.WAIT: _wait,
+    OperationType.CALLBACK: _callback,
+    OperationType.CONTEXT: _context,
+    OperationType.INVOKE: _invoke,
+}
+
+
+def create_operation(row: OperationRow, rows: list[OperationRow]) -> Operation:
+    """The typed operation of a journal row, with its children (from `rows`) as a tree.
+
+    Raises DurableFunctionsTestError for a type the runner does not know.
+    """
+    factory = OPERATION_FACTORIES.get(row.type)
+    if factory is None:
+        raise DurableFunctionsTestError(f"Unknown operation type: {row.type}")
+    return factory(row, rows)
 
 
 @dataclass(frozen=True)

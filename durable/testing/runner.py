@@ -38,7 +38,9 @@ from durable.execution import DurableFunction, durable_execution, register, vali
 from durable.models import Execution, ExecutionStatus
 from durable.models import Operation as OperationRow
 from durable.runtime import run_invocation
+from durable.testing.deployed import DurableFunctionCloudTestRunner
 from durable.testing.operations import (
+    OPERATION_FACTORIES,
     CallbackOperation,
     ContextOperation,
     DurableFunctionsTestError,
@@ -46,11 +48,13 @@ from durable.testing.operations import (
     ExecutionOperation,
     InvokeOperation,
     Operation,
+    OperationFactory,
     StepOperation,
     WaitOperation,
     create_operation,
 )
 from durable.testing.views import RecordView
+from durable.testing.web import WebRunner, WebRunnerConfig
 
 # How long the background thread sleeps when nothing is due and no one nudged it: an outside
 # completion (not through the runner) is seen within this, a new execution or a callback sent
@@ -407,17 +411,22 @@ class DurableChildContextTestRunner(DurableFunctionTestRunner):
 
 
 __all__ = [
+    "OPERATION_FACTORIES",
     "CallbackOperation",
     "ContextOperation",
     "DurableChildContextTestRunner",
+    "DurableFunctionCloudTestRunner",
     "DurableFunctionTestResult",
     "DurableFunctionTestRunner",
     "DurableFunctionsTestError",
     "ExecutionOperation",
     "InvokeOperation",
     "Operation",
+    "OperationFactory",
     "SkipClock",
     "StepOperation",
     "WaitOperation",
+    "WebRunner",
+    "WebRunnerConfig",
     "create_operation",
 ]

@@ -33,6 +33,9 @@ from {sdk}.exceptions import StepError, CallbackError, ChildContextError
 from {sdk}.config import CallbackConfig, WaitForCallbackConfig, ChildConfig
 from {sdk}.context import durable_with_child_context
 from {sdk}.serdes import JsonSerDes
+from {sdk}.retries import WithRetryConfig, with_retry
+from {sdk}.context import durable_wait_for_callback
+import logging
 COUNTS = {{}}
 def bump(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
@@ -206,11 +209,74 @@ def handler(event, context: DurableContext):
 """,
 }
 
+HANDLERS.update(
+    {
+        "with_retry_reruns_the_block": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        value = ctx.step(lambda _: bump("block"), name="count")
+        if value < 3:
+            raise RuntimeError(f"attempt {attempt} is too early")
+        return {"attempt": attempt, "value": value}
+    strategy = create_retry_strategy(RetryStrategyConfig(
+        max_attempts=5, initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE))
+    return with_retry(context, block, WithRetryConfig(retry_strategy=strategy), name="block")
+""",
+        "with_retry_unwrapped_gives_up": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        ctx.step(lambda _: attempt, name=f"try {attempt}")
+        raise KeyError(f"attempt {attempt}")
+    strategy = create_retry_strategy(RetryStrategyConfig(
+        max_attempts=2, initial_delay=Duration(2), jitter_strategy=JitterStrategy.NONE))
+    try:
+        with_retry(context, block, WithRetryConfig(retry_strategy=strategy, wrap_with_run_in_child_context=False),
+                   name="bare")
+    except KeyError as exc:
+        return {"gave_up": str(exc)}
+""",
+        "with_retry_wrapped_failure": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        raise ValueError("never")
+    with_retry(context, block, WithRetryConfig(retry_strategy=RetryPresets.none()), name="doomed")
+""",
+        "decorated_submitter": """
+@durable_wait_for_callback
+def submit(callback_id: str, ctx, ticket: str, priority: int):
+    ctx.logger.info("submitting %s at %s", ticket, priority)
+    return f"{ticket}:{priority}"
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return {"value": context.wait_for_callback(submit("T-1", priority=2), name="approval")}
+""",
+        "execution_context_and_logger": """
+@durable_execution
+def handler(event, context: DurableContext):
+    context.set_logger(logging.getLogger("ported handler"))
+    context.logger.info("starting", extra={"stage": 1})
+    arn = context.execution_context.durable_execution_arn
+    first = context.step(lambda _: 1, name="first")
+    context.wait(Duration(1), name="pause")
+    def child(ctx: DurableContext):
+        ctx.logger.warning("in the child")
+        return ctx.step(lambda _: 2, name="second")
+    second = context.run_in_child_context(child, name="child")
+    return {"has_arn": bool(arn), "sum": first + second, "replaying": context.is_replaying()}
+""",
+    }
+)
+
 # How each callback handler is completed: ("succeed", payload) or ("fail", message).
 DRIVERS = {
     "callback_success": ("succeed", b"approved"),
     "callback_failure": ("fail", "rejected by reviewer"),
     "create_callback_with_serdes": ("succeed", b'{"approved": true}'),
+    "decorated_submitter": ("succeed", b"done"),
 }
 
 
