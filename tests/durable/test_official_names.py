@@ -157,3 +157,12 @@ def test_the_package_exports_them_in_all():
         path.removeprefix("durable.") for path in PENDING_OTHER_HELPERS
     }
     assert not missing
+
+
+def test_the_version_is_the_distributions():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert durable.__version__ == project["version"]
+    assert importlib.import_module("durable.testing").__version__ == durable.__version__

@@ -224,6 +224,28 @@ def test():
     assert result.result == '"an hour later"'
     return result.result
 """,
+    "pause_and_resume": """
+@durable_execution
+def handler(event, context: DurableContext):
+    first = context.step(lambda _: 1, name="first")
+    context.wait(Duration.from_hours(1), name="hour")
+    return first + context.step(lambda _: 1, name="second")
+
+def test():
+    with DurableFunctionTestRunner(handler=handler) as runner:
+        arn = runner.run_async(input="{}")
+        runner.pause_execution(arn, timeout=10)
+        time.sleep(0.5)
+        # Paused: nothing moves (read from the history; the official runner 1.4.0 never ends an
+        # execution whose wait_for_result timed out while it was paused).
+        events = [event.event_type for event in runner.get_execution_history(arn).events]
+        assert "ExecutionSucceeded" not in events and "WaitSucceeded" not in events
+        runner.resume_execution(arn)
+        result = runner.wait_for_result(arn, timeout=20)
+    assert result.status is InvocationStatus.SUCCEEDED
+    assert result.result == "2"
+    return result.result
+""",
     "child_context_alone": """
 @durable_with_child_context
 def block(ctx: DurableContext, n: int) -> int:
