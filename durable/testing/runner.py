@@ -143,7 +143,7 @@ class DurableFunctionTestRunner:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -167,7 +167,7 @@ class DurableFunctionTestRunner:
         function_name: str,
         handler: Callable[..., Any],
         execution_timeout: int = 120,
-        retention_period_days: int = 7,
+        retention_period_days: int = 1,
     ) -> Self:
         """Make `handler` the durable function named `function_name` (a target `context.invoke` can
         start); returns the runner. `retention_period_days` has no effect here."""

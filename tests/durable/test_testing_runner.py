@@ -348,3 +348,49 @@ def test_an_execution_waiting_for_a_callback_times_out_after_its_timeout_in_real
     assert result.status is InvocationStatus.FAILED
     assert result.execution_status.value == "TIMED_OUT"
     assert result.error.type == "ExecutionTimedOut"
+
+
+# The invoke helper adds the runner's target for a non-durable function with context.invoke (the
+# lead empties this at merge; asserted missing until then).
+PENDING_OTHER_HELPERS = {("DurableFunctionTestRunner", "register_function")}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DurableFunctionTestRunner",
+        "DurableChildContextTestRunner",
+        "DurableFunctionCloudTestRunner",
+        "DurableFunctionTestResult",
+        "ContextOperation",
+        "StepOperation",
+        "CallbackOperation",
+        "WaitOperation",
+        "InvokeOperation",
+    ],
+)
+def test_the_classes_offer_the_official_methods_with_the_official_parameters(name):
+    import dataclasses
+    import inspect
+
+    from aws_durable_execution_sdk_python_testing import runner as theirs
+
+    from durable.testing import runner as ours
+
+    official, port = getattr(theirs, name), getattr(ours, name)
+    for method_name, method in inspect.getmembers(official, callable):
+        if method_name.startswith("_") and method_name not in ("__init__", "__enter__", "__exit__"):
+            continue
+        if method_name in ("from_svc_operation", "from_execution_history"):
+            continue  # built from the Lambda service's models, which this engine has not
+        if (name, method_name) in PENDING_OTHER_HELPERS:
+            assert not hasattr(port, method_name), f"{name}.{method_name} exists: empty the pending set"
+            continue
+        assert hasattr(port, method_name), f"{name}.{method_name} is missing"
+        if method_name == "__init__" and dataclasses.is_dataclass(official):
+            continue  # compared as fields below
+        expected = [(p.name, p.default) for p in inspect.signature(method).parameters.values()]
+        found = [(p.name, p.default) for p in inspect.signature(getattr(port, method_name)).parameters.values()]
+        assert found == expected, f"{name}.{method_name}"
+    if dataclasses.is_dataclass(official):
+        assert [f.name for f in dataclasses.fields(port)] == [f.name for f in dataclasses.fields(official)]
