@@ -21,6 +21,7 @@ import json
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,12 @@ IDLE_SECONDS = 0.05
 # The official runner's default name, which it makes the execution's; ours names executions
 # uniquely unless the test gives one (a name starts an execution at most once here).
 DEFAULT_EXECUTION_NAME = "execution-name"
+
+
+# Held by whoever uses the borrowed connections: the runners' threads and their methods.
+DATABASE_LOCK = threading.RLock()
+# The runners open now: a jump of the shared clock moves the deadlines of all their executions.
+OPEN_RUNNERS: weakref.WeakSet[DurableFunctionTestRunner] = weakref.WeakSet()
 
 
 class SkipClock:
@@ -119,21 +126,25 @@ class DurableFunctionTestRunner:
         self.max_invocation_page_bytes = max_invocation_page_bytes
         self.region = region
         self.skip_time = skip_time
-        self.clock = SkipClock() if skip_time else None
-        self.lock = threading.RLock()
+        # Runners open at once share one skipping clock (the engine has one clock) and one lock
+        # (they borrow the same connections).
+        enclosing = engine_clock._clock  # which clock is in use
+        self.clock = (enclosing if isinstance(enclosing, SkipClock) else SkipClock()) if skip_time else None
+        self.lock = DATABASE_LOCK
         self._active: dict[str, threading.Event] = {}
         self._paused: set[str] = set()
         self._nudge = threading.Event()
         self._closing = threading.Event()
         self._failure: BaseException | None = None
         self._scopes: list[Any] = [dispatch.paused()]  # the runner drives invocations, not a queue
-        if self.clock is not None:
+        if self.clock is not None and self.clock is not enclosing:
             self._scopes.append(engine_clock.use_clock(self.clock))
         for scope in self._scopes:
             scope.__enter__()
         self._connections = {alias: connections[alias] for alias in connections}
         for connection in self._connections.values():
             connection.inc_thread_sharing()
+        OPEN_RUNNERS.add(self)
         self._thread = threading.Thread(target=self._drive, name="durable-test-runner", daemon=True)
         self._thread.start()
 
@@ -154,6 +165,7 @@ class DurableFunctionTestRunner:
         self._closing.set()
         self._nudge.set()
         self._thread.join()
+        OPEN_RUNNERS.discard(self)
         for connection in self._connections.values():
             connection.dec_thread_sharing()
         for scope in reversed(self._scopes):
@@ -311,9 +323,9 @@ class DurableFunctionTestRunner:
 
     def _track(self, execution_id: str) -> str:
         if execution_id not in self._active:
-            with self.lock:
+            with self.lock:  # the background threads read every runner's executions under it
                 client.get_execution(execution_id)  # raises for an unknown id
-            self._active[execution_id] = threading.Event()
+                self._active[execution_id] = threading.Event()
         self._nudge.set()
         return execution_id
 
@@ -356,8 +368,8 @@ class DurableFunctionTestRunner:
         timer, deadline = self._next_times(execution_id)
         # Past its timeout the next invocation ends it, even if it waits for nothing with a deadline.
         if any(when is not None and when <= now for when in (wake, timeout, timer)):
-            run_invocation(execution_id, owner="test-runner")
-            return 0.0
+            # Not run (its lease is held elsewhere): look again after a pause, not at once.
+            return 0.0 if run_invocation(execution_id, owner="test-runner").ran else IDLE_SECONDS
         if timer is not None and self.clock is not None and (deadline is None or timer <= deadline):
             self._skip(self.clock.skip_to(timer))
             return 0.0
@@ -386,7 +398,8 @@ class DurableFunctionTestRunner:
         # runner's own bookkeeping of a clock it owns, so written here, not through the store.
         if gap <= timedelta(0):
             return
-        running = Execution.objects.filter(pk__in=list(self._active), status=ExecutionStatus.RUNNING)
+        moving = [execution_id for runner in list(OPEN_RUNNERS) for execution_id in list(runner._active)]
+        running = Execution.objects.filter(pk__in=moving, status=ExecutionStatus.RUNNING)
         running.update(timeout_at=F("timeout_at") + gap)
         callbacks = OperationRow.objects.filter(execution__in=running, type="CALLBACK", status="STARTED")
         callbacks.filter(callback_deadline__isnull=False).update(callback_deadline=F("callback_deadline") + gap)

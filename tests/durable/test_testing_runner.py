@@ -397,3 +397,19 @@ def test_the_classes_offer_the_official_methods_with_the_official_parameters(nam
         assert found == expected, f"{name}.{method_name}"
     if dataclasses.is_dataclass(official):
         assert [f.name for f in dataclasses.fields(port)] == [f.name for f in dataclasses.fields(official)]
+
+
+def test_two_runners_open_at_once_share_the_clock_and_both_finish():
+    from durable import Duration, durable_execution
+    from durable.testing import DurableFunctionTestRunner
+
+    @durable_execution(name="test_testing_runner.sleeper")
+    def sleeper(event, context):
+        context.wait(Duration.from_days(event["days"]), name="sleep")
+        return event["days"]
+
+    with DurableFunctionTestRunner(sleeper) as outer, DurableFunctionTestRunner(sleeper) as inner:
+        assert inner.clock is outer.clock
+        first, second = outer.run_async(input='{"days": 2}'), inner.run_async(input='{"days": 3}')
+        assert inner.wait_for_result(second, timeout=20).result == "3"
+        assert outer.wait_for_result(first, timeout=20).result == "2"
