@@ -34,7 +34,6 @@ from django.db.models import F, Min, Q
 from durable import client, dispatch
 from durable import clock as engine_clock
 from durable.errors import ErrorObject
-from durable.exceptions import ValidationError
 from durable.execution import DurableFunction, durable_execution, register, validate_timeout
 from durable.models import Execution, ExecutionStatus
 from durable.models import Operation as OperationRow
@@ -232,15 +231,16 @@ class DurableFunctionTestRunner:
     ) -> str:
         """Start the handler and return the execution's id at once; it moves in the background.
 
-        No input (or blank) is the event `{}`, as on the service. Raises ValidationError for
-        input that is not JSON or a timeout outside 1 second to 366 days.
+        As on the official runner, `input` that is JSON is the event it encodes; any other text is
+        the event as a string; None is the event None. Raises ValidationError for a timeout
+        outside 1 second to 366 days, or input the journal cannot store.
         """
         if timeout is not None and execution_timeout is None:
             execution_timeout = timeout
         try:
-            event = json.loads(input) if input and input.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValidationError(f"the input is not JSON: {exc}") from None
+            event = json.loads(input) if input is not None else None
+        except json.JSONDecodeError:
+            event = input
         with self.lock:
             execution = client.start_execution(
                 self.handler,

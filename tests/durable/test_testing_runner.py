@@ -224,6 +224,21 @@ def test():
     assert result.result == '"an hour later"'
     return result.result
 """,
+    "input_forms": """
+@durable_execution
+def handler(event, context: DurableContext):
+    return {"event": event}
+
+def test():
+    events = []
+    with DurableFunctionTestRunner(handler=handler) as runner:
+        for text in ('{"a": [1, 2]}', '"quoted"', "plain text", "  ", "42", None):
+            result = runner.run(input=text, execution_timeout=30)
+            assert result.status is InvocationStatus.SUCCEEDED
+            events.append(json.loads(result.result)["event"])
+    assert events == [{"a": [1, 2]}, "quoted", "plain text", "  ", 42, None]
+    return events
+""",
     "pause_and_resume": """
 @durable_execution
 def handler(event, context: DurableContext):
@@ -322,10 +337,11 @@ def test_bad_input_and_arguments_get_clear_errors():
     with pytest.raises(ValidationError, match="between 1 second and 366 days"):
         DurableFunctionTestRunner(handler, execution_timeout=0)
     with DurableFunctionTestRunner(handler) as runner:
-        with pytest.raises(ValidationError, match="not JSON"):
-            runner.run_async(input="{oops")
+        with pytest.raises(ValidationError, match="between 1 second and 366 days"):
+            runner.run_async(input="{}", execution_timeout=400 * 86400)
+        with pytest.raises(ValidationError, match="cannot be stored"):
+            runner.run_async(input='"\\u0000"', execution_name="nul\x00name")
         assert not Execution.objects.exists()
-        assert runner.run(input="  ").result == "{}"  # blank input is the event {}, as on the service
 
 
 def test_an_execution_waiting_for_a_callback_times_out_after_its_timeout_in_real_time():
