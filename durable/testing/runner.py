@@ -17,6 +17,7 @@ it too. Test code that queries the ORM while an execution is still moving should
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -232,15 +233,15 @@ class DurableFunctionTestRunner:
         """Start the handler and return the execution's id at once; it moves in the background.
 
         As on the official runner, `input` that is JSON is the event it encodes; any other text is
-        the event as a string; None is the event None. Raises ValidationError for a timeout
+        the event as a string; a value that is not text (None, a dict) is the event itself. Raises ValidationError for a timeout
         outside 1 second to 366 days, or input the journal cannot store.
         """
         if timeout is not None and execution_timeout is None:
             execution_timeout = timeout
-        try:
-            event = json.loads(input) if input is not None else None
-        except json.JSONDecodeError:
-            event = input
+        event: Any = input  # not text (a dict, None): the value itself, as the official runner takes it
+        if isinstance(input, str):
+            with contextlib.suppress(json.JSONDecodeError):  # plain text: the event is the string
+                event = json.loads(input)
         with self.lock:
             execution = client.start_execution(
                 self.handler,

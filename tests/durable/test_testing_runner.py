@@ -232,11 +232,11 @@ def handler(event, context: DurableContext):
 def test():
     events = []
     with DurableFunctionTestRunner(handler=handler) as runner:
-        for text in ('{"a": [1, 2]}', '"quoted"', "plain text", "  ", "42", None):
+        for text in ('{"a": [1, 2]}', '"quoted"', "plain text", "  ", "42", None, {"as": "a dict"}):
             result = runner.run(input=text, execution_timeout=30)
             assert result.status is InvocationStatus.SUCCEEDED
             events.append(json.loads(result.result)["event"])
-    assert events == [{"a": [1, 2]}, "quoted", "plain text", "  ", 42, None]
+    assert events == [{"a": [1, 2]}, "quoted", "plain text", "  ", 42, None, {"as": "a dict"}]
     return events
 """,
     "pause_and_resume": """
