@@ -233,8 +233,9 @@ class DurableFunctionTestRunner:
         """Start the handler and return the execution's id at once; it moves in the background.
 
         As on the official runner, `input` that is JSON is the event it encodes; any other text is
-        the event as a string; a value that is not text (None, a dict) is the event itself. Raises ValidationError for a timeout
-        outside 1 second to 366 days, or input the journal cannot store.
+        the event as a string; a value that is not text (None, a dict) is the event itself.
+        Raises ValidationError for a timeout outside 1 second to 366 days, or input the journal
+        cannot store.
         """
         if timeout is not None and execution_timeout is None:
             execution_timeout = timeout
