@@ -183,7 +183,7 @@ def _utf8(text: str) -> bool:
 class ExtendedTypeSerDes(SerDes[Any]):
     """The default serdes: JSON, with tags only where JSON would lose a type."""
 
-    def serialize(self, value: Any, serdes_context: SerDesContext | None = None) -> str:
+    def serialize(self, value: Any, context: SerDesContext | None = None) -> str:
         try:
             if _is_plain(value):
                 text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -201,7 +201,7 @@ class ExtendedTypeSerDes(SerDes[Any]):
                 "SerDesError",
             ) from None
 
-    def deserialize(self, data: str, serdes_context: SerDesContext | None = None) -> Any:
+    def deserialize(self, data: str, context: SerDesContext | None = None) -> Any:
         parsed = json.loads(data)
         if type(parsed) is dict and ENVELOPE_KEY in parsed:
             return _decode(parsed["v"])

@@ -31,6 +31,7 @@ from {sdk}.exceptions import CallbackError, CallbackTimeoutError, StepError
 from {sdk}.execution import InvocationStatus, durable_execution
 from {sdk}.lambda_service import ErrorObject, OperationStatus, OperationType
 from {sdk}.retries import RetryStrategyConfig, create_retry_strategy
+from {sdk}.serdes import ExtendedTypeSerDes
 from {sdk}.types import StepContext
 from {testing}.runner import (
     CallbackOperation,
@@ -68,6 +69,7 @@ def test():
     assert result.status is InvocationStatus.SUCCEEDED
     assert result.error is None
     assert json.loads(result.result) == ["ada x", "3 4|4 3"]
+    assert ExtendedTypeSerDes().deserialize(result.result) == ["ada x", "3 4|4 3"]  # as the examples read results
     step: StepOperation = result.get_step("greet")
     assert step.result == '"ada x"'
     assert step.status is OperationStatus.SUCCEEDED
