@@ -28,7 +28,14 @@ from durable.config import (
     StepSemantics,
     WaitForCallbackConfig,
 )
-from durable.context import DurableContext, durable_parallel_branch, durable_step, durable_with_child_context
+from durable.context import (
+    DurableContext,
+    ExecutionContext,
+    durable_parallel_branch,
+    durable_step,
+    durable_wait_for_callback,
+    durable_with_child_context,
+)
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -36,10 +43,13 @@ from durable.exceptions import (
     CallbackTimeoutError,
     ChildContextError,
     DurableExecutionsError,
+    DurableOperationError,
     ExecutionError,
     InvocationError,
     InvokeError,
     NonDeterministicExecutionError,
+    PluginLoadError,
+    RetryableSerDesError,
     SerDesError,
     StepError,
     ValidationError,
@@ -47,9 +57,19 @@ from durable.exceptions import (
 )
 from durable.execution import durable_execution
 from durable.operation.race import RaceConfig, RaceResult
-from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, create_retry_strategy
+from durable.retries import (
+    RetryDecision,
+    RetryPresets,
+    RetryStrategyConfig,
+    WithRetryConfig,
+    create_retry_strategy,
+    with_retry,
+)
 from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
 from durable.waits import WaitForConditionConfig, WaitForConditionDecision, WaitStrategyConfig, create_wait_strategy
+
+# The distribution's version (pyproject.toml), as the official package offers its own.
+__version__ = "0.2.0"
 
 __all__ = [
     "BatchCompletionError",
@@ -71,7 +91,9 @@ __all__ = [
     "CompletionStatus",
     "DurableContext",
     "DurableExecutionsError",
+    "DurableOperationError",
     "Duration",
+    "ExecutionContext",
     "ExecutionError",
     "InvocationError",
     "InvokeConfig",
@@ -82,11 +104,13 @@ __all__ = [
     "NonDeterministicExecutionError",
     "ParallelBranch",
     "ParallelConfig",
+    "PluginLoadError",
     "RaceConfig",
     "RaceResult",
     "RetryDecision",
     "RetryPresets",
     "RetryStrategyConfig",
+    "RetryableSerDesError",
     "SerDesError",
     "StepConfig",
     "StepContext",
@@ -100,6 +124,8 @@ __all__ = [
     "WaitForConditionDecision",
     "WaitForConditionError",
     "WaitStrategyConfig",
+    "WithRetryConfig",
+    "__version__",
     "complete_batch",
     "continue_batch",
     "create_retry_strategy",
@@ -107,5 +133,7 @@ __all__ = [
     "durable_execution",
     "durable_parallel_branch",
     "durable_step",
+    "durable_wait_for_callback",
     "durable_with_child_context",
+    "with_retry",
 ]

@@ -32,6 +32,9 @@ R = TypeVar("R")
 
 MAX_DURATION_SECONDS = 366 * 24 * 3600
 
+# A number of seconds, a count or a ratio where either kind is accepted (the official alias).
+Numeric = int | float
+
 
 @dataclass(frozen=True)
 class Duration:

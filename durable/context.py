@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from durable.batch_config import MapConfig, ParallelBranch, ParallelConfig
@@ -18,7 +19,7 @@ from durable.exceptions import (
     ValidationError,
 )
 from durable.identifier import operation_id
-from durable.logger import ReplayAwareLogger, logger
+from durable.logger import Logger, LogInfo, ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
 from durable.operation.invoke import run_invoke
@@ -28,8 +29,9 @@ from durable.operation.race import Branches, RaceConfig, RaceResult, branch_list
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
 from durable.operation.wait_for_condition import run_wait_for_condition
+from durable.serdes import PassThroughSerDes
 from durable.state import ExecutionState, OperationSubType, check_name
-from durable.types import StepContext, WaitForCallbackContext, WaitForConditionCheckContext
+from durable.types import LoggerInterface, StepContext, WaitForCallbackContext, WaitForConditionCheckContext
 from durable.waits import WaitForConditionConfig
 
 _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
@@ -40,6 +42,9 @@ T = TypeVar("T")
 U = TypeVar("U")
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# A callback's result reaches the handler as the raw text sent, unless its config gives a serdes.
+PASS_THROUGH_SERDES = PassThroughSerDes()
 
 
 def durable_step(func: Callable[Concatenate[StepContext, P], T]) -> Callable[P, Callable[[StepContext], T]]:
@@ -91,6 +96,30 @@ def durable_parallel_branch(
     return decorate
 
 
+def durable_wait_for_callback(
+    func: Callable[Concatenate[str, WaitForCallbackContext, P], T],
+) -> Callable[P, Callable[[str, WaitForCallbackContext], T]]:
+    """Turn `f(callback_id, context, *args)` into `f(*args)`, a wait_for_callback submitter named
+    after `f`."""
+
+    @functools.wraps(func)
+    def bind(*args: P.args, **kwargs: P.kwargs) -> Callable[[str, WaitForCallbackContext], T]:
+        def submitter(callback_id: str, context: WaitForCallbackContext) -> T:
+            return func(callback_id, context, *args, **kwargs)
+
+        submitter._original_name = func.__name__  # type: ignore[attr-defined]
+        return submitter
+
+    return bind
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What a handler may know of its execution: its id (the official SDK's ARN)."""
+
+    durable_execution_arn: str
+
+
 def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
     return name or getattr(func, "_original_name", None)
 
@@ -98,11 +127,14 @@ def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
 class DurableContext:
     """The handle a durable handler uses for every operation; one per (child) context."""
 
-    def __init__(self, state: ExecutionState, parent_id: str | None = None) -> None:
+    def __init__(self, state: ExecutionState, parent_id: str | None = None, logger_: Logger | None = None) -> None:
         self.state = state
+        self.execution_context = ExecutionContext(durable_execution_arn=state.execution_id)
         self._parent_id = parent_id
         self._counter = 0
-        self._logger = ReplayAwareLogger(
+        # A logger set with set_logger is inherited by the child contexts made after it.
+        self._custom_logger = logger_
+        self._logger: ReplayAwareLogger = logger_ or ReplayAwareLogger(
             logger,
             {"execution_id": state.execution_id, "parent_id": parent_id},
             state.is_replaying,
@@ -117,8 +149,13 @@ class DurableContext:
         """A logger that stays silent while the handler replays completed work."""
         return self._logger
 
-    def set_logger(self, new_logger: ReplayAwareLogger) -> None:
-        self._logger = new_logger
+    def set_logger(self, new_logger: LoggerInterface) -> None:
+        """Log through `new_logger` (any logger with debug/info/warning/error/exception), still
+        silent while replaying and tagged with the execution and this context."""
+        self._custom_logger = Logger.from_log_info(
+            new_logger, LogInfo(self.state, parent_id=self._parent_id), self.state.is_replaying
+        )
+        self._logger = self._custom_logger
 
     def is_replaying(self) -> bool:
         return self.state.is_replaying()
@@ -201,7 +238,7 @@ class DurableContext:
         return run_parallel(self.state, operation_id, self._parent_id, name, functions, config, self._child)
 
     def _child(self, operation_id: str) -> DurableContext:
-        return DurableContext(self.state, parent_id=operation_id)
+        return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
 
     def wait_for_callback(
         self,

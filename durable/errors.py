@@ -16,6 +16,11 @@ from durable.storable import escape, storable_json
 # Stack traces are cut to their last lines: enough to find the fault, bounded in size.
 STACK_LINES = 40
 
+# The error types the official service records on a callback that timed out (by its deadline,
+# or for want of a heartbeat); the handler still sees CallbackTimeoutError.
+CALLBACK_TIMEOUT = "Callback.Timeout"
+CALLBACK_HEARTBEAT_TIMEOUT = "Callback.Heartbeat"
+
 
 @dataclass(frozen=True)
 class ErrorObject:

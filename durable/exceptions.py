@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 
 class TerminationReason(enum.Enum):
@@ -27,6 +27,11 @@ class DurableExecutionsError(Exception):
 
 class ValidationError(DurableExecutionsError):
     """An argument is out of range or of the wrong kind."""
+
+
+class PluginLoadError(DurableExecutionsError):
+    """An instrumentation plugin could not be loaded. (The official SDK discovers plugins from entry
+    points; this engine loads none, so nothing here raises it: it exists for ported code.)"""
 
 
 class InvalidStateError(DurableExecutionsError):
@@ -113,7 +118,10 @@ class DurableOperationError(DurableExecutionsError):
         data: str | None,
         stack_trace: list[str] | None,
     ) -> DurableOperationError:
-        return cls(message, error_type, data, stack_trace)
+        """The error as recorded: the registered class of `error_type` (see register_operation_error)
+        when called on this base class, else `cls`."""
+        found = OPERATION_ERRORS.get(error_type or "", cls) if cls is DurableOperationError else cls
+        return found(message, error_type, data, stack_trace)
 
     def __str__(self) -> str:
         return self.message or self.error_type or self.__class__.__name__
@@ -203,6 +211,12 @@ class CheckpointRefusedError(BaseException):
 
 class LeaseLostError(BaseException):
     """This worker no longer holds the execution's lease: it must stop writing at once."""
+
+
+class OrderedLockError(DurableExecutionsError):
+    """The official SDK's error of its ordered lock (a failed earlier request in the chain).
+    Nothing here raises it: items here reach the journal through the invocation's own thread
+    (durable.threads), in order, without such a lock. Defined so code that catches it ports."""
 
 
 class OrphanedChildException(BaseException):
@@ -296,3 +310,150 @@ def failure_path(error: BaseException) -> list[str]:
             path.append(operation_id)
         current = current.__cause__
     return path
+
+
+# The service-call errors of the official SDK. There the backend is the Lambda API (called with
+# boto); here it is the project's database, so these carry a database error where the official
+# ones carry an AWS error. The engine itself raises its own (CheckpointFailedError,
+# DatabaseUnreachableError); these exist so code written against the official names keeps its
+# meaning.
+
+
+# How a failed call is classed (see BotoClientError.classify): a client error (4xx) fails the
+# execution, except throttling and a stale checkpoint token; anything else fails the invocation.
+BAD_REQUEST_ERROR = 400
+TOO_MANY_REQUESTS_ERROR = 429
+SERVICE_ERROR = 500
+INVALID_PARAMETER_VALUE_EXCEPTION = "InvalidParameterValueException"
+INVALID_CHECKPOINT_TOKEN_PREFIX = "Invalid checkpoint token"  # noqa: S105 - an error text, not a secret
+
+
+class AwsErrorObj(TypedDict):
+    """The error of a failed service call: its code and message."""
+
+    Code: str | None
+    Message: str | None
+
+
+class AwsErrorMetadata(TypedDict):
+    """What the service said of a failed call besides the error."""
+
+    RequestId: str | None
+    HostId: str | None
+    HTTPStatusCode: int | None
+    HTTPHeaders: str | None
+    RetryAttempts: str | None
+
+
+class DurableApiErrorCategory(enum.Enum):
+    """Whether a failed service call fails the invocation (retried) or the execution."""
+
+    INVOCATION = "INVOCATION"
+    EXECUTION = "EXECUTION"
+
+
+CheckpointErrorCategory = DurableApiErrorCategory
+
+
+class BotoClientError(InvocationError):
+    """A call to the durable backend failed; by default the invocation is retried."""
+
+    def __init__(
+        self,
+        message: str,
+        error_category: DurableApiErrorCategory = DurableApiErrorCategory.INVOCATION,
+        error: AwsErrorObj | None = None,
+        response_metadata: AwsErrorMetadata | None = None,
+        termination_reason: TerminationReason = TerminationReason.INVOCATION_ERROR,
+    ) -> None:
+        super().__init__(message, termination_reason)
+        self.error_category = error_category
+        self.error = error
+        self.response_metadata = response_metadata
+
+    @staticmethod
+    def classify(error: AwsErrorObj | None, response_metadata: AwsErrorMetadata | None) -> DurableApiErrorCategory:
+        """EXECUTION for a client error (4xx) other than throttling or a stale checkpoint token,
+        INVOCATION (retried) for everything else."""
+        status = (response_metadata.get("HTTPStatusCode") if response_metadata else None) or 0
+        code, message = (error.get("Code") or "", error.get("Message") or "") if error else ("", "")
+        stale_token = code == INVALID_PARAMETER_VALUE_EXCEPTION and message.startswith(INVALID_CHECKPOINT_TOKEN_PREFIX)
+        client_error = BAD_REQUEST_ERROR <= status < SERVICE_ERROR and status != TOO_MANY_REQUESTS_ERROR
+        if client_error and error and not stale_token:
+            return DurableApiErrorCategory.EXECUTION
+        return DurableApiErrorCategory.INVOCATION
+
+    def is_retryable(self) -> bool:
+        """Whether retrying the invocation may help (not for an error of the execution itself)."""
+        return self.error_category is DurableApiErrorCategory.INVOCATION
+
+    is_retriable = is_retryable
+
+    def build_logger_extras(self) -> dict[str, Any]:
+        """The error and the call's metadata, for a log line."""
+        extras: dict[str, Any] = {}
+        if self.error:
+            extras["Error"] = self.error
+        if self.response_metadata:
+            extras["ResponseMetadata"] = self.response_metadata
+        return extras
+
+
+class CheckpointError(BotoClientError):
+    """Writing a checkpoint failed; the invocation ends."""
+
+    def __init__(
+        self,
+        message: str,
+        error_category: DurableApiErrorCategory = DurableApiErrorCategory.INVOCATION,
+        error: AwsErrorObj | None = None,
+        response_metadata: AwsErrorMetadata | None = None,
+    ) -> None:
+        super().__init__(message, error_category, error, response_metadata, TerminationReason.CHECKPOINT_FAILED)
+
+
+class GetExecutionStateError(BotoClientError):
+    """Reading the execution's journal failed; the invocation ends."""
+
+    def __init__(
+        self,
+        message: str,
+        error_category: DurableApiErrorCategory = DurableApiErrorCategory.INVOCATION,
+        error: AwsErrorObj | None = None,
+        response_metadata: AwsErrorMetadata | None = None,
+    ) -> None:
+        super().__init__(message, error_category, error, response_metadata, TerminationReason.INVOCATION_ERROR)
+
+
+class BackgroundThreadError(BaseException):
+    """A fatal error of a background thread of the invocation, raised in the handler's thread.
+    A BaseException: the handler cannot swallow it."""
+
+    def __init__(self, message: str, source_exception: Exception) -> None:
+        super().__init__(message)
+        self.source_exception = source_exception
+
+
+# Recorded error types that replay as their own class (`DurableOperationError.from_error_fields`),
+# by class name (as this engine records them) and by the official SDK's qualified name.
+OPERATION_ERRORS: dict[str, type[DurableOperationError]] = {}
+
+
+def register_operation_error(error_cls: type[DurableOperationError]) -> None:
+    """Make an operation error's recorded type replay as `error_cls` (whose constructor takes
+    message, error_type, data, stack_trace)."""
+    OPERATION_ERRORS[error_cls.__name__] = error_cls
+    OPERATION_ERRORS[f"{error_cls.__module__}.{error_cls.__qualname__}"] = error_cls
+
+
+for _error_cls in (
+    StepError,
+    InvokeError,
+    ChildContextError,
+    WaitForConditionError,
+    CallbackError,
+    CallbackExternalError,
+    CallbackTimeoutError,
+    CallbackSubmitterError,
+):
+    register_operation_error(_error_cls)

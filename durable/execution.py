@@ -10,6 +10,29 @@ from typing import TYPE_CHECKING, Any, overload
 
 from durable.config import MAX_DURATION_SECONDS, Duration
 from durable.exceptions import UnknownFunctionError, ValidationError
+from durable.invocation import (
+    LAMBDA_RESPONSE_SIZE_LIMIT,
+    DurableExecutionInvocationInput,
+    DurableExecutionInvocationInputWithClient,
+    InitialExecutionState,
+    handle_checkpoint_error,
+)
+from durable.lambda_service import InvocationStatus
+
+# The official module offers these here too; code written for it imports them from here.
+__all__ = [
+    "LAMBDA_RESPONSE_SIZE_LIMIT",
+    "DurableExecutionInvocationInput",
+    "DurableExecutionInvocationInputWithClient",
+    "DurableFunction",
+    "InitialExecutionState",
+    "InvocationStatus",
+    "durable_execution",
+    "get_function",
+    "handle_checkpoint_error",
+    "register",
+    "validate_timeout",
+]
 
 if TYPE_CHECKING:
     from durable.context import DurableContext

@@ -7,8 +7,59 @@ as 64 hex characters), so journals and ids compare one to one.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from durable.exceptions import NonDeterministicExecutionError
 
 
 def operation_id(parent_id: str | None, counter: int) -> str:
     raw = f"{parent_id}-{counter}" if parent_id else str(counter)
     return hashlib.blake2b(raw.encode()).hexdigest()[:64]
+
+
+@dataclass(frozen=True)
+class OperationIdNamespace:
+    """The ids of one context's operations: the n-th is `operation_id(prefix, n)`, whenever asked."""
+
+    prefix: str | None = None
+
+    def create_id_for_step(self, step: int) -> str:
+        return operation_id(self.prefix, step)
+
+
+@dataclass(frozen=True)
+class OperationIdentifier:
+    """Who an operation is: id, type, sub type, parent and name, which a replay must find again."""
+
+    operation_id: str
+    sub_type: str
+    parent_id: str | None = None
+    name: str | None = None
+    operation_type: str = field(kw_only=True)  # durable.state's OperationType, or its value
+
+    @property
+    def type(self) -> str:
+        return self.operation_type
+
+    def validate_checkpoint(self, checkpoint: Any) -> None:
+        """Raise NonDeterministicExecutionError if the recorded operation `checkpoint` (anything with
+        operation_type or type, sub_type, name, parent_id) is not this one; None passes."""
+        if checkpoint is None:
+            return
+        recorded_type = getattr(checkpoint, "operation_type", None) or getattr(checkpoint, "type", None)
+        pairs = {
+            "type": (
+                getattr(recorded_type, "value", recorded_type),
+                getattr(self.operation_type, "value", self.operation_type),
+            ),
+            "subtype": (checkpoint.sub_type, self.sub_type),
+            "name": (checkpoint.name or None, self.name or None),
+            "parent_id": (checkpoint.parent_id or None, self.parent_id or None),
+        }
+        mismatches = [f"{what} checkpoint={old!r} current={new!r}" for what, (old, new) in pairs.items() if old != new]
+        if mismatches:
+            raise NonDeterministicExecutionError(
+                f"Non-deterministic operation identity at id={self.operation_id!r}: {', '.join(mismatches)}",
+                step_id=self.operation_id,
+            )

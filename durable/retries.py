@@ -11,8 +11,14 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-from durable.config import Duration, JitterStrategy, RetryDecision, RetryStrategy
+from durable.config import ChildConfig, Duration, JitterStrategy, RetryDecision, RetryStrategy
+
+# The context is a layer above: with_retry takes anything that offers its methods (a protocol).
+from durable.types import DurableContext
+
+T = TypeVar("T")
 
 __all__ = [
     "LinearRetryStrategyConfig",
@@ -20,8 +26,10 @@ __all__ = [
     "RetryPresets",
     "RetryStrategy",
     "RetryStrategyConfig",
+    "WithRetryConfig",
     "create_linear_retry_strategy",
     "create_retry_strategy",
+    "with_retry",
 ]
 
 Numeric = int | float
@@ -178,3 +186,46 @@ class RetryPresets:
                 jitter_strategy=JitterStrategy.NONE,
             )
         )
+
+
+@dataclass(frozen=True)
+class WithRetryConfig(Generic[T]):
+    """How `with_retry` retries: the strategy (default: `create_retry_strategy()`), and whether the
+    attempts run in a child context of their own (default), with that context's config."""
+
+    retry_strategy: Callable[[Exception, int], RetryDecision] | None = None
+    wrap_with_run_in_child_context: bool = True
+    child_context_config: ChildConfig[T] | None = None
+
+
+def with_retry(
+    context: DurableContext,
+    func: Callable[[DurableContext, int], T],
+    config: WithRetryConfig[T],
+    name: str | None = None,
+) -> T:
+    """Run `func(context, attempt)` (attempt 1, 2, ...), a block of durable operations, again from
+    its start after a failure, waiting (a durable wait, "<name>-backoff-<attempt>") as the strategy
+    says. Unlike a step's retries, the whole block runs again.
+
+    Raises the last attempt's error when the strategy gives up: as a ChildContextError (the error
+    on its `__cause__`) when wrapped in a child context, unchanged otherwise.
+    """
+    strategy = config.retry_strategy or create_retry_strategy()
+
+    def attempts(ctx: DurableContext) -> T:
+        attempt = 0
+        while True:  # bounded: the strategy ends it (every strategy here caps its attempts)
+            attempt += 1
+            try:
+                return func(ctx, attempt)
+            except Exception as error:  # suspension is a BaseException: it passes through
+                decision = strategy(error, attempt)
+                if not decision.should_retry:
+                    raise
+                ctx.wait(decision.delay, name=f"{name}-backoff-{attempt}" if name else None)
+
+    if not config.wrap_with_run_in_child_context:
+        return attempts(context)
+    result: T = context.run_in_child_context(attempts, name=name, config=config.child_context_config)
+    return result

@@ -18,7 +18,49 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from durable.codecs import (
+    TYPE_CODEC,
+    TYPE_TOKEN,
+    VALUE_TOKEN,
+    BytesCodec,
+    Codec,
+    ContainerCodec,
+    DateTimeCodec,
+    DecimalCodec,
+    EncodedValue,
+    PrimitiveCodec,
+    TypeCodec,
+    TypeTag,
+    UuidCodec,
+)
 from durable.exceptions import SerDesError
+
+# The official module's codecs, offered here as there (see durable.codecs).
+__all__ = [
+    "DEFAULT_JSON_SERDES",
+    "DEFAULT_SERDES",
+    "EXTENDED_TYPES_SERDES",
+    "TYPE_CODEC",
+    "TYPE_TOKEN",
+    "VALUE_TOKEN",
+    "BytesCodec",
+    "Codec",
+    "ContainerCodec",
+    "DateTimeCodec",
+    "DecimalCodec",
+    "EncodedValue",
+    "ExtendedTypeSerDes",
+    "JsonSerDes",
+    "PassThroughSerDes",
+    "PrimitiveCodec",
+    "SerDes",
+    "SerDesContext",
+    "TypeCodec",
+    "TypeTag",
+    "UuidCodec",
+    "deserialize",
+    "serialize",
+]
 
 T = TypeVar("T")
 
@@ -141,7 +183,7 @@ def _utf8(text: str) -> bool:
 class ExtendedTypeSerDes(SerDes[Any]):
     """The default serdes: JSON, with tags only where JSON would lose a type."""
 
-    def serialize(self, value: Any, serdes_context: SerDesContext | None = None) -> str:
+    def serialize(self, value: Any, context: SerDesContext | None = None) -> str:
         try:
             if _is_plain(value):
                 text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -159,7 +201,7 @@ class ExtendedTypeSerDes(SerDes[Any]):
                 "SerDesError",
             ) from None
 
-    def deserialize(self, data: str, serdes_context: SerDesContext | None = None) -> Any:
+    def deserialize(self, data: str, context: SerDesContext | None = None) -> Any:
         parsed = json.loads(data)
         if type(parsed) is dict and ENVELOPE_KEY in parsed:
             return _decode(parsed["v"])
@@ -167,6 +209,9 @@ class ExtendedTypeSerDes(SerDes[Any]):
 
 
 DEFAULT_SERDES = ExtendedTypeSerDes()
+# The official SDK's names for the two ready-made instances.
+DEFAULT_JSON_SERDES: SerDes[Any] = JsonSerDes()
+EXTENDED_TYPES_SERDES: SerDes[Any] = DEFAULT_SERDES
 
 
 def serialize(serdes: SerDes[Any] | None, value: Any, operation_id: str, execution_id: str) -> str:

@@ -16,6 +16,7 @@ PUBLIC = {
     "durable.config",
     "durable.context",
     "durable.exceptions",
+    "durable.lambda_service",
     "durable.logger",
     "durable.retries",
     "durable.serdes",

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from durable import events
 from durable.config import CallbackConfig
-from durable.errors import ErrorObject
+from durable.errors import CALLBACK_HEARTBEAT_TIMEOUT, CALLBACK_TIMEOUT, ErrorObject
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -87,15 +87,16 @@ class Callback(Generic[T]):
 
 
 def timeout_error(record: OperationRecord, now: datetime) -> dict[str, Any] | None:
-    """The error of a pending callback past its timeout or heartbeat deadline at `now`, or None."""
-    label = repr(record.name) if record.name else record.operation_id[:12]
+    """The error of a pending callback past its timeout or heartbeat deadline at `now`, or None.
+
+    Its type and text are the official service's ("Callback.Timeout", "Callback.Heartbeat"):
+    the journal and the history read as the service's would; the handler sees CallbackTimeoutError.
+    """
     if record.callback_deadline and now >= record.callback_deadline:
-        message = f"callback {label} timed out: no completion by {record.callback_deadline.isoformat()}"
-    elif record.heartbeat_deadline and now >= record.heartbeat_deadline:
-        message = f"callback {label} timed out: no heartbeat by {record.heartbeat_deadline.isoformat()}"
-    else:
-        return None
-    return ErrorObject("CallbackTimeoutError", message).to_dict()
+        return ErrorObject(CALLBACK_TIMEOUT, "Callback timed out").to_dict()
+    if record.heartbeat_deadline and now >= record.heartbeat_deadline:
+        return ErrorObject(CALLBACK_HEARTBEAT_TIMEOUT, "Callback timed out on heartbeat").to_dict()
+    return None
 
 
 def create_callback(

@@ -95,8 +95,10 @@ def test_callback_timeout_surfaces_as_callback_timeout_error():
         with pytest.raises(CallbackExpiredError):  # the time-out committed first
             send_callback_success(callback_id, "too late")
     assert json.loads(result.result)["error"] == "CallbackTimeoutError"
-    assert "no completion by" in json.loads(result.result)["message"]
+    # The official service's error type and text, recorded on the callback; the handler sees them.
+    assert json.loads(result.result)["message"] == "Callback timed out"
     assert result.get_callback("approval create callback id").status == "TIMED_OUT"
+    assert result.get_callback("approval create callback id").error["ErrorType"] == "Callback.Timeout"
 
 
 def test_a_callback_past_its_deadline_cannot_be_completed_and_nothing_changes():
@@ -121,7 +123,8 @@ def test_heartbeats_keep_a_callback_alive_until_they_stop():
         assert Operation.objects.get(callback_id=callback_id).status == "STARTED"
         result = runner.wait_for_result(execution_id)  # heartbeats stop: it times out
     assert json.loads(result.result)["error"] == "CallbackTimeoutError"
-    assert "no heartbeat by" in json.loads(result.result)["message"]
+    assert json.loads(result.result)["message"] == "Callback timed out on heartbeat"
+    assert result.get_callback("approval create callback id").error["ErrorType"] == "Callback.Heartbeat"
     ended = result.get_callback("approval create callback id").end_timestamp
     started = result.get_callback("approval create callback id").start_timestamp
     assert ended - started == timedelta(seconds=250 + 60)

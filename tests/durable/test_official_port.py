@@ -2,13 +2,16 @@
 
 Each handler's source is written once with `{sdk}` as the import prefix, then compiled twice:
 against `aws_durable_execution_sdk_python` (run on the official testing runner) and against
-`durable` (run on ours). The results, the errors' types and the sequences of operations
-(type, sub type, name, status, attempt, and the ids themselves) must be the same. Handlers that
-wait for a callback are driven the same way on both runners: find the callback, complete it.
-The official runner does not skip callback timeouts, so those use 1-2 second timeouts.
+`durable` (run on ours, `durable.testing.DurableFunctionTestRunner`, driven by the very same
+calls). The results, the errors' types and texts, the sequences of operations (type, sub type,
+name, status, attempt, and the ids themselves), the operations' errors and the history's events
+(type, operation, sub type, parent, recorded error) must be the same. Handlers that wait for a
+callback are driven the same way on both runners: find the callback, complete it. Callback
+deadlines pass in real time on both runners, so those use 1-2 second timeouts.
 """
 
 import json
+import re
 import textwrap
 import time
 import types
@@ -18,6 +21,7 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
 from durable.client import stop_execution
+from durable.testing import DurableFunctionTestRunner as OurRunner
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -34,6 +38,9 @@ from {sdk}.context import durable_with_child_context
 from {sdk}.serdes import JsonSerDes
 from {sdk}.waits import WaitForConditionConfig, WaitStrategyConfig, create_wait_strategy
 from {sdk}.exceptions import WaitForConditionError, InvokeError
+from {sdk}.retries import WithRetryConfig, with_retry
+from {sdk}.context import durable_wait_for_callback
+import logging
 COUNTS = {{}}
 def bump(key):
     COUNTS[key] = COUNTS.get(key, 0) + 1
@@ -209,7 +216,8 @@ def handler(event, context: DurableContext):
 
 # wait_for_condition and invoke (issue 16): the same handlers on both runners, and the same
 # history events. An invoke's target is registered on both runners under the name "child".
-HANDLERS.update(
+CHAINED_HANDLERS: dict[str, str] = {}
+CHAINED_HANDLERS.update(
     {
         "wait_for_condition_polls": """
 @durable_execution
@@ -292,11 +300,74 @@ def handler(event, context: DurableContext):
     }
 )
 
+HANDLERS.update(
+    {
+        "with_retry_reruns_the_block": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        value = ctx.step(lambda _: bump("block"), name="count")
+        if value < 3:
+            raise RuntimeError(f"attempt {attempt} is too early")
+        return {"attempt": attempt, "value": value}
+    strategy = create_retry_strategy(RetryStrategyConfig(
+        max_attempts=5, initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE))
+    return with_retry(context, block, WithRetryConfig(retry_strategy=strategy), name="block")
+""",
+        "with_retry_unwrapped_gives_up": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        ctx.step(lambda _: attempt, name=f"try {attempt}")
+        raise KeyError(f"attempt {attempt}")
+    strategy = create_retry_strategy(RetryStrategyConfig(
+        max_attempts=2, initial_delay=Duration(2), jitter_strategy=JitterStrategy.NONE))
+    try:
+        with_retry(context, block, WithRetryConfig(retry_strategy=strategy, wrap_with_run_in_child_context=False),
+                   name="bare")
+    except KeyError as exc:
+        return {"gave_up": str(exc)}
+""",
+        "with_retry_wrapped_failure": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def block(ctx: DurableContext, attempt: int):
+        raise ValueError("never")
+    with_retry(context, block, WithRetryConfig(retry_strategy=RetryPresets.none()), name="doomed")
+""",
+        "decorated_submitter": """
+@durable_wait_for_callback
+def submit(callback_id: str, ctx, ticket: str, priority: int):
+    ctx.logger.info("submitting %s at %s", ticket, priority)
+    return f"{ticket}:{priority}"
+
+@durable_execution
+def handler(event, context: DurableContext):
+    return {"value": context.wait_for_callback(submit("T-1", priority=2), name="approval")}
+""",
+        "execution_context_and_logger": """
+@durable_execution
+def handler(event, context: DurableContext):
+    context.set_logger(logging.getLogger("ported handler"))
+    context.logger.info("starting", extra={"stage": 1})
+    arn = context.execution_context.durable_execution_arn
+    first = context.step(lambda _: 1, name="first")
+    context.wait(Duration(1), name="pause")
+    def child(ctx: DurableContext):
+        ctx.logger.warning("in the child")
+        return ctx.step(lambda _: 2, name="second")
+    second = context.run_in_child_context(child, name="child")
+    return {"has_arn": bool(arn), "sum": first + second, "replaying": context.is_replaying()}
+""",
+    }
+)
+
 # How each callback handler is completed: ("succeed", payload) or ("fail", message).
 DRIVERS = {
     "callback_success": ("succeed", b"approved"),
     "callback_failure": ("fail", "rejected by reviewer"),
     "create_callback_with_serdes": ("succeed", b'{"approved": true}'),
+    "decorated_submitter": ("succeed", b"done"),
 }
 
 
@@ -365,6 +436,65 @@ def stop_invoked_child(runner, arn: str) -> None:
 
 
 def run_on(runner, event: str, name: str):
+    """The same calls on both runners (the same class of runner, too: ours is the official one's
+    port); returns the result and the history."""
+    arn = runner.run_async(input=event, execution_timeout=3600)
+    if name in DRIVERS:
+        action, payload = DRIVERS[name]
+        callback_id = runner.wait_for_callback(arn, name="approval create callback id", timeout=30)
+        if action == "succeed":
+            runner.send_callback_success(callback_id, payload)
+        else:
+            runner.send_callback_failure(
+                callback_id, ErrorObject(message=payload, type="Rejected", data=None, stack_trace=None)
+            )
+    return runner.wait_for_result(arn, timeout=30), runner.get_execution_history(arn, include_execution_data=True)
+
+
+def error_type(error_type: str | None) -> str | None:
+    # The official SDK qualifies a class's name with its module (ours does not); the service's own
+    # types ("Callback.Timeout") are compared whole.
+    return re.sub(r"^(?:[a-z_][a-z0-9_]*\.)+", "", error_type) if error_type else error_type
+
+
+def event_error(event) -> tuple | None:
+    for attribute in ("step", "callback", "context", "execution"):
+        for outcome in ("failed", "timed_out"):
+            details = getattr(event, f"{attribute}_{outcome}_details", None)
+            if details is not None and details.error is not None:
+                payload = details.error.payload
+                return error_type(payload.type), payload.message
+    return None
+
+
+def history_shape(history) -> list[tuple]:
+    """Each event's type, operation, name, sub type and error. Not compared: the invocations'
+    own events (each runner decides when to invoke), times, and the execution's name (the official
+    runner names every execution "execution-name"; ours names each uniquely)."""
+    return [
+        (
+            event.event_type,
+            None if event.event_type.startswith("Execution") else event.operation_id,
+            None if event.event_type.startswith("Execution") else event.name,
+            event.sub_type,
+            event.parent_id,
+            event_error(event),
+        )
+        for event in history.events
+        if event.event_type != "InvocationCompleted"
+    ]
+
+
+def operation_errors(operations) -> list[tuple]:
+    ops = {op.operation_id: op for op in flatten(operations)}.values()
+    return sorted(
+        (op.operation_id, error_type(op.error.type), op.error.message)
+        for op in ops
+        if getattr(op, "error", None) is not None
+    )
+
+
+def run_chained_on(runner, event: str, name: str):
     """Run the handler; returns the execution's id on that runner and its result."""
     arn = runner.run_async(input=event, execution_timeout=3600)
     if name == "invoke_stopped_child":
@@ -410,24 +540,63 @@ def operation_events(events: list[dict]) -> list[tuple]:
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_the_same_handler_gives_the_same_result_on_both_runners(name):
     event = json.dumps({"a": 2, "b": 3})
-    official = compile_module(HANDLERS[name], "aws_durable_execution_sdk_python")
+    official_handler = compile_handler(HANDLERS[name], "aws_durable_execution_sdk_python")
+    with DurableFunctionTestRunner(handler=official_handler, poll_interval=0.05) as runner:
+        theirs, their_history = run_on(runner, event, name)
+    our_handler = compile_handler(HANDLERS[name], "durable")
+    with OurRunner(handler=our_handler, poll_interval=0.05) as runner:
+        ours, our_history = run_on(runner, event, name)
+    assert ours.status.value == theirs.status.value
+    assert ours.execution_status.value == theirs.execution_status.value
+    assert (json.loads(ours.result) if ours.result else None) == (json.loads(theirs.result) if theirs.result else None)
+    assert (ours.error is None) == (theirs.error is None)
+    if theirs.error is not None:
+        assert error_type(ours.error.type) == error_type(theirs.error.type)
+        assert ours.error.message == theirs.error.message
+    assert op_sequence(ours.operations) == op_sequence(theirs.operations)
+    assert operation_errors(ours.operations) == operation_errors(theirs.operations)
+    assert history_shape(our_history) == history_shape(their_history)
+
+
+def test_a_callback_time_out_records_the_services_error_types_on_both_runners():
+    # What the history and the callback operation record (not only what the handler sees).
+    for name, expected in (
+        ("callback_timeout", "Callback.Timeout"),
+        ("callback_heartbeat_timeout", "Callback.Heartbeat"),
+    ):
+        recorded = []
+        for sdk, runner_class in (
+            ("aws_durable_execution_sdk_python", DurableFunctionTestRunner),
+            ("durable", OurRunner),
+        ):
+            with runner_class(handler=compile_handler(HANDLERS[name], sdk), poll_interval=0.05) as runner:
+                result, history = run_on(runner, "{}", name)
+            callback = result.get_context("approval").get_callback("approval create callback id")
+            timed_out = [event_error(e) for e in history.events if e.event_type == "CallbackTimedOut"]
+            recorded.append((callback.status.value, callback.error.type, callback.error.message, timed_out))
+        assert recorded[0] == recorded[1]
+        assert recorded[0][:2] == ("TIMED_OUT", expected)
+
+
+@pytest.mark.parametrize("name", sorted(CHAINED_HANDLERS))
+def test_wait_for_condition_and_invoke_give_the_same_operations_and_events_on_both_runners(name):
+    # An invoke's target is registered on both runners under the name "child"; ours runs on the
+    # engine's step-by-step runner, which drives invoked executions too.
+    event = json.dumps({"a": 2, "b": 3})
+    official = compile_module(CHAINED_HANDLERS[name], "aws_durable_execution_sdk_python")
     with DurableFunctionTestRunner(handler=official.handler, poll_interval=0.05) as runner:
         if hasattr(official, "child"):
             runner.register_durable_function("child", official.child)
-        arn, theirs = run_on(runner, event, name)
-        if name.startswith(("invoke", "wait_for_condition")):
-            history = runner.get_execution_history(arn)
-            their_events = operation_events([e.to_dict() for e in history.events])
-    ours_module = compile_module(HANDLERS[name], "durable")
+        arn, theirs = run_chained_on(runner, event, name)
+        history = runner.get_execution_history(arn)
+        their_events = operation_events([e.to_dict() for e in history.events])
+    ours_module = compile_module(CHAINED_HANDLERS[name], "durable")
     with DurableTestRunner(ours_module.handler) as runner:
         if hasattr(ours_module, "child"):
             runner.register_durable_function("child", ours_module.child)
-        arn, ours = run_on(runner, event, name)
-        if name.startswith(("invoke", "wait_for_condition")):
-            assert operation_events(runner.get_execution_history(arn)["Events"]) == their_events
+        arn, ours = run_chained_on(runner, event, name)
+        assert operation_events(runner.get_execution_history(arn)["Events"]) == their_events
     assert ours.status == theirs.status.value
     assert (json.loads(ours.result) if ours.result else None) == (json.loads(theirs.result) if theirs.result else None)
-    if theirs.error is not None:
-        assert ours.error["ErrorType"] == theirs.error.type.rsplit(".", 1)[-1]
-        assert ours.error["ErrorMessage"] == theirs.error.message
+    assert (ours.error is None) == (theirs.error is None)
     assert op_sequence(ours.operations) == op_sequence(theirs.operations)

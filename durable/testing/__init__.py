@@ -1,8 +1,11 @@
-"""A time-skipping test runner over the real engine: same models, same run_invocation.
+"""Test runners over the real engine: same models, same run_invocation.
 
-It offers the interface of the official testing package's `DurableFunctionTestRunner`, so
-tests written for it port by changing the import. Time is a fake clock that jumps to the
-next wake-up instead of sleeping, so a 365-day wait takes milliseconds.
+`DurableFunctionTestRunner` (in `durable.testing.runner`) is the official testing package's
+runner: tests written for it pass after changing their import prefix, and it moves executions in
+the background. `DurableTestRunner`, here, is the engine's own: it moves an execution only inside
+its calls (`step_once`, `wait_for_result`), on a fake clock the test can also move by hand, and
+returns the journal's rows as they are; the engine's and the product's tests use it to control
+exactly when each invocation runs. Both skip time, so a 365-day wait takes milliseconds.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from durable.runtime import run_invocation
 from durable.store import children
 
 
-class InvocationStatus(enum.StrEnum):
+class RunStatus(enum.StrEnum):
     """The execution's status as the official runner reports it; compares equal to the string."""
 
     RUNNING = "RUNNING"
@@ -56,17 +59,17 @@ class TestOperation:
 
 
 @dataclass
-class DurableFunctionTestResult:
+class DurableTestResult:
     """`status` is the execution's status; `result` the handler's return value as JSON text."""
 
-    status: InvocationStatus
+    status: RunStatus
     operations: list[TestOperation]
     result: str | None = None
     error: dict[str, Any] | None = None
     execution_id: str = ""
 
     @classmethod
-    def create(cls, execution: Execution) -> DurableFunctionTestResult:
+    def create(cls, execution: Execution) -> DurableTestResult:
         rows = execution.operations.order_by("id")
         ops = [
             TestOperation(
@@ -91,7 +94,7 @@ class DurableFunctionTestResult:
         for op in ops:
             if op.parent_id in by_id:
                 by_id[op.parent_id].child_operations.append(op)
-        return cls(InvocationStatus(execution.status), ops, execution.result, execution.error, str(execution.pk))
+        return cls(RunStatus(execution.status), ops, execution.result, execution.error, str(execution.pk))
 
     def get_all_operations(self) -> list[TestOperation]:
         return list(self.operations)
@@ -173,7 +176,7 @@ class DurableTestRunner:
         timeout: int = 60,
         function_name: str | None = None,
         execution_name: str | None = None,
-    ) -> DurableFunctionTestResult:
+    ) -> DurableTestResult:
         """Start with `input` (JSON text) and drive invocations until the execution ends."""
         execution_id = self.run_async(
             input, execution_timeout, function_name=function_name, execution_name=execution_name
@@ -226,7 +229,7 @@ class DurableTestRunner:
         times = [t for _, t in self._family(get_execution(execution_id)) if t is not None]
         return min(times) if times else None
 
-    def wait_for_result(self, execution_arn: str, timeout: int = 60) -> DurableFunctionTestResult:
+    def wait_for_result(self, execution_arn: str, timeout: int = 60) -> DurableTestResult:
         """Drive the execution until it ends, jumping the clock to each wake-up.
 
         Raises TimeoutError if it is still waiting (e.g. on a callback) after `timeout` real seconds.
@@ -242,7 +245,7 @@ class DurableTestRunner:
                 self.clock.advance_to(wake_at)
             else:
                 time.sleep(max(0.0, min(deadline - time.monotonic(), (wake_at - engine_clock.now()).total_seconds())))
-        return DurableFunctionTestResult.create(get_execution(execution_arn))
+        return DurableTestResult.create(get_execution(execution_arn))
 
     def send_callback_success(self, callback_id: str, result: bytes | str | None = None) -> None:
         client.send_callback_success(callback_id, result)
@@ -282,5 +285,27 @@ class DurableTestRunner:
         return get_history(execution_arn, include_execution_data=include_execution_data)
 
 
-# The official testing package's name, so ported tests only change their import.
-DurableFunctionTestRunner = DurableTestRunner
+# The official testing package's names (its package exports these), so ported tests only change
+# their import prefix. Imported last: the runner's module imports nothing from this one.
+from durable import __version__  # noqa: E402
+from durable.testing.runner import (  # noqa: E402
+    DurableChildContextTestRunner,
+    DurableFunctionCloudTestRunner,
+    DurableFunctionTestResult,
+    DurableFunctionTestRunner,
+    WebRunner,
+    WebRunnerConfig,
+)
+
+__all__ = [
+    "DurableChildContextTestRunner",
+    "DurableFunctionCloudTestRunner",
+    "DurableFunctionTestResult",
+    "DurableFunctionTestRunner",
+    "DurableTestResult",
+    "DurableTestRunner",
+    "TestOperation",
+    "WebRunner",
+    "WebRunnerConfig",
+    "__version__",
+]
