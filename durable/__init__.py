@@ -3,6 +3,21 @@
 Only the replay core is imported here, so `import durable` works before Django is set up.
 """
 
+from durable.batch_config import (
+    BatchItemStatus,
+    CompletionConfig,
+    CompletionDecision,
+    CompletionItemStatus,
+    CompletionOutcome,
+    CompletionStatus,
+    MapConfig,
+    NestingType,
+    ParallelBranch,
+    ParallelConfig,
+    complete_batch,
+    continue_batch,
+)
+from durable.concurrency.models import BatchCompletionError, BatchItem, BatchResult, CompletionReason
 from durable.config import (
     CallbackConfig,
     ChildConfig,
@@ -12,7 +27,7 @@ from durable.config import (
     StepSemantics,
     WaitForCallbackConfig,
 )
-from durable.context import DurableContext, durable_step, durable_with_child_context
+from durable.context import DurableContext, durable_parallel_branch, durable_step, durable_with_child_context
 from durable.exceptions import (
     CallbackError,
     CallbackExternalError,
@@ -32,6 +47,10 @@ from durable.retries import RetryDecision, RetryPresets, RetryStrategyConfig, cr
 from durable.types import StepContext, WaitForCallbackContext
 
 __all__ = [
+    "BatchCompletionError",
+    "BatchItem",
+    "BatchItemStatus",
+    "BatchResult",
     "CallbackConfig",
     "CallbackError",
     "CallbackExternalError",
@@ -39,13 +58,23 @@ __all__ = [
     "CallbackTimeoutError",
     "ChildConfig",
     "ChildContextError",
+    "CompletionConfig",
+    "CompletionDecision",
+    "CompletionItemStatus",
+    "CompletionOutcome",
+    "CompletionReason",
+    "CompletionStatus",
     "DurableContext",
     "DurableExecutionsError",
     "Duration",
     "ExecutionError",
     "InvocationError",
     "JitterStrategy",
+    "MapConfig",
+    "NestingType",
     "NonDeterministicExecutionError",
+    "ParallelBranch",
+    "ParallelConfig",
     "RetryDecision",
     "RetryPresets",
     "RetryStrategyConfig",
@@ -57,8 +86,11 @@ __all__ = [
     "ValidationError",
     "WaitForCallbackConfig",
     "WaitForCallbackContext",
+    "complete_batch",
+    "continue_batch",
     "create_retry_strategy",
     "durable_execution",
+    "durable_parallel_branch",
     "durable_step",
     "durable_with_child_context",
 ]

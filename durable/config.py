@@ -7,6 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+# Map and parallel configuration lives in durable.batch_config; found here too, as in the official SDK.
+from durable.batch_config import (  # noqa: F401 - re-exported
+    BatchItemStatus,
+    CompletionConfig,
+    CompletionDecision,
+    CompletionItemStatus,
+    CompletionOutcome,
+    CompletionStatus,
+    MapConfig,
+    NestingType,
+    ParallelBranch,
+    ParallelConfig,
+    complete_batch,
+    continue_batch,
+)
+
 if TYPE_CHECKING:
     from durable.serdes import SerDes
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from durable.batch_config import MapConfig, ParallelBranch, ParallelConfig
+from durable.concurrency.models import BatchResult
 from durable.config import CallbackConfig, ChildConfig, Duration, StepConfig, WaitForCallbackConfig
 from durable.exceptions import (
     CallbackError,
@@ -18,6 +20,8 @@ from durable.identifier import operation_id
 from durable.logger import ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
+from durable.operation.map import check_map, run_map
+from durable.operation.parallel import check_parallel, run_parallel
 from durable.operation.step import StepOperation
 from durable.operation.wait import run_wait
 from durable.state import ExecutionState, OperationSubType, check_name
@@ -28,6 +32,7 @@ _CALLBACK_ERRORS: dict[str, type[CallbackError]] = {
 }
 
 T = TypeVar("T")
+U = TypeVar("U")
 P = ParamSpec("P")
 
 
@@ -59,6 +64,25 @@ def durable_with_child_context(
         return body
 
     return bind
+
+
+def durable_parallel_branch(
+    name: str | None = None,
+) -> Callable[[Callable[Concatenate[DurableContext, P], T]], Callable[P, ParallelBranch[T]]]:
+    """Turn `f(context, *args)` into `f(*args)`, a branch for `context.parallel` named `name`
+    (default "parallel-branch-<i>")."""
+
+    def decorate(func: Callable[Concatenate[DurableContext, P], T]) -> Callable[P, ParallelBranch[T]]:
+        @functools.wraps(func)
+        def bind(*args: P.args, **kwargs: P.kwargs) -> ParallelBranch[T]:
+            def body(context: DurableContext) -> T:
+                return func(context, *args, **kwargs)
+
+            return ParallelBranch(func=body, name=name)
+
+        return bind
+
+    return decorate
 
 
 def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
@@ -141,6 +165,34 @@ class DurableContext:
             func,
             self._child,
         )
+
+    def map(
+        self,
+        inputs: Sequence[U],
+        func: Callable[[DurableContext, U, int, Sequence[U]], T],
+        name: str | None = None,
+        config: MapConfig[U] | None = None,
+    ) -> BatchResult[T]:
+        """Run `func(context, item, index, inputs)` for each input, concurrently, each in a child
+        context of its own; returns every started item's outcome. Raises ValidationError for a
+        config that cannot run; items' failures are in the result (`throw_if_error()`)."""
+        config = config or MapConfig()
+        check_map(inputs, config)
+        operation_id, name = self._next_operation_id(), _step_name(name, func)
+        return run_map(self.state, operation_id, self._parent_id, name, inputs, func, config, self._child)
+
+    def parallel(
+        self,
+        functions: Sequence[Callable[[DurableContext], T] | ParallelBranch[T]],
+        name: str | None = None,
+        config: ParallelConfig | None = None,
+    ) -> BatchResult[T]:
+        """Run each function with a child context of its own, concurrently; returns every
+        started branch's outcome. Raises ValidationError for a config that cannot run."""
+        config = config or ParallelConfig()
+        check_parallel(functions, config)
+        operation_id = self._next_operation_id()
+        return run_parallel(self.state, operation_id, self._parent_id, name, functions, config, self._child)
 
     def _child(self, operation_id: str) -> DurableContext:
         return DurableContext(self.state, parent_id=operation_id)

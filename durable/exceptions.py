@@ -201,6 +201,16 @@ class LeaseLostError(BaseException):
     """This worker no longer holds the execution's lease: it must stop writing at once."""
 
 
+class OrphanedChildException(BaseException):
+    """An item of a map or parallel that the batch no longer waits for (it completed early)
+    tried to run an operation: nothing more of it is recorded, and its thread ends. Not an
+    Exception, so a handler's `except Exception` cannot swallow it."""
+
+    def __init__(self, message: str, operation_id: str | None = None) -> None:
+        super().__init__(message)
+        self.operation_id = operation_id
+
+
 # What ends an invocation rather than fail an operation: the process going away, and the
 # engine's own signals. Any other BaseException a step body or a handler raises (an
 # asyncio.CancelledError, say) is a failure of that step or handler, with its real type.
@@ -212,6 +222,7 @@ FATAL = (
     CheckpointFailedError,
     CheckpointRefusedError,
     LeaseLostError,
+    OrphanedChildException,
 )
 
 

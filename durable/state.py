@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from durable.exceptions import (
     CheckpointFailedError,
@@ -26,6 +26,9 @@ from durable.exceptions import (
     ValidationError,
 )
 from durable.storable import MAX_NAME_LENGTH, escape, unstorable_reason
+from durable.threads import Funnel, current_item, refuse_if_orphaned
+
+T = TypeVar("T")
 
 # The step whose body runs in this thread or task, if any, with the state it belongs to.
 _in_step: ContextVar[tuple[ExecutionState, str] | None] = ContextVar("durable_in_step", default=None)
@@ -188,6 +191,8 @@ class ExecutionState:
         self.suspensions: list[Suspension] = []
         # Set when an operation was started inside a step body; fails the execution.
         self.nested: NestedOperationError | None = None
+        # Map and parallel items run on threads; the journal is read and written on this one.
+        self.funnel = Funnel()
 
     def get(self, operation_id: str) -> OperationRecord | None:
         return self.operations.get(operation_id)
@@ -199,6 +204,10 @@ class ExecutionState:
             if isinstance(self.halted, SuspendExecution):
                 raise SuspendExecution(self.halted.message)
             raise self.halted
+        item = current_item()
+        if item is not None and item.halted is not None:
+            raise SuspendExecution(str(item.halted))
+        refuse_if_orphaned()
         held = _in_step.get()
         if held is not None and held[0] is self:
             what = f"{kind} {name!r}" if name else kind
@@ -227,9 +236,20 @@ class ExecutionState:
         self, message: str, operation_id: str | None, wake_at: datetime | None, *, callback: bool = False
     ) -> NoReturn:
         """Suspend the invocation on an operation; the execution wakes at `wake_at` (or on a
-        callback). Raises SuspendExecution."""
-        self.suspensions.append(Suspension(operation_id, wake_at, callback))
-        exc = TimedSuspendExecution.from_datetime(message, wake_at) if wake_at else SuspendExecution(message)
+        callback). Inside a map or parallel item, only that item suspends. Raises SuspendExecution."""
+        self.suspend_on([Suspension(operation_id, wake_at, callback)], message)
+
+    def suspend_on(self, suspensions: list[Suspension], message: str) -> NoReturn:
+        """Suspend on all of `suspensions` (a batch whose running items all suspended): the
+        innermost batch item, or else the invocation. Raises SuspendExecution."""
+        times = [s.wake_at for s in suspensions if s.wake_at is not None]
+        exc = TimedSuspendExecution.from_datetime(message, min(times)) if times else SuspendExecution(message)
+        item = current_item()
+        if item is not None:
+            item.suspensions.extend(suspensions)
+            item.halted = item.halted or exc
+            raise exc
+        self.suspensions.extend(suspensions)
         self.halt(exc)
         raise exc
 
@@ -256,22 +276,30 @@ class ExecutionState:
         return record
 
     def take_death_check(self) -> Callable[[str, str | None], Exception | None] | None:
-        check, self.death_check = self.death_check, None
-        return check
+        with self.funnel.lock:
+            check, self.death_check = self.death_check, None
+        if check is None:
+            return None
+        found = check
+        return lambda operation_id, name: self.funnel.on_owner(lambda: found(operation_id, name))
 
     def is_replaying(self) -> bool:
         """True until the handler reaches the first operation not completed before this invocation."""
         return self._replaying
 
     def checkpoint(self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True) -> None:
-        """Apply a change to the journal; write it now if `sync`, else with the next write."""
+        """Apply a change to the journal; write it now if `sync`, else with the next write.
+
+        Raises OrphanedChildException in an item its batch no longer waits for."""
         now = self.now()
         snapshot = replace(record)  # the state written now (the record itself changes on)
         for event in events:
             event.timestamp = event.timestamp or now
             event.operation = snapshot
-        self.operations[record.operation_id] = record
-        self._buffer.append(Checkpoint(snapshot, events))
+        with self.funnel.lock:
+            refuse_if_orphaned()
+            self.operations[record.operation_id] = record
+            self._buffer.append(Checkpoint(snapshot, events))
         if sync:
             self.flush()
 
@@ -281,6 +309,9 @@ class ExecutionState:
         `record` holds the timed-out state. Returns False (and changes nothing) if the callback
         moved on meanwhile: the caller reads it again.
         """
+        return self.funnel.on_owner(lambda: self._time_out(record, events))
+
+    def _time_out(self, record: OperationRecord, events: list[HistoryRecord]) -> bool:
         self.flush()
         now = self.now()
         snapshot = replace(record)
@@ -299,15 +330,31 @@ class ExecutionState:
 
     def refresh(self, operation_id: str) -> OperationRecord | None:
         """Re-read an operation that others may change (a callback); keeps the newer state."""
-        fresh = self.writer.reload(operation_id)
+        fresh = self.funnel.on_owner(lambda: self.writer.reload(operation_id))
         if fresh is not None:
             self.operations[operation_id] = fresh
         return fresh
 
+    def in_transaction(self, work: Callable[[], T]) -> T:
+        """Run `work` (a transactional step's body and checkpoint) in the writer's transaction,
+        on the invocation's thread: the body's writes share the checkpoint's connection."""
+
+        def run() -> T:
+            with self.writer.transaction():
+                return work()
+
+        return self.funnel.on_owner(run)
+
     def flush(self) -> None:
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
+        """Write what is buffered, on the invocation's thread. Whoever writes takes the whole
+        buffer at that moment, so writes go out in the order the checkpoints were made."""
+        self.funnel.on_owner(self._write_buffered)
+
+    def _write_buffered(self) -> None:
+        with self.funnel.lock:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
         try:
             self.writer.write(batch)
         except (LeaseLostError, CheckpointFailedError, CheckpointRefusedError) as exc:
@@ -319,7 +366,8 @@ class ExecutionState:
 
     def pending_checkpoints(self) -> list[Checkpoint]:
         """Take the buffered checkpoints, for a caller that writes them in its own transaction."""
-        batch, self._buffer = self._buffer, []
+        with self.funnel.lock:
+            batch, self._buffer = self._buffer, []
         return batch
 
     def next_wake_at(self) -> datetime | None:

@@ -128,8 +128,8 @@ class StepOperation:
         try:
             with self.state.running_step(self._label()):
                 if self.config.transactional:
-                    with self.state.writer.transaction():
-                        value = self._run_body(func, context, record, attempt)
+                    # On the invocation's thread (a map item's too): one connection for both.
+                    value = self.state.in_transaction(lambda: self._run_body(func, context, record, attempt))
                 else:
                     value = self._run_body(func, context, record, attempt)
         except BaseException as exc:

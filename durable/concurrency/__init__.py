@@ -1,0 +1,1 @@
+"""Map and parallel: their results, completion policies and coordinator (the official layout)."""
