@@ -17,8 +17,10 @@ SETTINGS = AppSettings(
             3, "APPROVALS_MAX_ROUNDS", int, "Summaries a document may get (the first and its revisions)."
         ),
         "MAX_DOCUMENT_BYTES": Setting(
-            200_000, "APPROVALS_MAX_DOCUMENT_BYTES", int, "The largest document (UTF-8 bytes), browser or API."
+            2_000_000, "APPROVALS_MAX_DOCUMENT_BYTES", int, "The largest document (UTF-8 bytes), browser or API."
         ),
+        # Parts of a long document summarized at once (context.map's max_concurrency).
+        "PART_CONCURRENCY": Setting(4, "APPROVALS_PART_CONCURRENCY", int),
         # Webhooks (a document's `callback_url`): plain http is for development only; loopback and
         # private addresses are refused unless allowed (tests and single-host setups allow them).
         "WEBHOOK_ALLOW_HTTP": Setting(lambda settings: bool(settings.DEBUG), "APPROVALS_WEBHOOK_ALLOW_HTTP", boolean),

@@ -77,6 +77,9 @@ class Review(models.Model):
     summary = models.TextField()
     summary_provider = models.CharField(max_length=40, blank=True, default="")
     summary_model = models.CharField(max_length=120, blank=True, default="")
+    # A long document's summary combines its parts' summaries: [{"start", "end", "text"}], the
+    # character range of the source each covers and what it said; empty for one-part documents.
+    parts = models.JSONField(default=list, blank=True)
     callback_id = models.CharField(max_length=64, unique=True)
     decision = models.CharField(max_length=10, choices=Decision.choices, blank=True, default="")
     reviewer = models.ForeignKey(

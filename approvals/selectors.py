@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, QuerySet
+from django.db.models.functions import Substr
 
 from approvals.models import Document, DocumentStatus, PublishedSummary, Review
 from durable.client import Execution, OperationView, get_execution, list_operations
@@ -144,6 +145,13 @@ def _words(camel: str) -> str:
 
 def document_get_text(*, document_id: int) -> str:
     return Document.objects.values_list("text", flat=True).get(pk=document_id)
+
+
+def document_get_passage(*, document_id: int, start: int, end: int) -> str:
+    """Characters [start, end) of the document's text, cut by the database (a long document is
+    not read whole for each of its parts)."""
+    passage = Substr("text", start + 1, end - start)  # SQL counts characters from 1
+    return str(Document.objects.annotate(passage=passage).values_list("passage", flat=True).get(pk=document_id))
 
 
 def execution_is_started_by(*, user: User, execution_id: UUID | str) -> bool:

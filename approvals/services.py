@@ -66,7 +66,9 @@ def document_submit(
         callback_url=callback_url,
         webhook_key_id=webhook_key_id,
     )
-    event: dict[str, Any] = {"document_id": document.pk}
+    # "in_parts": the workflow splits a long document and summarizes its parts with context.map;
+    # executions started before it existed do without (their journals have no such steps).
+    event: dict[str, Any] = {"document_id": document.pk, "in_parts": True}
     if callback_url:
         event["notify"] = True
     execution = start_execution(DOCUMENT_WORKFLOW, event, execution_name=f"document-{document.pk}")
@@ -146,6 +148,7 @@ def review_open(
                 "summary": summary["text"],
                 "summary_provider": summary["provider"],
                 "summary_model": summary["model"],
+                "parts": summary.get("parts", []),
                 "callback_id": callback_id,
                 "expires_at": expires_at,
             },

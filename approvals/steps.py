@@ -35,6 +35,47 @@ def summarize(step: StepContext, document_id: int, round_number: int, feedback: 
 
 
 @durable_step
+def plan_parts(step: StepContext, document_id: int) -> dict[str, Any]:
+    """How the document is summarized: {"ranges": [[start, end], ...], "share": characters each
+    part's summary may take}, one range when it fits the provider's input budget. The shares add
+    up to the budget, so the parts' summaries fit the one call that combines them."""
+    services.document_set_status(document_id, DocumentStatus.SUMMARIZING)
+    text = selectors.document_get_text(document_id=document_id)
+    budget = llm.input_budget()
+    ranges = llm.split_parts(text, budget)
+    return {"ranges": [list(r) for r in ranges], "share": max(200, budget // len(ranges) - 2)}
+
+
+@durable_step
+def summarize_part(step: StepContext, document_id: int, start: int, end: int, max_chars: int) -> dict[str, Any]:
+    """The summary of characters [start, end) of the document, in at most `max_chars`."""
+    text = selectors.document_get_passage(document_id=document_id, start=start, end=end)
+    try:
+        summary = llm.summarize(text, max_chars=max_chars)
+    except LLMError as exc:
+        step.logger.warning("summarizer failed on part %s-%s, attempt %s: %s", start, end, step.attempt, exc)
+        raise
+    return {"start": start, "end": end, **asdict(summary)}
+
+
+@durable_step
+def combine(
+    step: StepContext, document_id: int, round_number: int, parts: list[dict[str, Any]], feedback: str | None
+) -> dict[str, Any]:
+    """The round's summary of a long document, from its parts' summaries (a dict of llm.Summary
+    with "parts": the range each covers and what it said)."""
+    status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
+    services.document_set_status(document_id, status)
+    try:
+        summary = llm.combine([part["text"] for part in parts], feedback=feedback)
+    except LLMError as exc:
+        step.logger.warning("combining the parts failed on attempt %s: %s", step.attempt, exc)
+        raise
+    covered = [{"start": part["start"], "end": part["end"], "text": part["text"]} for part in parts]
+    return {**asdict(summary), "parts": covered}
+
+
+@durable_step
 def notify_client(step: StepContext, document_id: int) -> int:
     """Post the document's outcome to its callback_url; the receiver's HTTP status."""
     try:

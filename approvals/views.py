@@ -132,6 +132,27 @@ def _live_version(document: Document, execution_version: str) -> str:
     return f"{document.updated_at.timestamp()}:{execution_version}"
 
 
+def _parts(document: Document, review: Review | None) -> list[dict[str, Any]]:
+    """The parts a long document's summary was combined from: what each said, and the passage of
+    the source it covers (its character range, opening and closing words)."""
+    if review is None or not review.parts:
+        return []
+    text, shown = document.text, []
+    for part in review.parts:
+        start, end = int(part["start"]), int(part["end"])
+        passage = text[start:end].strip()
+        shown.append(
+            {
+                "first": start + 1,
+                "last": end,
+                "opening": passage[:80].rsplit(" ", 1)[0] if len(passage) > 80 else passage,
+                "closing": passage[-80:].split(" ", 1)[-1] if len(passage) > 80 else "",
+                "text": str(part.get("text", "")),
+            }
+        )
+    return shown
+
+
 def _live_context(request: AuthenticatedRequest, document: Document, **extra: Any) -> dict[str, Any]:
     execution, timeline = selectors.execution_get_timeline(execution_id=document.execution_id)
     reviews = list(selectors.review_list_of_document(document=document))
@@ -161,6 +182,7 @@ def _live_context(request: AuthenticatedRequest, document: Document, **extra: An
             document, f"{execution.updated_at.timestamp()}:{execution.status}" if execution else ""
         ),
         "form": DecisionForm(),
+        "parts": _parts(document, current),
         "published": getattr(document, "published", None) if document.status == DocumentStatus.PUBLISHED else None,
         **extra,
     }

@@ -13,6 +13,7 @@ approvals.steps, so replaying a handler touches nothing.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 from approvals import conf, steps
@@ -21,8 +22,10 @@ from approvals.models import Decision, DocumentStatus
 from approvals.services import DOCUMENT_WORKFLOW, WEBHOOK_WORKFLOW
 from durable import (
     CallbackTimeoutError,
+    ChildContextError,
     DurableContext,
     Duration,
+    MapConfig,
     RetryStrategyConfig,
     StepConfig,
     StepError,
@@ -140,18 +143,60 @@ def document_webhook(event: dict[str, Any], context: DurableContext) -> dict[str
     return tell_client(context, {"notify": True}, outcome)
 
 
+def summarize_parts(context: DurableContext, document_id: int) -> list[dict[str, Any]] | None:
+    """A document longer than the summarizer's input budget, summarized part by part with
+    context.map (at most PART_CONCURRENCY at once, each part retried on its own); None for a
+    document that fits one call. Raises ChildContextError when a part fails for good, after
+    marking the document failed."""
+    plan = context.step(steps.plan_parts(document_id), name="split into parts")
+    ranges, share = plan["ranges"], int(plan["share"])
+    if len(ranges) == 1:
+        return None
+
+    def summarize_one(part_context: DurableContext, item: list[int], index: int, items: Sequence[list[int]]) -> Any:
+        start, end = item
+        return part_context.step(
+            steps.summarize_part(document_id, start, end, share),
+            name=f"summarize part {index + 1}",
+            config=StepConfig(retry_strategy=SUMMARIZE_RETRIES),
+        )
+
+    batch = context.map(
+        ranges,
+        summarize_one,
+        name="summarize parts",
+        config=MapConfig(max_concurrency=int(conf.get("PART_CONCURRENCY")), item_namer=_part_name),
+    )
+    try:
+        batch.throw_if_error()
+    except ChildContextError as exc:
+        why = f"summarizer: {exc}"[:500]
+        context.step(steps.set_status(document_id, DocumentStatus.FAILED, why), name="summarize parts failed")
+        raise
+    return list(batch.get_results())
+
+
+def _part_name(item: list[int], index: int) -> str:
+    return f"part {index + 1}"
+
+
 @durable_execution(name=DOCUMENT_WORKFLOW)
 def summarize_approve_persist(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
     document_id = int(event["document_id"])
     timeout = int(conf.get("REVIEW_TIMEOUT_SECONDS"))
     max_rounds = int(conf.get("MAX_ROUNDS"))
     feedback: str | None = None
+    parts = summarize_parts(context, document_id) if event.get("in_parts") else None
     for round_number in range(1, max_rounds + 1):
+        # A long document's parts were summarized once, above; each round combines them anew.
+        body = (
+            steps.summarize(document_id, round_number, feedback)
+            if parts is None
+            else steps.combine(document_id, round_number, parts, feedback)
+        )
         try:
             summary = context.step(
-                steps.summarize(document_id, round_number, feedback),
-                name=f"summarize #{round_number}",
-                config=StepConfig(retry_strategy=SUMMARIZE_RETRIES),
+                body, name=f"summarize #{round_number}", config=StepConfig(retry_strategy=SUMMARIZE_RETRIES)
             )
         except StepError as exc:
             # The execution fails right after; a redrive (after fixing the provider) summarizes

@@ -13,6 +13,9 @@ fixture switch providers in tests. Keys of `settings.LLM` and the variables they
     TIMEOUT               LLM_TIMEOUT            seconds per call, 30
     MAX_TOKENS            LLM_MAX_TOKENS         Bedrock's maxTokens for the summary, 1024
     SUMMARY_RATIO         SUMMARY_RATIO          offline: share of sentences kept, 0 < r <= 1, 0.3
+    INPUT_CHARS           LLM_INPUT_CHARS        the most characters one call summarizes (longer
+                                                 documents go in parts); empty: the provider's
+                                                 own (offline 20,000; openai, bedrock 48,000)
 
 AWS credentials come from boto3's usual chain (environment, profile, instance role).
 """
@@ -42,7 +45,12 @@ _ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TIMEOUT": ("LLM_TIMEOUT", "30"),
     "MAX_TOKENS": ("LLM_MAX_TOKENS", "1024"),
     "SUMMARY_RATIO": ("SUMMARY_RATIO", "0.3"),
+    "INPUT_CHARS": ("LLM_INPUT_CHARS", ""),
 }
+# The input budget of one call, per provider: the offline ranking is quadratic in sentences, and
+# a chat model's context (about 4 characters a token) must hold the prompt and the answer too.
+INPUT_CHARS = {"offline": 20_000, "openai": 48_000, "bedrock": 48_000}
+MIN_INPUT_CHARS = 1_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,7 @@ class LLMConfig:
     timeout: float = 30.0
     max_tokens: int = 1024
     summary_ratio: float = 0.3
+    input_chars: int = INPUT_CHARS["offline"]
 
 
 def environment_defaults() -> dict[str, str]:
@@ -115,11 +124,16 @@ def load_config() -> LLMConfig:
         timeout=_number(values, "TIMEOUT", float),
         max_tokens=_number(values, "MAX_TOKENS", int),
         summary_ratio=_number(values, "SUMMARY_RATIO", float),
+        input_chars=_number(values, "INPUT_CHARS", int) if values["INPUT_CHARS"] else INPUT_CHARS[provider],
     )
     if config.timeout <= 0:
         raise ConfigurationError("LLM TIMEOUT (LLM_TIMEOUT) must be more than 0 seconds", provider="config")
     if config.max_tokens <= 0:
         raise ConfigurationError("LLM MAX_TOKENS (LLM_MAX_TOKENS) must be more than 0", provider="config")
+    if config.input_chars < MIN_INPUT_CHARS:
+        raise ConfigurationError(
+            f"LLM INPUT_CHARS (LLM_INPUT_CHARS) must be at least {MIN_INPUT_CHARS}", provider="config"
+        )
     if not 0 < config.summary_ratio <= 1:
         raise ConfigurationError("LLM SUMMARY_RATIO must be more than 0 and at most 1", provider="config")
     return config

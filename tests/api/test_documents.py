@@ -28,7 +28,7 @@ def test_submit_answers_202_and_starts_an_execution(api, owner):
     assert body["status_url"] == f"http://testserver/api/documents/{document.public_id}"
     assert (document.submitter, document.metadata, document.title) == (owner, {"source": "crm", "n": 3}, BODY["title"])
     execution = Execution.objects.get(pk=document.execution_id)
-    assert json.loads(execution.input) == {"document_id": document.pk}
+    assert json.loads(execution.input) == {"document_id": document.pk, "in_parts": True}
     assert document.webhook_key_id == api.token.split("_")[1]
 
 
@@ -140,6 +140,15 @@ def test_oversized_documents_are_refused(api, settings):
     assert "1000" in error["message"]
     assert_error(api.post("/api/documents", {**BODY, "metadata": {"k": "v" * 20000}}), 413, "metadata_too_large")
     assert Document.objects.count() == 1
+
+
+def test_a_200_page_document_is_accepted_by_default(api):
+    # 500,000 characters (about 200 pages): under the default limit (2,000,000 bytes) and under
+    # Django's request body limit, which follows it.
+    text = ("The council met again and discussed the harbour. " * 11_000)[:500_000]
+    response = api.post("/api/documents", {**BODY, "text": text})
+    assert response.status_code == 202, response.content[:300]
+    assert len(Document.objects.get().text) == 500_000
 
 
 def test_a_body_past_djangos_upload_limit_is_413(api, settings):

@@ -241,7 +241,7 @@ def test_the_document_page_shows_steps_and_earlier_rounds_with_feedback(runner, 
     assert "Earlier rounds" in body
     assert "Shorter, please." in body
     names = [entry.name for entry in page.context["timeline"]]
-    assert names[:2] == ["summarize #1", "review #1"]
+    assert names[:3] == ["split into parts", "summarize #1", "review #1"]
     assert "summarize #2" in names
     summarize = page.context["timeline"][0]
     assert (summarize.status, summarize.attempt, summarize.depth) == ("SUCCEEDED", 1, 0)

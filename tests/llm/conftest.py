@@ -19,6 +19,7 @@ LLM_VARIABLES = (
     "LLM_TIMEOUT",
     "LLM_MAX_TOKENS",
     "SUMMARY_RATIO",
+    "LLM_INPUT_CHARS",
 )
 
 

@@ -33,6 +33,7 @@ def test_environment_variables(monkeypatch):
         "LLM_TIMEOUT": "12.5",
         "LLM_MAX_TOKENS": "256",
         "SUMMARY_RATIO": "0.2",
+        "LLM_INPUT_CHARS": "30000",
     }.items():
         monkeypatch.setenv(name, value)
     assert load_config() == LLMConfig(
@@ -46,6 +47,7 @@ def test_environment_variables(monkeypatch):
         timeout=12.5,
         max_tokens=256,
         summary_ratio=0.2,
+        input_chars=30000,
     )
 
 

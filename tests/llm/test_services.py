@@ -77,4 +77,13 @@ def test_importing_llm_loads_no_client_library():
 
 
 def test_public_api():
-    assert set(llm.__all__) == {"LLMError", "PermanentLLMError", "RetryableLLMError", "Summary", "summarize"}
+    assert set(llm.__all__) == {
+        "LLMError",
+        "PermanentLLMError",
+        "RetryableLLMError",
+        "Summary",
+        "combine",
+        "input_budget",
+        "split_parts",
+        "summarize",
+    }
