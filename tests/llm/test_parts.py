@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 import llm
@@ -7,8 +9,9 @@ from llm.sentences import split_sentences
 
 
 def assert_cover(text: str, ranges: list[tuple[int, int]], budget: int) -> None:
-    assert ranges[0][0] == 0 and ranges[-1][1] == len(text)
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # nothing lost or repeated
+    assert ranges[0][0] == 0
+    assert ranges[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # nothing lost or repeated
     assert all(0 < end - start <= budget for start, end in ranges)
 
 
@@ -72,7 +75,8 @@ def test_a_chat_model_is_asked_for_the_length_and_cut_when_it_runs_over(settings
     fake_server.replies.append(Reply(body=chat_completion(long_answer.strip())))
     summary = llm.summarize(document, max_chars=100)
     assert "at most 20 words" in fake_server.requests[0].body["messages"][1]["content"]
-    assert len(summary.text) <= 100 and summary.text.endswith("year.")
+    assert len(summary.text) <= 100
+    assert summary.text.endswith("year.")
 
 
 @pytest.mark.usefixtures("no_network")
@@ -81,4 +85,5 @@ def test_combine_summarizes_the_parts_summaries_following_feedback(document):
     summaries = [llm.summarize(part, max_chars=500).text for part in parts]
     combined = llm.combine(summaries, feedback="Mention the volunteers.")
     pooled = {s for text in summaries for s in split_sentences(text)}
-    assert combined.text and all(s in pooled for s in split_sentences(combined.text))
+    assert combined.text
+    assert all(s in pooled for s in split_sentences(combined.text))
