@@ -250,6 +250,9 @@ class DurableFunctionTestRunner:
                 execution_name=None if execution_name == DEFAULT_EXECUTION_NAME else execution_name,
                 execution_timeout=execution_timeout if execution_timeout is not None else self._execution_timeout,
             )
+            # Tracked in the same hold of the lock: a clock jump by another open runner's thread
+            # moves the deadlines of tracked executions only, and this one's must move with them.
+            self._active[str(execution.pk)] = threading.Event()
         return self._track(str(execution.pk))
 
     def wait_for_result(self, execution_arn: str, timeout: int = 60) -> DurableFunctionTestResult:
