@@ -127,10 +127,19 @@ def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
 class DurableContext:
     """The handle a durable handler uses for every operation; one per (child) context."""
 
-    def __init__(self, state: ExecutionState, parent_id: str | None = None, logger_: Logger | None = None) -> None:
+    def __init__(
+        self,
+        state: ExecutionState,
+        parent_id: str | None = None,
+        logger_: Logger | None = None,
+        step_id_prefix: str | None = None,
+    ) -> None:
         self.state = state
         self.execution_context = ExecutionContext(durable_execution_arn=state.execution_id)
         self._parent_id = parent_id
+        # Ids derive from the prefix; it differs from the parent only in a virtual context (a
+        # FLAT item: ids from the item's id, operations recorded under the batch).
+        self._step_id_prefix = step_id_prefix if step_id_prefix is not None else parent_id
         self._counter = 0
         # A logger set with set_logger is inherited by the child contexts made after it.
         self._custom_logger = logger_
@@ -160,9 +169,14 @@ class DurableContext:
     def is_replaying(self) -> bool:
         return self.state.is_replaying()
 
+    @property
+    def is_virtual(self) -> bool:
+        """True in a context that records nothing of itself (an item of a FLAT map or parallel)."""
+        return self._step_id_prefix != self._parent_id
+
     def _next_operation_id(self) -> str:
         self._counter += 1
-        return operation_id(self._parent_id, self._counter)
+        return operation_id(self._step_id_prefix, self._counter)
 
     def step(
         self,
@@ -237,8 +251,14 @@ class DurableContext:
         operation_id = self._next_operation_id()
         return run_parallel(self.state, operation_id, self._parent_id, name, functions, config, self._child)
 
-    def _child(self, operation_id: str) -> DurableContext:
-        return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
+    def _child(self, operation_id: str, virtual_parent_id: str | None = None) -> DurableContext:
+        """The context of child `operation_id`; with `virtual_parent_id`, a virtual one whose
+        operations take their ids from `operation_id` but record that parent."""
+        if virtual_parent_id is None:
+            return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
+        return DurableContext(
+            self.state, parent_id=virtual_parent_id, logger_=self._custom_logger, step_id_prefix=operation_id
+        )
 
     def wait_for_callback(
         self,
