@@ -2,7 +2,8 @@
 
 The function receives `(context, item, index, inputs)`, as the official SDK's does; items
 run concurrently (see `durable.concurrency.executor`) and the batch is one operation of sub
-type Map with one MapIteration per input (see `durable.operation.batch`).
+type Map with one MapIteration per input (see `durable.operation.batch`), or none with
+NestingType.FLAT (see `durable.operation.flat`).
 """
 
 from __future__ import annotations

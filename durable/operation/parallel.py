@@ -2,7 +2,8 @@
 
 A branch is a callable taking a context, or a ParallelBranch that also names it; the batch
 is one operation of sub type Parallel with one ParallelBranch per function, run concurrently
-(see `durable.operation.batch` and `durable.concurrency.executor`).
+(see `durable.operation.batch` and `durable.concurrency.executor`); with NestingType.FLAT,
+no ParallelBranch is recorded (see `durable.operation.flat`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from durable import (
     ValidationError,
     durable_execution,
 )
-from durable.config import Duration, NestingType, WaitForCallbackConfig
+from durable.config import Duration, WaitForCallbackConfig
 from durable.exceptions import ChildContextError, NonDeterministicExecutionError
 from durable.identifier import operation_id
 from durable.models import Operation
@@ -395,7 +395,7 @@ def test_changing_the_map_under_a_running_execution_is_non_deterministic():
     [
         ([1, 2], MapConfig(completion_config=CompletionConfig(min_successful=3)), "min_successful"),
         ((x for x in [1]), None, "sequence"),
-        ([1], MapConfig(nesting_type=NestingType.FLAT), "FLAT"),
+        ([1], MapConfig(nesting_type="NESTED"), "nesting_type"),
     ],
 )
 def test_a_map_that_cannot_run_is_refused_before_it_is_recorded(inputs, config, message):

@@ -301,11 +301,12 @@ def handler(event, context: DurableContext):
     "flat_parallel_with_nested_and_flat_maps_inside": """
 @durable_execution
 def handler(event, context: DurableContext):
+    def square(c, x, i, xs):
+        return c.step(lambda _: x * x, name="square")
     def squares(ctx):
-        config = MapConfig(nesting_type=FLAT)
-        return ctx.map([2, 3], lambda c, x, i, xs: c.step(lambda _: x * x, name="square"), name="squares", config=config).get_results()
+        return ctx.map([2, 3], square, name="squares", config=MapConfig(nesting_type=FLAT)).get_results()
     def cubes(ctx):
-        return ctx.map([2], lambda c, x, i, xs: c.step(lambda _: x ** 3, name="cube"), name="cubes").get_results()
+        return ctx.map([2], lambda c, x, i, xs: c.step(lambda _: x**3, name="cube"), name="cubes").get_results()
     def child(ctx):
         return ctx.run_in_child_context(lambda c: c.step(lambda _: "deep", name="deep step"), name="deep")
     result = context.parallel([squares, cubes, child], name="mixed", config=ParallelConfig(nesting_type=FLAT))
@@ -391,3 +392,57 @@ def test_map_and_parallel_behave_as_on_the_official_runner(name):
         assert ours.error["ErrorMessage"] == theirs.error.message
     assert op_sequence(ours.operations) == op_sequence(theirs.operations)
     assert events_of(our_history) == events_of(their_history)
+
+
+# A handler recorded with one nesting type and replayed with the other: the first invocation
+# runs NESTED (or FLAT), every later one the other way. "mid" replays items that are still
+# waiting; "ended" replays a map that completed before the wait after it. The items' results
+# are large (over the official 256 KiB checkpoint limit together) so the official SDK stores
+# the summary envelope and rebuilds the map from its items, as ours always does: with a small
+# result it would return the stored result without looking at the items, mismatch or not.
+NESTING_SWITCH = """
+from {sdk}.config import Duration, MapConfig, NestingType
+from {sdk}.context import DurableContext
+from {sdk}.execution import durable_execution
+
+invocations = []
+
+@durable_execution
+def handler(event, context: DurableContext):
+    invocations.append(1)
+    first, then = NestingType.{first}, NestingType.{then}
+    config = MapConfig(nesting_type=first if len(invocations) == 1 else then)
+    def item(ctx, x, index, items):
+        if "{where}" == "mid":
+            ctx.wait(Duration(2), name="pause")
+        return ctx.step(lambda _: str(x) * 100_000, name="large")
+    result = context.map([1, 2, 3], item, name="large ones", config=config)
+    context.wait(Duration(1), name="later")
+    return [len(text) for text in result.get_results()]
+"""
+
+
+@pytest.mark.parametrize("where", ["mid", "ended"])
+@pytest.mark.parametrize(("first", "then"), [("NESTED", "FLAT"), ("FLAT", "NESTED"), ("FLAT", "FLAT")])
+def test_a_journal_recorded_with_one_nesting_type_fails_replayed_with_the_other_on_both_runners(first, then, where):
+    def compiled(sdk):
+        source = NESTING_SWITCH.format(sdk=sdk, first=first, then=then, where=where)
+        module = types.ModuleType(f"nesting_switch_{sdk}")
+        exec(textwrap.dedent(source), module.__dict__)
+        return module
+
+    official = compiled("aws_durable_execution_sdk_python")
+    with DurableFunctionTestRunner(handler=official.handler, poll_interval=0.05) as runner:
+        theirs, _ = run_on(runner, "nesting switch")
+    ours_module = compiled("durable")
+    with DurableTestRunner(ours_module.handler) as runner:
+        ours, _ = run_on(runner, "nesting switch")
+    assert len(official.invocations) >= 2  # the switch happened
+    assert len(ours_module.invocations) >= 2
+    if first == then:  # the control: the same handler without a switch replays fine
+        assert (theirs.status.value, json.loads(theirs.result)) == ("SUCCEEDED", [100_000] * 3)
+        assert (ours.status, json.loads(ours.result)) == ("SUCCEEDED", [100_000] * 3)
+        return
+    assert theirs.status.value == "FAILED"
+    assert theirs.error.type.rsplit(".", 1)[-1] == "NonDeterministicExecutionError"
+    assert (ours.status, ours.error["ErrorType"]) == ("FAILED", "NonDeterministicExecutionError")
