@@ -223,3 +223,45 @@ def test_a_nesting_type_that_is_not_one_is_refused_before_the_map_is_recorded():
     done = run(handler)
     assert "nesting_type must be NestingType.NESTED or NestingType.FLAT" in json.loads(done.result)
     assert rows(done.execution_id) == []
+
+
+@pytest.mark.parametrize("failure", ["a step", "the item's own code"])
+def test_a_redrive_after_a_fix_reruns_the_failed_flat_item_only_and_completes_the_map(failure):
+    from durable.client import redrive_execution
+    from durable.execution import register
+
+    fixed = {"value": False}
+    runs = Counter()
+
+    @durable_execution(name=f"tests.flat.redriven.{failure.replace(' ', '_')}")
+    def handler(event, context: DurableContext):
+        def item(ctx, x, index, items):
+            def work(_):
+                runs[x] += 1
+                if x == "b" and failure == "a step" and not fixed["value"]:
+                    raise LookupError("b is broken")
+                return x.upper()
+
+            value = ctx.step(work, name="work", config=NO_RETRY)
+            if x == "b" and failure == "the item's own code" and not fixed["value"]:
+                raise LookupError("b is broken")
+            return value
+
+        config = MapConfig(max_concurrency=1, nesting_type=NestingType.FLAT)
+        result = context.map(["a", "b", "c"], item, name="letters", config=config)
+        result.throw_if_error()
+        return result.get_results()
+
+    with DurableTestRunner(handler) as runner:
+        failed = runner.run(input="{}")
+        assert failed.status == "FAILED"
+        assert failed.error["ErrorMessage"] == "b is broken"
+        assert runs == {"a": 1, "b": 1}  # fail-fast: c never started
+        fixed["value"] = True
+        register(handler)
+        redrive_execution(failed.execution_id)
+        done = runner.wait_for_result(failed.execution_id)
+    assert done.status == "SUCCEEDED", done.error
+    assert json.loads(done.result) == ["A", "B", "C"]
+    # a's step replayed; b's step ran again if it was what failed (else replayed); c ran at last.
+    assert runs == {"a": 1, "b": 2 if failure == "a step" else 1, "c": 1}
