@@ -140,14 +140,17 @@ def test_min_successful_reached_early_leaves_the_rest_unstarted():
 
 def test_first_successful_reports_items_still_running_as_started_and_records_nothing_more_of_them():
     finished = threading.Event()
+    slow_started = threading.Event()
     after = []
 
     @durable_execution
     def handler(event, context: DurableContext):
         def item(ctx, x, index, items):
             if index == 0:
-                return ctx.step(lambda _: "fast", name="fast")
-            ctx.step(lambda _: finished.wait(5) and "slow", name="slow")
+                # Not before the slow step has begun: else the batch may complete before it is
+                # even recorded (the orphan's thread had not reached it yet).
+                return ctx.step(lambda _: slow_started.wait(5) and "fast", name="fast")
+            ctx.step(lambda _: slow_started.set() or (finished.wait(5) and "slow"), name="slow")
             return ctx.step(lambda _: after.append(index), name="after")
 
         config = MapConfig(completion_config=CompletionConfig.first_successful())
