@@ -22,6 +22,7 @@ from durable.identifier import operation_id
 from durable.logger import Logger, LogInfo, ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
+from durable.operation.flat import run_virtual_context
 from durable.operation.invoke import run_invoke
 from durable.operation.map import check_map, run_map
 from durable.operation.parallel import check_parallel, run_parallel
@@ -212,16 +213,16 @@ class DurableContext:
         """Run `func` with a context of its own; its result is checkpointed as one operation.
 
         Raises ChildContextError when `func` fails (its `error_type` names the inner error).
+        With `ChildConfig(is_virtual=True)` nothing of the context itself is recorded: its
+        operations take this context's parent, and a replay runs `func` again.
         """
-        return run_child(
-            self.state,
-            self._next_operation_id(),
-            self._parent_id,
-            _step_name(name, func),
-            config or ChildConfig(),
-            func,
-            self._child,
-        )
+        config = config or ChildConfig()
+        operation_id, step_name = self._next_operation_id(), _step_name(name, func)
+        if config.is_virtual:
+            return run_virtual_context(
+                self.state, operation_id, self._parent_id, step_name, config.serdes, func, self._child
+            )
+        return run_child(self.state, operation_id, self._parent_id, step_name, config, func, self._child)
 
     def map(
         self,
@@ -251,14 +252,12 @@ class DurableContext:
         operation_id = self._next_operation_id()
         return run_parallel(self.state, operation_id, self._parent_id, name, functions, config, self._child)
 
-    def _child(self, operation_id: str, virtual_parent_id: str | None = None) -> DurableContext:
-        """The context of child `operation_id`; with `virtual_parent_id`, a virtual one whose
-        operations take their ids from `operation_id` but record that parent."""
-        if virtual_parent_id is None:
+    def _child(self, operation_id: str, *, parent_id: str | None = None, virtual: bool = False) -> DurableContext:
+        """The context of child `operation_id`; a virtual one's operations take their ids from
+        `operation_id` but record `parent_id` as their parent."""
+        if not virtual:
             return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
-        return DurableContext(
-            self.state, parent_id=virtual_parent_id, logger_=self._custom_logger, step_id_prefix=operation_id
-        )
+        return DurableContext(self.state, parent_id=parent_id, logger_=self._custom_logger, step_id_prefix=operation_id)
 
     def wait_for_callback(
         self,

@@ -31,7 +31,7 @@ from durable.errors import ErrorObject
 from durable.exceptions import FATAL, ExecutionError, NonDeterministicExecutionError, SerDesError, ValidationError
 from durable.identifier import operation_id as derive_id
 from durable.operation.child import _recorded_error, run_child
-from durable.operation.flat import check_flat_item, run_flat_item
+from durable.operation.flat import check_flat_item, run_virtual_child
 from durable.serdes import SerDes, deserialize, serialize
 from durable.state import ExecutionState, OperationRecord, OperationStatus, OperationType
 from durable.storable import unstorable_reason, utf8_size
@@ -152,14 +152,9 @@ class Batch:
         """An item, in its child context (on the item's thread), or in a virtual one if FLAT."""
         item_id = self.item_id(executable.index)
         if self.flat:
-            return run_flat_item(
-                self.state,
-                item_id,
-                self.operation_id,
-                executable.index,
-                self.item_serdes,
-                executable.func,
-                self.make_context,
+            check_flat_item(self.state, item_id, executable.index, self.operation_id)
+            return run_virtual_child(
+                self.state, item_id, self.operation_id, self.item_serdes, executable.func, self.make_context
             )
         config: ChildConfig[Any] = ChildConfig(serdes=self.item_serdes, sub_type=self.item_sub_type)
         name = self.item_name(executable)

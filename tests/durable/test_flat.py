@@ -18,7 +18,7 @@ from durable import (
     ValidationError,
     durable_execution,
 )
-from durable.config import Duration, NestingType
+from durable.config import ChildConfig, Duration, NestingType
 from durable.exceptions import NonDeterministicExecutionError
 from durable.identifier import operation_id
 from durable.models import HistoryEvent, Operation
@@ -265,3 +265,46 @@ def test_a_redrive_after_a_fix_reruns_the_failed_flat_item_only_and_completes_th
     assert json.loads(done.result) == ["A", "B", "C"]
     # a's step replayed; b's step ran again if it was what failed (else replayed); c ran at last.
     assert runs == {"a": 1, "b": 2 if failure == "a step" else 1, "c": 1}
+
+
+def test_a_virtual_child_context_records_nothing_of_itself_and_runs_again_on_replay():
+    entered = Counter()
+
+    @durable_execution
+    def handler(event, context: DurableContext):
+        def inner(ctx):
+            entered["inner"] += 1
+            assert ctx.is_virtual
+            value = ctx.step(lambda _: 20, name="twenty")
+            ctx.wait(Duration(1), name="pause")  # the next invocation replays it
+            return value + 1
+
+        return context.run_in_child_context(inner, name="virtual", config=ChildConfig(is_virtual=True))
+
+    done = run(handler)
+    assert done.status == "SUCCEEDED", done.error
+    assert json.loads(done.result) == 21
+    virtual_id = operation_id(None, 1)
+    found = {(o.name, o.operation_id, o.parent_id) for o in rows(done.execution_id)}
+    assert found == {("twenty", operation_id(virtual_id, 1), None), ("pause", operation_id(virtual_id, 2), None)}
+    assert entered["inner"] == 2
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_switching_is_virtual_under_a_running_execution_is_non_deterministic(first):
+    virtual = {"now": first}
+
+    @durable_execution
+    def handler(event, context: DurableContext):
+        def inner(ctx):
+            ctx.wait(Duration(5), name="pause")
+            return "done"
+
+        return context.run_in_child_context(inner, name="c", config=ChildConfig(is_virtual=virtual["now"]))
+
+    with DurableTestRunner(handler) as runner:
+        execution_id = runner.run_async(input="{}")
+        runner.step_once(execution_id)
+        virtual["now"] = not first
+        done = runner.wait_for_result(execution_id)
+    assert (done.status, done.error["ErrorType"]) == ("FAILED", NonDeterministicExecutionError.__name__)

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.django_db
 
 PRELUDE = """
 from {sdk}.config import (
-    CompletionConfig, CompletionOutcome, Duration, MapConfig, NestingType, ParallelBranch, ParallelConfig,
-    StepConfig, WaitForCallbackConfig, complete_batch, continue_batch,
+    ChildConfig, CompletionConfig, CompletionOutcome, Duration, MapConfig, NestingType, ParallelBranch,
+    ParallelConfig, StepConfig, WaitForCallbackConfig, complete_batch, continue_batch,
 )
 from {sdk}.context import DurableContext, durable_parallel_branch, durable_with_child_context
 from {sdk}.concurrency.models import BatchCompletionError
@@ -377,11 +377,58 @@ def test_every_handler_uses_map_or_parallel():
 
 @pytest.mark.parametrize("name", sorted(HANDLERS))
 def test_map_and_parallel_behave_as_on_the_official_runner(name):
-    official_handler = compile_handler(HANDLERS[name], "aws_durable_execution_sdk_python")
+    compare_on_both_runners(HANDLERS[name], name)
+
+
+# Virtual child contexts outside a batch: run_in_child_context with ChildConfig(is_virtual=True),
+# the context a FLAT item runs in.
+VIRTUAL_HANDLERS = {
+    "virtual_child_context": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def inner(ctx):
+        first = ctx.step(lambda _: 1, name="one")
+        ctx.wait(Duration(1), name="pause")
+        deeper = ctx.run_in_child_context(lambda c: c.step(lambda _: 2, name="two"), name="nested")
+        return first + deeper
+    value = context.run_in_child_context(inner, name="virtual", config=ChildConfig(is_virtual=True))
+    return {"value": value, "after": context.step(lambda _: "after", name="after")}
+""",
+    "virtual_child_context_failing": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def inner(ctx):
+        ctx.step(lambda _: 1, name="one")
+        raise KeyError("missing")
+    try:
+        context.run_in_child_context(inner, name="virtual", config=ChildConfig(is_virtual=True))
+    except ChildContextError as exc:
+        return [type(exc).__name__, exc.error_type.rsplit(".", 1)[-1]]
+""",
+    "virtual_child_context_inside_a_child": """
+@durable_execution
+def handler(event, context: DurableContext):
+    def outer(ctx):
+        def inner(c):
+            c.wait(Duration(1), name="pause")
+            return c.step(lambda _: "inner", name="inner step")
+        return ctx.run_in_child_context(inner, config=ChildConfig(is_virtual=True))
+    return context.run_in_child_context(outer, name="outer")
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIRTUAL_HANDLERS))
+def test_virtual_child_contexts_behave_as_on_the_official_runner(name):
+    compare_on_both_runners(VIRTUAL_HANDLERS[name], name)
+
+
+def compare_on_both_runners(source: str, name: str) -> None:
+    official_handler = compile_handler(source, "aws_durable_execution_sdk_python")
     with DurableFunctionTestRunner(handler=official_handler, poll_interval=0.05) as runner:
         theirs, arn = run_on(runner, name)
         their_history = runner.get_execution_history(arn, include_execution_data=True)
-    our_handler = compile_handler(HANDLERS[name], "durable")
+    our_handler = compile_handler(source, "durable")
     with DurableTestRunner(our_handler) as runner:
         ours, execution_id = run_on(runner, name)
         our_history = runner.get_execution_history(execution_id, include_execution_data=True)
