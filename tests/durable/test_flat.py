@@ -308,3 +308,37 @@ def test_switching_is_virtual_under_a_running_execution_is_non_deterministic(fir
         virtual["now"] = not first
         done = runner.wait_for_result(execution_id)
     assert (done.status, done.error["ErrorType"]) == ("FAILED", NonDeterministicExecutionError.__name__)
+
+
+def test_a_redrive_after_a_fix_reruns_the_failed_step_of_a_virtual_child_context():
+    from durable.client import redrive_execution
+    from durable.execution import register
+
+    fixed = {"value": False}
+    runs = Counter()
+
+    @durable_execution(name="tests.flat.virtual_redriven")
+    def handler(event, context: DurableContext):
+        def inner(ctx):
+            ctx.step(lambda _: runs.update(["first"]), name="first")
+
+            def second(_):
+                runs["second"] += 1
+                if not fixed["value"]:
+                    raise LookupError("second is broken")
+                return "fixed"
+
+            return ctx.step(second, name="second", config=NO_RETRY)
+
+        return context.run_in_child_context(inner, name="virtual", config=ChildConfig(is_virtual=True))
+
+    with DurableTestRunner(handler) as runner:
+        failed = runner.run(input="{}")
+        assert (failed.status, failed.error["ErrorMessage"]) == ("FAILED", "second is broken")
+        fixed["value"] = True
+        register(handler)
+        redrive_execution(failed.execution_id)
+        done = runner.wait_for_result(failed.execution_id)
+    assert done.status == "SUCCEEDED", done.error
+    assert json.loads(done.result) == "fixed"
+    assert runs == {"first": 1, "second": 2}
