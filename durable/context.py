@@ -139,7 +139,7 @@ class DurableContext:
         self.execution_context = ExecutionContext(durable_execution_arn=state.execution_id)
         self._parent_id = parent_id
         # Ids derive from the prefix; it differs from the parent only in a virtual context (a
-        # FLAT item: ids from the item's id, operations recorded under the batch).
+        # FLAT item, say: ids from the item's id, operations recorded under the batch).
         self._step_id_prefix = step_id_prefix if step_id_prefix is not None else parent_id
         self._counter = 0
         # A logger set with set_logger is inherited by the child contexts made after it.
@@ -172,7 +172,8 @@ class DurableContext:
 
     @property
     def is_virtual(self) -> bool:
-        """True in a context that records nothing of itself (an item of a FLAT map or parallel)."""
+        """True in a context that records nothing of itself (an item of a FLAT map or parallel,
+        or a child run with ChildConfig(is_virtual=True))."""
         return self._step_id_prefix != self._parent_id
 
     def _next_operation_id(self) -> str:
