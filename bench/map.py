@@ -6,7 +6,8 @@ most 32 threads). Measured: wall time of the invocation (lease to final write) p
 transactions per item (the engine's own count of journal writes), and SQL statements per item
 (a connection wrapper on the invocation's connection, which makes every journal write). Then a
 replay: the handler waits after the map, and the next invocation rebuilds the completed map
-from the journal (its envelope and the items' rows) and runs one step.
+from the journal (its envelope and the items' rows) and runs one step. The same two with
+NestingType.FLAT (no context per item; its replay runs each item's body again over its step).
 
 DBOS 3.4, two fan-outs its documentation teaches: a workflow that enqueues N steps on a Queue
 and gathers their results (each enqueued step becomes a child workflow; the queue polls every
@@ -44,7 +45,7 @@ def measure_ours(items: int, rounds: int) -> dict[str, Any]:
     from django.db import connection
     from steps import QueryCounter
 
-    from durable import DurableContext, MapConfig, durable_execution
+    from durable import DurableContext, MapConfig, NestingType, durable_execution
     from durable.client import start_execution
     from durable.clock import FakeClock, use_clock
     from durable.config import Duration
@@ -56,7 +57,8 @@ def measure_ours(items: int, rounds: int) -> dict[str, Any]:
         def item(ctx: DurableContext, i: int, _: int, __: Any) -> Any:
             return ctx.step(lambda _: {"i": i}, name="item")
 
-        config = MapConfig(max_concurrency=event.get("concurrency"))
+        nesting = NestingType.FLAT if event.get("flat") else NestingType.NESTED
+        config = MapConfig(max_concurrency=event.get("concurrency"), nesting_type=nesting)
         result = context.map(list(range(event["n"])), item, name="fan out", config=config)
         if event.get("wait"):
             context.wait(Duration(1), name="pause")
@@ -73,18 +75,26 @@ def measure_ours(items: int, rounds: int) -> dict[str, Any]:
             took = time.perf_counter() - started
         return took, outcome.checkpoints, counter.count
 
-    runs: dict[str, list[tuple[float, int, int]]] = {"first": [], "replay": [], "one_at_a_time": []}
+    runs: dict[str, list[tuple[float, int, int]]] = {
+        "first": [],
+        "replay": [],
+        "one_at_a_time": [],
+        "flat_first": [],
+        "flat_replay": [],
+    }
     with use_clock(clock):
         invoke(str(start_execution(fan_out, {"n": 10}).pk))  # warm-up
         for _ in range(rounds):
             runs["first"].append(invoke(str(start_execution(fan_out, {"n": items}).pk)))
             serial = start_execution(fan_out, {"n": items, "concurrency": 1})
             runs["one_at_a_time"].append(invoke(str(serial.pk)))
-            waiting = str(start_execution(fan_out, {"n": items, "wait": True}).pk)
-            invoke(waiting)
-            clock.advance_to(clock.current + timedelta(seconds=2))
-            runs["replay"].append(invoke(waiting))
-            assert Execution.objects.get(pk=waiting).status == "SUCCEEDED"
+            runs["flat_first"].append(invoke(str(start_execution(fan_out, {"n": items, "flat": True}).pk)))
+            for prefix, flat in (("", False), ("flat_", True)):
+                waiting = str(start_execution(fan_out, {"n": items, "wait": True, "flat": flat}).pk)
+                invoke(waiting)
+                clock.advance_to(clock.current + timedelta(seconds=2))
+                runs[f"{prefix}replay"].append(invoke(waiting))
+                assert Execution.objects.get(pk=waiting).status == "SUCCEEDED"
 
     def summary(kind: str) -> dict[str, float]:
         took, writes, statements = (statistics.median(r[i] for r in runs[kind]) for i in range(3))

@@ -24,8 +24,8 @@ SummaryGenerator = Callable[[Any], str]
 
 
 class NestingType(Enum):
-    """How items' child contexts are recorded: NESTED (a CONTEXT operation per item, the
-    default) or FLAT (none; not supported here, refused with a ValidationError)."""
+    """How items are recorded: NESTED (a CONTEXT operation per item, the default) or FLAT (none:
+    each item runs in a virtual context, its operations recorded under the batch)."""
 
     NESTED = "NESTED"
     FLAT = "FLAT"

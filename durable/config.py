@@ -150,7 +150,8 @@ class WaitForCallbackConfig(CallbackConfig):
 
 @dataclass
 class ChildConfig(Generic[T]):
-    """How a child context's result is stored."""
+    """How a child context's result is stored; `is_virtual` records nothing of the context
+    itself (see `durable.operation.flat`)."""
 
     serdes: SerDes[Any] | None = None
     sub_type: str | None = None

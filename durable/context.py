@@ -22,6 +22,7 @@ from durable.identifier import operation_id
 from durable.logger import Logger, LogInfo, ReplayAwareLogger, logger
 from durable.operation.callback import Callback, create_callback
 from durable.operation.child import run_child
+from durable.operation.flat import run_virtual_context
 from durable.operation.invoke import run_invoke
 from durable.operation.map import check_map, run_map
 from durable.operation.parallel import check_parallel, run_parallel
@@ -127,10 +128,19 @@ def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
 class DurableContext:
     """The handle a durable handler uses for every operation; one per (child) context."""
 
-    def __init__(self, state: ExecutionState, parent_id: str | None = None, logger_: Logger | None = None) -> None:
+    def __init__(
+        self,
+        state: ExecutionState,
+        parent_id: str | None = None,
+        logger_: Logger | None = None,
+        step_id_prefix: str | None = None,
+    ) -> None:
         self.state = state
         self.execution_context = ExecutionContext(durable_execution_arn=state.execution_id)
         self._parent_id = parent_id
+        # Ids derive from the prefix; it differs from the parent only in a virtual context (a
+        # FLAT item, say: ids from the item's id, operations recorded under the batch).
+        self._step_id_prefix = step_id_prefix if step_id_prefix is not None else parent_id
         self._counter = 0
         # A logger set with set_logger is inherited by the child contexts made after it.
         self._custom_logger = logger_
@@ -160,9 +170,15 @@ class DurableContext:
     def is_replaying(self) -> bool:
         return self.state.is_replaying()
 
+    @property
+    def is_virtual(self) -> bool:
+        """True in a context that records nothing of itself (an item of a FLAT map or parallel,
+        or a child run with ChildConfig(is_virtual=True))."""
+        return self._step_id_prefix != self._parent_id
+
     def _next_operation_id(self) -> str:
         self._counter += 1
-        return operation_id(self._parent_id, self._counter)
+        return operation_id(self._step_id_prefix, self._counter)
 
     def step(
         self,
@@ -198,16 +214,16 @@ class DurableContext:
         """Run `func` with a context of its own; its result is checkpointed as one operation.
 
         Raises ChildContextError when `func` fails (its `error_type` names the inner error).
+        With `ChildConfig(is_virtual=True)` nothing of the context itself is recorded: its
+        operations take this context's parent, and a replay runs `func` again.
         """
-        return run_child(
-            self.state,
-            self._next_operation_id(),
-            self._parent_id,
-            _step_name(name, func),
-            config or ChildConfig(),
-            func,
-            self._child,
-        )
+        config = config or ChildConfig()
+        operation_id, step_name = self._next_operation_id(), _step_name(name, func)
+        if config.is_virtual:
+            return run_virtual_context(
+                self.state, operation_id, self._parent_id, step_name, config.serdes, func, self._child
+            )
+        return run_child(self.state, operation_id, self._parent_id, step_name, config, func, self._child)
 
     def map(
         self,
@@ -237,8 +253,12 @@ class DurableContext:
         operation_id = self._next_operation_id()
         return run_parallel(self.state, operation_id, self._parent_id, name, functions, config, self._child)
 
-    def _child(self, operation_id: str) -> DurableContext:
-        return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
+    def _child(self, operation_id: str, *, parent_id: str | None = None, virtual: bool = False) -> DurableContext:
+        """The context of child `operation_id`; a virtual one's operations take their ids from
+        `operation_id` but record `parent_id` as their parent."""
+        if not virtual:
+            return DurableContext(self.state, parent_id=operation_id, logger_=self._custom_logger)
+        return DurableContext(self.state, parent_id=parent_id, logger_=self._custom_logger, step_id_prefix=operation_id)
 
     def wait_for_callback(
         self,

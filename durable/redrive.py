@@ -8,12 +8,15 @@ declined). Along the path, a failed step is cleared so it runs again; a failed c
 is reopened, its completed operations kept, so only its failed part runs again; a
 wait_for_callback is cleared whole, because a new callback is useless unless its submitter
 hands out the new id. Operations the handler ran after a failure on the path, because of it
-(cleanup before raising it on), are cleared as well.
+(cleanup before raising it on), are cleared as well. An item of a FLAT map or parallel has no
+row: its operations are found under its batch by the ids they derive from the item's.
 """
 
 from __future__ import annotations
 
+from durable.concurrency.models import CompletionRecord
 from durable.exceptions import DurableOperationError
+from durable.identifier import operation_id as derive_id
 from durable.models import Execution, Operation
 from durable.state import OperationStatus, OperationSubType, OperationType
 
@@ -43,6 +46,9 @@ def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
     on_path = [by_id[op_id] for op_id in path if op_id in by_id and by_id[op_id].status in _FAILED]
     clear: set[str] = set()
     reopen: set[str] = set()
+    for op_id in path:
+        if op_id not in by_id:
+            _reopen_flat_item(op_id, ops, by_id, children, clear, reopen)
     operation_errors = _operation_error_types()
     for op in on_path:
         if op.type == OperationType.CONTEXT and op.sub_type != OperationSubType.WAIT_FOR_CALLBACK:
@@ -86,6 +92,37 @@ def failure_units(execution: Execution) -> tuple[list[str], list[str]]:
             clear.add(op.operation_id)
     order = [op.operation_id for op in ops]
     return [i for i in order if i in clear], [i for i in order if i in reopen and i not in clear]
+
+
+def _reopen_flat_item(
+    item_id: str,
+    ops: list[Operation],
+    by_id: dict[str, Operation],
+    children: dict[str | None, list[Operation]],
+    clear: set[str],
+    reopen: set[str],
+) -> None:
+    """A failed FLAT item on the path (its id has no row): its latest failed operation is cleared
+    (or reopened, a context), and its batch and the contexts around it are reopened, so the item
+    runs again live. An id that is no FLAT item's is left alone."""
+    for batch in ops:
+        if batch.sub_type not in _BATCHES or batch.status != OperationStatus.SUCCEEDED:
+            continue
+        record = CompletionRecord.from_summary_payload(batch.result)
+        started = record.started_total if record else 0
+        if not any(derive_id(batch.operation_id, index) == item_id for index in range(started)):
+            continue
+        siblings = children.get(batch.operation_id, [])
+        own_ids = {derive_id(item_id, counter) for counter in range(1, len(siblings) + 1)}
+        # Only the item's own operations at the batch's level; deeper ones as they are.
+        own = [op for op in siblings if op.operation_id in own_ids]
+        for inner_id in _latest_failure({**children, batch.operation_id: own}, batch.operation_id):
+            (reopen if by_id[inner_id].type == OperationType.CONTEXT else clear).add(inner_id)
+        parent: Operation | None = batch
+        while parent is not None and parent.type == OperationType.CONTEXT and parent.operation_id not in clear:
+            reopen.add(parent.operation_id)
+            parent = by_id.get(parent.parent_id or "")
+        return
 
 
 def _began_after(op: Operation, failed: Operation) -> bool:

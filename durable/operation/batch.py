@@ -1,5 +1,6 @@
 """The operation shared by map and parallel: a CONTEXT operation (sub type Map or Parallel)
-with one child context per item (MapIteration or ParallelBranch), keyed by the item's index.
+with one child context per item (MapIteration or ParallelBranch), keyed by the item's index,
+or with NestingType.FLAT none: each item in a virtual context (see `durable.operation.flat`).
 
 The batch's own row stores the official summary envelope (the completion record, see
 `durable.concurrency.models`), not the items' results: each result is stored once, in its
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 from durable import events
 from durable.batch_config import BatchItemStatus, CompletionConfig, NestingType, SummaryGenerator
-from durable.concurrency.executor import ConcurrentExecutor
+from durable.concurrency.executor import ConcurrentExecutor, branch_error
 from durable.concurrency.models import (
     BatchItem,
     BatchResult,
@@ -30,6 +31,7 @@ from durable.errors import ErrorObject
 from durable.exceptions import FATAL, ExecutionError, NonDeterministicExecutionError, SerDesError, ValidationError
 from durable.identifier import operation_id as derive_id
 from durable.operation.child import _recorded_error, run_child
+from durable.operation.flat import check_flat_item, run_virtual_child
 from durable.serdes import SerDes, deserialize, serialize
 from durable.state import ExecutionState, OperationRecord, OperationStatus, OperationType
 from durable.storable import unstorable_reason, utf8_size
@@ -45,8 +47,8 @@ def check_batch(items: Any, max_concurrency: int | None, completion_config: Comp
     """
     if not isinstance(items, Sequence):
         raise ValidationError(f"map and parallel take a sequence (a list or a tuple), not a {type(items).__name__}")
-    if nesting is not NestingType.NESTED:
-        raise ValidationError("NestingType.FLAT is not supported: each item is recorded as a child context of its own")
+    if not isinstance(nesting, NestingType):
+        raise ValidationError(f"nesting_type must be NestingType.NESTED or NestingType.FLAT, not {nesting!r}")
     completion_config._validate_for_total(len(items))
     return len(items)
 
@@ -70,7 +72,8 @@ class Batch:
         serdes: SerDes[Any] | None,
         item_serdes: SerDes[Any] | None,
         summary_generator: SummaryGenerator | None,
-        make_context: Callable[[str], C],
+        make_context: Callable[..., C],
+        nesting: NestingType = NestingType.NESTED,
     ) -> None:
         self.state = state
         self.operation_id = operation_id
@@ -84,7 +87,8 @@ class Batch:
         self.serdes = serdes
         self.item_serdes = item_serdes or serdes  # the batch's serdes serves its items too, unless told
         self.envelope = envelope_summary_generator(result_type, summary_generator)
-        self.make_context: Callable[[str], Any] = make_context
+        self.make_context: Callable[..., Any] = make_context
+        self.flat = nesting is NestingType.FLAT
         self.executor: ConcurrentExecutor[Any, Any] | None = None
 
     def item_id(self, index: int) -> str:
@@ -145,15 +149,24 @@ class Batch:
         return result
 
     def _run_item(self, executable: Executable[Callable[[Any], Any]]) -> Any:
-        """An item, in its child context (on the item's thread)."""
-        config: ChildConfig[Any] = ChildConfig(serdes=self.item_serdes, sub_type=self.item_sub_type)
+        """An item, in its child context (on the item's thread), or in a virtual one if FLAT."""
         item_id = self.item_id(executable.index)
+        if self.flat:
+            check_flat_item(self.state, item_id, executable.index, self.operation_id)
+            return run_virtual_child(
+                self.state, item_id, self.operation_id, self.item_serdes, executable.func, self.make_context
+            )
+        config: ChildConfig[Any] = ChildConfig(serdes=self.item_serdes, sub_type=self.item_sub_type)
         name = self.item_name(executable)
         return run_child(self.state, item_id, self.operation_id, name, config, executable.func, self.make_context)
 
     def _replayed(self, executable: Executable[Any]) -> BatchItem[Any] | None:
-        """The item's end as the journal recorded it, or None if it has not ended."""
+        """The item's end as the journal recorded it, or None if it has not ended (always for a
+        FLAT item: nothing records its end, its body runs again to find it)."""
         item_id = self.item_id(executable.index)
+        if self.flat:
+            check_flat_item(self.state, item_id, executable.index, self.operation_id)
+            return None
         found = self.state.get(item_id)
         if found is None or found.status not in (OperationStatus.SUCCEEDED, OperationStatus.FAILED):
             return None
@@ -183,7 +196,7 @@ class Batch:
                 self._check_started(executable)
                 items.append(BatchItem(executable.index, BatchItemStatus.STARTED))
                 continue
-            ended = self._replayed(executable)
+            ended = self._rederived(executable) if self.flat else self._replayed(executable)
             if ended is None:
                 raise NonDeterministicExecutionError(
                     f"batch {self.operation_id[:12]} recorded item {executable.index} as ended, but the journal "
@@ -193,9 +206,22 @@ class Batch:
             items.append(ended)
         return BatchResult(items, record.completion_reason)
 
+    def _rederived(self, executable: Executable[Callable[[Any], Any]]) -> BatchItem[Any]:
+        """A FLAT item the record says ended: its body again, over its operations' checkpoints,
+        on this thread. Raises what ends the invocation (NonDeterministicExecutionError...)."""
+        try:
+            value = self._run_item(executable)
+        except ExecutionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the item's failure, as the first run saw it
+            return BatchItem(executable.index, BatchItemStatus.FAILED, error=branch_error(exc))
+        return BatchItem(executable.index, BatchItemStatus.SUCCEEDED, value)
+
     def _check_started(self, executable: Executable[Any]) -> None:
         item_id = self.item_id(executable.index)
-        if self.state.get(item_id) is not None:
+        if self.flat:
+            check_flat_item(self.state, item_id, executable.index, self.operation_id)
+        elif self.state.get(item_id) is not None:
             self.state.visit(
                 item_id, OperationType.CONTEXT, self.item_sub_type, self.item_name(executable), self.operation_id
             )

@@ -2,7 +2,8 @@
 
 The function receives `(context, item, index, inputs)`, as the official SDK's does; items
 run concurrently (see `durable.concurrency.executor`) and the batch is one operation of sub
-type Map with one MapIteration per input (see `durable.operation.batch`).
+type Map with one MapIteration per input (see `durable.operation.batch`), or none with
+NestingType.FLAT (see `durable.operation.flat`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def run_map(
     inputs: Sequence[T],
     func: Callable[[C, T, int, Sequence[T]], Any],
     config: MapConfig[T],
-    make_context: Callable[[str], C],
+    make_context: Callable[..., C],
 ) -> BatchResult[Any]:
     """Run (or replay) a map. Raises ChildContextError if the map itself failed (its item_namer
     or serdes raised), or what ends the invocation (a suspension, a lost lease...)."""
@@ -65,5 +66,6 @@ def run_map(
         item_serdes=config.item_serdes,
         summary_generator=config.summary_generator,
         make_context=make_context,
+        nesting=config.nesting_type,
     )
     return batch.run(executables)

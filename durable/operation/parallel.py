@@ -2,7 +2,8 @@
 
 A branch is a callable taking a context, or a ParallelBranch that also names it; the batch
 is one operation of sub type Parallel with one ParallelBranch per function, run concurrently
-(see `durable.operation.batch` and `durable.concurrency.executor`).
+(see `durable.operation.batch` and `durable.concurrency.executor`); with NestingType.FLAT,
+no ParallelBranch is recorded (see `durable.operation.flat`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def run_parallel(
     name: str | None,
     functions: Sequence[Callable[[C], Any] | ParallelBranch[Any]],
     config: ParallelConfig,
-    make_context: Callable[[str], C],
+    make_context: Callable[..., C],
 ) -> BatchResult[Any]:
     """Run (or replay) a parallel. Raises ChildContextError if the parallel itself failed (its
     serdes raised), or what ends the invocation (a suspension, a lost lease...)."""
@@ -63,5 +64,6 @@ def run_parallel(
         item_serdes=config.item_serdes,
         summary_generator=config.summary_generator,
         make_context=make_context,
+        nesting=config.nesting_type,
     )
     return batch.run(executables)

@@ -18,7 +18,7 @@ from durable import (
     ValidationError,
     durable_execution,
 )
-from durable.config import Duration, NestingType, WaitForCallbackConfig
+from durable.config import Duration, WaitForCallbackConfig
 from durable.exceptions import ChildContextError, NonDeterministicExecutionError
 from durable.identifier import operation_id
 from durable.models import Operation
@@ -140,14 +140,17 @@ def test_min_successful_reached_early_leaves_the_rest_unstarted():
 
 def test_first_successful_reports_items_still_running_as_started_and_records_nothing_more_of_them():
     finished = threading.Event()
+    slow_started = threading.Event()
     after = []
 
     @durable_execution
     def handler(event, context: DurableContext):
         def item(ctx, x, index, items):
             if index == 0:
-                return ctx.step(lambda _: "fast", name="fast")
-            ctx.step(lambda _: finished.wait(5) and "slow", name="slow")
+                # Not before the slow step has begun: else the batch may complete before it is
+                # even recorded (the orphan's thread had not reached it yet).
+                return ctx.step(lambda _: slow_started.wait(5) and "fast", name="fast")
+            ctx.step(lambda _: slow_started.set() or (finished.wait(5) and "slow"), name="slow")
             return ctx.step(lambda _: after.append(index), name="after")
 
         config = MapConfig(completion_config=CompletionConfig.first_successful())
@@ -395,7 +398,7 @@ def test_changing_the_map_under_a_running_execution_is_non_deterministic():
     [
         ([1, 2], MapConfig(completion_config=CompletionConfig(min_successful=3)), "min_successful"),
         ((x for x in [1]), None, "sequence"),
-        ([1], MapConfig(nesting_type=NestingType.FLAT), "FLAT"),
+        ([1], MapConfig(nesting_type="NESTED"), "nesting_type"),
     ],
 )
 def test_a_map_that_cannot_run_is_refused_before_it_is_recorded(inputs, config, message):

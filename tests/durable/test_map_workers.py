@@ -2,7 +2,8 @@
 
 A worker SIGKILLed in the middle of a map loses no completed item, and a map of many items
 each waiting on its own callback completes when the callbacks arrive in random order
-(MAP_CALLBACK_ITEMS items, 100 by default).
+(MAP_CALLBACK_ITEMS items, 100 by default); both with each NestingType (a FLAT item's end is
+re-derived from its step by the worker that takes over).
 """
 
 import json
@@ -28,16 +29,18 @@ def finished(execution_id):
 
 
 def completed_items(execution_id) -> set[int]:
+    """The items whose step (each item's last operation) succeeded."""
     names = Operation.objects.filter(
-        execution_id=execution_id, sub_type="MapIteration", status="SUCCEEDED"
+        execution_id=execution_id, type="STEP", name__startswith="work ", status="SUCCEEDED"
     ).values_list("name", flat=True)
-    return {int(name.rsplit("-", 1)[1]) for name in names}
+    return {int(name.rsplit(" ", 1)[1]) for name in names}
 
 
-def test_a_worker_killed_in_the_middle_of_a_map_loses_no_completed_item(workers):
+@pytest.mark.parametrize("nesting", ["NESTED", "FLAT"])
+def test_a_worker_killed_in_the_middle_of_a_map_loses_no_completed_item(workers, nesting):
     first, second = workers(2)
     count = 16
-    event = {"tag": "mapkill", "count": count, "concurrency": 4, "sleep": 0.5}
+    event = {"tag": "mapkill", "count": count, "concurrency": 4, "sleep": 0.5, "nesting": nesting}
     execution = start_execution(map_workflows.slow_items, event)
     wait_until(lambda: len(completed_items(execution.pk)) >= 5, 60, message="five items to complete")
     owner = Execution.objects.get(pk=execution.pk).lease_owner
@@ -55,11 +58,14 @@ def test_a_worker_killed_in_the_middle_of_a_map_loses_no_completed_item(workers)
     for index in range(count):
         assert 1 <= runs("mapkill", f"item{index}") <= 2  # an item cut by the kill runs again, once
     assert completed_items(execution.pk) == set(range(count))
+    contexts = Operation.objects.filter(execution_id=execution.pk, sub_type="MapIteration", status="SUCCEEDED")
+    assert contexts.count() == (count if nesting == "NESTED" else 0)
 
 
-def test_a_map_of_items_each_waiting_on_its_own_callback_completes_whatever_order_they_arrive_in(workers):
+@pytest.mark.parametrize("nesting", ["NESTED", "FLAT"])
+def test_a_map_of_items_each_waiting_on_its_own_callback_completes_whatever_order_they_arrive_in(workers, nesting):
     workers(2)
-    execution = start_execution(map_workflows.approvals, {"tag": "mapcb", "count": CALLBACK_ITEMS})
+    execution = start_execution(map_workflows.approvals, {"tag": "mapcb", "count": CALLBACK_ITEMS, "nesting": nesting})
 
     def pending() -> dict[str, str] | None:
         found = dict(
