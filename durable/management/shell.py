@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+from argparse import ArgumentParser
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from durable.client import Execution, record_operator_action
@@ -135,3 +136,47 @@ def preview(text: str | None, limit: int = 200) -> str:
         return "-"
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def dash_safe(parser: CommandParser, verbs: dict[str, ArgumentParser]) -> CommandParser:
+    """Let positionals and option values start with '-': a callback id is URL-safe base64 and one in 64 begins with
+    a dash, which argparse would take for an unknown option. Such arguments are moved after a
+    `--`, the options staying where argparse looks for them; other command lines are untouched."""
+    plain_parse = parser.parse_args
+
+    def parse_args(args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        return plain_parse(_positionals_last(list(args or []), parser, verbs), namespace)
+
+    parser.parse_args = parse_args  # type: ignore[method-assign,assignment]
+    return parser
+
+
+def _positionals_last(args: list[str], parser: ArgumentParser, verbs: dict[str, ArgumentParser]) -> list[str]:
+    start = next((i for i, arg in enumerate(args) if arg in verbs), None)
+    if start is None or "--" in args:
+        return args
+    takes_value = {
+        option
+        for each in (parser, verbs[args[start]])
+        for action in each._actions
+        if action.option_strings and action.nargs != 0
+        for option in action.option_strings
+    }
+    flags = {option for each in (parser, verbs[args[start]]) for option in each._option_string_actions}
+    options: list[str] = []
+    positionals: list[str] = []
+    rest = iter(args[start + 1 :])
+    dashed = False
+    for arg in rest:
+        if arg in takes_value:  # "--message -x": its value joined on, as "--message=-x"
+            value = next(rest, None)
+            options.append(arg if value is None else f"{arg}={value}")
+            dashed = dashed or (value or "").startswith("-")
+        elif arg.split("=", 1)[0] in flags:
+            options.append(arg)
+        else:
+            positionals.append(arg)
+            dashed = dashed or (arg.startswith("-") and arg != "-")
+    if not dashed:
+        return args
+    return [*args[: start + 1], *options, "--", *positionals]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import ArgumentParser
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -30,6 +31,9 @@ from durable.management import shell
 class Command(BaseCommand):
     help = "Complete, fail or heartbeat a durable execution's callback by its id."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        return shell.dash_safe(super().create_parser(prog_name, subcommand, **kwargs), self.verbs)
+
     def add_arguments(self, parser: CommandParser) -> None:
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="{succeed,fail,heartbeat}")
         succeed = verbs.add_parser("succeed", help="Complete the callback with a result.")
@@ -43,6 +47,7 @@ class Command(BaseCommand):
         fail.add_argument("--data", default=None, help="The error's data (a string, as the service takes it).")
         heartbeat = verbs.add_parser("heartbeat", help="Push back the callback's heartbeat deadline.")
         heartbeat.add_argument("callback_id")
+        self.verbs: dict[str, ArgumentParser] = {"succeed": succeed, "fail": fail, "heartbeat": heartbeat}
         for sub in (succeed, fail, heartbeat):
             sub.add_argument("--user", default=None, help="Recorded as who did it (the OS user by default).")
             sub.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
