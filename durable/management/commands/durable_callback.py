@@ -76,11 +76,16 @@ class Command(BaseCommand):
                 return {"CallbackId": callback_id}
 
             action = "heartbeat callback"
+        user = options["user"] or shell.os_user()
         execution_id = callback_execution_id(callback_id)
         if execution_id is None:
             with shell.engine_errors():
                 perform()  # raises CallbackNotFoundError: the engine's own words and exit code
-        shell.act(execution_id, action=action, user=options["user"] or shell.os_user(), perform=perform)
+            # The callback was created between the look-up and the send: done, and recorded.
+            execution_id = callback_execution_id(callback_id)
+            shell.act(execution_id, action=action, user=user, perform=lambda: {"CallbackId": callback_id})
+        else:
+            shell.act(execution_id, action=action, user=user, perform=perform)
         outcome = {"CallbackId": callback_id, "ExecutionId": str(execution_id), "Action": action}
         text = f"Done: {action} {callback_id} (execution {execution_id})."
         self.stdout.write(shell.dumps(outcome) if options["json"] else text)
