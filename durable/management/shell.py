@@ -179,4 +179,4 @@ def _positionals_last(args: list[str], parser: ArgumentParser, verbs: dict[str, 
             dashed = dashed or (arg.startswith("-") and arg != "-")
     if not dashed:
         return args
-    return [*args[: start + 1], *options, "--", *positionals]
+    return [*args[: start + 1], *options, *(["--", *positionals] if positionals else [])]

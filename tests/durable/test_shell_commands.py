@@ -128,6 +128,9 @@ def test_list_filters_as_the_admin_does(runner):
     assert run("durable_executions", "list", "--created-after", later) == "No executions match.\n"
     assert waiting_id in run("durable_executions", "list", "--created-before", later)
     assert len(run("durable_executions", "list", "--limit", "1").splitlines()) == 2
+    dashed = run("durable_executions", "list", "--search", "-2026-00")  # a value, not an option
+    assert waiting_id in dashed
+    assert failed_id not in dashed
 
 
 def test_list_as_json_has_stable_keys_and_iso_times(runner):

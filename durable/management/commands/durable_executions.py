@@ -13,6 +13,7 @@ durable/management/shell.py.
 
 from __future__ import annotations
 
+from argparse import ArgumentParser
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,9 +41,15 @@ VERBS = ("list", "show", "history", "stop", "redrive", "reenqueue")
 class Command(BaseCommand):
     help = "List, show, print the history of, stop, redrive or re-enqueue durable executions."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        return shell.dash_safe(super().create_parser(prog_name, subcommand, **kwargs), self.verbs)
+
     def add_arguments(self, parser: CommandParser) -> None:
+        self.verbs: dict[str, ArgumentParser] = {}
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="{" + ",".join(VERBS) + "}")
-        listing = verbs.add_parser("list", help="Executions newest first, filtered as in the admin.")
+        listing = self.verbs["list"] = verbs.add_parser(
+            "list", help="Executions newest first, filtered as in the admin."
+        )
         listing.add_argument("--status", help="RUNNING, SUCCEEDED, FAILED, TIMED_OUT or STOPPED.")
         listing.add_argument("--function", dest="function_name", help="The durable function's name.")
         listing.add_argument("--created-after", help="An ISO date or time (UTC unless it says).")
@@ -51,7 +58,7 @@ class Command(BaseCommand):
         listing.add_argument("--limit", type=int, default=50, help="At most this many (1 to 1000; 50).")
         listing.add_argument("--json", action="store_true", help="JSON for scripts.")
         for verb, text in (("show", "One execution and its operations."), ("history", "Its history events.")):
-            sub = verbs.add_parser(verb, help=text)
+            sub = self.verbs[verb] = verbs.add_parser(verb, help=text)
             sub.add_argument("execution_id")
             sub.add_argument("--json", action="store_true", help="JSON for scripts.")
             if verb == "history":
@@ -61,7 +68,7 @@ class Command(BaseCommand):
             ("redrive", "Resume a FAILED execution from its last completed operation."),
             ("reenqueue", "Dispatch a RUNNING execution now (a lost or stuck wake-up)."),
         ):
-            sub = verbs.add_parser(verb, help=text)
+            sub = self.verbs[verb] = verbs.add_parser(verb, help=text)
             sub.add_argument("execution_id")
             sub.add_argument("--user", default=None, help="Recorded as who did it (the OS user by default).")
             sub.add_argument("--json", action="store_true", help="Print the execution as JSON afterwards.")
