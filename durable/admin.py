@@ -29,6 +29,7 @@ from durable.client import (
 )
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
+from durable.listing import search_executions
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.timeline import pretty_json, pretty_value, preview, stack_trace, timeline
 
@@ -76,12 +77,8 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Execution], search_term: str
     ) -> tuple[QuerySet[Execution], bool]:
-        found, duplicates = super().get_search_results(request, queryset, search_term)
-        try:
-            execution_id = uuid.UUID(search_term.strip())
-        except ValueError:
-            return found, duplicates
-        return found | queryset.filter(pk=execution_id), duplicates
+        # The same search as `durable_executions list --search` (durable.listing).
+        return search_executions(queryset, search_term), False
 
     def get_urls(self) -> list[URLPattern]:
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -26,6 +26,7 @@ from durable.exceptions import (
 )
 from durable.execution import DurableFunction, get_function, validate_timeout
 from durable.history import history_events
+from durable.listing import callback_execution_id, filter_executions, waiting_for
 from durable.models import Execution, ExecutionStatus
 from durable.redrive import failure_units
 from durable.state import OperationStatus
@@ -37,7 +38,9 @@ __all__ = [
     "Execution",
     "ExecutionStatus",
     "OperationView",
+    "callback_execution_id",
     "callback_result_limit",
+    "filter_executions",
     "get_execution",
     "get_history",
     "invoked_execution_ids",
@@ -50,6 +53,7 @@ __all__ = [
     "send_callback_success",
     "start_execution",
     "stop_execution",
+    "waiting_for",
 ]
 
 
