@@ -8,6 +8,7 @@ restates them. `check()` parses every variable at start-up so a bad one fails th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,9 +140,61 @@ SETTINGS = AppSettings(
             "Largest result a step, child context or handler may return once serialized (Lambda's "
             "checkpoint payload limit); a larger one fails its operation at once.",
         ),
+        # Events (durable.sinks): where execution status changes go after their commit.
+        "EVENT_SINKS": Setting(
+            [],
+            "DURABLE_EVENT_SINKS",
+            json.loads,
+            'Sinks besides the signal: [{"type": "webhook", "url": ..., "secret_env": ...}, {"type": '
+            '"eventbridge", "event_bus_name": ..., "source": ..., "region": ...}], each with an optional "name".',
+        ),
+        "EVENT_WEBHOOK_URL": Setting("", "DURABLE_EVENT_WEBHOOK_URL", str, "A webhook sink, the simple case."),
+        "EVENT_WEBHOOK_SECRET": Setting(
+            "", "DURABLE_EVENT_WEBHOOK_SECRET", str, "The webhook sinks' signing secret (unless a sink names its own)."
+        ),
+        "EVENTBRIDGE_BUS": Setting("", "DURABLE_EVENTBRIDGE_BUS", str, "An EventBridge sink on this bus, simply."),
+        "EVENT_SOURCE": Setting("durable", "DURABLE_EVENT_SOURCE", str, "The events' `source`."),
+        "EVENT_WEBHOOK_ALLOW_HTTP": Setting(
+            lambda settings: bool(settings.DEBUG), "DURABLE_EVENT_WEBHOOK_ALLOW_HTTP", boolean, "http:// sink URLs."
+        ),
+        "EVENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": Setting(
+            False,
+            "DURABLE_EVENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+            boolean,
+            "Sink URLs on loopback or private addresses (tests, a sidecar).",
+        ),
+        "EVENT_WEBHOOK_CA_FILE": Setting("", "DURABLE_EVENT_WEBHOOK_CA_FILE", str, "CA bundle for https sinks."),
+        "EVENT_DELIVERY_TIMEOUT": Setting(
+            5.0, "DURABLE_EVENT_DELIVERY_TIMEOUT", float, "Seconds one attempt to a sink may take."
+        ),
+        "EVENT_MAX_ATTEMPTS": Setting(
+            8, "DURABLE_EVENT_MAX_ATTEMPTS", int, "Attempts per event and sink before its delivery is FAILED."
+        ),
+        "EVENT_RETRY_INITIAL_SECONDS": Setting(
+            2.0, "DURABLE_EVENT_RETRY_INITIAL_SECONDS", float, "Backoff after the first failed attempt (x2 each)."
+        ),
+        "EVENT_RETRY_MAX_SECONDS": Setting(300.0, "DURABLE_EVENT_RETRY_MAX_SECONDS", float, "Longest backoff."),
+        "EVENT_BATCH": Setting(100, "DURABLE_EVENT_BATCH", int, "Deliveries one pass of the workers tries."),
+        "EVENT_RETENTION_SECONDS": Setting(
+            7 * 24 * 3600,
+            "DURABLE_EVENT_RETENTION_SECONDS",
+            int,
+            "Delivered events are deleted from the outbox this long after delivery.",
+        ),
+        "OPERATION_EVENTS": Setting(
+            False,
+            "DURABLE_OPERATION_EVENTS",
+            boolean,
+            "Send an event for each completed operation (per function: @durable_execution(operation_events=...)).",
+        ),
     },
 )
 
 
 def get(name: str) -> Any:
     return SETTINGS.get(name)
+
+
+def environment_secret(variable: str) -> str:
+    """The value of the environment variable a setting names (a sink's `secret_env`); empty if unset."""
+    return _environ().get(variable, "")

@@ -133,3 +133,59 @@ class HistoryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.name or ''}".strip()
+
+
+class EventDeliveryStatus(models.TextChoices):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+class OutboxEvent(models.Model):
+    """An execution's status change (or an operation's completion), written in the transaction
+    that made it; sent after the commit. No foreign key to the execution: a purge of the
+    execution never waits for its events' deliveries."""
+
+    id = models.UUIDField(primary_key=True, help_text="The event's id (EventBridge's `id`): a receiver's dedup key.")
+    execution_id = models.UUIDField()
+    detail_type = models.CharField(max_length=64)
+    function_name = models.CharField(max_length=200)
+    execution_name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16)
+    previous_status = models.CharField(max_length=16, blank=True, default="")
+    operation_id = models.CharField(max_length=64, null=True, blank=True)
+    detail = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["execution_id", "created_at"], name="durable_outbox_execution")]
+
+    def __str__(self) -> str:
+        return f"{self.detail_type}: {self.function_name} {self.execution_name} {self.status}"
+
+
+class EventDelivery(models.Model):
+    """One event's delivery to one sink: at least once, retried with backoff until it is
+    delivered or its attempts are spent (FAILED: kept, visible in the admin)."""
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    sink = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "sink"], name="durable_delivery_unique")]
+        indexes = [
+            # The delivery pass: pending rows that are due; the outbox's retention: delivered rows.
+            models.Index(fields=["status", "next_attempt_at"], name="durable_delivery_due"),
+            models.Index(fields=["status", "delivered_at"], name="durable_delivery_done"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sink} {self.status} ({self.attempts} attempts)"

@@ -24,6 +24,7 @@ PUBLIC = {
     "durable.testing",
     "durable.types",
     "durable.waits",
+    "durable.webhooks",
 }
 
 
