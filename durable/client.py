@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, events, signals
+from durable import clock, conf, dispatch, events, outbox
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -98,7 +98,18 @@ def start_execution(
     )
     values = {f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields}
     try:
-        execution = journal_store().insert_execution(values, [events.execution_started(payload, timeout, now)])
+        started = outbox.status_change(
+            execution_id=str(execution.pk),
+            function_name=fn.name,
+            execution_name=name,
+            status=ExecutionStatus.RUNNING,
+            previous_status="",
+            started_at=now,
+            at=now,
+        )
+        execution = journal_store().insert_execution(
+            values, [events.execution_started(payload, timeout, now)], [started]
+        )
     except IntegrityError:
         # Another caller started the same name between our read and our insert.
         existing = _existing(fn.name, name, digest)
@@ -107,6 +118,27 @@ def start_execution(
         raise
     dispatch.on_commit_wake(str(execution.pk), now)
     return execution
+
+
+def _status_change(
+    execution: Execution,
+    status: str,
+    at: Any,
+    error: dict[str, Any] | None,
+    *,
+    previous: str = ExecutionStatus.RUNNING,
+) -> outbox.OutboxRecord:
+    """The outbox event of a change this module writes (written with it, sent after the commit)."""
+    return outbox.status_change(
+        execution_id=str(execution.pk),
+        function_name=execution.function_name,
+        execution_name=execution.execution_name,
+        status=status,
+        previous_status=previous,
+        started_at=execution.created_at,
+        at=at,
+        error=error,
+    )
 
 
 def _input_payload(value: Any) -> str:
@@ -170,7 +202,10 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
     error = storable_json(error)  # an operator's reason: kept, escaped where it must be
     execution = get_execution(execution_id)
     with transaction.atomic():
-        if not journal_store().stop_execution(str(execution.pk), now, error, [events.execution_stopped(error, now)]):
+        stopped = _status_change(execution, ExecutionStatus.STOPPED, now, error)
+        if not journal_store().stop_execution(
+            str(execution.pk), now, error, [events.execution_stopped(error, now)], [stopped]
+        ):
             execution.refresh_from_db()
             raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}, not RUNNING")
         # An invoked execution's stop ends its parent's invoke (InvokeError) in the same transaction.
@@ -178,15 +213,6 @@ def stop_execution(execution_id: str | uuid.UUID, *, error: dict[str, Any] | Non
         parent = children.complete_parent_operation(execution, now)
     if parent is not None:
         dispatch.on_commit_wake(parent, now)
-    signals.on_commit_status_changed(
-        execution_id=str(execution.pk),
-        function_name=execution.function_name,
-        execution_name=execution.execution_name,
-        status=ExecutionStatus.STOPPED,
-        previous_status=ExecutionStatus.RUNNING,
-        error=error,
-        timestamp=now,
-    )
     _stop_children(str(execution.pk), error)
     execution.refresh_from_db()
     return execution
@@ -206,17 +232,11 @@ def _stop_children(execution_id: str, error: dict[str, Any] | None) -> None:
         level, pending = children.running_children(pending), []
         for child_id in level[: MAX_STOPPED_DESCENDANTS - stopped]:
             now = clock.now()
-            if journal_store().stop_execution(child_id, now, reason, [events.execution_stopped(reason, now)]):
-                child = get_execution(child_id)
-                signals.on_commit_status_changed(
-                    execution_id=child_id,
-                    function_name=child.function_name,
-                    execution_name=child.execution_name,
-                    status=ExecutionStatus.STOPPED,
-                    previous_status=ExecutionStatus.RUNNING,
-                    error=reason,
-                    timestamp=now,
-                )
+            child = get_execution(child_id, include_data=False)
+            stopped_event = _status_change(child, ExecutionStatus.STOPPED, now, reason)
+            if journal_store().stop_execution(
+                child_id, now, reason, [events.execution_stopped(reason, now)], [stopped_event]
+            ):
                 pending.append(child_id)
                 stopped += 1
 
@@ -328,18 +348,10 @@ def redrive_execution(execution_id: str | uuid.UUID) -> Execution:
     cleared, contexts = failure_units(execution)
     event = events.execution_redriven(cleared, contexts, execution.error, now)
     timeout_at = now + timedelta(seconds=execution.timeout_seconds)
-    if not journal_store().reopen_execution(str(execution.pk), now, timeout_at, cleared, contexts, [event]):
+    reopened = _status_change(execution, ExecutionStatus.RUNNING, now, None, previous=ExecutionStatus.FAILED)
+    if not journal_store().reopen_execution(str(execution.pk), now, timeout_at, cleared, contexts, [event], [reopened]):
         execution.refresh_from_db()
         raise ExecutionNotRunningError(f"execution {execution.pk} is {execution.status}; only FAILED ones redrive")
     dispatch.on_commit_wake(str(execution.pk), now)
-    signals.on_commit_status_changed(
-        execution_id=str(execution.pk),
-        function_name=execution.function_name,
-        execution_name=execution.execution_name,
-        status=ExecutionStatus.RUNNING,
-        previous_status=ExecutionStatus.FAILED,
-        error=None,
-        timestamp=now,
-    )
     execution.refresh_from_db()
     return execution

@@ -48,6 +48,8 @@ class DurableFunction:
     func: Handler
     execution_timeout: Duration | None = None
     invocation_timeout: Duration | None = None
+    # An event for each operation that completes (None: settings.DURABLE["OPERATION_EVENTS"]).
+    operation_events: bool | None = None
 
     def __call__(self, event: Any, context: DurableContext) -> Any:
         return self.func(event, context)
@@ -76,6 +78,7 @@ def durable_execution(
     name: str | None = None,
     execution_timeout: Duration | int | None = None,
     invocation_timeout: Duration | int | None = None,
+    operation_events: bool | None = None,
 ) -> Callable[[Handler], DurableFunction]: ...
 
 
@@ -86,11 +89,14 @@ def durable_execution(
     name: str | None = None,
     execution_timeout: Duration | int | None = None,
     invocation_timeout: Duration | int | None = None,
+    operation_events: bool | None = None,
 ) -> DurableFunction | Callable[[Handler], DurableFunction]:
     """Register `func(event, context)` under `name` (default `module.qualname`).
 
     `execution_timeout` bounds the whole execution (1 s to 366 days); `invocation_timeout`
     bounds one invocation (default settings.DURABLE["INVOCATION_TIMEOUT"], 15 minutes).
+    `operation_events`: send an event to the event sinks for each operation that completes
+    (default settings.DURABLE["OPERATION_EVENTS"], off).
     """
 
     def register(f: Handler) -> DurableFunction:
@@ -99,6 +105,7 @@ def durable_execution(
             func=f,
             execution_timeout=validate_timeout(execution_timeout) if execution_timeout else None,
             invocation_timeout=validate_timeout(invocation_timeout) if invocation_timeout else None,
+            operation_events=operation_events,
         )
         _registry[fn.name] = fn
         return fn

@@ -171,9 +171,7 @@ class EventDelivery(models.Model):
     id = models.BigAutoField(primary_key=True)
     event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
     sink = models.CharField(max_length=100)
-    status = models.CharField(
-        max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")

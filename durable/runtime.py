@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db import transaction
 
-from durable import client, clock, conf, dispatch, events, signals
+from durable import client, clock, conf, dispatch, events, outbox
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -57,6 +57,7 @@ from durable.exceptions import (
 )
 from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
+from durable.outbox import OutboxRecord
 from durable.state import ExecutionState
 from durable.storable import utf8_size
 from durable.store import Lease, children, journal_store
@@ -135,6 +136,8 @@ class Invocation:
             function = get_function(execution.function_name)
         except UnknownFunctionError as exc:
             return self.failed(exc)
+        if conf.get("OPERATION_EVENTS") if function.operation_events is None else function.operation_events:
+            self.journal.operation_events = (execution.function_name, execution.execution_name)
         operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
         state = self.state = ExecutionState(
             self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
@@ -249,6 +252,18 @@ class Invocation:
         count = self.state.checkpoint_count if self.state else 0
         return InvocationOutcome(self.execution_id, ran=True, status=None, checkpoints=count)
 
+    def status_change(self, status: ExecutionStatus, at: datetime, error: dict[str, Any] | None) -> OutboxRecord:
+        return outbox.status_change(
+            execution_id=self.execution_id,
+            function_name=self.execution.function_name,
+            execution_name=self.execution.execution_name,
+            status=status,
+            previous_status=ExecutionStatus.RUNNING,
+            started_at=self.execution.created_at,
+            at=at,
+            error=error,
+        )
+
     def end(
         self,
         status: ExecutionStatus,
@@ -273,14 +288,16 @@ class Invocation:
         checkpoints = self.state.pending_checkpoints() if self.state else []
         watched = self.state.awaited_callbacks() if self.state and status is ExecutionStatus.RUNNING else []
         parent: str | None = None
+        # The end's event, written with it (sent after the commit: durable.sinks).
+        ended_event = [] if status is ExecutionStatus.RUNNING else [self.status_change(status, now, error)]
         try:
             if status is ExecutionStatus.RUNNING or self.execution.parent_execution_id is None:
-                if self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes):
+                if self.journal.finish(checkpoints, history, watched_callbacks=watched, outbox=ended_event, **changes):
                     changes["wake_at"] = clock.now()
             else:
                 # A child's end completes its parent's invoke in the same transaction.
                 with checkpoint_guard(self.execution_id), transaction.atomic():
-                    self.journal.finish(checkpoints, history, watched_callbacks=watched, **changes)
+                    self.journal.finish(checkpoints, history, watched_callbacks=watched, outbox=ended_event, **changes)
                     ended = replace_execution(self.execution, status=status, result=result, error=error)
                     parent = children.complete_parent_operation(ended, now)
         except LeaseLostError:
@@ -302,16 +319,6 @@ class Invocation:
         dispatch.wake_many(wake_ups)
         if status is ExecutionStatus.RUNNING:
             dispatch.wake(self.execution_id, changes["wake_at"])
-        else:
-            signals.on_commit_status_changed(
-                execution_id=self.execution_id,
-                function_name=self.execution.function_name,
-                execution_name=self.execution.execution_name,
-                status=status,
-                previous_status=ExecutionStatus.RUNNING,
-                error=error,
-                timestamp=now,
-            )
         count = (self.state.checkpoint_count if self.state else 0) + 1
         return InvocationOutcome(
             self.execution_id, ran=True, status=status, wake_at=changes["wake_at"], checkpoints=count

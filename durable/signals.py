@@ -1,16 +1,21 @@
 """Signals the engine sends, always after the transaction that made them true has committed.
 
-`execution_status_changed` is sent when an execution ends (SUCCEEDED, FAILED, TIMED_OUT,
-STOPPED), whatever ended it (its handler, a stop, the sweep, its timeout), and when a redrive
-sets a FAILED execution RUNNING again. Keyword arguments:
+`execution_status_changed` is sent for every status change of an execution: RUNNING when it
+starts (`previous_status` ""), its end (SUCCEEDED, FAILED, TIMED_OUT, STOPPED) whatever ended it
+(its handler, a stop, the sweep, its timeout), and RUNNING again when a redrive reopens a FAILED
+one. Keyword arguments:
 
 - `execution_id` (str), `function_name` (str), `execution_name` (str)
 - `status` (str, the new status) and `previous_status` (str)
 - `error` (dict in the journal's error shape, or None), `timestamp` (datetime of the change)
 
-Receivers run in the process that made the change; one that raises is logged and does not
-affect the engine or the other receivers (the signal is sent with `send_robust`). Delivery is
-at most once: a process that dies between its commit and the signal never sends it.
+It is one sink of the event outbox (`durable.sinks`): the change and its event commit together,
+and the signal is sent after the commit, normally by the process that made the change. Delivery
+is AT LEAST ONCE: if that process dies first, or a receiver raises, a worker's delivery pass
+sends it again later (in another process, possibly after later changes of the same execution).
+Receivers must therefore be idempotent, and order news by `timestamp`, not by arrival. One that
+raises is logged and does not affect the engine or the other receivers (`send_robust`), but
+makes the event be sent again (to every receiver) until EVENT_MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.dispatch import Signal
 
 log = logging.getLogger("durable.signals")
@@ -27,7 +31,7 @@ log = logging.getLogger("durable.signals")
 execution_status_changed = Signal()
 
 
-def on_commit_status_changed(
+def send_status_changed(
     *,
     execution_id: str,
     function_name: str,
@@ -36,23 +40,20 @@ def on_commit_status_changed(
     previous_status: str,
     error: dict[str, Any] | None,
     timestamp: datetime,
-) -> None:
-    """Send `execution_status_changed` once the current transaction commits (at once outside one)."""
-    if not execution_status_changed.receivers:
-        return
-    kwargs = {
-        "execution_id": str(execution_id),
-        "function_name": function_name,
-        "execution_name": execution_name,
-        "status": str(status),
-        "previous_status": str(previous_status),
-        "error": error,
-        "timestamp": timestamp,
-    }
-
-    def send() -> None:
-        for receiver, response in execution_status_changed.send_robust(sender=None, **kwargs):
-            if isinstance(response, Exception):
-                log.error("receiver %r of execution_status_changed failed for %s: %r", receiver, execution_id, response)
-
-    transaction.on_commit(send)
+) -> list[tuple[Any, Any]]:
+    """Send `execution_status_changed` now (the outbox's signal sink does, after the commit);
+    returns what each receiver returned or raised (raising ones are logged)."""
+    responses = execution_status_changed.send_robust(
+        sender=None,
+        execution_id=str(execution_id),
+        function_name=function_name,
+        execution_name=execution_name,
+        status=str(status),
+        previous_status=str(previous_status),
+        error=error,
+        timestamp=timestamp,
+    )
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            log.error("receiver %r of execution_status_changed failed for %s: %r", receiver, execution_id, response)
+    return responses

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from durable import clock, conf, dispatch, events, signals
+from durable import clock, conf, dispatch, events, outbox
 from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
@@ -66,24 +66,30 @@ def sweep(*, limit: int = 1000) -> SweepReport:
         # An invoked execution's time-out ends its parent's invoke in the same transaction.
         parents.extend(children.complete_parent_operation(c, now) for c in children.with_parents(ended_ids))
 
+    def timed_out(execution_id: str, function_name: str, execution_name: str, started_at: Any) -> list[Any]:
+        # Each time-out's event, written with it (sent after the commit: durable.sinks).
+        return [
+            outbox.status_change(
+                execution_id=execution_id,
+                function_name=function_name,
+                execution_name=execution_name,
+                status=ExecutionStatus.TIMED_OUT,
+                previous_status=ExecutionStatus.RUNNING,
+                started_at=started_at,
+                at=now,
+                error=error,
+            )
+        ]
+
     ended = db.time_out_executions(
         now,
         limit,
         error,
         lambda: [events.execution_ended(ExecutionStatus.TIMED_OUT, error=error, has_result=False, at=now)],
         end_invokes,
+        timed_out,
     )
     dispatch.wake_many([(parent, now, 0) for parent in parents if parent is not None])
-    for execution_id, function_name, execution_name in ended:
-        signals.on_commit_status_changed(
-            execution_id=execution_id,
-            function_name=function_name,
-            execution_name=execution_name,
-            status=ExecutionStatus.TIMED_OUT,
-            previous_status=ExecutionStatus.RUNNING,
-            error=error,
-            timestamp=now,
-        )
     report.timed_out_executions = [execution_id for execution_id, _, _ in ended]
 
     grace = conf.get("REDISPATCH_GRACE")

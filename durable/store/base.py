@@ -13,7 +13,7 @@ its single writer lock) are held only while they run.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +31,9 @@ from durable.exceptions import (
     LeaseLostError,
 )
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.outbox import OutboxRecord
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.store import outbox as outbox_store
 from durable.store import sql
 
 if TYPE_CHECKING:
@@ -61,9 +63,16 @@ class JournalStore(Protocol):
     def append_events(self, execution_id: str, events: Iterable[HistoryRecord]) -> None: ...
 
     # Executions, outside any lease.
-    def insert_execution(self, values: dict[str, Any], events: Iterable[HistoryRecord]) -> Execution: ...
+    def insert_execution(
+        self, values: dict[str, Any], events: Iterable[HistoryRecord], outbox: Sequence[OutboxRecord] = ()
+    ) -> Execution: ...
     def stop_execution(
-        self, execution_id: str, now: datetime, error: dict[str, Any] | None, events: list[HistoryRecord]
+        self,
+        execution_id: str,
+        now: datetime,
+        error: dict[str, Any] | None,
+        events: list[HistoryRecord],
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool: ...
     def wake_execution(self, execution_id: str, now: datetime, events: list[HistoryRecord]) -> bool: ...
     def reopen_execution(
@@ -74,6 +83,7 @@ class JournalStore(Protocol):
         clear: list[str],
         reopen: list[str],
         events: list[HistoryRecord],
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool: ...
     def complete_callback(
         self,
@@ -97,6 +107,7 @@ class JournalStore(Protocol):
         error: dict[str, Any],
         events: Callable[[], list[HistoryRecord]],
         then: Callable[[list[str]], None] | None = None,
+        outbox: Callable[[str, str, str, datetime], list[OutboxRecord]] | None = None,
     ) -> list[tuple[str, str, str]]: ...
     def time_out_callbacks(
         self,
@@ -233,9 +244,10 @@ class SqlJournalStore:
         events: list[HistoryRecord],
         changes: dict[str, Any],
         watched_callbacks: list[str] | None,
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool:
         """A write under `journal`'s lease (see LeasedJournal.write_in_transaction)."""
-        return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks)
+        return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks, outbox)
 
     def pipelined(self) -> AbstractContextManager[Any]:
         """What a write's statements are sent in (PostgreSQL: without waiting for each reply)."""
@@ -269,9 +281,11 @@ class SqlJournalStore:
 
     # Executions, outside any lease.
 
-    def insert_execution(self, values: dict[str, Any], events: Iterable[HistoryRecord]) -> Execution:
-        """Insert a new execution row (`values` by field name) and its first events, in one
-        transaction, with raw SQL: the ORM's insert machinery cost more than the database's
+    def insert_execution(
+        self, values: dict[str, Any], events: Iterable[HistoryRecord], outbox: Sequence[OutboxRecord] = ()
+    ) -> Execution:
+        """Insert a new execution row (`values` by field name), its first events and its start's
+        outbox event, in one transaction, with raw SQL: the ORM's insert machinery cost more than the database's
         work, on the path that starts every execution."""
         statements = sql.statements()
         fields = statements.execution_fields
@@ -281,16 +295,23 @@ class SqlJournalStore:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statements.insert_execution, params)
             cursor.executemany(statements.insert_events(1), event_rows)
+            outbox_store.write(outbox)
         return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
 
     def stop_execution(
-        self, execution_id: str, now: datetime, error: dict[str, Any] | None, events: list[HistoryRecord]
+        self,
+        execution_id: str,
+        now: datetime,
+        error: dict[str, Any] | None,
+        events: list[HistoryRecord],
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool:
         """End a RUNNING execution as STOPPED (a running invocation's next write is refused)."""
         with transaction.atomic():
             if not _running().filter(pk=execution_id).update(**ended(ExecutionStatus.STOPPED, now, error)):
                 return False
             self.append_events(execution_id, events)
+            outbox_store.write(outbox)
         return True
 
     def wake_execution(self, execution_id: str, now: datetime, events: list[HistoryRecord]) -> bool:
@@ -309,6 +330,7 @@ class SqlJournalStore:
         clear: list[str],
         reopen: list[str],
         events: list[HistoryRecord],
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool:
         """A FAILED execution RUNNING again: the `clear` operations deleted (they run again), the
         `reopen` child contexts STARTED again (their completed operations kept)."""
@@ -330,6 +352,7 @@ class SqlJournalStore:
             journal.filter(operation_id__in=clear).delete()
             journal.filter(operation_id__in=reopen).update(status=OperationStatus.STARTED, error=None, ended_at=None)
             self.append_events(execution_id, events)
+            outbox_store.write(outbox)
         return True
 
     def complete_callback(
@@ -413,22 +436,26 @@ class SqlJournalStore:
         error: dict[str, Any],
         events: Callable[[], list[HistoryRecord]],
         then: Callable[[list[str]], None] | None = None,
+        outbox: Callable[[str, str, str, datetime], list[OutboxRecord]] | None = None,
     ) -> list[tuple[str, str, str]]:
         """End the executions past their timeout (lease free) as TIMED_OUT; returns (id, function
-        name, execution name) of each. `then(ids)` runs in the same transaction, after."""
+        name, execution name) of each. `then(ids)` runs in the same transaction, after, and so
+        do the inserts of `outbox(id, function name, execution name, start)`'s events."""
         with transaction.atomic():
             expired = self._skip_locked(timed_out_query(now))
-            rows = list(expired.values_list("pk", "function_name", "execution_name")[:limit])
+            rows = list(expired.values_list("pk", "function_name", "execution_name", "created_at")[:limit])
             if not rows:
                 return []
-            Execution.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
+            Execution.objects.filter(pk__in=[row[0] for row in rows]).update(
                 **ended(ExecutionStatus.TIMED_OUT, now, error)
             )
-            for pk, _, _ in rows:
+            for pk, *_ in rows:
                 self.append_events(str(pk), events())
             if then is not None:
-                then([str(pk) for pk, _, _ in rows])
-        return [(str(pk), function_name, execution_name) for pk, function_name, execution_name in rows]
+                then([str(row[0]) for row in rows])
+            if outbox is not None:
+                outbox_store.write([record for row in rows for record in outbox(str(row[0]), *row[1:])])
+        return [(str(pk), function_name, execution_name) for pk, function_name, execution_name, _ in rows]
 
     def time_out_callbacks(
         self,

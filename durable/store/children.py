@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from durable import conf, events
+from durable import conf, events, outbox
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import UnknownFunctionError
@@ -79,7 +79,16 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
                 parent_operation_id=child.parent_operation_id,
             )
             values = {f.attname: getattr(row, f.attname) for f in Execution._meta.concrete_fields}
-            journal.store.insert_execution(values, [events.execution_started(child.payload, timeout, now)])
+            started = outbox.status_change(
+                execution_id=child_id,
+                function_name=fn.name,
+                execution_name=row.execution_name,
+                status=ExecutionStatus.RUNNING,
+                previous_status="",
+                started_at=now,
+                at=now,
+            )
+            journal.store.insert_execution(values, [events.execution_started(child.payload, timeout, now)], [started])
         Operation.objects.filter(execution_id=parent_id, operation_id=child.parent_operation_id).update(
             child_execution_id=child_id
         )

@@ -8,7 +8,7 @@ and cancels a race's losing callbacks (durable.store.children, durable.store.can
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 
 from durable.exceptions import CheckpointFailedError, CheckpointRefusedError, LeaseLostError
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.outbox import OPERATION_END_STATUSES, OutboxRecord, operation_change
 from durable.state import Checkpoint, ChildStart, HistoryRecord, OperationRecord, OperationStatus
+from durable.store import outbox as outbox_store
 from durable.store import sql
 
 if TYPE_CHECKING:
@@ -64,6 +66,29 @@ class LeasedJournal:
         self.clock = clock
         self.pk = sql.execution_pk(execution_id)
         self.started_children: list[str] = []
+        # Set by an invocation whose function sends operation events: (function, execution name).
+        self.operation_events: tuple[str, str] | None = None
+
+    def with_operation_events(
+        self, checkpoints: list[Checkpoint], outbox: Sequence[OutboxRecord]
+    ) -> list[OutboxRecord]:
+        """`outbox`, and an event for each operation these checkpoints complete (if asked for)."""
+        if self.operation_events is None:
+            return list(outbox)
+        function_name, execution_name = self.operation_events
+        now = self.clock()
+        ended = {c.record.operation_id: c.record for c in checkpoints if c.record.status in OPERATION_END_STATUSES}
+        changes = [
+            operation_change(
+                execution_id=self.execution_id,
+                function_name=function_name,
+                execution_name=execution_name,
+                operation=record,
+                at=record.ended_at or now,
+            )
+            for record in ended.values()
+        ]
+        return [*changes, *outbox]
 
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""
@@ -111,14 +136,16 @@ class LeasedJournal:
         events: list[HistoryRecord],
         *,
         watched_callbacks: list[str] | None = None,
+        outbox: Sequence[OutboxRecord] = (),
         **changes: Any,
     ) -> bool:
-        """End the invocation: last checkpoints, the execution's new state, lease released.
+        """End the invocation: last checkpoints, the execution's new state (and its `outbox`
+        event, if it ended), lease released.
 
         `watched_callbacks` are the callbacks this invocation suspended on. One completed
         meanwhile makes the execution due now, so its completion is never lost. Returns True if so.
         """
-        return self.store.write(self, checkpoints, events, {**_RELEASED, **changes}, watched_callbacks)
+        return self.store.write(self, checkpoints, events, {**_RELEASED, **changes}, watched_callbacks, outbox)
 
     def write_in_transaction(
         self,
@@ -126,10 +153,11 @@ class LeasedJournal:
         events: list[HistoryRecord],
         changes: dict[str, Any],
         watched_callbacks: list[str] | None,
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool:
-        """The fence, the operations (the last state of each), the events and `changes` in one
-        transaction; the fence failing rolls it back. Returns whether a watched callback
-        completed meanwhile (see `finish`)."""
+        """The fence, the operations (the last state of each), the events, `changes` and the
+        outbox's events in one transaction; the fence failing rolls it back. Returns whether a
+        watched callback completed meanwhile (see `finish`)."""
         with checkpoint_guard(self.execution_id):
             fence_sql, fence_params = self.fence(changes)
             operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
@@ -145,6 +173,7 @@ class LeasedJournal:
                 # What was sent after the fence is in this transaction, which this rolls back.
                 if not fence.rowcount:
                     raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
+                outbox_store.write(self.with_operation_events(checkpoints, outbox))
                 if watched_callbacks and (
                     Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
                     .exclude(status=OperationStatus.STARTED)

@@ -11,7 +11,7 @@ pipelined (psycopg's pipeline mode) and commit with the step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +20,9 @@ from django.db.models import QuerySet
 
 from durable.exceptions import LeaseLostError
 from durable.models import Execution
+from durable.outbox import OutboxRecord
 from durable.state import Checkpoint, HistoryRecord
+from durable.store import outbox as outbox_store
 from durable.store import sql
 from durable.store.base import SqlJournalStore
 from durable.store.leased import LeasedJournal, checkpoint_guard
@@ -36,10 +38,11 @@ class PostgresJournalStore(SqlJournalStore):
         events: list[HistoryRecord],
         changes: dict[str, Any],
         watched_callbacks: list[str] | None,
+        outbox: Sequence[OutboxRecord] = (),
     ) -> bool:
         if watched_callbacks or connection.in_atomic_block:
-            return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks)
-        self._write_at_once(journal, checkpoints, events, changes)
+            return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks, outbox)
+        self._write_at_once(journal, checkpoints, events, changes, outbox)
         return False
 
     def _write_at_once(
@@ -48,7 +51,9 @@ class PostgresJournalStore(SqlJournalStore):
         checkpoints: list[Checkpoint],
         events: list[HistoryRecord],
         changes: dict[str, Any],
+        outbox: Sequence[OutboxRecord],
     ) -> None:
+        records = journal.with_operation_events(checkpoints, outbox)
         with checkpoint_guard(journal.execution_id):
             fence_sql, params = journal.fence(changes)
             queries = [f"WITH fenced AS ({fence_sql} RETURNING 1) SELECT 1 / (SELECT count(*) FROM fenced)"]
@@ -61,6 +66,10 @@ class PostgresJournalStore(SqlJournalStore):
             if event_rows:
                 queries.append(statements.insert_events(len(event_rows)))
                 params += [value for row in event_rows for value in row]
+            # The outbox's events in the same query, so in the same transaction.
+            outbox_queries, outbox_params = outbox_store.statements(records)
+            queries += outbox_queries
+            params += outbox_params
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("; ".join(queries), params)
@@ -68,6 +77,8 @@ class PostgresJournalStore(SqlJournalStore):
                 if getattr(exc.__cause__, "sqlstate", None) == _DIVISION_BY_ZERO:
                     raise LeaseLostError(f"lost the lease of execution {journal.execution_id}") from None
                 raise
+        if outbox_queries:
+            outbox_store.after_commit(records)
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:

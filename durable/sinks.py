@@ -1,0 +1,285 @@
+"""Where the outbox's events go: the Django signal, signed webhooks, Amazon EventBridge.
+
+Each event has one delivery row per sink (`durable.store.outbox`). Right after the commit that
+wrote it, the process that committed tries each delivery once (short timeouts; a sink that just
+failed in this process is left to the pass for a while, so a sink that is down does not slow
+every commit). The workers' pass (`deliver_due`, run after each sweep) retries what is due with
+bounded exponential backoff, one attempt at a time, and gives a sink up for the rest of a pass
+at its first retryable failure. After EVENT_MAX_ATTEMPTS a delivery is FAILED and stays, for the
+admin to see (and retry). Nothing here raises into the engine: an execution's outcome never
+depends on a sink.
+
+Delivery is at least once: a receiver may see an event twice (a process that dies between the
+send and the row's update; an operator's retry). The event's `id` is the same each time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from durable import clock, conf, signals, webhooks
+from durable.models import OutboxEvent
+from durable.outbox import envelope
+from durable.store import outbox as store
+
+log = logging.getLogger("durable.sinks")
+
+SIGNAL = "signal"
+TYPES = ("webhook", "eventbridge")
+
+
+@dataclass(frozen=True)
+class Sink:
+    name: str
+    type: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def configured() -> list[Sink]:
+    """The signal, then EVENT_SINKS, then the sinks the simple variables name. Raises
+    ImproperlyConfigured (unknown type, a webhook without url, two sinks with one name)."""
+    configs = [dict(c) for c in conf.get("EVENT_SINKS") or []]
+    if url := conf.get("EVENT_WEBHOOK_URL"):
+        configs.append({"type": "webhook", "name": "webhook", "url": url})
+    if bus := conf.get("EVENTBRIDGE_BUS"):
+        configs.append({"type": "eventbridge", "name": "eventbridge", "event_bus_name": bus})
+    found = [Sink(SIGNAL, SIGNAL)]
+    for config in configs:
+        kind = config.get("type")
+        if kind not in TYPES:
+            raise ImproperlyConfigured(f"DURABLE['EVENT_SINKS']: unknown sink type {kind!r} (one of {TYPES})")
+        if kind == "webhook" and not config.get("url"):
+            raise ImproperlyConfigured("DURABLE['EVENT_SINKS']: a webhook sink needs a url")
+        name = str(config.get("name") or kind)
+        if any(sink.name == name for sink in found):
+            raise ImproperlyConfigured(f"DURABLE['EVENT_SINKS']: two sinks are named {name!r}; name them")
+        found.append(Sink(name, str(kind), config))
+    return found
+
+
+def sink_names(*, status_change: bool) -> list[str]:
+    """The sinks an event goes to: the signal takes execution status changes only."""
+    return [sink.name for sink in configured() if status_change or sink.type != SIGNAL]
+
+
+def _delivered(sink_name: str, ok: bool) -> None:
+    """Where every delivery attempt's outcome is known (one place for a metric to count it)."""
+    log.debug("delivery to %s %s", sink_name, "succeeded" if ok else "failed")
+
+
+# Sending one event to one sink. Each raises webhooks.DeliveryError (retry) or
+# webhooks.RefusedError / webhooks.UnsafeURLError (do not).
+
+
+def _send_signal(event: OutboxEvent) -> None:
+    detail = event.detail
+    responses = signals.send_status_changed(
+        execution_id=str(event.execution_id),
+        function_name=event.function_name,
+        execution_name=event.execution_name,
+        status=event.status,
+        previous_status=event.previous_status,
+        error=detail.get("error"),
+        timestamp=event.created_at,
+    )
+    broken = [repr(response) for _, response in responses if isinstance(response, Exception)]
+    if broken:
+        raise webhooks.DeliveryError(f"{len(broken)} receiver(s) raised: {'; '.join(broken)}"[:2000])
+
+
+def _envelope(event: OutboxEvent, sink: Sink) -> dict[str, Any]:
+    return envelope(
+        event_id=str(event.pk),
+        detail_type=event.detail_type,
+        source=str(sink.options.get("source") or conf.get("EVENT_SOURCE")),
+        created_at=event.created_at,
+        detail=event.detail,
+    )
+
+
+def webhook_policy() -> webhooks.Policy:
+    return webhooks.Policy(
+        allow_http=bool(conf.get("EVENT_WEBHOOK_ALLOW_HTTP")),
+        allow_private_addresses=bool(conf.get("EVENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES")),
+        timeout=float(conf.get("EVENT_DELIVERY_TIMEOUT")),
+        ca_file=str(conf.get("EVENT_WEBHOOK_CA_FILE") or ""),
+        label="the event webhook's url",
+    )
+
+
+def webhook_secret(sink: Sink) -> str:
+    """The sink's signing secret: the variable its `secret_env` names, else EVENT_WEBHOOK_SECRET."""
+    variable = sink.options.get("secret_env")
+    return conf.environment_secret(str(variable)) if variable else str(conf.get("EVENT_WEBHOOK_SECRET") or "")
+
+
+def _send_webhook(event: OutboxEvent, sink: Sink) -> None:
+    secret = webhook_secret(sink)
+    if not secret:
+        raise webhooks.RefusedError(
+            f"the webhook sink {sink.name!r} has no signing secret (DURABLE_EVENT_WEBHOOK_SECRET)"
+        )
+    webhooks.deliver(
+        str(sink.options["url"]),
+        _envelope(event, sink),
+        secret=secret,
+        event=event.detail_type,
+        delivery_id=str(event.pk),
+        policy=webhook_policy(),
+    )
+
+
+_clients: dict[tuple[str, str, str], Any] = {}
+
+
+def eventbridge_client(sink: Sink) -> Any:
+    """The sink's boto3 EventBridge client, made once per process (no retries of its own: the
+    outbox retries; short timeouts)."""
+    region = str(sink.options.get("region") or "")
+    endpoint = str(sink.options.get("endpoint_url") or "")
+    key = (sink.name, region, endpoint)
+    if key not in _clients:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        timeout = float(conf.get("EVENT_DELIVERY_TIMEOUT"))
+        config = Config(retries={"max_attempts": 1}, connect_timeout=timeout, read_timeout=timeout)
+        _clients[key] = boto3.session.Session().client(
+            "events", region_name=region or None, endpoint_url=endpoint or None, config=config
+        )
+    return _clients[key]
+
+
+def eventbridge_entry(event: OutboxEvent, sink: Sink) -> dict[str, Any]:
+    """The put_events entry of an event (its detail as EventBridge's targets receive it)."""
+    wrapped = _envelope(event, sink)
+    return {
+        "Source": wrapped["source"],
+        "DetailType": event.detail_type,
+        "Detail": json.dumps(event.detail, sort_keys=True, separators=(",", ":")),
+        "EventBusName": str(sink.options.get("event_bus_name") or "default"),
+        "Time": event.created_at,
+        "Resources": wrapped["resources"],
+    }
+
+
+def _send_eventbridge(event: OutboxEvent, sink: Sink) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+    try:
+        response = eventbridge_client(sink).put_events(Entries=[eventbridge_entry(event, sink)])
+    except (BotoCoreError, ClientError) as exc:
+        raise webhooks.DeliveryError(f"put_events failed: {exc}") from None
+    if response.get("FailedEntryCount"):
+        entry = (response.get("Entries") or [{}])[0]
+        raise webhooks.DeliveryError(
+            f"put_events refused the entry: {entry.get('ErrorCode')}: {entry.get('ErrorMessage')}"
+        )
+
+
+def _send(event: OutboxEvent, sink: Sink) -> None:
+    if sink.type == SIGNAL:
+        _send_signal(event)
+    elif sink.type == "webhook":
+        _send_webhook(event, sink)
+    else:
+        _send_eventbridge(event, sink)
+
+
+# Attempts.
+
+
+def _attempt(claim: store.Claim, sinks: dict[str, Sink]) -> bool:
+    """One attempt of a claimed delivery, its outcome recorded. Returns whether it was delivered
+    or given up for good (False: retry later)."""
+    sink = sinks.get(claim.sink)
+    try:
+        if sink is None:
+            raise webhooks.RefusedError(f"no sink named {claim.sink!r} is configured any more")
+        _send(claim.event, sink)
+    except (webhooks.RefusedError, webhooks.UnsafeURLError) as exc:
+        store.failed(claim, f"{type(exc).__name__}: {exc}", final=True)
+        _delivered(claim.sink, False)
+        log.error("event %s to %s refused for good: %s", claim.event.pk, claim.sink, exc)
+        return True
+    except Exception as exc:  # noqa: BLE001 - any other failure of a sink is worth a retry
+        final = claim.attempt >= int(conf.get("EVENT_MAX_ATTEMPTS"))
+        store.failed(claim, f"{type(exc).__name__}: {exc}", final=final)
+        _delivered(claim.sink, False)
+        log.log(
+            logging.ERROR if final else logging.WARNING,
+            "event %s to %s: attempt %d failed%s: %s",
+            claim.event.pk,
+            claim.sink,
+            claim.attempt,
+            " (the last)" if final else "",
+            exc,
+        )
+        return final
+    store.delivered(claim, clock.now())
+    _delivered(claim.sink, True)
+    return True
+
+
+def _next_attempt_at(attempt: int) -> datetime:
+    """When attempt number `attempt` is retried if it fails."""
+    initial = float(conf.get("EVENT_RETRY_INITIAL_SECONDS"))
+    return clock.now() + store.backoff(attempt, initial, float(conf.get("EVENT_RETRY_MAX_SECONDS")))
+
+
+# Sinks that just failed in this process: the attempt after a commit skips them until then
+# (monotonic time), leaving their deliveries to the workers' pass.
+_cooling: dict[str, float] = {}
+
+
+def deliver_after_commit(event_ids: Sequence[Any]) -> None:
+    """Try each delivery of these just-committed events once, in this process. Never raises."""
+    try:
+        sinks = {sink.name: sink for sink in configured()}
+        skip = {name for name, until in _cooling.items() if until > time.monotonic()}
+        while (claim := store.claim(clock.now(), _next_attempt_at, event_ids=event_ids, skip_sinks=skip)) is not None:
+            if not _attempt(claim, sinks):
+                pause = max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
+                _cooling[claim.sink] = time.monotonic() + pause
+                skip.add(claim.sink)
+    except Exception:
+        log.exception("events %s: delivery after commit failed; the workers' pass will retry", list(event_ids))
+
+
+@dataclass
+class DeliveryReport:
+    attempted: int = 0
+    retry_later: int = 0
+    purged: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.attempted} event deliveries tried, {self.retry_later} to retry, {self.purged} events purged"
+
+
+def deliver_due(*, limit: int | None = None, seconds: float | None = None) -> DeliveryReport:
+    """One pass: up to `limit` (EVENT_BATCH) due attempts, for at most about `seconds`; then the
+    outbox's retention (delivered events older than EVENT_RETENTION_SECONDS, one batch)."""
+    report = DeliveryReport()
+    limit = int(conf.get("EVENT_BATCH")) if limit is None else limit
+    deadline = time.monotonic() + (seconds if seconds is not None else float(conf.get("SWEEP_INTERVAL")))
+    sinks = {sink.name: sink for sink in configured()}
+    down: list[str] = []
+    while report.attempted < limit and time.monotonic() < deadline:
+        claim = store.claim(clock.now(), _next_attempt_at, skip_sinks=down)
+        if claim is None:
+            break
+        report.attempted += 1
+        if not _attempt(claim, sinks):
+            report.retry_later += 1
+            down.append(claim.sink)  # one probe per pass while a sink is failing
+    retention = float(conf.get("EVENT_RETENTION_SECONDS"))
+    report.purged = store.purge_delivered(clock.now() - timedelta(seconds=retention), limit)
+    return report

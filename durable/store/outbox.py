@@ -1,0 +1,209 @@
+"""The event outbox's SQL: events written in the transaction of the change they tell of, one
+delivery row per (event, sink), and the delivery pass's claims, outcomes and clean-up.
+
+`write` runs inside the caller's transaction (each status write of the store calls it there);
+`statements` gives the same inserts as statements for PostgreSQL's one-query journal write.
+Either way the deliveries are tried once the transaction commits (`durable.sinks`), and the
+workers' pass retries what that did not deliver: at least once, whatever dies when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+
+from durable.models import EventDelivery, EventDeliveryStatus, OutboxEvent
+from durable.outbox import STATUS_CHANGE, OutboxRecord
+
+_EVENT_COLUMNS = (
+    "id",
+    "execution_id",
+    "detail_type",
+    "function_name",
+    "execution_name",
+    "status",
+    "previous_status",
+    "operation_id",
+    "detail",
+    "created_at",
+)
+_DELIVERY_COLUMNS = ("event_id", "sink", "status", "attempts", "next_attempt_at", "last_error")
+
+
+def _qn(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+@cache
+def _insert(table: str, columns: tuple[str, ...], rows: int, vendor: str) -> str:
+    group = f"({', '.join(['%s'] * len(columns))})"
+    return f"INSERT INTO {_qn(table)} ({', '.join(_qn(c) for c in columns)}) VALUES {', '.join([group] * rows)}"
+
+
+def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The parameters of the events' and their deliveries' rows (one per sink that takes it)."""
+    from durable import sinks
+
+    ops = connection.ops
+    uuid_field = OutboxEvent._meta.get_field("id")
+    json_field = OutboxEvent._meta.get_field("detail")
+    events, deliveries = [], []
+    for record in records:
+        names = sinks.sink_names(status_change=record.detail_type == STATUS_CHANGE)
+        if not names:
+            continue
+        pk = uuid_field.get_db_prep_value(record.id, connection)
+        at = ops.adapt_datetimefield_value(record.created_at)
+        events.append(
+            [
+                pk,
+                uuid_field.get_db_prep_value(record.execution_id, connection),
+                record.detail_type,
+                record.function_name,
+                record.execution_name,
+                record.status,
+                record.previous_status,
+                record.operation_id,
+                json_field.get_db_prep_save(record.detail, connection),
+                at,
+            ]
+        )
+        deliveries += [[pk, name, EventDeliveryStatus.PENDING.value, 0, at, ""] for name in names]
+    return events, deliveries
+
+
+def _after_commit(records: Sequence[OutboxRecord]) -> None:
+    from durable import sinks
+
+    ids = [record.id for record in records]
+    transaction.on_commit(lambda: sinks.deliver_after_commit(ids))
+
+
+def write(records: Sequence[OutboxRecord]) -> None:
+    """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
+    events, deliveries = _rows(records)
+    if not events:
+        return
+    with connection.cursor() as cursor:
+        cursor.executemany(_insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, 1, connection.vendor), events)
+        cursor.executemany(_insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), deliveries)
+    _after_commit(records)
+
+
+def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
+    """The same inserts as statements and parameters, to run in a query of the caller's."""
+    events, deliveries = _rows(records)
+    if not events:
+        return [], []
+    queries = [
+        _insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, len(events), connection.vendor),
+        _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, len(deliveries), connection.vendor),
+    ]
+    return queries, [value for row in events + deliveries for value in row]
+
+
+def after_commit(records: Sequence[OutboxRecord]) -> None:
+    """Try the deliveries of events written by `statements` once the caller's write commits."""
+    if records:
+        _after_commit(records)
+
+
+# The delivery pass.
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt this process owns: the delivery's row was updated to count it."""
+
+    delivery_id: int
+    sink: str
+    attempt: int
+    event: OutboxEvent
+
+
+def claim(
+    now: datetime,
+    next_attempt_at: Callable[[int], datetime],
+    *,
+    event_ids: Sequence[Any] | None = None,
+    skip_sinks: Collection[str] = (),
+) -> Claim | None:
+    """Take the oldest due delivery (of these events, if given; not to `skip_sinks`) for one
+    attempt: its attempts counted and its next try moved to `next_attempt_at(attempt)` in one short
+    transaction, so no other process takes it meanwhile (PostgreSQL skips rows another pass is
+    claiming). None if nothing is due."""
+    due = EventDelivery.objects.filter(status=EventDeliveryStatus.PENDING, next_attempt_at__lte=now)
+    if event_ids is not None:
+        due = due.filter(event_id__in=list(event_ids))
+    if skip_sinks:
+        due = due.exclude(sink__in=list(skip_sinks))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True)
+        row = due.order_by("next_attempt_at", "id").values_list("pk", "sink", "attempts").first()
+        if row is None:
+            return None
+        pk, sink, attempts = row
+        # Conditional on the count read: on SQLite (no row locks) a second claimer writes nothing.
+        taken = EventDelivery.objects.filter(pk=pk, status=EventDeliveryStatus.PENDING, attempts=attempts).update(
+            attempts=attempts + 1, next_attempt_at=next_attempt_at(attempts + 1)
+        )
+        if not taken:
+            return None
+        event = OutboxEvent.objects.get(deliveries__pk=pk)
+    return Claim(pk, sink, attempts + 1, event)
+
+
+def delivered(claim: Claim, now: datetime) -> None:
+    EventDelivery.objects.filter(pk=claim.delivery_id).update(
+        status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None
+    )
+
+
+def failed(claim: Claim, error: str, *, final: bool) -> None:
+    """Record a failed attempt; `final`: no attempt is left (FAILED, kept for the admin)."""
+    changes: dict[str, Any] = {"last_error": error[:2000]}
+    if final:
+        changes.update(status=EventDeliveryStatus.FAILED, next_attempt_at=None)
+    EventDelivery.objects.filter(pk=claim.delivery_id, status=EventDeliveryStatus.PENDING).update(**changes)
+
+
+def retry_now(delivery_ids: Sequence[int], now: datetime) -> int:
+    """Make these deliveries (FAILED ones included) due now with their attempts reset: an
+    operator's retry. Delivered ones are left alone. Returns how many."""
+    return (
+        EventDelivery.objects.filter(pk__in=list(delivery_ids))
+        .exclude(status=EventDeliveryStatus.DELIVERED)
+        .update(status=EventDeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
+    )
+
+
+def purge_delivered(before: datetime, limit: int) -> int:
+    """Delete up to `limit` events all of whose deliveries were delivered before `before`
+    (their deliveries with them). Returns how many events."""
+    undelivered = EventDelivery.objects.filter(event_id=OuterRef("event_id")).exclude(
+        status=EventDeliveryStatus.DELIVERED
+    )
+    ids = list(
+        EventDelivery.objects.filter(status=EventDeliveryStatus.DELIVERED, delivered_at__lt=before)
+        .exclude(Exists(undelivered))
+        .values_list("event_id", flat=True)
+        .distinct()[:limit]
+    )
+    if not ids:
+        return 0
+    with transaction.atomic():
+        EventDelivery.objects.filter(event_id__in=ids).delete()
+        count, _ = OutboxEvent.objects.filter(pk__in=ids).delete()
+    return count
+
+
+def backoff(attempt: int, initial: float, longest: float) -> timedelta:
+    """The wait after failed attempt number `attempt` (1, 2...): initial x 2^(attempt-1), capped."""
+    return timedelta(seconds=min(longest, initial * 2 ** max(0, attempt - 1)))
