@@ -246,7 +246,7 @@ def deliver_after_commit(event_ids: Sequence[Any]) -> None:
         sinks = {sink.name: sink for sink in configured()}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()}
         while (claim := store.claim(clock.now(), _next_attempt_at, event_ids=event_ids, skip_sinks=skip)) is not None:
-            if not _attempt(claim, sinks):
+            if not _attempt(claim, sinks) and claim.sink != SIGNAL:  # a receiver that raised is not "down"
                 pause = max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
                 _cooling[claim.sink] = time.monotonic() + pause
                 skip.add(claim.sink)

@@ -5,7 +5,8 @@ died), ends executions past their timeout, and times out callbacks past their de
 query is a range scan on an index of RUNNING executions, so its cost follows the work to do,
 not the number of executions waiting; the queries and writes are the journal store's
 (`durable.store`). Workers run it about once per SWEEP_INTERVAL seconds
-across the cluster (a Redis lock, below); `manage.py durable_sweep` runs it by hand.
+across the cluster (a Redis lock, below); `manage.py durable_sweep` runs it by hand. After each
+sweep the event outbox's delivery pass runs too (`deliver_events`, durable.sinks).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 import redis
 
-from durable import clock, conf, dispatch, events, outbox
+from durable import clock, conf, dispatch, events, outbox, sinks
 from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
 from durable.runtime import default_owner
+from durable.sinks import DeliveryReport
 from durable.store import children, journal_store
 
 log = logging.getLogger("durable.sweep")
@@ -36,6 +38,7 @@ class SweepReport:
     dispatched_expired_leases: list[str] = field(default_factory=list)
     timed_out_executions: list[str] = field(default_factory=list)
     timed_out_callbacks: int = 0
+    events: DeliveryReport | None = None
 
     @property
     def acted(self) -> bool:
@@ -44,12 +47,14 @@ class SweepReport:
             or self.dispatched_expired_leases
             or self.timed_out_executions
             or self.timed_out_callbacks
+            or (self.events is not None and bool(self.events.attempted or self.events.purged))
         )
 
     def __str__(self) -> str:
         return (
             f"{len(self.dispatched_due)} due, {len(self.dispatched_expired_leases)} expired leases, "
             f"{len(self.timed_out_executions)} executions timed out, {self.timed_out_callbacks} callbacks timed out"
+            + (f"; {self.events}" if self.events is not None else "")
         )
 
 
@@ -120,6 +125,16 @@ def sweep(*, limit: int = 1000) -> SweepReport:
     return report
 
 
+def deliver_events() -> DeliveryReport | None:
+    """The outbox's pass (durable.sinks), after a sweep: due deliveries retried, for at most half
+    an interval, and delivered events past retention deleted. None if it failed (logged)."""
+    try:
+        return sinks.deliver_due(seconds=lock_try_seconds() * LOCK_TRIES / 2)
+    except Exception:
+        log.exception("event delivery pass failed; will try again")
+        return None
+
+
 # The sweep lock. Its value names the holder ("<host>:<pid> <token>") while the sweep runs and
 # "done <host>:<pid>" after it, until it expires. It lives for the interval less one try and is
 # kept after the sweep, not deleted: the cluster sweeps about once per SWEEP_INTERVAL however many
@@ -177,7 +192,9 @@ def sweep_with_lock(connection: Any, *, periodic: bool = False) -> SweepReport |
         log.warning("sweep skipped: Redis unavailable (%s)", exc)
         return None
     try:
-        return sweep()
+        report = sweep()
+        report.events = deliver_events()
+        return report
     finally:
         with contextlib.suppress(redis.RedisError):  # if Redis is away, the lock expires on its own
             connection.register_script(_DONE)(keys=[LOCK_KEY], args=[running, f"done {holder}"])

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from durable.rq.jobs import queue
-from durable.sweep import sweep, sweep_with_lock
+from durable.sweep import SweepReport, deliver_events, sweep, sweep_with_lock
 
 
 class Command(BaseCommand):
@@ -17,7 +17,12 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="Sweep even if a worker holds the sweep lock.")
 
     def handle(self, *args: Any, force: bool, **options: Any) -> None:
-        report = sweep() if force else sweep_with_lock(queue().connection)
+        report: SweepReport | None
+        if force:
+            report = sweep()
+            report.events = deliver_events()
+        else:
+            report = sweep_with_lock(queue().connection)
         if report is None:
             self.stdout.write("Another sweep is running; nothing done (use --force to sweep anyway).")
         else:
