@@ -246,10 +246,11 @@ def deliver_after_commit(event_ids: Sequence[Any]) -> None:
         sinks = {sink.name: sink for sink in configured()}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()}
         while (claim := store.claim(clock.now(), _next_attempt_at, event_ids=event_ids, skip_sinks=skip)) is not None:
-            if not _attempt(claim, sinks) and claim.sink != SIGNAL:  # a receiver that raised is not "down"
-                pause = max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
-                _cooling[claim.sink] = time.monotonic() + pause
-                skip.add(claim.sink)
+            if not _attempt(claim, sinks):
+                skip.add(claim.sink)  # once per delivery here: the pass retries
+                if claim.sink != SIGNAL:  # a receiver that raised is not a sink that is down
+                    pause = max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
+                    _cooling[claim.sink] = time.monotonic() + pause
     except Exception:
         log.exception("events %s: delivery after commit failed; the workers' pass will retry", list(event_ids))
 
