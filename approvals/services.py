@@ -165,7 +165,8 @@ def document_follow_execution(
     the document final with a status that says so, which takes its review out of the queue, and
     tells the client (webhook) if it asked; a redrive of a failed execution brings it back.
 
-    Idempotent: news of a change the document already followed (or older) changes nothing.
+    Idempotent: news of a change the document already followed (or older) changes nothing; the
+    engine sends each change at least once, in no guaranteed order.
     Returns the document if it changed, None for executions that are not a document's.
     """
     with transaction.atomic():
@@ -173,7 +174,10 @@ def document_follow_execution(
         if document is None:
             return None
         last = document.execution_status_at
-        if last is not None and (timestamp < last or (timestamp == last and status == document.execution_status)):
+        stale = timestamp < last or (timestamp == last and status == document.execution_status) if last else False
+        # The news arrive at least once and in any order: the start (no previous status) is news
+        # only while nothing else is known (its timestamp may equal the next change's).
+        if stale or (last is not None and not previous_status):
             return None  # news of a change already followed, or older than it
         document.execution_status, document.execution_status_at = status, timestamp
         fields = ["execution_status", "execution_status_at", "updated_at"]

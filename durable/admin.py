@@ -274,3 +274,6 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             form_class=CallbackFailureForm,
             perform=perform,
         )
+
+
+from durable import admin_events  # noqa: E402, F401 - the event outbox's pages

@@ -184,6 +184,7 @@ class EventDelivery(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="durable_delivery_due"),
             models.Index(fields=["status", "delivered_at"], name="durable_delivery_done"),
         ]
+        permissions = [("retry_event_delivery", "Can retry an event's delivery now")]
 
     def __str__(self) -> str:
         return f"{self.sink} {self.status} ({self.attempts} attempts)"

@@ -284,3 +284,14 @@ def deliver_due(*, limit: int | None = None, seconds: float | None = None) -> De
     retention = float(conf.get("EVENT_RETENTION_SECONDS"))
     report.purged = store.purge_delivered(clock.now() - timedelta(seconds=retention), limit)
     return report
+
+
+def retry_now(delivery_ids: Sequence[int]) -> int:
+    """An operator's retry: these deliveries (not yet delivered) due now with fresh attempts,
+    then tried at once in this process. Returns how many were reset."""
+    count = store.retry_now(delivery_ids, clock.now())
+    event_ids = store.event_ids(delivery_ids)
+    for name in store.sinks_of(delivery_ids):  # an operator's retry tries even a cooling sink
+        _cooling.pop(name, None)
+    deliver_after_commit(event_ids)
+    return count

@@ -207,3 +207,11 @@ def purge_delivered(before: datetime, limit: int) -> int:
 def backoff(attempt: int, initial: float, longest: float) -> timedelta:
     """The wait after failed attempt number `attempt` (1, 2...): initial x 2^(attempt-1), capped."""
     return timedelta(seconds=min(longest, initial * 2 ** max(0, attempt - 1)))
+
+
+def event_ids(delivery_ids: Sequence[int]) -> list[Any]:
+    return list(EventDelivery.objects.filter(pk__in=list(delivery_ids)).values_list("event_id", flat=True).distinct())
+
+
+def sinks_of(delivery_ids: Sequence[int]) -> set[str]:
+    return set(EventDelivery.objects.filter(pk__in=list(delivery_ids)).values_list("sink", flat=True))

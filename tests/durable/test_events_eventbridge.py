@@ -81,7 +81,7 @@ def test_each_status_change_is_put_with_its_detail(eventbridge, unsent):
 
 
 def test_a_failed_entry_counts_as_a_failure_and_is_retried(eventbridge, unsent):
-    with DurableTestRunner(event_workflows.outcome) as runner:
+    with DurableTestRunner(event_workflows.outcome):
         execution = start_execution(event_workflows.outcome, {})
         (started,) = events_of(str(execution.pk))
         eventbridge.add_response("put_events", THROTTLED, {"Entries": [entry(started)]})
@@ -104,7 +104,7 @@ def test_a_failed_entry_counts_as_a_failure_and_is_retried(eventbridge, unsent):
 
 def test_the_last_failed_attempt_marks_the_delivery_failed(eventbridge, unsent, settings):
     settings.DURABLE = {**settings.DURABLE, "EVENT_MAX_ATTEMPTS": 2}
-    with DurableTestRunner(event_workflows.outcome) as runner:
+    with DurableTestRunner(event_workflows.outcome):
         execution = start_execution(event_workflows.outcome, {})
         (started,) = events_of(str(execution.pk))
         for _ in range(2):
