@@ -28,3 +28,8 @@ def with_operation_events(event: dict, context: DurableContext) -> int:
     first = context.step(lambda _: 1, name="first")
     context.wait(Duration(1), name="pause")
     return first + context.step(lambda _: 2, name="second")
+
+
+@durable_execution
+def invokes_outcome(event: dict, context: DurableContext) -> str:
+    return context.invoke("tests.durable.event_workflows.outcome", event, name="child")

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from durable import sinks
-from durable.client import redrive_execution, start_execution, stop_execution
+from durable.client import invoked_execution_ids, redrive_execution, start_execution, stop_execution
 from durable.models import EventDelivery, OutboxEvent
 from durable.signals import execution_status_changed
 from durable.sweep import sweep
@@ -333,3 +333,28 @@ def test_bad_sink_settings_are_refused_by_name(settings):
     settings.DURABLE = {**settings.DURABLE, "EVENT_SINKS": [{"type": "webhook", "url": "https://a.example"}] * 2}
     with pytest.raises(ImproperlyConfigured, match="two sinks"):
         sinks.configured()
+
+
+def test_an_invoked_child_has_its_own_events():
+
+    with DurableTestRunner(event_workflows.invokes_outcome) as runner:
+        result = runner.run(json.dumps({}))
+    (child_id,) = invoked_execution_ids(result.execution_id)
+    assert statuses(str(child_id)) == [("", "RUNNING"), ("RUNNING", "SUCCEEDED")]
+    assert statuses(result.execution_id) == [("", "RUNNING"), ("RUNNING", "SUCCEEDED")]
+    child_start = events_of(str(child_id))[0]
+    assert child_start.function_name == "tests.durable.event_workflows.outcome"
+    assert (
+        child_start.detail["durableExecutionName"]
+        == f"{result.execution_id}:{child_start.execution_name.split(':')[1]}"
+    )
+
+
+def test_stopping_a_parent_stops_its_child_with_an_event_each():
+    with DurableTestRunner(event_workflows.invokes_outcome) as runner:
+        execution_id = runner.run_async(json.dumps({"wait": 60}))
+        runner.step_once(execution_id)
+        stop_execution(execution_id)
+    (child_id,) = invoked_execution_ids(execution_id)
+    assert statuses(execution_id) == [("", "RUNNING"), ("RUNNING", "STOPPED")]
+    assert statuses(str(child_id)) == [("", "RUNNING"), ("RUNNING", "STOPPED")]
