@@ -174,6 +174,12 @@ SETTINGS = AppSettings(
             2.0, "DURABLE_EVENT_RETRY_INITIAL_SECONDS", float, "Backoff after the first failed attempt (x2 each)."
         ),
         "EVENT_RETRY_MAX_SECONDS": Setting(300.0, "DURABLE_EVENT_RETRY_MAX_SECONDS", float, "Longest backoff."),
+        "EVENT_AFTER_COMMIT_GRACE": Setting(
+            30.0,
+            "DURABLE_EVENT_AFTER_COMMIT_GRACE",
+            float,
+            "Seconds the workers' pass leaves a new event to the process that committed it.",
+        ),
         "EVENT_BATCH": Setting(100, "DURABLE_EVENT_BATCH", int, "Deliveries one pass of the workers tries."),
         "EVENT_RETENTION_SECONDS": Setting(
             7 * 24 * 3600,

@@ -3,11 +3,12 @@
 Each event has one delivery row per sink (`durable.store.outbox`). Right after the commit that
 wrote it, the process that committed tries each delivery once (short timeouts; a sink that just
 failed in this process is left to the pass for a while, so a sink that is down does not slow
-every commit). The workers' pass (`deliver_due`, run after each sweep) retries what is due with
-bounded exponential backoff, one attempt at a time, and gives a sink up for the rest of a pass
-at its first retryable failure. After EVENT_MAX_ATTEMPTS a delivery is FAILED and stays, for the
-admin to see (and retry). Nothing here raises into the engine: an execution's outcome never
-depends on a sink.
+every commit); it has the event in memory, so a delivery costs one UPDATE. The workers' pass
+(`deliver_due`, run after each sweep) leaves a new delivery to that process for
+EVENT_AFTER_COMMIT_GRACE seconds, then retries what is due with bounded exponential backoff,
+one attempt at a time, and gives a sink up for the rest of a pass at its first retryable failure.
+After EVENT_MAX_ATTEMPTS a delivery is FAILED and stays, for the admin to see (and retry).
+Nothing here raises into the engine: an execution's outcome never depends on a sink.
 
 Delivery is at least once: a receiver may see an event twice (a process that dies between the
 send and the row's update; an operator's retry). The event's `id` is the same each time.
@@ -27,7 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from durable import clock, conf, signals, webhooks
 from durable.models import OutboxEvent
-from durable.outbox import envelope
+from durable.outbox import STATUS_CHANGE, OutboxRecord, envelope
 from durable.store import outbox as store
 
 log = logging.getLogger("durable.sinks")
@@ -206,13 +207,13 @@ def _attempt(claim: store.Claim, sinks: dict[str, Sink]) -> bool:
             raise webhooks.RefusedError(f"no sink named {claim.sink!r} is configured any more")
         _send(claim.event, sink)
     except (webhooks.RefusedError, webhooks.UnsafeURLError) as exc:
-        store.failed(claim, f"{type(exc).__name__}: {exc}", final=True)
+        store.failed(claim, f"{type(exc).__name__}: {exc}", final=True, next_attempt_at=clock.now())
         _delivered(claim.sink, False)
         log.error("event %s to %s refused for good: %s", claim.event.pk, claim.sink, exc)
         return True
     except Exception as exc:  # noqa: BLE001 - any other failure of a sink is worth a retry
         final = claim.attempt >= int(conf.get("EVENT_MAX_ATTEMPTS"))
-        store.failed(claim, f"{type(exc).__name__}: {exc}", final=final)
+        store.failed(claim, f"{type(exc).__name__}: {exc}", final=final, next_attempt_at=_next_attempt_at(1))
         _delivered(claim.sink, False)
         log.log(
             logging.ERROR if final else logging.WARNING,
@@ -240,19 +241,37 @@ def _next_attempt_at(attempt: int) -> datetime:
 _cooling: dict[str, float] = {}
 
 
-def deliver_after_commit(event_ids: Sequence[Any]) -> None:
-    """Try each delivery of these just-committed events once, in this process. Never raises."""
+def _cool(sink_name: str) -> None:
+    if sink_name != SIGNAL:  # a receiver that raised is not a sink that is down
+        _cooling[sink_name] = time.monotonic() + max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
+
+
+def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
+    """Try each delivery of these just-committed events once, in this process (one UPDATE each
+    to record the outcome). Never raises."""
     try:
         sinks = {sink.name: sink for sink in configured()}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()}
+        for record in records:
+            for name in sink_names(status_change=record.detail_type == STATUS_CHANGE):
+                if name not in skip and not _attempt(store.first_attempt(record, name), sinks):
+                    skip.add(name)  # the pass retries; this process leaves it alone for a while
+                    _cool(name)
+    except Exception:
+        log.exception("events %s: delivery after commit failed; the workers' pass will retry", [r.id for r in records])
+
+
+def deliver_now(event_ids: Sequence[Any]) -> None:
+    """Try the due deliveries of these events once each, in this process. Never raises."""
+    try:
+        sinks = {sink.name: sink for sink in configured()}
+        skip: set[str] = set()
         while (claim := store.claim(clock.now(), _next_attempt_at, event_ids=event_ids, skip_sinks=skip)) is not None:
             if not _attempt(claim, sinks):
-                skip.add(claim.sink)  # once per delivery here: the pass retries
-                if claim.sink != SIGNAL:  # a receiver that raised is not a sink that is down
-                    pause = max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
-                    _cooling[claim.sink] = time.monotonic() + pause
+                skip.add(claim.sink)
+                _cool(claim.sink)
     except Exception:
-        log.exception("events %s: delivery after commit failed; the workers' pass will retry", list(event_ids))
+        log.exception("events %s: delivery failed; the workers' pass will retry", list(event_ids))
 
 
 @dataclass
@@ -293,5 +312,5 @@ def retry_now(delivery_ids: Sequence[int]) -> int:
     event_ids = store.event_ids(delivery_ids)
     for name in store.sinks_of(delivery_ids):  # an operator's retry tries even a cooling sink
         _cooling.pop(name, None)
-    deliver_after_commit(event_ids)
+    deliver_now(event_ids)
     return count

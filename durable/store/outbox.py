@@ -16,8 +16,9 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
+from durable import conf
 from durable.models import EventDelivery, EventDeliveryStatus, OutboxEvent
 from durable.outbox import STATUS_CHANGE, OutboxRecord
 
@@ -51,6 +52,7 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     from durable import sinks
 
     ops = connection.ops
+    grace = timedelta(seconds=float(conf.get("EVENT_AFTER_COMMIT_GRACE")))
     uuid_field = OutboxEvent._meta.get_field("id")
     json_field = OutboxEvent._meta.get_field("detail")
     events, deliveries = [], []
@@ -74,15 +76,16 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
                 at,
             ]
         )
-        deliveries += [[pk, name, EventDeliveryStatus.PENDING.value, 0, at, ""] for name in names]
+        # The committing process tries first; the workers' pass only once it had time to.
+        due = ops.adapt_datetimefield_value(record.created_at + grace)
+        deliveries += [[pk, name, EventDeliveryStatus.PENDING.value, 0, due, ""] for name in names]
     return events, deliveries
 
 
 def _after_commit(records: Sequence[OutboxRecord]) -> None:
     from durable import sinks
 
-    ids = [record.id for record in records]
-    transaction.on_commit(lambda: sinks.deliver_after_commit(ids))
+    transaction.on_commit(lambda: sinks.deliver_after_commit(records))
 
 
 def write(records: Sequence[OutboxRecord]) -> None:
@@ -119,12 +122,38 @@ def after_commit(records: Sequence[OutboxRecord]) -> None:
 
 @dataclass(frozen=True)
 class Claim:
-    """One attempt this process owns: the delivery's row was updated to count it."""
+    """One attempt this process owns: the delivery's row was updated to count it (or, right
+    after the commit that wrote it, `delivery_id` is None: the committing process's own first
+    attempt, which the pass leaves alone for EVENT_AFTER_COMMIT_GRACE)."""
 
-    delivery_id: int
+    delivery_id: int | None
     sink: str
     attempt: int
     event: OutboxEvent
+
+
+def first_attempt(record: OutboxRecord, sink: str) -> Claim:
+    """The committing process's attempt of a delivery it just wrote (no query: it has the event)."""
+    event = OutboxEvent(
+        id=record.id,
+        execution_id=record.execution_id,
+        detail_type=record.detail_type,
+        function_name=record.function_name,
+        execution_name=record.execution_name,
+        status=record.status,
+        previous_status=record.previous_status,
+        operation_id=record.operation_id,
+        detail=record.detail,
+        created_at=record.created_at,
+    )
+    return Claim(None, sink, 1, event)
+
+
+def _row(claim: Claim) -> QuerySet[EventDelivery]:
+    if claim.delivery_id is not None:
+        return EventDelivery.objects.filter(pk=claim.delivery_id)
+    # Unless the pass took it meanwhile (then its outcome is the pass's to record).
+    return EventDelivery.objects.filter(event_id=claim.event.pk, sink=claim.sink, attempts=0)
 
 
 def claim(
@@ -161,17 +190,23 @@ def claim(
 
 
 def delivered(claim: Claim, now: datetime) -> None:
-    EventDelivery.objects.filter(pk=claim.delivery_id).update(
-        status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None
+    _row(claim).filter(status=EventDeliveryStatus.PENDING).update(
+        status=EventDeliveryStatus.DELIVERED,
+        delivered_at=now,
+        last_error="",
+        next_attempt_at=None,
+        attempts=claim.attempt,
     )
 
 
-def failed(claim: Claim, error: str, *, final: bool) -> None:
+def failed(claim: Claim, error: str, *, final: bool, next_attempt_at: datetime) -> None:
     """Record a failed attempt; `final`: no attempt is left (FAILED, kept for the admin)."""
-    changes: dict[str, Any] = {"last_error": error[:2000]}
+    changes: dict[str, Any] = {"last_error": error[:2000], "attempts": claim.attempt}
     if final:
         changes.update(status=EventDeliveryStatus.FAILED, next_attempt_at=None)
-    EventDelivery.objects.filter(pk=claim.delivery_id, status=EventDeliveryStatus.PENDING).update(**changes)
+    elif claim.delivery_id is None:
+        changes["next_attempt_at"] = next_attempt_at  # (a claim set it already)
+    _row(claim).filter(status=EventDeliveryStatus.PENDING).update(**changes)
 
 
 def retry_now(delivery_ids: Sequence[int], now: datetime) -> int:

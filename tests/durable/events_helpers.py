@@ -35,5 +35,6 @@ def webhook_settings(url: str, **more: object) -> dict:
         "EVENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": True,
         "EVENT_DELIVERY_TIMEOUT": 2,
         "EVENT_RETRY_INITIAL_SECONDS": 0,
+        "EVENT_AFTER_COMMIT_GRACE": 0,
         **more,
     }

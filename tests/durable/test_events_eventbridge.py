@@ -29,6 +29,7 @@ def eventbridge(settings):
             }
         ],
         "EVENT_RETRY_INITIAL_SECONDS": 0,
+        "EVENT_AFTER_COMMIT_GRACE": 0,
     }
     sinks._clients.clear()
     sinks._cooling.clear()
@@ -62,7 +63,7 @@ THROTTLED = {
 def unsent(monkeypatch):
     """Events written but not sent after their commit (so each request is stubbed knowing its
     event): the workers' pass sends them."""
-    monkeypatch.setattr(sinks, "deliver_after_commit", lambda ids: None)
+    monkeypatch.setattr(sinks, "deliver_after_commit", lambda records: None)
 
 
 def test_each_status_change_is_put_with_its_detail(eventbridge, unsent):

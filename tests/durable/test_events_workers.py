@@ -23,6 +23,7 @@ def worker_env(url: str) -> dict[str, str]:
         "DURABLE_EVENT_WEBHOOK_ALLOW_HTTP": "true",
         "DURABLE_EVENT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES": "true",
         "DURABLE_EVENT_RETRY_INITIAL_SECONDS": "0",
+        "DURABLE_EVENT_AFTER_COMMIT_GRACE": "1",
     }
 
 
@@ -54,7 +55,7 @@ def test_the_workers_pass_delivers_an_event_its_process_never_sent(workers, sett
     with WebhookReceiver() as receiver:
         settings.DURABLE = {**settings.DURABLE, **webhook_settings(receiver.url)}
         # This process commits the start and "dies" before sending it: only the outbox has it.
-        monkeypatch.setattr(sinks, "deliver_after_commit", lambda ids: None)
+        monkeypatch.setattr(sinks, "deliver_after_commit", lambda records: None)
         execution = start_execution(event_workflows.outcome, {})
         execution_id = str(execution.pk)
         (start,) = deliveries(execution_id, "webhook")
