@@ -61,6 +61,7 @@ from durable.outbox import OutboxRecord
 from durable.state import ExecutionState
 from durable.storable import utf8_size
 from durable.store import Lease, children, journal_store
+from durable.store import outbox as outbox_store
 from durable.store.leased import checkpoint_guard
 
 log = logging.getLogger("durable.runtime")
@@ -136,7 +137,7 @@ class Invocation:
             function = get_function(execution.function_name)
         except UnknownFunctionError as exc:
             return self.failed(exc)
-        if conf.get("OPERATION_EVENTS") if function.operation_events is None else function.operation_events:
+        if outbox_store.sends_operation_events(execution.function_name):
             self.journal.operation_events = (execution.function_name, execution.execution_name)
         operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
         state = self.state = ExecutionState(

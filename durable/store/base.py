@@ -15,7 +15,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -403,6 +403,8 @@ class SqlJournalStore:
                 record, succeeded=status is OperationStatus.SUCCEEDED, has_result=result is not None, error=error, at=at
             )
             self.append_events(str(op.execution_id), [event])
+            ended = replace(record, status=status, result=result, error=error, ended_at=at)
+            outbox_store.write_operation_events(str(op.execution_id), [ended], at)
         return op
 
     # The sweep: range scans on indexes of RUNNING executions.
@@ -468,7 +470,7 @@ class SqlJournalStore:
         lease; each only if still pending and past a deadline when written (a completion or a
         heartbeat that committed first wins). Returns how many."""
         expired = _expired_callbacks(now).filter(execution_id=execution_id)
-        count = 0
+        count, timed_out = 0, []
         with transaction.atomic():
             # Lock the execution as an invocation would; skip it if one holds the lease now.
             if not _running().filter(pk=execution_id).filter(_lease_free(now)).update(updated_at=now):
@@ -482,6 +484,8 @@ class SqlJournalStore:
                     continue
                 count += 1
                 self.append_events(execution_id, [event_for(record, error)])
+                timed_out.append(replace(record, status=OperationStatus.TIMED_OUT, error=error, ended_at=now))
+            outbox_store.write_operation_events(execution_id, timed_out, now)
         return count
 
 

@@ -25,6 +25,7 @@ from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.state import Checkpoint, ChildStart, OperationStatus
 from durable.store import journal_store, sql
+from durable.store import outbox as outbox_store
 
 if TYPE_CHECKING:
     from durable.store.leased import LeasedJournal
@@ -130,6 +131,7 @@ def complete_parent_operation(child: Execution, now: datetime) -> str | None:
     record = journal_record(parent_id, child.parent_operation_id)
     event = events.chained_invoke_ended(status, error, has_result=result is not None, operation=record, at=now)
     journal_store().append_events(parent_id, [event])
+    outbox_store.write_operation_events(parent_id, [record], now)
     return parent_id
 
 

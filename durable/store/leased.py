@@ -69,16 +69,12 @@ class LeasedJournal:
         # Set by an invocation whose function sends operation events: (function, execution name).
         self.operation_events: tuple[str, str] | None = None
 
-    def with_operation_events(
-        self, checkpoints: list[Checkpoint], outbox: Sequence[OutboxRecord]
-    ) -> list[OutboxRecord]:
-        """`outbox`, and an event for each operation these checkpoints complete (if asked for)."""
+    def operation_ended(self, records: list[OperationRecord], now: datetime) -> list[OutboxRecord]:
+        """An event for each of these completed operations, if this function sends them."""
         if self.operation_events is None:
-            return list(outbox)
+            return []
         function_name, execution_name = self.operation_events
-        now = self.clock()
-        ended = {c.record.operation_id: c.record for c in checkpoints if c.record.status in OPERATION_END_STATUSES}
-        changes = [
+        return [
             operation_change(
                 execution_id=self.execution_id,
                 function_name=function_name,
@@ -86,9 +82,17 @@ class LeasedJournal:
                 operation=record,
                 at=record.ended_at or now,
             )
-            for record in ended.values()
+            for record in records
         ]
-        return [*changes, *outbox]
+
+    def with_operation_events(
+        self, checkpoints: list[Checkpoint], outbox: Sequence[OutboxRecord]
+    ) -> list[OutboxRecord]:
+        """`outbox`, after an event for each operation these checkpoints complete (if asked for)."""
+        if self.operation_events is None:
+            return list(outbox)
+        ended = {c.record.operation_id: c.record for c in checkpoints if c.record.status in OPERATION_END_STATUSES}
+        return [*self.operation_ended(list(ended.values()), self.clock()), *outbox]
 
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""
@@ -128,6 +132,7 @@ class LeasedJournal:
                 if not cursor.rowcount:
                     return False
                 cursor.executemany(statements.insert_events(1), event_rows)
+                outbox_store.write(self.operation_ended([record], now))
         return True
 
     def finish(

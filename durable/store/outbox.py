@@ -19,8 +19,11 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
 from durable import conf
-from durable.models import EventDelivery, EventDeliveryStatus, OutboxEvent
-from durable.outbox import STATUS_CHANGE, OutboxRecord
+from durable.exceptions import UnknownFunctionError
+from durable.execution import get_function
+from durable.models import EventDelivery, EventDeliveryStatus, Execution, OutboxEvent
+from durable.outbox import STATUS_CHANGE, OutboxRecord, operation_change
+from durable.state import OperationRecord
 
 _EVENT_COLUMNS = (
     "id",
@@ -115,6 +118,39 @@ def after_commit(records: Sequence[OutboxRecord]) -> None:
     """Try the deliveries of events written by `statements` once the caller's write commits."""
     if records:
         _after_commit(records)
+
+
+def sends_operation_events(function_name: str) -> bool:
+    """Whether executions of this function send an event per completed operation (its
+    `@durable_execution(operation_events=...)`, else settings.DURABLE["OPERATION_EVENTS"])."""
+    try:
+        chosen = get_function(function_name).operation_events
+    except UnknownFunctionError:
+        chosen = None
+    return bool(conf.get("OPERATION_EVENTS")) if chosen is None else chosen
+
+
+def write_operation_events(execution_id: str, records: Sequence[OperationRecord], at: datetime) -> None:
+    """In the caller's transaction: events for operations completed outside an invocation (a
+    callback sent or timed out, an invoked child's outcome), if the execution's function sends them."""
+    if not records:
+        return
+    row = Execution.objects.filter(pk=execution_id).values_list("function_name", "execution_name").first()
+    if row is None or not sends_operation_events(row[0]):
+        return
+    function_name, execution_name = row
+    write(
+        [
+            operation_change(
+                execution_id=str(execution_id),
+                function_name=function_name,
+                execution_name=execution_name,
+                operation=record,
+                at=record.ended_at or at,
+            )
+            for record in records
+        ]
+    )
 
 
 # The delivery pass.

@@ -3,8 +3,9 @@ processes import them by name."""
 
 from __future__ import annotations
 
-from durable import DurableContext, RetryPresets, StepConfig, durable_execution
+from durable import CallbackConfig, DurableContext, RetryPresets, StepConfig, durable_execution
 from durable.config import Duration
+from durable.exceptions import CallbackError
 
 
 @durable_execution
@@ -32,4 +33,18 @@ def with_operation_events(event: dict, context: DurableContext) -> int:
 
 @durable_execution
 def invokes_outcome(event: dict, context: DurableContext) -> str:
+    return context.invoke("tests.durable.event_workflows.outcome", event, name="child")
+
+
+@durable_execution(operation_events=True)
+def waits_for_approval(event: dict, context: DurableContext) -> str:
+    callback = context.create_callback(name="approval", config=CallbackConfig(timeout=Duration(60)))
+    try:
+        return str(callback.result())
+    except CallbackError as exc:
+        return f"no answer: {exc}"
+
+
+@durable_execution(operation_events=True)
+def invokes_with_operation_events(event: dict, context: DurableContext) -> str:
     return context.invoke("tests.durable.event_workflows.outcome", event, name="child")

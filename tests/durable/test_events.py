@@ -358,3 +358,38 @@ def test_stopping_a_parent_stops_its_child_with_an_event_each():
     (child_id,) = invoked_execution_ids(execution_id)
     assert statuses(execution_id) == [("", "RUNNING"), ("RUNNING", "STOPPED")]
     assert statuses(str(child_id)) == [("", "RUNNING"), ("RUNNING", "STOPPED")]
+
+
+def operation_events(execution_id: str) -> list[tuple[str, str | None, str]]:
+    return [
+        (e.detail["operationType"], e.detail["operationName"], e.status)
+        for e in events_of(execution_id, "Durable Execution Operation Status Change")
+    ]
+
+
+@pytest.mark.parametrize("answer", ["sent", "timed out: sweep", "timed out: invocation"])
+def test_a_callback_completed_from_outside_is_an_operation_event(settings, answer):
+    with WebhookReceiver() as receiver:
+        settings.DURABLE = {**settings.DURABLE, **webhook_settings(receiver.url)}
+        with DurableTestRunner(event_workflows.waits_for_approval) as runner:
+            execution_id = runner.run_async(json.dumps({}))
+            callback_id = runner.wait_for_callback(execution_id)
+            if answer == "sent":
+                runner.send_callback_success(callback_id, "yes")
+            elif answer == "timed out: sweep":
+                runner.clock.advance_to(runner.clock.current + timedelta(seconds=61))
+                sweep()
+            # else the runner jumps to the deadline, and the invocation times the callback out
+            result = runner.wait_for_result(execution_id)
+    assert result.status == "SUCCEEDED"
+    status = "SUCCEEDED" if answer == "sent" else "TIMED_OUT"
+    assert operation_events(execution_id) == [("CALLBACK", "approval", status)]  # once, not again on replay
+    assert [b["detail"]["status"] for b in received_events(receiver) if b["detail"].get("operationId")] == [status]
+
+
+def test_an_invoke_completed_by_its_child_is_an_operation_event(settings):
+    with WebhookReceiver() as receiver:
+        settings.DURABLE = {**settings.DURABLE, **webhook_settings(receiver.url)}
+        with DurableTestRunner(event_workflows.invokes_with_operation_events) as runner:
+            result = runner.run(json.dumps({}))
+    assert operation_events(result.execution_id) == [("CHAINED_INVOKE", "child", "SUCCEEDED")]
