@@ -27,14 +27,24 @@ def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql(
     assert outcome.status == "SUCCEEDED"
     sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
     sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
+    # After the last commit, the end's event is sent (to the signal) and its outcome recorded.
+    delivered = [q for q in sqls if q.startswith('UPDATE "DURABLE_EVENTDELIVERY"')]
+    assert len(delivered) == 1, sqls
+    assert sqls[-1] == delivered[0]
+    sqls = sqls[:-1]
+    assert any('INSERT INTO "DURABLE_OUTBOXEVENT"' in q for q in sqls)  # the end's event, in the end's write
     assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"')  # the lease
     if connection.vendor == "postgresql":
         # Fence, upserts and events of each boundary in one query the server runs as one
         # transaction: the lease and three round trips in all.
         assert len(sqls) == 4, sqls
         assert all(q.startswith("WITH FENCED AS (UPDATE") and "INSERT INTO" in q for q in sqls[1:]), sqls
+        assert 'INSERT INTO "DURABLE_OUTBOXEVENT"' in sqls[-1]
     else:
         assert len([q for q in sqls if q.startswith('UPDATE "DURABLE_EXECUTION"')]) == 4, sqls
+        outbox = [i for i, q in enumerate(sqls) if "DURABLE_OUTBOXEVENT" in q]
+        assert outbox
+        assert outbox[0] > [i for i, q in enumerate(sqls) if q.startswith('UPDATE "DURABLE_EXECUTION"')][-1]
     ops = Operation.objects.filter(execution_id=execution.pk).order_by("id")
     assert [(op.name, op.status, op.result) for op in ops] == [
         ("s0", "SUCCEEDED", "0"),
