@@ -67,8 +67,11 @@ def configured() -> list[Sink]:
 
 
 def sink_names(*, status_change: bool) -> list[str]:
-    """The sinks an event goes to: the signal takes execution status changes only."""
-    return [sink.name for sink in configured() if status_change or sink.type != SIGNAL]
+    """The sinks an event goes to: the signal takes execution status changes, when it has
+    receivers (every process of a project connects the same ones, when its apps are ready). An
+    event with no sink to go to is not written: nobody listening costs nothing."""
+    listened = signals.execution_status_changed.has_listeners()
+    return [sink.name for sink in configured() if sink.type != SIGNAL or (status_change and listened)]
 
 
 def _delivered(sink_name: str, ok: bool) -> None:
@@ -198,9 +201,10 @@ def _send(event: OutboxEvent, sink: Sink) -> None:
 # Attempts.
 
 
-def _attempt(claim: store.Claim, sinks: dict[str, Sink]) -> bool:
-    """One attempt of a claimed delivery, its outcome recorded. Returns whether it was delivered
-    or given up for good (False: retry later)."""
+def _attempt(claim: store.Claim, sinks: dict[str, Sink], delivered: list[store.Claim] | None = None) -> bool:
+    """One attempt of a claimed delivery, its outcome recorded (a success appended to
+    `delivered` instead, if given, to record many in one statement). Returns whether it was
+    delivered or given up for good (False: retry later)."""
     sink = sinks.get(claim.sink)
     try:
         if sink is None:
@@ -225,7 +229,10 @@ def _attempt(claim: store.Claim, sinks: dict[str, Sink]) -> bool:
             exc,
         )
         return final
-    store.delivered(claim, clock.now())
+    if delivered is None:
+        store.delivered(claim, clock.now())
+    else:
+        delivered.append(claim)
     _delivered(claim.sink, True)
     return True
 
@@ -247,16 +254,18 @@ def _cool(sink_name: str) -> None:
 
 
 def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
-    """Try each delivery of these just-committed events once, in this process (one UPDATE each
-    to record the outcome). Never raises."""
+    """Try each delivery of these just-committed events once, in this process (one UPDATE
+    records every success; one more each failure). Never raises."""
+    delivered: list[store.Claim] = []
     try:
         sinks = {sink.name: sink for sink in configured()}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()}
         for record in records:
             for name in sink_names(status_change=record.detail_type == STATUS_CHANGE):
-                if name not in skip and not _attempt(store.first_attempt(record, name), sinks):
+                if name not in skip and not _attempt(store.first_attempt(record, name), sinks, delivered):
                     skip.add(name)  # the pass retries; this process leaves it alone for a while
                     _cool(name)
+        store.delivered_first_attempts(delivered, clock.now())
     except Exception:
         log.exception("events %s: delivery after commit failed; the workers' pass will retry", [r.id for r in records])
 

@@ -46,8 +46,10 @@ def _fresh_sinks():
     sinks._cooling.clear()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def signals_sent():
+    """A receiver of the signal, as a product has (without one, and without sinks, no event is
+    written: test_nobody_listening_writes_no_event)."""
     seen: list[dict] = []
 
     def receiver(sender, **kwargs):
@@ -393,3 +395,19 @@ def test_an_invoke_completed_by_its_child_is_an_operation_event(settings):
         with DurableTestRunner(event_workflows.invokes_with_operation_events) as runner:
             result = runner.run(json.dumps({}))
     assert operation_events(result.execution_id) == [("CHAINED_INVOKE", "child", "SUCCEEDED")]
+
+
+def test_nobody_listening_writes_no_event(signals_sent):
+    from durable.signals import execution_status_changed
+
+    receivers = execution_status_changed.receivers[:]
+    execution_status_changed.receivers.clear()
+    execution_status_changed.sender_receivers_cache.clear()
+    try:
+        with DurableTestRunner(event_workflows.outcome) as runner:
+            result = runner.run(json.dumps({}))
+    finally:
+        execution_status_changed.receivers[:] = receivers
+        execution_status_changed.sender_receivers_cache.clear()
+    assert result.status == "SUCCEEDED"
+    assert OutboxEvent.objects.count() == 0

@@ -27,6 +27,19 @@ def client_with(username, *codenames) -> Client:
     return client
 
 
+@pytest.fixture(autouse=True)
+def listening():
+    """A receiver of the signal, as a product has: the signal is a sink too."""
+    from durable.signals import execution_status_changed
+
+    def receiver(sender, **kwargs):
+        pass
+
+    execution_status_changed.connect(receiver)
+    yield
+    execution_status_changed.disconnect(receiver)
+
+
 @pytest.fixture
 def dead_delivery(settings):
     """A run whose webhook deliveries failed for good (nothing listened), then a receiver that is up."""

@@ -27,24 +27,14 @@ def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql(
     assert outcome.status == "SUCCEEDED"
     sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
     sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
-    # After the last commit, the end's event is sent (to the signal) and its outcome recorded.
-    delivered = [q for q in sqls if q.startswith('UPDATE "DURABLE_EVENTDELIVERY"')]
-    assert len(delivered) == 1, sqls
-    assert sqls[-1] == delivered[0]
-    sqls = sqls[:-1]
-    assert any('INSERT INTO "DURABLE_OUTBOXEVENT"' in q for q in sqls)  # the end's event, in the end's write
     assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"')  # the lease
     if connection.vendor == "postgresql":
         # Fence, upserts and events of each boundary in one query the server runs as one
         # transaction: the lease and three round trips in all.
         assert len(sqls) == 4, sqls
         assert all(q.startswith("WITH FENCED AS (UPDATE") and "INSERT INTO" in q for q in sqls[1:]), sqls
-        assert 'INSERT INTO "DURABLE_OUTBOXEVENT"' in sqls[-1]
     else:
         assert len([q for q in sqls if q.startswith('UPDATE "DURABLE_EXECUTION"')]) == 4, sqls
-        outbox = [i for i, q in enumerate(sqls) if "DURABLE_OUTBOXEVENT" in q]
-        assert outbox
-        assert outbox[0] > [i for i, q in enumerate(sqls) if q.startswith('UPDATE "DURABLE_EXECUTION"')][-1]
     ops = Operation.objects.filter(execution_id=execution.pk).order_by("id")
     assert [(op.name, op.status, op.result) for op in ops] == [
         ("s0", "SUCCEEDED", "0"),
@@ -57,6 +47,38 @@ def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql(
     assert events[0] == "ExecutionStarted"
     assert events[-2:] == ["InvocationCompleted", "ExecutionSucceeded"]
     assert events.count("StepSucceeded") == 3
+
+
+def test_with_a_receiver_the_end_and_its_event_are_one_write_and_the_delivery_one_update():
+    from durable.signals import execution_status_changed
+
+    def receiver(sender, **kwargs):
+        pass
+
+    execution_status_changed.connect(receiver)
+    try:
+        execution = start_execution(three_steps, {})
+        with CaptureQueriesContext(connection) as captured:
+            outcome = run_invocation(str(execution.pk))
+    finally:
+        execution_status_changed.disconnect(receiver)
+    assert outcome.status == "SUCCEEDED"
+    sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+    sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
+    # After the end's commit, the signal is sent and its delivery recorded: one UPDATE.
+    assert sqls[-1].startswith('UPDATE "DURABLE_EVENTDELIVERY"'), sqls
+    assert not any(q.startswith('UPDATE "DURABLE_EVENTDELIVERY"') for q in sqls[:-1]), sqls
+    if connection.vendor == "postgresql":
+        # The end's event and its delivery row are inserted in the end's one query.
+        assert len(sqls) == 5, sqls
+        assert sqls[-2].startswith("WITH FENCED AS (UPDATE")
+        assert 'INSERT INTO "DURABLE_OUTBOXEVENT"' in sqls[-2]
+        assert 'INSERT INTO "DURABLE_EVENTDELIVERY"' in sqls[-2]
+    else:
+        fences = [i for i, q in enumerate(sqls) if q.startswith('UPDATE "DURABLE_EXECUTION"')]
+        outbox = [i for i, q in enumerate(sqls) if 'INSERT INTO "DURABLE_OUTBOXEVENT"' in q]
+        assert len(outbox) == 1
+        assert outbox[0] > fences[-1]  # in the end's transaction, after its fence
 
 
 def record(operation_id: str, status: OperationStatus, result: str | None = None) -> OperationRecord:
