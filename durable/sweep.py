@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from durable import clock, conf, dispatch, events, signals
+from durable import clock, conf, dispatch, events, metrics, signals
 from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
@@ -53,6 +53,7 @@ class SweepReport:
         )
 
 
+@metrics.SWEEP_DURATION.time()
 def sweep(*, limit: int = 1000) -> SweepReport:
     """One pass. Returns what it did."""
     now = clock.now()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from durable import conf, events
+from durable import conf, events, metrics
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import UnknownFunctionError
@@ -80,6 +80,7 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
             )
             values = {f.attname: getattr(row, f.attname) for f in Execution._meta.concrete_fields}
             journal.store.insert_execution(values, [events.execution_started(child.payload, timeout, now)])
+            metrics.execution_started(fn.name)
         Operation.objects.filter(execution_id=parent_id, operation_id=child.parent_operation_id).update(
             child_execution_id=child_id
         )
