@@ -37,10 +37,13 @@ OTHER = "other"
 UNNAMED = "unnamed"
 
 
+_HOST = socket.gethostname().replace("_", "-")  # prometheus_client splits file names on "_"
+
+
 def process_id(pid: int | None = None) -> str:
-    """This process's name in the multiprocess directory: host and pid (containers reuse pids)."""
-    host = socket.gethostname().replace("_", "-")  # prometheus_client splits file names on "_"
-    return f"{host}-{os.getpid() if pid is None else pid}"
+    """This process's name in the multiprocess directory: host and pid (containers reuse pids).
+    prometheus_client asks for it at every write (to notice a fork): keep it cheap."""
+    return f"{_HOST}-{os.getpid() if pid is None else pid}"
 
 
 MULTIPROCESS = values.ValueClass is not values.MutexValue
@@ -74,6 +77,25 @@ class BoundedLabel:
                 self.seen.add(value)
                 return value
         return OTHER
+
+
+class Children:
+    """`metric.labels(label(value))` per value, remembered: a step's observation then costs a
+    dict lookup, not prometheus_client's label checks and lock (the memory is bounded too)."""
+
+    def __init__(self, metric: Any, label: BoundedLabel) -> None:
+        self.metric = metric
+        self.label = label
+        self.cache: dict[str, Any] = {}
+
+    def __call__(self, value: str | None) -> Any:
+        child = self.cache.get(value or UNNAMED)
+        if child is None:
+            label = self.label(value)
+            child = self.cache.get(label) or self.metric.labels(label)
+            if len(self.cache) < 2 * self.label.limit:
+                self.cache[value or UNNAMED] = self.cache[label] = child
+        return child
 
 
 function_label = BoundedLabel()
@@ -112,6 +134,7 @@ TIMER_LATENESS = Histogram(
 SWEEP_DURATION = Histogram("durable_sweep_duration_seconds", "Time a sweep took.", buckets=DURATION_BUCKETS)
 SINK_DELIVERIES = Counter("durable_sink_deliveries", "Deliveries tried to a webhook or event sink.", ["sink"])
 SINK_FAILURES = Counter("durable_sink_delivery_failures", "Deliveries to a sink that failed.", ["sink"])
+_step_durations = Children(STEP_DURATION, step_label)
 
 
 def execution_started(function_name: str) -> None:
@@ -140,7 +163,7 @@ def invocation_ended(function_name: str, started: float, status: str | None, ran
 
 
 def step_ran(name: str | None, seconds: float) -> None:
-    STEP_DURATION.labels(step_label(name)).observe(seconds)
+    _step_durations(name).observe(seconds)
 
 
 def step_retry(name: str | None) -> None:
