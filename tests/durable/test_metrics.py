@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import User
 
-from durable import metrics
+from durable import DurableContext, durable_execution, metrics
 from durable.client import send_callback_success, start_execution
 from durable.clock import FakeClock, use_clock
 from durable.models import Execution, Operation
@@ -195,3 +195,22 @@ def test_sink_deliveries_and_failures_are_counted(client, settings):
         assert after["durable_sink_deliveries_total", labels] - before["durable_sink_deliveries_total", labels] == tried
         failures = after["durable_sink_delivery_failures_total", labels]
         assert failures - before["durable_sink_delivery_failures_total", labels] == failed
+
+
+@durable_execution(name="tests.metrics.loses_its_lease")
+def loses_its_lease(event: dict, context: DurableContext) -> int:
+    # Another invocation takes the lease while this one runs a step.
+    context.step(lambda _: Execution.objects.filter(status="RUNNING").update(lease_token="taken"), name="taken")
+    return context.step(lambda _: 1, name="after")
+
+
+def test_a_lost_lease_is_counted(client, settings):
+    before = scrape(client, settings)
+    execution = start_execution(loses_its_lease, {})
+    outcome = run_invocation(str(execution.pk))
+    assert outcome.ran
+    assert outcome.status is None  # it stopped writing
+    after = scrape(client, settings)
+    assert after["durable_lease_losses_total"] == before["durable_lease_losses_total"] + 1
+    unrecorded = ("durable_invocations_total", {"function": "tests.metrics.loses_its_lease", "outcome": "unrecorded"})
+    assert after[unrecorded] == before[unrecorded] + 1
