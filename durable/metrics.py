@@ -30,7 +30,8 @@ from typing import Any
 from prometheus_client import Counter, Histogram, values
 from prometheus_client.multiprocess import mark_process_dead
 
-# Distinct values one label takes in one process; the rest are counted as OTHER.
+# Distinct values one label takes in one process; the rest are counted as OTHER (and no name
+# as UNNAMED).
 MAX_LABEL_VALUES = 100
 MAX_LABEL_LENGTH = 100
 OTHER = "other"

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
@@ -173,6 +173,8 @@ class SweepingWorkerMixin:
                 log.info("sweep: %s", report)
         except DATABASE_OUTAGE as exc:
             log.warning("sweep failed: the database is unreachable (%s); will try again", one_line(exc))
+        except StopRequested:
+            raise  # SIGTERM while idle, mid-sweep: RQ's work loop ends on it (swallowed, the worker never stopped)
         except Exception:
             log.exception("sweep failed; will try again")
         finally:
