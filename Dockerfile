@@ -7,7 +7,8 @@ ENV DJANGO_ENV=production \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PROMETHEUS_MULTIPROC_DIR=/app/var/prometheus
 
 WORKDIR /app
 COPY requirements.txt .
@@ -17,7 +18,7 @@ COPY . .
 # Collecting static files needs settings but no secret: a throwaway key, outside production mode.
 RUN DJANGO_ENV=build DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
     && useradd --create-home --uid 10001 app \
-    && mkdir -p var \
+    && mkdir -p var/prometheus \
     && chown -R app:app var
 
 USER app

@@ -30,8 +30,10 @@ dev-deps: $(VENV)/.dev-deps
 migrate: deps
 	$(PY) manage.py migrate --noinput
 
+# Web and worker processes count metrics into one directory, emptied at each start (durable/metrics.py).
 run: migrate
-	@HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) DEMO_REVIEWER_USER=$(DEMO_REVIEWER_USER) scripts/run-dev
+	@rm -rf var/prometheus && mkdir -p var/prometheus
+	@PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus HOST=$(HOST) PORT=$(PORT) DEMO_ADMIN_USER=$(DEMO_ADMIN_USER) DEMO_REVIEWER_USER=$(DEMO_REVIEWER_USER) scripts/run-dev
 
 test: dev-deps
 	@scripts/ensure-test-services

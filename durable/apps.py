@@ -8,9 +8,10 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from durable import conf, threads
+        from durable import conf, metrics, signals, threads
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
+        signals.execution_status_changed.connect(metrics.count_status_change, dispatch_uid="durable.metrics")
         threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")

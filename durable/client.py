@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, events, outbox
+from durable import clock, conf, dispatch, events, metrics, outbox
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -116,6 +116,7 @@ def start_execution(
         if existing:
             return existing
         raise
+    metrics.execution_started(fn.name)
     dispatch.on_commit_wake(str(execution.pk), now)
     return execution
 

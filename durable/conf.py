@@ -193,8 +193,40 @@ SETTINGS = AppSettings(
             boolean,
             "Send an event for each completed operation (per function: @durable_execution(operation_events=...)).",
         ),
+        # Metrics and liveness (durable.metrics, durable.scrape, durable.rq.liveness).
+        "METRICS_TOKEN": Setting(
+            None,
+            "DURABLE_METRICS_TOKEN",
+            optional,
+            "Bearer token that may read /metrics (staff users may without it); empty: staff only.",
+        ),
+        "METRICS_MULTIPROC_DIR": Setting(
+            None,
+            "PROMETHEUS_MULTIPROC_DIR",
+            optional,
+            "Directory where every process writes its metrics for /metrics to add up (prometheus-client's "
+            "multiprocess mode: the variable must be in each process's environment when it starts).",
+        ),
+        "WORKER_HEARTBEAT_FILE": Setting(
+            lambda settings: _default_heartbeat_file(),
+            "DURABLE_WORKER_HEARTBEAT_FILE",
+            str,
+            "File the worker processes touch every few seconds; `durable_worker --check` reads its age.",
+        ),
+        "WORKER_HEARTBEAT_MAX_AGE": Setting(
+            30.0,
+            "DURABLE_WORKER_HEARTBEAT_MAX_AGE",
+            float,
+            "Seconds after which `durable_worker --check` calls the heartbeat stale.",
+        ),
     },
 )
+
+
+def _default_heartbeat_file() -> str:
+    import tempfile
+
+    return f"{tempfile.gettempdir()}/durable-worker.heartbeat"
 
 
 def get(name: str) -> Any:

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db import transaction
 
-from durable import client, clock, conf, dispatch, events, outbox
+from durable import client, clock, conf, dispatch, events, metrics, outbox
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -104,7 +104,10 @@ def run_invocation(
         if 0 < early <= wait_if_early:
             time.sleep(early)
             now = clock.now()
-    return Invocation(lease, now, kill_on_budget=kill_on_budget).run()
+    started = time.perf_counter()
+    outcome = Invocation(lease, now, kill_on_budget=kill_on_budget).run()
+    metrics.invocation_ended(lease.execution.function_name, started, outcome.status, outcome.ran)
+    return outcome
 
 
 class Invocation:
@@ -140,6 +143,7 @@ class Invocation:
         if outbox_store.sends_operation_events(execution.function_name):
             self.journal.operation_events = (execution.function_name, execution.execution_name)
         operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
+        metrics.resumed(execution.wake_at, operations.values(), self.now)
         state = self.state = ExecutionState(
             self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
         )
@@ -191,6 +195,7 @@ class Invocation:
 
     def lease_lost(self, _: BaseException) -> InvocationOutcome:
         log.warning("invocation of %s lost its lease; stopped writing", self.execution_id)
+        metrics.lease_lost()
         return self._unrecorded()
 
     def unreachable(self, error: BaseException) -> InvocationOutcome:
@@ -303,6 +308,7 @@ class Invocation:
                     parent = children.complete_parent_operation(ended, now)
         except LeaseLostError:
             log.warning("invocation of %s lost its lease before it could finish", self.execution_id)
+            metrics.lease_lost()
             return InvocationOutcome(self.execution_id, ran=True, status=None)
         except CheckpointFailedError as exc:
             log.error("invocation of %s could not record its end: %s", self.execution_id, exc)

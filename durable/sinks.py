@@ -26,7 +26,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from durable import clock, conf, signals, webhooks
+from durable import clock, conf, metrics, signals, webhooks
 from durable.models import OutboxEvent
 from durable.outbox import STATUS_CHANGE, OutboxRecord, envelope
 from durable.store import outbox as store
@@ -77,6 +77,7 @@ def sink_names(*, status_change: bool) -> list[str]:
 def _delivered(sink_name: str, ok: bool) -> None:
     """Where every delivery attempt's outcome is known (one place for a metric to count it)."""
     log.debug("delivery to %s %s", sink_name, "succeeded" if ok else "failed")
+    metrics.sink_delivery(sink_name, ok)
 
 
 # Sending one event to one sink. Each raises webhooks.DeliveryError (retry) or

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from durable import clock, conf, dispatch, events, outbox, sinks
+from durable import clock, conf, dispatch, events, metrics, outbox, sinks
 from durable.errors import ErrorObject
 from durable.models import ExecutionStatus
 from durable.operation.callback import timeout_error
@@ -58,6 +58,7 @@ class SweepReport:
         )
 
 
+@metrics.SWEEP_DURATION.time()
 def sweep(*, limit: int = 1000) -> SweepReport:
     """One pass. Returns what it did."""
     now = clock.now()

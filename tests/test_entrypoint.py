@@ -3,6 +3,7 @@
 import os
 import sqlite3
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -38,28 +39,45 @@ def test_migrate_role_creates_the_schema(tmp_path):
     assert {"durable_execution", "durable_operation", "durable_historyevent"} <= tables(db)
 
 
-def test_web_role_migrates_then_serves_with_gunicorn(tmp_path):
+def test_web_role_migrates_then_serves_with_gunicorn(tmp_path, redis_server):
     db = tmp_path / "web.sqlite3"
+    metrics_dir = tmp_path / "prometheus"  # the entry point makes it
+    token = "entrypoint-metrics-" + "t" * 20
     port = free_port()
     subprocess.run([ENTRYPOINT, "python", "manage.py", "collectstatic", "--noinput", "-v0"], env=env(), check=True)
     web = subprocess.Popen(
         [ENTRYPOINT, "web"],
-        env=env(DATABASE_URL=f"sqlite:///{db}", PORT=str(port), BIND="127.0.0.1", WEB_CONCURRENCY="1"),
+        env=env(
+            DATABASE_URL=f"sqlite:///{db}",
+            REDIS_URL=redis_server.url,
+            PORT=str(port),
+            BIND="127.0.0.1",
+            WEB_CONCURRENCY="2",
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            DURABLE_METRICS_TOKEN=token,
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
 
-        def get(path: str) -> int | None:
+        def get(path: str, **headers: str) -> int | None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+                with urllib.request.urlopen(request, timeout=2) as response:
                     return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
             except OSError:
                 return None
 
         assert wait_until(lambda: get("/healthz"), 60, interval=0.2, message="gunicorn") == 200
         assert get("/static/admin/css/base.css") == 200  # collected static files, served by whitenoise
         assert "durable_execution" in tables(db)
+        # /metrics in multiprocess mode across gunicorn's two workers.
+        assert get("/metrics") == 401
+        assert get("/metrics", Authorization=f"Bearer {token}") == 200
+        assert list(metrics_dir.glob("*.db"))  # the web workers count into the directory
     finally:
         web.terminate()
         output = web.communicate(timeout=30)[0].decode()

@@ -18,6 +18,7 @@ PUBLIC = {
     "durable.exceptions",
     "durable.lambda_service",
     "durable.logger",
+    "durable.metrics",
     "durable.retries",
     "durable.serdes",
     "durable.signals",

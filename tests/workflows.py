@@ -128,3 +128,22 @@ def approval_or_timer(event: dict, context: DurableContext) -> dict:
 
     won = context.race({"approval": approval, "timer": timer}, name="approval or timer")
     return {"winner": won.name, "value": won.value, "ended_at": context.step(lambda _: time.time(), name="end")}
+
+
+@durable_execution
+def flaky_then_waits(event: dict, context: DurableContext) -> int:
+    """A step that fails its first attempt and is retried 1 s later, then a wait (the metrics tests)."""
+    from durable.config import JitterStrategy, StepConfig
+    from durable.retries import RetryStrategyConfig, create_retry_strategy
+
+    def flaky(step: StepContext) -> int:
+        if step.attempt < 2:
+            raise RuntimeError("the first attempt fails")
+        return step.attempt
+
+    retry = create_retry_strategy(
+        RetryStrategyConfig(max_attempts=3, initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE)
+    )
+    attempts = context.step(flaky, name="flaky", config=StepConfig(retry_strategy=retry))
+    context.wait(Duration(event.get("seconds", 1)), name="pause")
+    return attempts

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar, cast
 
-from durable import events
+from durable import events, metrics
 from durable.config import StepConfig, StepSemantics
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -152,8 +153,12 @@ class StepOperation:
         self, func: Callable[[StepContext], T], context: StepContext, record: OperationRecord, attempt: int
     ) -> T:
         timeout = self.config.timeout.to_seconds() if self.config.timeout else None
-        with time_limit(timeout, f"step {self._label()} attempt {attempt}"):
-            result = func(context)
+        started = time.perf_counter()
+        try:
+            with time_limit(timeout, f"step {self._label()} attempt {attempt}"):
+                result = func(context)
+        finally:
+            metrics.step_ran(self.name, time.perf_counter() - started)
         if self.state.nested is not None:
             raise self.state.nested
         payload = self._payload(result)
@@ -204,6 +209,7 @@ class StepOperation:
         if not decision.should_retry:
             self._fail(record, error)
         delay = max(1, decision.delay_seconds)
+        metrics.step_retry(self.name)
         record.status = OperationStatus.PENDING
         record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = self.state.now() + timedelta(seconds=delay)

@@ -15,11 +15,13 @@ from typing import Any
 import redis
 from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
+from durable import conf
 from durable.exceptions import DatabaseUnreachableError
+from durable.rq import liveness
 from durable.rq.jobs import INVOKE, JOB_PREFIX, execution_of, invoke_once, is_invocation, set_process_disposable
 from durable.rq.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
 from durable.rq.timers import TimerPoller
@@ -63,14 +65,23 @@ class SweepingWorkerMixin:
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
         self._redis = Backoff("Redis", log)
+        self._loop_at = time.monotonic()  # when the work loop last came round (its heartbeat)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
         poller.start()
+        heartbeat = liveness.Heartbeat(conf.get("WORKER_HEARTBEAT_FILE"), self.answering)
+        heartbeat.start()
         try:
             return bool(super().work(*args, **kwargs))  # type: ignore[misc]
         finally:
+            heartbeat.stop()
             poller.stop()
+
+    def answering(self) -> bool:
+        """Whether the work loop came round lately, or an invocation is running (for liveness)."""
+        stalled = time.monotonic() - self._loop_at > liveness.LOOP_STALL_SECONDS
+        return not stalled or bool(getattr(self, "_invoking", False))
 
     @property
     def dequeue_timeout(self) -> int:
@@ -103,6 +114,7 @@ class SweepingWorkerMixin:
             log.warning("could not register the worker again (%s); will go on without", exc)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        self._loop_at = time.monotonic()
         try:
             super().heartbeat(timeout, pipeline)  # type: ignore[misc]
         except REDIS_OUTAGE as exc:
@@ -161,6 +173,8 @@ class SweepingWorkerMixin:
                 log.info("sweep: %s", report)
         except DATABASE_OUTAGE as exc:
             log.warning("sweep failed: the database is unreachable (%s); will try again", one_line(exc))
+        except StopRequested:
+            raise  # SIGTERM while idle, mid-sweep: RQ's work loop ends on it (swallowed, the worker never stopped)
         except Exception:
             log.exception("sweep failed; will try again")
         finally:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from durable import conf, events, outbox
+from durable import conf, events, metrics, outbox
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import UnknownFunctionError
@@ -90,6 +90,7 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
                 at=now,
             )
             journal.store.insert_execution(values, [events.execution_started(child.payload, timeout, now)], [started])
+            metrics.execution_started(fn.name)
         Operation.objects.filter(execution_id=parent_id, operation_id=child.parent_operation_id).update(
             child_execution_id=child_id
         )

@@ -23,7 +23,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from durable import conf
+from durable import conf, metrics
+from durable.rq import liveness
 from durable.rq.jobs import queue
 from durable.rq.worker import DurableForkingWorker, DurableWorker, wait_for_redis
 
@@ -46,12 +47,29 @@ class Command(BaseCommand):
             help="Also run RQ's scheduler, for plain RQ jobs scheduled with enqueue_at/enqueue_in.",
         )
         parser.add_argument("--log-level", default="INFO")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Exit 0 if this machine's workers touched their heartbeat file lately, else 1 (a healthcheck).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["check"]:
+            self.check_heartbeat()
         if options["child"] or options["burst"]:
             self.run_worker(options)
         else:
             self.supervise(options)
+
+    def check_heartbeat(self) -> None:
+        path, max_age = conf.get("WORKER_HEARTBEAT_FILE"), conf.get("WORKER_HEARTBEAT_MAX_AGE")
+        age = liveness.age(path)
+        if age is not None and age <= max_age:
+            self.stdout.write(f"ok: workers' heartbeat {age:.1f}s ago")
+            sys.exit(0)
+        said = "never marked" if age is None else f"{age:.1f}s old (limit {max_age:g}s)"
+        self.stderr.write(f"stale: workers' heartbeat {path} {said}")
+        sys.exit(1)
 
     def run_worker(self, options: dict[str, Any]) -> None:
         q = queue()
@@ -97,6 +115,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if conf.get("METRICS_MULTIPROC_DIR"):
+            os.makedirs(conf.get("METRICS_MULTIPROC_DIR"), exist_ok=True)
         parent = os.getppid()
         for slot in range(options["processes"]):
             spawn(slot)
@@ -108,10 +128,12 @@ class Command(BaseCommand):
                 code = child.poll()
                 if code is None:
                     continue
+                metrics.process_ended(child.pid)
                 if stopping:
                     children.pop(slot)
                     continue
                 self.stderr.write(f"worker process {child.pid} exited with {code}; starting another")
                 spawn(slot)
             if stopping and not children:
+                liveness.remove(conf.get("WORKER_HEARTBEAT_FILE"))  # stopped: no longer alive
                 return
