@@ -139,6 +139,16 @@ SETTINGS = AppSettings(
             "Largest result a step, child context or handler may return once serialized (Lambda's "
             "checkpoint payload limit); a larger one fails its operation at once.",
         ),
+        "TRACING": Setting(
+            False,
+            "DURABLE_TRACING",
+            boolean,
+            "OpenTelemetry spans per invocation and step, exported over OTLP/HTTP (the OTEL_* variables "
+            "say where); on by itself when OTEL_EXPORTER_OTLP_ENDPOINT is set or a tracer provider is.",
+        ),
+        "OTLP_ENDPOINT": Setting(
+            None, "OTEL_EXPORTER_OTLP_ENDPOINT", optional, "Where spans go (OpenTelemetry's own variable)."
+        ),
     },
 )
 

@@ -17,11 +17,13 @@ PUBLIC = {
     "durable.context",
     "durable.exceptions",
     "durable.lambda_service",
+    "durable.logcontext",
     "durable.logger",
     "durable.retries",
     "durable.serdes",
     "durable.signals",
     "durable.testing",
+    "durable.tracing",
     "durable.types",
     "durable.waits",
 }

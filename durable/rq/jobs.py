@@ -16,7 +16,7 @@ import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 
-from durable import conf
+from durable import conf, logcontext
 from durable.exceptions import DatabaseUnreachableError
 from durable.rq.outage import Backoff
 from durable.runtime import run_invocation
@@ -86,7 +86,8 @@ def invoke(execution_id: str) -> str:
     backoff = Backoff("the database", log)
     while True:
         try:
-            outcome = invoke_once(execution_id)
+            with logcontext.bound(execution_id=execution_id):  # the worker's lines about this job too
+                outcome = invoke_once(execution_id)
         except DatabaseUnreachableError as exc:
             backoff.pause(exc)
             continue

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from durable import conf, events
+from durable import conf, events, tracing
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import UnknownFunctionError
@@ -77,6 +77,7 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
                 wake_at=now,
                 parent_execution_id=parent_id,
                 parent_operation_id=child.parent_operation_id,
+                trace_parent=tracing.current_traceparent(),  # the parent invocation's span
             )
             values = {f.attname: getattr(row, f.attname) for f in Execution._meta.concrete_fields}
             journal.store.insert_execution(values, [events.execution_started(child.payload, timeout, now)])
