@@ -6,13 +6,15 @@ Side effects are rows of auth's Group table (outside the journal), named
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from django.contrib.auth.models import Group
 
 from durable import DurableContext, StepContext, durable_execution
-from durable.config import Duration, WaitForCallbackConfig
+from durable.config import Duration, StepConfig, WaitForCallbackConfig
+from durable.retries import JitterStrategy, RetryStrategyConfig, create_retry_strategy
 
 
 def record(tag: str, what: str, attempt: int = 0) -> int:
@@ -128,3 +130,21 @@ def approval_or_timer(event: dict, context: DurableContext) -> dict:
 
     won = context.race({"approval": approval, "timer": timer}, name="approval or timer")
     return {"winner": won.name, "value": won.value, "ended_at": context.step(lambda _: time.time(), name="end")}
+
+
+@durable_execution
+def logging_steps(event: dict, context: DurableContext) -> str:
+    """Logs from the handler, a step and a library the step calls; the step's first attempt fails."""
+    context.logger.info("handler starts")
+
+    def fetch(step: StepContext) -> str:
+        step.logger.info("fetching, attempt %s", step.attempt)
+        logging.getLogger("tests.some_library").info("library call")
+        if record(event["tag"], "fetch", step.attempt) == 1:
+            raise ConnectionError("the first attempt fails")
+        return "fetched"
+
+    strategy = create_retry_strategy(
+        RetryStrategyConfig(initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE)
+    )
+    return context.step(fetch, name="fetch", config=StepConfig(retry_strategy=strategy))
