@@ -88,8 +88,11 @@ def _configure_otlp() -> TracerProvider:
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override the default name.
-        sdk = SdkTracerProvider(resource=Resource.create({"service.name": "durable"}))
+        # OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) names the service; else "durable".
+        resource = Resource.create()
+        if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+            resource = resource.merge(Resource({"service.name": "durable"}))
+        sdk = SdkTracerProvider(resource=resource)
         sdk.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(sdk)
         return trace.get_tracer_provider()

@@ -3,9 +3,11 @@ steps' spans with their attempts, the link to the request that started the execu
 nothing at all when no exporter is configured."""
 
 import json
+import uuid
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -17,6 +19,8 @@ from durable.models import Execution
 from durable.retries import JitterStrategy, RetryStrategyConfig, create_retry_strategy
 from durable.runtime import run_invocation
 from durable.testing import DurableTestRunner
+from tests.processes import wait_until
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -188,3 +192,53 @@ def test_the_settings_switch_tracing_on(settings, monkeypatch):
     settings.DURABLE = {key: value for key, value in settings.DURABLE.items() if key != "TRACING"}
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
     assert tracing_enabled() is True
+
+
+def exported_spans(receiver):
+    """The spans a worker's OTLP/HTTP exporter posted to the receiver, decoded."""
+    found = []
+    for request in receiver.received:
+        assert request.path == "/v1/traces"
+        assert {k.lower(): v for k, v in request.headers.items()}["content-type"] == "application/x-protobuf"
+        message = ExportTraceServiceRequest.FromString(request.body)
+        for resource in message.resource_spans:
+            service = {a.key: a.value.string_value for a in resource.resource.attributes}["service.name"]
+            for scope in resource.scope_spans:
+                found.extend((service, span) for span in scope.spans)
+    return found
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("fork", [False, True], ids=["in-process", "forking"])
+def test_a_real_worker_exports_its_spans_over_otlp_under_the_request(spans, client, workers, fork):
+    with WebhookReceiver() as receiver:
+        endpoint = receiver.url.removesuffix("/hooks/documents")
+        workers(
+            1,
+            ["--fork"] if fork else [],
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_SERVICE_NAME="tests-worker",
+            OTEL_BSP_SCHEDULE_DELAY="50",
+        )
+        response = client.post(
+            "/start/tests.workflows.logging_steps", {"tag": uuid.uuid4().hex}, content_type="application/json"
+        )
+        execution_id = response.json()["execution_id"]
+        (request,) = spans.get_finished_spans()  # the web side's span, in this process
+        done = wait_until(lambda: Execution.objects.filter(pk=execution_id).exclude(status="RUNNING").first(), 30)
+        assert done.status == "SUCCEEDED", done.error
+        names = lambda: [span.name for _, span in exported_spans(receiver)]  # noqa: E731
+        wait_until(lambda: names().count("durable invocation") == 2 and names().count("step fetch") == 2, 15)
+    exported = exported_spans(receiver)
+    assert {service for service, _ in exported} == {"tests-worker"}
+    invocations = [span for _, span in exported if span.name == "durable invocation"]
+    for invocation in invocations:
+        # The worker's invocation spans are children of the request's span, in its trace.
+        assert invocation.trace_id.hex() == f"{request.context.trace_id:032x}"
+        assert invocation.parent_span_id.hex() == f"{request.context.span_id:016x}"
+    fetches = sorted((span for _, span in exported if span.name == "step fetch"), key=lambda s: s.start_time_unix_nano)
+    attributes = [{a.key: a.value for a in span.attributes} for span in fetches]
+    assert [a["durable.step.attempt"].int_value for a in attributes] == [1, 2]
+    assert [a["durable.step.outcome"].string_value for a in attributes] == ["retrying", "succeeded"]
+    assert {span.parent_span_id for span in fetches} == {span.span_id for span in invocations}

@@ -1,6 +1,8 @@
 """URLs of the engine's test project: the admin (the engine's pages and django-rq's dashboard),
 and a view that starts an execution, as a project's own view would (for the tracing tests)."""
 
+import json
+
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
@@ -13,7 +15,7 @@ from durable.client import start_execution
 @csrf_exempt
 @require_POST
 def start(request: HttpRequest, function_name: str) -> JsonResponse:
-    execution = start_execution(function_name, None)
+    execution = start_execution(function_name, json.loads(request.body or b"null"))
     return JsonResponse({"execution_id": str(execution.pk)}, status=201)
 
 
