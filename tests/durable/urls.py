@@ -15,7 +15,8 @@ from durable.client import start_execution
 @csrf_exempt
 @require_POST
 def start(request: HttpRequest, function_name: str) -> JsonResponse:
-    execution = start_execution(function_name, json.loads(request.body or b"null"))
+    payload = json.loads(request.body) if request.content_type == "application/json" else None
+    execution = start_execution(function_name, payload)
     return JsonResponse({"execution_id": str(execution.pk)}, status=201)
 
 
