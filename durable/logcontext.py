@@ -43,7 +43,11 @@ class bound:  # noqa: N801 - used as a function: `with bound(...)`
         self.ids = ids
 
     def __enter__(self) -> None:
-        self.token = _ids.set({**_ids.get(), **{key: value for key, value in self.ids.items() if value is not None}})
+        ids = dict(_ids.get())
+        for key, value in self.ids.items():
+            if value is not None:
+                ids[key] = value
+        self.token = _ids.set(ids)
 
     def __exit__(self, *_: object) -> None:
         _ids.reset(self.token)

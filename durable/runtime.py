@@ -110,7 +110,9 @@ def _run_invocation(
         if 0 < early <= wait_if_early:
             time.sleep(early)
             now = clock.now()
-    with tracing.invocation_span(str(execution_id), _span_attributes(lease), lease.execution.trace_parent) as ended:
+    with tracing.invocation_span(
+        str(execution_id), lambda: _span_attributes(lease), lease.execution.trace_parent
+    ) as ended:
         outcome = Invocation(lease, now, kill_on_budget=kill_on_budget).run()
         ended(outcome.status)
     return outcome

@@ -109,10 +109,11 @@ def current_traceparent() -> str | None:
 
 @contextmanager
 def invocation_span(
-    execution_id: str, attributes: Mapping[str, Any], trace_parent: str | None
+    execution_id: str, attributes: Callable[[], Mapping[str, Any]], trace_parent: str | None
 ) -> Iterator[Callable[[str | None], None]]:
     """A span around one invocation, child of the span that started the execution; yields a
-    function to call with the execution's status afterwards (None: the invocation recorded no end)."""
+    function to call with the execution's status afterwards (None: the invocation recorded no end).
+    `attributes` is called only when tracing is on."""
     tracing = provider()
     if tracing is None:
         yield _ignore
@@ -124,7 +125,7 @@ def invocation_span(
             "durable invocation",
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes={"durable.execution.id": execution_id, **attributes},
+            attributes={"durable.execution.id": execution_id, **attributes()},
         ) as span,
         _bind_tracer(tracer),
     ):

@@ -86,8 +86,7 @@ def invoke(execution_id: str) -> str:
     backoff = Backoff("the database", log)
     while True:
         try:
-            with logcontext.bound(execution_id=execution_id):  # the worker's lines about this job too
-                outcome = invoke_once(execution_id)
+            outcome = invoke_once(execution_id)
         except DatabaseUnreachableError as exc:
             backoff.pause(exc)
             continue
@@ -97,6 +96,11 @@ def invoke(execution_id: str) -> str:
 
 def invoke_once(execution_id: str) -> str:
     """One invocation; raises DatabaseUnreachableError if the lease could not be taken for an outage."""
+    with logcontext.bound(execution_id=execution_id):  # the worker's lines about this job carry it too
+        return _invoke_once(execution_id)
+
+
+def _invoke_once(execution_id: str) -> str:
     # Jobs are not requests: check reused connections here, as Django does per request, so a
     # restarted database costs no failed job.
     close_old_connections()
