@@ -56,6 +56,11 @@ def greet(event: dict, context: DurableContext) -> str:
     return context.step(lambda _: "hello", name="greet")
 
 
+@durable_execution(name="tests.tracing.parent")
+def parent(event: dict, context: DurableContext) -> str:
+    return context.invoke("tests.tracing.greet", None, name="child")
+
+
 @pytest.fixture
 def spans():
     """The SDK with its in-memory exporter as the engine's tracer provider for one test."""
@@ -141,6 +146,19 @@ def test_an_execution_started_in_a_request_is_traced_under_that_request(spans, c
     assert invocation.parent.span_id == request.context.span_id
     (step,) = by_name(spans.get_finished_spans(), "step greet")
     assert step.parent.span_id == invocation.context.span_id
+
+
+def test_an_invoked_execution_is_traced_under_the_invocation_that_started_it(spans):
+    with DurableTestRunner(parent) as runner:
+        result = runner.run()
+    assert json.loads(result.result) == "hello"
+    child = Execution.objects.get(parent_execution_id=result.execution_id)
+    invocations = by_name(spans.get_finished_spans(), "durable invocation")
+    starter = next(s for s in invocations if s.attributes["durable.execution.id"] == result.execution_id)
+    (child_invocation,) = [s for s in invocations if s.attributes["durable.execution.id"] == str(child.pk)]
+    assert child.trace_parent.split("-")[2] == f"{starter.context.span_id:016x}"
+    assert child_invocation.parent.span_id == starter.context.span_id
+    assert child_invocation.context.trace_id == starter.context.trace_id
 
 
 def test_a_request_continues_its_callers_trace(spans, client):
