@@ -148,3 +148,15 @@ def logging_steps(event: dict, context: DurableContext) -> str:
         RetryStrategyConfig(initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE)
     )
     return context.step(fetch, name="fetch", config=StepConfig(retry_strategy=strategy))
+
+
+@durable_execution(invocation_timeout=1)
+def overrun_once(event: dict, context: DurableContext) -> str:
+    """Its first invocation overruns its 1 s budget in a step; the next one finishes."""
+
+    def slow(step: StepContext) -> str:
+        if record(event["tag"], "slow") == 1:
+            time.sleep(3)
+        return "done"
+
+    return context.step(slow, name="slow")

@@ -3,7 +3,6 @@
 import io
 import json
 import logging
-import time
 import uuid
 
 import pytest
@@ -43,17 +42,6 @@ def flaky(event: dict, context: DurableContext) -> str:
     value = context.step(fetch, name="fetch", config=StepConfig(retry_strategy=retry))
     context.logger.info("handler ends")
     return value
-
-
-@durable_execution(name="tests.logcontext.overrun", invocation_timeout=1)
-def overrun(event: dict, context: DurableContext) -> str:
-    def slow(step: StepContext) -> str:
-        attempts["slow"] = attempts.get("slow", 0) + 1
-        if attempts["slow"] == 1:
-            time.sleep(1.6)  # past the invocation's 1 s budget: the lease keeper takes the lease back
-        return "done"
-
-    return context.step(slow, name="slow")
 
 
 @durable_execution(name="tests.logcontext.stolen")
@@ -125,18 +113,6 @@ def test_every_line_of_a_run_carries_the_ids_and_the_user_logger_is_silent_on_re
     assert logcontext.current() == {}
 
 
-def test_the_lease_keepers_lines_carry_the_ids_of_the_invocation_it_watches(json_log):
-    with DurableTestRunner(overrun, skip_time=False) as runner:
-        result = runner.run(timeout=30)
-    assert json.loads(result.result) == "done"
-    lines = json_log()
-    # The lease keeper, in a thread of its own, stopped the overrunning invocation.
-    keeper = next(line for line in lines if line["name"] == "durable.lease" and "past its 1s budget" in line["message"])
-    assert keeper["execution_id"] == result.execution_id
-    assert len(keeper["invocation_id"]) == 32
-    assert "operation_id" not in keeper  # the keeper is not inside the step
-
-
 def test_the_runtimes_own_lines_during_an_invocation_carry_the_ids(json_log):
     execution = start_execution(stolen, None)
     outcome = run_invocation(str(execution.pk))
@@ -184,3 +160,20 @@ def test_a_real_workers_lines_are_json_with_the_ids(workers):
     assert [line["attempt"] for line in library] == [1, 2]
     # The handler's line comes once: the second invocation replayed it silently.
     assert [line["message"] for line in ours].count("handler starts") == 1
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(90)
+def test_the_lease_keepers_lines_in_a_real_worker_carry_the_ids_of_the_invocation_it_stops(workers):
+    (worker,) = workers(1, LOG_FORMAT="json")
+    execution = start_execution(workflows.overrun_once, {"tag": f"keeper-{uuid.uuid4().hex[:8]}"})
+    done = wait_until(lambda: Execution.objects.filter(pk=execution.pk).exclude(status="RUNNING").first(), 45)
+    assert done.status == "SUCCEEDED", done.error
+    worker.stop()
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    # The lease keeper, a thread of its own, stopped the overrunning invocation (and its process).
+    (keeper,) = [line for line in lines if line["name"] == "durable.lease"]
+    assert "ran past its 1s budget" in keeper["message"]
+    assert keeper["execution_id"] == str(execution.pk)
+    assert len(keeper["invocation_id"]) == 32
+    assert "operation_id" not in keeper  # the keeper runs beside the step, not in it
