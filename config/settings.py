@@ -1,7 +1,7 @@
 """Settings from environment variables (12-factor), with safe defaults for development.
 
-DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL
-here. Each app declares its own settings once, with their DURABLE_*, APPROVALS_*, API_* and LLM
+DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL, REDIS_URL, DJANGO_LOG_LEVEL,
+LOG_FORMAT here. Each app declares its own settings once, with their DURABLE_*, APPROVALS_*, API_* and LLM
 variables and defaults (durable/conf.py, approvals/conf.py, api/conf.py, llm/conf.py); nothing
 here restates them. The README lists them all.
 """
@@ -88,6 +88,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A span per request when tracing is on (executions started in it are linked); else a pass-through.
+    "durable.tracing.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -189,11 +191,24 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "approvals:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
+# LOG_FORMAT=json: one JSON object a line (production's default), with the execution, invocation,
+# operation and attempt ids on every line logged during an invocation (durable.logcontext).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"durable_ids": {"()": "durable.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["durable_ids"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
     # django-axes logs every successful login's reset at INFO; lockouts come at WARNING.
     "loggers": {"axes": {"level": "WARNING"}},

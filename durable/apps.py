@@ -8,10 +8,11 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from durable import conf, metrics, signals, threads
+        from durable import conf, metrics, signals, threads, tracing
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
         signals.execution_status_changed.connect(metrics.count_status_change, dispatch_uid="durable.metrics")
+        tracing.set_enabled_check(tracing_enabled)
         threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")
@@ -25,3 +26,10 @@ def close_item_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close()
+
+
+def tracing_enabled() -> bool:
+    """The settings' say on tracing (a provider set in code switches it on regardless)."""
+    from durable import conf
+
+    return bool(conf.get("TRACING") or conf.get("OTLP_ENDPOINT"))

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, events, metrics, outbox
+from durable import clock, conf, dispatch, events, metrics, outbox, tracing
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -95,6 +95,7 @@ def start_execution(
         timeout_seconds=timeout,
         timeout_at=now + timedelta(seconds=timeout),
         wake_at=now,
+        trace_parent=tracing.current_traceparent(),
     )
     values = {f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields}
     try:

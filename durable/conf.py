@@ -219,6 +219,16 @@ SETTINGS = AppSettings(
             float,
             "Seconds after which `durable_worker --check` calls the heartbeat stale.",
         ),
+        "TRACING": Setting(
+            False,
+            "DURABLE_TRACING",
+            boolean,
+            "OpenTelemetry spans per invocation and step, exported over OTLP/HTTP (the OTEL_* variables "
+            "say where); on by itself when OTEL_EXPORTER_OTLP_ENDPOINT is set or a tracer provider is.",
+        ),
+        "OTLP_ENDPOINT": Setting(
+            None, "OTEL_EXPORTER_OTLP_ENDPOINT", optional, "Where spans go (OpenTelemetry's own variable)."
+        ),
     },
 )
 

@@ -13,13 +13,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connection
 
-from durable import clock
+from durable import clock, logcontext
 from durable.store import journal_store
 
 log = logging.getLogger("durable.lease")
@@ -37,6 +38,8 @@ class HeldLease:
     kill: bool
     on_budget: Callable[[], None] | None
     deadline: float = 0.0
+    # The invocation's log ids: the keeper's lines about this lease carry them.
+    log_ids: Mapping[str, Any] = field(default_factory=logcontext.current)
     renew_at: float = 0.0
     lost: bool = False
     overran: bool = False
@@ -66,10 +69,11 @@ class _Keeper:
             for lease in held:
                 if lease.done.is_set():
                     continue
-                if now >= lease.deadline:
-                    self._overrun(lease)
-                elif now >= lease.renew_at:
-                    self._renew(lease, now)
+                with logcontext.bound(**lease.log_ids):
+                    if now >= lease.deadline:
+                        self._overrun(lease)
+                    elif now >= lease.renew_at:
+                        self._renew(lease, now)
 
     def _renew(self, lease: HeldLease, now: float) -> None:
         try:

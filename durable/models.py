@@ -54,6 +54,8 @@ class Execution(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions"
     )
     parent_operation_id = models.CharField(max_length=64, null=True, blank=True)
+    # The W3C traceparent of the span that started it (a web request's): its invocations' parent.
+    trace_parent = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db import transaction
 
-from durable import client, clock, conf, dispatch, events, metrics, outbox
+from durable import client, clock, conf, dispatch, events, logcontext, metrics, outbox, tracing
 from durable import lease as lease_keeper
 from durable.config import Duration
 from durable.context import DurableContext
@@ -95,6 +95,14 @@ def run_invocation(
     execution's wake-up is at most this many seconds away, sleep until it, holding the lease
     (a job released a little early; a timer never fires early).
     """
+    # Every log line of the invocation carries these ids (durable.logcontext).
+    with logcontext.bound(execution_id=str(execution_id), invocation_id=logcontext.new_invocation_id()):
+        return _run_invocation(execution_id, owner, kill_on_budget, wait_if_early)
+
+
+def _run_invocation(
+    execution_id: str, owner: str | None, kill_on_budget: bool, wait_if_early: float
+) -> InvocationOutcome:
     now = clock.now()
     lease = journal_store().acquire_lease(str(execution_id), owner or default_owner(), now, conf.get("LEASE_SECONDS"))
     if lease is None:
@@ -105,9 +113,23 @@ def run_invocation(
             time.sleep(early)
             now = clock.now()
     started = time.perf_counter()
-    outcome = Invocation(lease, now, kill_on_budget=kill_on_budget).run()
+    with tracing.invocation_span(
+        str(execution_id), lambda: _span_attributes(lease), lease.execution.trace_parent
+    ) as ended:
+        outcome = Invocation(lease, now, kill_on_budget=kill_on_budget).run()
+        ended(outcome.status)
     metrics.invocation_ended(lease.execution.function_name, started, outcome.status, outcome.ran)
     return outcome
+
+
+def _span_attributes(lease: Lease) -> dict[str, Any]:
+    execution = lease.execution
+    return {
+        "durable.function.name": execution.function_name,
+        "durable.execution.name": execution.execution_name,
+        "durable.invocation.id": logcontext.current().get("invocation_id", ""),
+        "durable.invocation.count": execution.invocation_count,
+    }
 
 
 class Invocation:

@@ -6,13 +6,15 @@ Side effects are rows of auth's Group table (outside the journal), named
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
 from django.contrib.auth.models import Group
 
 from durable import DurableContext, StepContext, durable_execution
-from durable.config import Duration, WaitForCallbackConfig
+from durable.config import Duration, StepConfig, WaitForCallbackConfig
+from durable.retries import JitterStrategy, RetryStrategyConfig, create_retry_strategy
 
 
 def record(tag: str, what: str, attempt: int = 0) -> int:
@@ -147,3 +149,32 @@ def flaky_then_waits(event: dict, context: DurableContext) -> int:
     attempts = context.step(flaky, name="flaky", config=StepConfig(retry_strategy=retry))
     context.wait(Duration(event.get("seconds", 1)), name="pause")
     return attempts
+
+
+def logging_steps(event: dict, context: DurableContext) -> str:
+    """Logs from the handler, a step and a library the step calls; the step's first attempt fails."""
+    context.logger.info("handler starts")
+
+    def fetch(step: StepContext) -> str:
+        step.logger.info("fetching, attempt %s", step.attempt)
+        logging.getLogger("tests.some_library").info("library call")
+        if record(event["tag"], "fetch", step.attempt) == 1:
+            raise ConnectionError("the first attempt fails")
+        return "fetched"
+
+    strategy = create_retry_strategy(
+        RetryStrategyConfig(initial_delay=Duration(1), jitter_strategy=JitterStrategy.NONE)
+    )
+    return context.step(fetch, name="fetch", config=StepConfig(retry_strategy=strategy))
+
+
+@durable_execution(invocation_timeout=1)
+def overrun_once(event: dict, context: DurableContext) -> str:
+    """Its first invocation overruns its 1 s budget in a step; the next one finishes."""
+
+    def slow(step: StepContext) -> str:
+        if record(event["tag"], "slow") == 1:
+            time.sleep(3)
+        return "done"
+
+    return context.step(slow, name="slow")

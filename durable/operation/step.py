@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NoReturn, TypeVar, cast
 
-from durable import events, metrics
+from durable import events, logcontext, metrics, tracing
 from durable.config import StepConfig, StepSemantics
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -107,6 +107,12 @@ class StepOperation:
         return deserialize(self.config.serdes, payload, self.operation_id, self.state.execution_id)
 
     def _attempt(self, func: Callable[[StepContext], T], record: OperationRecord, attempt: int) -> T:
+        # Every log line of the attempt carries the step's ids; a span when the invocation is traced.
+        ids = logcontext.bound(operation_id=self.operation_id, operation_name=self.name, attempt=attempt)
+        with ids, tracing.step_span(self.state.execution_id, self.operation_id, self.name, attempt, record):
+            return self._run_attempt(func, record, attempt)
+
+    def _run_attempt(self, func: Callable[[StepContext], T], record: OperationRecord, attempt: int) -> T:
         check = self.state.take_death_check()
         died = check(self.operation_id, self.name) if check else None
         if died is not None:

@@ -16,7 +16,7 @@ import django_rq
 from django.conf import settings
 from django.db import close_old_connections
 
-from durable import conf
+from durable import conf, logcontext
 from durable.exceptions import DatabaseUnreachableError
 from durable.rq.outage import Backoff
 from durable.runtime import run_invocation
@@ -96,6 +96,11 @@ def invoke(execution_id: str) -> str:
 
 def invoke_once(execution_id: str) -> str:
     """One invocation; raises DatabaseUnreachableError if the lease could not be taken for an outage."""
+    with logcontext.bound(execution_id=execution_id):  # the worker's lines about this job carry it too
+        return _invoke_once(execution_id)
+
+
+def _invoke_once(execution_id: str) -> str:
     # Jobs are not requests: check reused connections here, as Django does per request, so a
     # restarted database costs no failed job.
     close_old_connections()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
-from durable import conf, events, metrics, outbox
+from durable import conf, events, metrics, outbox, tracing
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import UnknownFunctionError
@@ -78,6 +78,7 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
                 wake_at=now,
                 parent_execution_id=parent_id,
                 parent_operation_id=child.parent_operation_id,
+                trace_parent=tracing.current_traceparent(),  # the parent invocation's span
             )
             values = {f.attname: getattr(row, f.attname) for f in Execution._meta.concrete_fields}
             started = outbox.status_change(

@@ -1,0 +1,15 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("durable", "0006_chained_invoke"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="execution",
+            name="trace_parent",
+            field=models.CharField(blank=True, max_length=64, null=True),
+        ),
+    ]
