@@ -11,12 +11,14 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from durable.client import (
     get_execution,
@@ -29,9 +31,17 @@ from durable.client import (
 )
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
-from durable.listing import search_executions
+from durable.listing import WaitKind, search_executions, waiting_kind, waits
 from durable.models import Execution, ExecutionStatus, Operation
-from durable.timeline import pretty_json, pretty_value, preview, stack_trace, timeline
+from durable.timeline import (
+    TIMELINE_MAX_ROWS,
+    TIMELINE_ROWS,
+    build_timeline,
+    pretty_json,
+    pretty_value,
+    preview,
+    stack_trace,
+)
 
 
 class StopForm(forms.Form):
@@ -55,15 +65,123 @@ class CallbackFailureForm(forms.Form):
     message = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
 
 
+class WaitingFilter(admin.SimpleListFilter):
+    """RUNNING executions by what they wait for (one EXISTS subquery: durable.listing)."""
+
+    title = "waiting for"
+    parameter_name = "waiting"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return WaitKind.CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        kind = self.value()
+        if kind in dict(WaitKind.CHOICES):
+            return waiting_kind(queryset, kind)
+        return queryset
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (("yes", "Yes"), ("no", "No"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        if self.value() == "yes":
+            return queryset.exclude(attention="")
+        if self.value() == "no":
+            return queryset.filter(attention="")
+        return queryset
+
+
+class LabelFilter(admin.SimpleListFilter):
+    """Part of a label, typed in (labels are too many to list as choices)."""
+
+    title = "label"
+    parameter_name = "label"
+    template = "admin/durable/execution/label_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (("", ""),)  # a filter without lookups is not shown at all
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        if term := (self.value() or "").strip():
+            return queryset.filter(label__icontains=term)
+        return queryset
+
+
+class ExecutionChangeList(ChangeList):
+    """The page's rows, each given what it waits for in one query for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        found = waits(self.result_list)
+        for execution in self.result_list:
+            execution.page_waits = found.get(str(execution.pk), [])
+
+
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("execution_name", "function_name", "status", "created_at", "ended_at", "invocation_count")
-    list_filter = ("status", "function_name", "created_at")
+    list_display = (
+        "execution_name",
+        "label_shown",
+        "function_name",
+        "status_shown",
+        "waiting_for",
+        "next_wake_up",
+        "created_at",
+        "ended_at",
+        "invocation_count",
+    )
+    list_display_links = ("execution_name",)
+    list_filter = ("status", WaitingFilter, AttentionFilter, LabelFilter, "function_name", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("execution_name",)
-    search_help_text = "An execution's id, or part of its name."
+    search_help_text = "An execution's id, or part of its name or label."
     ordering = ("-created_at",)
     change_list_template = "admin/durable/execution/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        # A list page never shows inputs, results or errors (each up to 256 KiB).
+        return super().get_queryset(request).defer("input", "result", "error")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ExecutionChangeList
+
+    @admin.display(description="Label", ordering="label")
+    def label_shown(self, execution: Execution) -> str:
+        return execution.label or "—"
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, execution: Execution) -> str:
+        if not execution.attention:
+            return execution.status
+        return format_html(
+            '{} <span class="attention" title="{}" aria-label="needs attention: {}">⚠ {}</span>',
+            execution.status,
+            execution.attention,
+            execution.attention,
+            execution.attention,
+        )
+
+    @admin.display(description="Waiting for")
+    def waiting_for(self, execution: Execution) -> str:
+        found = getattr(execution, "page_waits", [])
+        if not found:
+            return "—"
+        return format_html_join(
+            "",
+            '<div class="wait wait-{}">{}</div>',
+            ((wait.kind, str(wait)) for wait in found),
+        )
+
+    @admin.display(description="Next wake-up", ordering="wake_at")
+    def next_wake_up(self, execution: Execution) -> Any:
+        if execution.status != ExecutionStatus.RUNNING or execution.wake_at is None:
+            return "—"
+        return execution.wake_at
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -123,7 +241,9 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "result": pretty_json(execution.result),
             "error": execution.error,
             "error_stack": stack_trace(execution.error),
-            "timeline": timeline(execution),
+            "timeline": build_timeline(
+                execution, limit=TIMELINE_MAX_ROWS if request.GET.get("timeline") == "all" else TIMELINE_ROWS
+            ),
             "history": history,
             "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
             # The executions its invokes started (context.invoke), in order.
