@@ -20,6 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from durable import charts
+from durable.charts import STATUS_COLORS
 from durable.client import (
     get_execution,
     record_operator_action,
@@ -29,6 +31,7 @@ from durable.client import (
     send_callback_success,
     stop_execution,
 )
+from durable.dashboard import DEFAULT_WINDOW, WINDOWS, dashboard
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
 from durable.listing import WaitKind, search_executions, waiting_kind, waits
@@ -203,6 +206,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return self.admin_site.admin_view(view)  # staff login and CSRF protection
 
         return [
+            path("operations/", wrap(self.operations_view), name="durable_execution_operations"),
             path("<uuid:object_id>/stop/", wrap(self.stop_view), name="durable_execution_stop"),
             path("<uuid:object_id>/redrive/", wrap(self.redrive_view), name="durable_execution_redrive"),
             path("<uuid:object_id>/reenqueue/", wrap(self.reenqueue_view), name="durable_execution_reenqueue"),
@@ -218,6 +222,37 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             ),
             *super().get_urls(),
         ]
+
+    # The operations page: charts over the last hours or days.
+
+    def operations_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        numbers = dashboard(request.GET.get("window", DEFAULT_WINDOW))
+        hourly = WINDOWS[numbers.window][1] == "hour"
+        statuses = list(ExecutionStatus.values)
+        latency = [(row.bucket, {"p50": row.p50, "p95": row.p95}) for row in numbers.latency]
+        backlog = [(kind, numbers.backlog[kind]) for kind in ("due", "running", "scheduled", "waiting")]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Durable executions: operations",
+            "numbers": numbers,
+            "windows": list(WINDOWS),
+            "statuses": [(status, STATUS_COLORS[status]) for status in statuses],
+            "by_status_chart": charts.stacked_bars(
+                "Executions started, by status now", numbers.buckets, numbers.by_status, statuses, hourly
+            ),
+            "latency_chart": charts.lines(
+                "Step attempt latency (p50, p95)", latency, ("p50", "p95"), numbers.since, numbers.now
+            ),
+            "latency": numbers.latency,
+            "backlog_chart": charts.horizontal_bars("Running executions now", backlog),
+            "failures_chart": charts.horizontal_bars(
+                "Failed or timed out, by function", numbers.failures, STATUS_COLORS["FAILED"]
+            ),
+        }
+        return TemplateResponse(request, "admin/durable/execution/operations.html", context)
 
     # The execution's page.
 
