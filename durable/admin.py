@@ -21,21 +21,15 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from durable import charts
+from durable import operator_actions as actions
 from durable.charts import STATUS_COLORS
-from durable.client import (
-    get_execution,
-    record_operator_action,
-    redrive_execution,
-    reenqueue_execution,
-    send_callback_failure,
-    send_callback_success,
-    stop_execution,
-)
+from durable.client import get_execution, record_operator_action
 from durable.dashboard import DEFAULT_WINDOW, WINDOWS, dashboard
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
 from durable.listing import WaitKind, search_executions, waiting_kind, waits
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.operator_actions import PERMISSIONS, OperatorAction
 from durable.timeline import (
     TIMELINE_MAX_ROWS,
     TIMELINE_ROWS,
@@ -312,14 +306,13 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         request: HttpRequest,
         object_id: Any,
         *,
-        permission: str,
-        action: str,
+        action: OperatorAction,
         question: str,
         form_class: type[forms.Form],
         perform: Callable[[Execution, dict[str, Any]], dict[str, Any]],
     ) -> HttpResponse:
         execution = self._execution(request, object_id)
-        if not request.user.has_perm(f"durable.{permission}"):
+        if not request.user.has_perm(f"durable.{PERMISSIONS[action]}"):
             raise PermissionDenied
         form = form_class(request.POST if request.method == "POST" else None)
         if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
@@ -344,15 +337,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def stop_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            reason = data["reason"] or "stopped by an operator"
-            stop_execution(execution.pk, error=ErrorObject("ExecutionStopped", reason).to_dict())
-            return {"Reason": reason}
+            return actions.stop(execution.pk, data["reason"])
 
         return self._act(
             request,
             object_id,
-            permission="stop_execution",
-            action="stop",
+            action=OperatorAction.STOP,
             question="Stop this execution?",
             form_class=StopForm,
             perform=perform,
@@ -360,14 +350,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def redrive_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            redrive_execution(execution.pk)
-            return {}
+            return actions.redrive(execution.pk)
 
         return self._act(
             request,
             object_id,
-            permission="redrive_execution",
-            action="redrive",
+            action=OperatorAction.REDRIVE,
             question="Redrive this failed execution from its last completed operation?",
             form_class=ConfirmForm,
             perform=perform,
@@ -375,14 +363,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def reenqueue_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            reenqueue_execution(execution.pk)
-            return {}
+            return actions.reenqueue(execution.pk)
 
         return self._act(
             request,
             object_id,
-            permission="reenqueue_execution",
-            action="reenqueue",
+            action=OperatorAction.REENQUEUE,
             question="Re-enqueue this execution now?",
             form_class=ConfirmForm,
             perform=perform,
@@ -391,7 +377,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _callback(self, request: HttpRequest, execution_id: uuid.UUID, callback_id: str) -> None:
         # Permissions first: who may not act learns nothing of which callback ids exist.
         self._execution(request, execution_id)
-        if not request.user.has_perm("durable.complete_callback"):
+        if not request.user.has_perm(f"durable.{PERMISSIONS[OperatorAction.COMPLETE_CALLBACK]}"):
             raise PermissionDenied
         if not Operation.objects.filter(execution_id=execution_id, callback_id=callback_id).exists():
             raise Http404(f"execution {execution_id} has no callback {callback_id}")
@@ -400,14 +386,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            send_callback_success(callback_id, data["result"])
-            return {"CallbackId": callback_id}
+            return actions.complete_callback(callback_id, data["result"])
 
         return self._act(
             request,
             object_id,
-            permission="complete_callback",
-            action="complete callback",
+            action=OperatorAction.COMPLETE_CALLBACK,
             question=f"Complete callback {callback_id} with this result?",
             form_class=CallbackSuccessForm,
             perform=perform,
@@ -417,14 +401,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            send_callback_failure(callback_id, ErrorObject(data["error_type"], data["message"]).to_dict())
-            return {"CallbackId": callback_id}
+            return actions.fail_callback(callback_id, ErrorObject(data["error_type"], data["message"]).to_dict())
 
         return self._act(
             request,
             object_id,
-            permission="complete_callback",
-            action="fail callback",
+            action=OperatorAction.FAIL_CALLBACK,
             question=f"Fail callback {callback_id}?",
             form_class=CallbackFailureForm,
             perform=perform,

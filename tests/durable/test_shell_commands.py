@@ -145,6 +145,8 @@ def test_list_as_json_has_stable_keys_and_iso_times(runner):
         "FunctionName",
         "ExecutionName",
         "Status",
+        "Label",
+        "Attention",
         "StartTimestamp",
         "EndTimestamp",
         "WaitingFor",
