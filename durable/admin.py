@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django import forms
@@ -18,6 +19,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from durable import charts
@@ -39,6 +41,12 @@ from durable.timeline import (
     preview,
     stack_trace,
 )
+
+
+def _moment(moment: datetime) -> str:
+    """A date and time on two short lines (the list's columns are narrow at 1280 px)."""
+    local = timezone.localtime(moment)
+    return format_html('<span class="moment">{}<br>{}</span>', local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
 
 
 class StopForm(forms.Form):
@@ -121,18 +129,8 @@ class ExecutionChangeList(ChangeList):
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = (
-        "execution_name",
-        "label_shown",
-        "function_name",
-        "status_shown",
-        "waiting_for",
-        "next_wake_up",
-        "created_at",
-        "ended_at",
-        "invocation_count",
-    )
-    list_display_links = ("execution_name",)
+    list_display = ("execution", "function_name", "status_shown", "waiting_for", "when")
+    list_display_links = ("execution",)
     list_filter = ("status", WaitingFilter, AttentionFilter, LabelFilter, "function_name", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("execution_name",)
@@ -147,38 +145,51 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ExecutionChangeList
 
-    @admin.display(description="Label", ordering="label")
-    def label_shown(self, execution: Execution) -> str:
-        return execution.label or "—"
+    @admin.display(description="Execution / label", ordering="execution_name")
+    def execution(self, execution: Execution) -> str:
+        name = execution.execution_name
+        short = name if len(name) <= 24 else name[:23] + "…"
+        if not execution.label:
+            return format_html('<span class="name" title="{}">{}</span>', name, short)
+        return format_html(
+            '<span class="name" title="{}">{}</span><span class="label" title="{}">{}</span>',
+            name,
+            short,
+            execution.label,
+            execution.label,
+        )
+
+    @admin.display(description="Started / ended", ordering="created_at")
+    def when(self, execution: Execution) -> str:
+        if execution.ended_at is None:
+            return _moment(execution.created_at)
+        return format_html("{}<br>{}", _moment(execution.created_at), _moment(execution.ended_at))
 
     @admin.display(description="Status", ordering="status")
     def status_shown(self, execution: Execution) -> str:
         if not execution.attention:
             return execution.status
         return format_html(
-            '{} <span class="attention" title="{}" aria-label="needs attention: {}">⚠ {}</span>',
+            '{}<br><span class="attention" title="needs attention: {}">⚠ {}</span>',
             execution.status,
             execution.attention,
             execution.attention,
-            execution.attention,
         )
 
-    @admin.display(description="Waiting for")
+    @admin.display(description="Waiting for / next wake-up", ordering="wake_at")
     def waiting_for(self, execution: Execution) -> str:
+        """What it waits for, and when it is next invoked (its wake_at: a timer's end, a
+        retry's time, its timeout while it waits on a callback)."""
+        if execution.status != ExecutionStatus.RUNNING:
+            return "—"
         found = getattr(execution, "page_waits", [])
-        if not found:
-            return "—"
-        return format_html_join(
-            "",
-            '<div class="wait wait-{}">{}</div>',
-            ((wait.kind, str(wait)) for wait in found),
+        waits_html = format_html_join(
+            "", '<div class="wait wait-{}" title="{}">{}</div>', ((w.kind, str(w), w.short) for w in found)
         )
-
-    @admin.display(description="Next wake-up", ordering="wake_at")
-    def next_wake_up(self, execution: Execution) -> Any:
-        if execution.status != ExecutionStatus.RUNNING or execution.wake_at is None:
-            return "—"
-        return execution.wake_at
+        if execution.wake_at is None:
+            return waits_html or "—"
+        wake = timezone.localtime(execution.wake_at).strftime("%Y-%m-%d %H:%M:%S")
+        return format_html('{}<div class="wake">next wake-up {}</div>', waits_html, wake)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -226,7 +237,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         hourly = WINDOWS[numbers.window][1] == "hour"
         statuses = list(ExecutionStatus.values)
         latency = [(row.bucket, {"p50": row.p50, "p95": row.p95}) for row in numbers.latency]
-        backlog = [(kind, numbers.backlog[kind]) for kind in ("due", "running", "scheduled", "waiting")]
+        backlog = [(kind.replace("_", " "), n) for kind, n in numbers.backlog.items()]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -275,6 +286,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             ),
             "history": history,
             "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
+            "waiting": waits([execution]).get(str(execution.pk), []),
             # The executions its invokes started (context.invoke), in order.
             "invoked": list(execution.child_executions.order_by("created_at")[:100]),
             "can": self._abilities(request, execution),

@@ -18,7 +18,7 @@ STATUS_COLORS = {
     "TIMED_OUT": "#d97706",
     "STOPPED": "#6b7280",
 }
-WIDTH, HEIGHT = 640, 200
+WIDTH, HEIGHT = 480, 220
 LEFT, BOTTOM, TOP = 44, 24, 10
 
 
@@ -66,7 +66,7 @@ def stacked_bars(
     top = _nice_max(max([sum(values.get(b, {}).values()) for b in buckets] or [0]))
     plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM - TOP
     slot = plot_w / max(len(buckets), 1)
-    every = max(1, len(buckets) // 8)
+    every = max(1, len(buckets) // 6)
     body = []
     for i, bucket in enumerate(buckets):
         x = LEFT + i * slot + slot * 0.1
@@ -131,13 +131,13 @@ def horizontal_bars(title: str, items: Sequence[tuple[str, int]], color: str = "
     row = 22
     height = TOP + row * max(len(items), 1) + 6
     top = _nice_max(max([n for _, n in items] or [0]))
-    name_w = 220
-    plot_w = WIDTH - name_w - 50
+    name_w = 170
+    plot_w = WIDTH - name_w - 40
     body = []
     for i, (name, n) in enumerate(items):
         y = TOP + i * row
         w = plot_w * n / top
-        short = name if len(name) <= 34 else name[:33] + "…"
+        short = name if len(name) <= 26 else name[:25] + "…"
         body.append(
             f'<text x="{name_w - 6}" y="{y + 14}" text-anchor="end" font-size="11">'
             f"<title>{escape(name)}</title>{escape(short)}</text>"

@@ -18,6 +18,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDay, TruncHour
 
 from durable import clock
+from durable.listing import WaitKind, on_a_worker, waits_on
 from durable.models import Execution, ExecutionStatus, HistoryEvent
 
 # The windows the page offers: (key, length, bucket).
@@ -26,6 +27,7 @@ DEFAULT_WINDOW = "24h"
 MAX_LATENCY_EVENTS = 50_000
 _ATTEMPT_ENDS = ("StepSucceeded", "StepFailed")
 _FAILED_ENDS = ("ExecutionFailed", "ExecutionTimedOut")
+BACKLOG_WAITS = (WaitKind.TIMER, WaitKind.CALLBACK, WaitKind.RETRY, WaitKind.INVOKE)
 
 
 @dataclass(frozen=True)
@@ -88,17 +90,17 @@ def executions_by_status(since: datetime, unit: str) -> dict[datetime, dict[str,
 
 
 def backlog(now: datetime) -> dict[str, int]:
-    """RUNNING executions now: due (a wake-up in the past: work waiting for a worker), running
-    (a live lease), scheduled (a wake-up to come: timers, retries) and on a callback or an
-    invoke (no wake-up). One query, on the (status, wake_at) index."""
+    """RUNNING executions now: due (a wake-up in the past and no worker on it: work waiting for
+    a worker), on a worker, and waiting for a timer, a callback, a retry or an invoked
+    execution. One query (COUNT ... FILTER with EXISTS subqueries on the journal's index)."""
     running = Execution.objects.filter(status=ExecutionStatus.RUNNING)
-    leased = Q(lease_owner__isnull=False, lease_expires_at__gt=now)
-    return running.aggregate(
-        due=Count("pk", filter=Q(wake_at__lte=now) & ~leased),
-        running=Count("pk", filter=leased),
-        scheduled=Count("pk", filter=Q(wake_at__gt=now) & ~leased),
-        waiting=Count("pk", filter=Q(wake_at__isnull=True) & ~leased),
-    )
+    leased = on_a_worker(now)
+    counts = {
+        "due": Count("pk", filter=Q(wake_at__lte=now) & ~leased),
+        "on_worker": Count("pk", filter=leased),
+        **{kind: Count("pk", filter=Q(waits_on(kind))) for kind in BACKLOG_WAITS},
+    }
+    return dict(running.aggregate(**counts))
 
 
 def failures_by_function(since: datetime) -> list[tuple[str, int]]:

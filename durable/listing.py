@@ -114,6 +114,21 @@ class Wait:
     child_execution_id: str | None = None
     worker: str | None = None
 
+    @property
+    def short(self) -> str:
+        """One short line for the admin's list (the full text is `str(wait)`)."""
+        name = self.name if not self.name or len(self.name) <= 28 else self.name[:27] + "…"
+        label = f" {name!r}" if name else ""
+        if self.kind == WaitKind.TIMER:
+            return f"timer{label} until {_hm(self.until)}"
+        if self.kind == WaitKind.CALLBACK:
+            return f"callback{label} since {_hm(self.since)}"
+        if self.kind == WaitKind.RETRY:
+            return f"retry {self.attempt}{label} at {_hm(self.until)}"
+        if self.kind == WaitKind.INVOKE:
+            return f"invoke{label} of child {(self.child_execution_id or '(starting)')[:8]}"
+        return f"running on worker {self.worker}"
+
     def __str__(self) -> str:
         label = f" {self.name!r}" if self.name else ""
         if self.kind == WaitKind.TIMER:
@@ -196,12 +211,9 @@ def _wait(
     return None
 
 
-def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
-    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one EXISTS
-    subquery, so a page of them is still one query. Raises ValidationError for another kind."""
-    running = queryset.filter(status=ExecutionStatus.RUNNING)
-    if kind == WaitKind.RUNNING:
-        return running.filter(lease_owner__isnull=False, lease_expires_at__gt=now or clock.now())
+def waits_on(kind: str) -> Exists:
+    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
+    RUNNING). Raises ValidationError for another kind."""
     ops = Operation.objects.filter(execution_id=OuterRef("pk")).filter(_wait_operations())
     if kind == WaitKind.RETRY:
         ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))
@@ -214,7 +226,21 @@ def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None 
     else:
         kinds = ", ".join(k for k, _ in WaitKind.CHOICES)
         raise ValidationError(f"waiting must be one of {kinds}, not {kind!r}")
-    return running.filter(Exists(ops))
+    return Exists(ops)
+
+
+def on_a_worker(now: datetime) -> Q:
+    """Executions a worker holds a live lease on."""
+    return Q(lease_owner__isnull=False, lease_expires_at__gt=now)
+
+
+def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
+    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one EXISTS
+    subquery, so a page of them is still one query. Raises ValidationError for another kind."""
+    running = queryset.filter(status=ExecutionStatus.RUNNING)
+    if kind == WaitKind.RUNNING:
+        return running.filter(on_a_worker(now or clock.now()))
+    return running.filter(waits_on(kind))
 
 
 def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:
@@ -225,6 +251,10 @@ def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:
         ]
     )
     return {pk: [str(w) for w in found] for pk, found in waits(executions).items() if found}
+
+
+def _hm(moment: datetime | None) -> str:
+    return moment.strftime("%m-%d %H:%M:%S") if moment else "-"
 
 
 def _iso(moment: datetime | None) -> str:

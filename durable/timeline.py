@@ -188,8 +188,6 @@ def build_timeline(execution: Execution, *, limit: int = TIMELINE_ROWS, now: dat
     start = execution.created_at
     ends = [end for _, _, pieces in spans for _, _, end, _, _ in pieces]
     end = max([start + timedelta(milliseconds=1), execution.ended_at or moment, *ends])
-    if execution.ended_at is None and execution.wake_at:
-        end = max(end, execution.wake_at)
     total = (end - start).total_seconds()
 
     def place(t: datetime) -> float:
@@ -207,24 +205,35 @@ def build_timeline(execution: Execution, *, limit: int = TIMELINE_ROWS, now: dat
     return Timeline(start, end, _ticks(total), bars, len(ordered))
 
 
-def _attempt_events(execution: Execution, step_ids: set[str]) -> dict[str, list[tuple[str, datetime]]]:
+AttemptEvent = tuple[str, datetime, str]  # (event type, time, what failed)
+
+
+def _attempt_events(execution: Execution, step_ids: set[str]) -> dict[str, list[AttemptEvent]]:
     if not step_ids:
         return {}
-    found: dict[str, list[tuple[str, datetime]]] = {}
+    found: dict[str, list[AttemptEvent]] = {}
     rows = (
         execution.history.filter(event_type__in=_ATTEMPT_EVENTS, operation_id__in=step_ids)
         .order_by("id")
-        .values_list("operation_id", "event_type", "timestamp")
+        .values_list("operation_id", "event_type", "timestamp", "details")
     )
-    for operation_id, event_type, timestamp in rows:
-        found.setdefault(str(operation_id), []).append((event_type, timestamp))
+    for operation_id, event_type, timestamp, details in rows:
+        found.setdefault(str(operation_id), []).append((event_type, timestamp, _failure(details)))
     return found
+
+
+def _failure(details: Any) -> str:
+    """A StepFailed event's error in one short line ("" for other events)."""
+    error = ((details or {}).get("Error") or {}).get("Payload") or {}
+    if not isinstance(error, dict) or not error:
+        return ""
+    return preview(f"{error.get('ErrorType', 'Error')}: {error.get('ErrorMessage', '')}", 160)
 
 
 Piece = tuple[str, datetime, datetime, str, int | None]
 
 
-def _spans(op: Operation, events: list[tuple[str, datetime]], now: datetime) -> list[Piece]:
+def _spans(op: Operation, events: list[AttemptEvent], now: datetime) -> list[Piece]:
     """The pieces of one operation's bar (kind, start, end, text, attempt)."""
     if op.started_at is None:
         return []
@@ -239,14 +248,23 @@ def _spans(op: Operation, events: list[tuple[str, datetime]], now: datetime) -> 
     pieces: list[Piece] = []
     attempt_start: datetime | None = None
     number = 0
-    for event_type, at in events:
+    for event_type, at, failure in events:
         if event_type == "StepStarted":
             if pieces and pieces[-1][0] == "retry":  # the retry's wait ends when the attempt starts
                 kind, a, _, _, n = pieces.pop()
                 pieces.append((kind, a, at, f"retry wait {_length(at - a)}", n))
             attempt_start, number = at, number + 1
         elif attempt_start is not None:
-            pieces.append(("failed", attempt_start, at, f"attempt {number} failed", number))
+            why = f": {failure}" if failure else ""
+            pieces.append(
+                (
+                    "failed",
+                    attempt_start,
+                    at,
+                    f"attempt {number} failed after {_length(at - attempt_start)}{why}",
+                    number,
+                )
+            )
             pieces.append(("retry", at, op.next_attempt_at or at, "retry wait", number + 1))
             attempt_start = None
     if pieces and pieces[-1][0] == "retry":
@@ -256,7 +274,11 @@ def _spans(op: Operation, events: list[tuple[str, datetime]], now: datetime) -> 
     if attempt_start is not None or not pieces:
         first = attempt_start or op.started_at
         kind = "failed" if op.status == "FAILED" else "run"
-        pieces.append((kind, first, max(first, end), f"attempt {max(number, 1)} {_length(end - first)}", number or 1))
+        how = {"SUCCEEDED": "succeeded after", "FAILED": "failed after", "STARTED": "running for"}.get(
+            op.status, "took"
+        )
+        text = f"attempt {max(number, 1)} {how} {_length(end - first)}"
+        pieces.append((kind, first, max(first, end), text, number or 1))
     return pieces
 
 

@@ -92,21 +92,29 @@ def row_of(html: str, execution: Execution) -> str:
 def test_the_list_says_what_each_running_execution_waits_for(operator, waiting):
     _runner, found = waiting
     html = operator.get(LIST).content.decode()
+    # Each wait: a short line, and the whole of it in its title.
     timer_row = row_of(html, found["timer"])
-    wait_until = (found["timer"].created_at + timedelta(seconds=3600)).isoformat(timespec="seconds")
-    assert re.search(rf"wait-timer\">timer &#x27;cool off&#x27; until {re.escape(wait_until)}", timer_row)
+    until = found["timer"].created_at + timedelta(seconds=3600)
+    assert (
+        f'class="wait wait-timer" title="timer &#x27;cool off&#x27; until {until.isoformat(timespec="seconds")}">'
+        f"timer &#x27;cool off&#x27; until {until:%m-%d %H:%M:%S}</div>"
+    ) in timer_row
     assert "Quarterly report" in timer_row
+    assert f"next wake-up {found['timer'].wake_at:%Y-%m-%d %H:%M:%S}" in timer_row
     callback_row = row_of(html, found["callback"])
-    assert re.search(r"wait-callback\">callback &#x27;approval&#x27; \S+ since \S+", callback_row)
+    assert re.search(r'wait-callback" title="callback &#x27;approval&#x27; \S+ since \S+', callback_row)
+    assert re.search(r">callback &#x27;approval&#x27; since \d\d-\d\d \d\d:\d\d:\d\d</div>", callback_row)
     retry_row = row_of(html, found["retry"])
-    assert re.search(r"wait-retry\">retry 1 &#x27;call provider&#x27; \(attempt 2\) at \S+", retry_row)
+    retry_at = found["retry"].wake_at
+    assert (
+        f'title="retry 1 &#x27;call provider&#x27; (attempt 2) at {retry_at.isoformat(timespec="seconds")}">'
+        f"retry 1 &#x27;call provider&#x27; at {retry_at:%m-%d %H:%M:%S}</div>"
+    ) in retry_row
     invoke_row = row_of(html, found["invoke"])
     child = Execution.objects.get(parent_execution=found["invoke"])
-    assert f'wait-invoke">invoke &#x27;delegate&#x27; of child {child.pk}' in invoke_row
+    assert f'title="invoke &#x27;delegate&#x27; of child {child.pk}">' in invoke_row
     running_row = row_of(html, found["running"])
-    assert 'wait-running">running on worker worker-7@host' in running_row
-    # The next wake-up: the timer's end for the timer, the retry's time for the retry.
-    assert found["timer"].wake_at.strftime("%H:%M") in timer_row
+    assert ">running on worker worker-7@host</div>" in running_row
 
 
 @pytest.mark.parametrize("kind", [k for k, _ in WaitKind.CHOICES])

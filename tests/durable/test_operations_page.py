@@ -10,7 +10,7 @@ from django.test import Client
 
 from durable import clock
 from durable.dashboard import dashboard
-from durable.models import Execution, HistoryEvent
+from durable.models import Execution, HistoryEvent, Operation
 from tests.durable.test_admin import OPERATOR_PERMISSIONS, user_with
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +33,12 @@ def execution(function: str, status: str, created: datetime, **fields) -> Execut
     )
 
 
+def operation(execution: Execution, kind: str, **fields) -> None:
+    Operation.objects.create(
+        execution=execution, operation_id=uuid.uuid4().hex, type=kind, sub_type=kind, status="STARTED", **fields
+    )
+
+
 def event(execution: Execution, event_type: str, at: datetime, operation_id: str | None = None) -> None:
     HistoryEvent.objects.create(execution=execution, event_type=event_type, timestamp=at, operation_id=operation_id)
 
@@ -44,15 +50,19 @@ def attempt(execution: Execution, operation_id: str, start: datetime, seconds: f
 
 @pytest.fixture
 def seeded():
-    """Two hours of executions: 13:xx has 2 SUCCEEDED and 1 FAILED; 14:xx has 1 RUNNING (due),
-    1 RUNNING (scheduled), 1 RUNNING (on a callback) and 1 TIMED_OUT; one from two days ago."""
+    """Two hours of executions: 13:xx has 2 SUCCEEDED and 1 FAILED; 14:xx has 4 RUNNING (due,
+    on a timer, on a callback, on a worker) and 1 TIMED_OUT; and one from two days ago."""
     h13, h14 = NOW.replace(hour=13, minute=10), NOW.replace(hour=14, minute=5)
     ok1 = execution("billing.charge", "SUCCEEDED", h13)
     ok2 = execution("billing.charge", "SUCCEEDED", h13 + timedelta(minutes=5))
     failed = execution("billing.refund", "FAILED", h13 + timedelta(minutes=7))
-    execution("docs.summarize", "RUNNING", h14, wake_at=NOW - timedelta(seconds=5))
-    execution("docs.summarize", "RUNNING", h14, wake_at=NOW + timedelta(minutes=5))
-    execution("docs.summarize", "RUNNING", h14, wake_at=None)
+    execution("docs.summarize", "RUNNING", h14, wake_at=NOW - timedelta(seconds=5))  # due
+    on_timer = execution("docs.summarize", "RUNNING", h14, wake_at=NOW + timedelta(minutes=5))
+    on_callback = execution("docs.summarize", "RUNNING", h14, wake_at=NOW + timedelta(days=1))
+    lease = {"lease_owner": "w1", "lease_token": "t", "lease_expires_at": NOW + timedelta(seconds=30)}
+    execution("docs.summarize", "RUNNING", h14, wake_at=NOW - timedelta(seconds=1), **lease)  # on a worker
+    operation(on_timer, "WAIT", wait_until=NOW + timedelta(minutes=5))
+    operation(on_callback, "CALLBACK", callback_id=uuid.uuid4().hex)
     timed_out = execution("docs.summarize", "TIMED_OUT", h14 + timedelta(minutes=1))
     old = execution("billing.refund", "FAILED", NOW - timedelta(days=2))
     event(failed, "ExecutionFailed", h13 + timedelta(minutes=8))
@@ -93,7 +103,7 @@ def test_staff_see_charts_whose_numbers_match_the_journal(staff, seeded):
     assert by_status == {
         ("2026-12-02T13", "SUCCEEDED"): 2,
         ("2026-12-02T13", "FAILED"): 1,
-        ("2026-12-02T14", "RUNNING"): 3,
+        ("2026-12-02T14", "RUNNING"): 4,
         ("2026-12-02T14", "TIMED_OUT"): 1,
     }
     latency = {(m["bucket"][:13], m["key"]): float(m["value"]) for m in marks(html, "chart-latency")}
@@ -104,7 +114,7 @@ def test_staff_see_charts_whose_numbers_match_the_journal(staff, seeded):
         ("2026-12-02T14", "p95"): 10.0,
     }
     backlog = {m["key"]: int(m["value"]) for m in marks(html, "chart-backlog")}
-    assert backlog == {"due": 1, "running": 0, "scheduled": 1, "waiting": 1}
+    assert backlog == {"due": 1, "on worker": 1, "timer": 1, "callback": 1, "retry": 0, "invoke": 0}
     failures = [(m["key"], int(m["value"])) for m in marks(html, "chart-failures")]
     assert failures == [("billing.refund", 1), ("docs.summarize", 1)]  # not the one from two days ago
 
@@ -117,7 +127,7 @@ def test_a_longer_window_counts_by_day(staff, seeded):
     assert failures == {"billing.refund": 2, "docs.summarize": 1}
     by_day = {(m["bucket"][:10], m["key"]): int(m["value"]) for m in marks(html, "chart-status")}
     assert by_day[("2026-11-30", "FAILED")] == 1
-    assert by_day[("2026-12-02", "RUNNING")] == 3
+    assert by_day[("2026-12-02", "RUNNING")] == 4
     assert len(numbers.buckets) == 7
     assert numbers.buckets[-1] == datetime(2026, 12, 2, tzinfo=UTC)
 
