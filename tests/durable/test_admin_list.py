@@ -17,6 +17,7 @@ from durable.listing import WaitKind, filter_executions, waiting_for
 from durable.models import Execution
 from durable.testing import DurableTestRunner
 from tests.durable.test_admin import OPERATOR_PERMISSIONS, user_with
+from tests.durable.test_shell_commands import refused, run, run_json
 
 pytestmark = pytest.mark.django_db
 LIST = "/admin/durable/execution/"
@@ -197,3 +198,36 @@ def test_waiting_for_as_text_for_the_shell(waiting):
     assert texts[str(found["running"].pk)] == [
         f"running on worker worker-7@host until {found['running'].lease_expires_at.isoformat(timespec='seconds')}"
     ]
+
+
+def test_the_shell_lists_and_shows_labels_attention_and_waits(waiting):
+    _runner, found = waiting
+    set_execution_attention(found["timer"].pk, "webhook not delivered")
+    table = run("durable_executions", "list", "--label", "quarterly")
+    assert table.splitlines()[0].split()[:8] == [
+        "ID",
+        "FUNCTION",
+        "NAME",
+        "STATUS",
+        "STARTED",
+        "ENDED",
+        "LABEL",
+        "WAITING",
+    ]
+    (row,) = table.splitlines()[1:]
+    assert str(found["timer"].pk) in row
+    assert "RUNNING ⚠ webhook not delivered" in row
+    assert "Quarterly report" in row
+    assert "timer 'cool off' until" in row
+    on_callbacks = run_json("durable_executions", "list", "--waiting", "callback")["Executions"]
+    ids = {e["ExecutionId"] for e in on_callbacks}
+    assert str(found["callback"].pk) in ids
+    assert str(found["timer"].pk) not in ids
+    shown = run("durable_executions", "show", str(found["timer"].pk))
+    assert "Label       Quarterly report" in shown
+    assert "Attention   ⚠ webhook not delivered" in shown
+    as_json = run_json("durable_executions", "show", str(found["timer"].pk))
+    assert (as_json["Label"], as_json["Attention"]) == ("Quarterly report", "webhook not delivered")
+    code, message = refused("durable_executions", "list", "--waiting", "nothing")
+    assert code == 2
+    assert "waiting must be one of timer, callback, retry, invoke, running" in message

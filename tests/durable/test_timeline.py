@@ -80,6 +80,14 @@ def test_a_retried_step_is_drawn_as_its_attempts_with_the_waits_between(finished
     retries = [s for s in flaky.segments if s.kind == "retry"]
     assert [round((s.end - s.start).total_seconds()) for s in retries] == [5, 5]
     assert [s.text for s in retries] == ["retry wait 5 s", "retry wait 5 s"]
+    # Each failed attempt says why (from its StepFailed event); the last says how it ended.
+    texts = [s.text for s in flaky.segments if s.kind in ("failed", "run")]
+    assert texts == [
+        "attempt 1 failed after 0 ms: RuntimeError: flaky upstream",
+        "attempt 2 failed after 0 ms: RuntimeError: flaky upstream",
+        "attempt 3 succeeded after 0 ms",
+    ]
+    assert [s.attempt for s in flaky.segments] == [1, 2, 2, 3, 3]
     # Segments follow each other along the track.
     lefts = [s.left for s in flaky.segments]
     assert lefts == sorted(lefts)

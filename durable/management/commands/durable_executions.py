@@ -56,9 +56,8 @@ class Command(BaseCommand):
         listing.add_argument("--created-before", help="An ISO date or time (UTC unless it says).")
         listing.add_argument("--search", help="An execution's id, or part of its name or label.")
         listing.add_argument("--label", help="Part of the execution's label (case-insensitive).")
-        listing.add_argument(
-            "--waiting", choices=[kind for kind, _ in WaitKind.CHOICES], help="RUNNING executions waiting for this."
-        )
+        kinds = ", ".join(kind for kind, _ in WaitKind.CHOICES)
+        listing.add_argument("--waiting", help=f"RUNNING executions waiting for this: {kinds}.")
         listing.add_argument("--limit", type=int, default=50, help="At most this many (1 to 1000; 50).")
         listing.add_argument("--json", action="store_true", help="JSON for scripts.")
         for verb, text in (("show", "One execution and its operations."), ("history", "Its history events.")):
