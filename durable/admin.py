@@ -111,6 +111,11 @@ class LabelFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
         return (("", ""),)  # a filter without lookups is not shown at all
 
+    def choices(self, changelist: Any) -> Any:
+        # One "choice": the text box, and the page's other filters to keep when it is sent.
+        kept = [(k, v) for k, v in changelist.params.items() if k != self.parameter_name]
+        yield {"selected": bool(self.value()), "value": self.value() or "", "kept": kept}
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
         if term := (self.value() or "").strip():
             return queryset.filter(label__icontains=term)

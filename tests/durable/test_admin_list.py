@@ -231,3 +231,11 @@ def test_the_shell_lists_and_shows_labels_attention_and_waits(waiting):
     code, message = refused("durable_executions", "list", "--waiting", "nothing")
     assert code == 2
     assert "waiting must be one of timer, callback, retry, invoke, running" in message
+
+
+def test_the_label_box_keeps_the_other_filters(operator, waiting):
+    html = operator.get(LIST, {"status__exact": "RUNNING", "label": "acme"}).content.decode()
+    form = re.search(r'<form method="get" class="label-filter".*?</form>', html, re.S).group(0)
+    assert '<input type="hidden" name="status__exact" value="RUNNING">' in form
+    assert 'name="label" value="acme"' in form
+    assert 'type="hidden" name="label"' not in form
