@@ -42,6 +42,9 @@ from durable.timeline import (
     stack_trace,
 )
 
+# History events shown on an execution's page unless all are asked for.
+HISTORY_ROWS = 500
+
 
 def _moment(moment: datetime) -> str:
     """A date and time on two short lines (the list's columns are narrow at 1280 px)."""
@@ -273,10 +276,10 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         open_callbacks = list(
             execution.operations.filter(type="CALLBACK", status="STARTED", callback_id__isnull=False).order_by("id")
         )
-        history = [
-            {"event": event, "details": preview(pretty_value(event.details), 2000)}
-            for event in execution.history.order_by("id")
-        ]
+        # A large journal's history is long too: the first HISTORY_ROWS events, and a way to all.
+        limit = TIMELINE_MAX_ROWS * 4 if request.GET.get("history") == "all" else HISTORY_ROWS
+        events = list(execution.history.order_by("id")[: limit + 1])
+        history = [{"event": event, "details": preview(pretty_value(event.details), 2000)} for event in events[:limit]]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -290,6 +293,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 execution, limit=TIMELINE_MAX_ROWS if request.GET.get("timeline") == "all" else TIMELINE_ROWS
             ),
             "history": history,
+            "history_more": len(events) > limit,
             "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
             "waiting": waits([execution]).get(str(execution.pk), []),
             # The executions its invokes started (context.invoke), in order.

@@ -126,3 +126,9 @@ def test_a_large_journal_draws_a_capped_number_of_rows_with_a_way_to_all():
     everything = client.get(f"/admin/durable/execution/{execution_id}/change/", {"timeline": "all"}).content.decode()
     assert everything.count('class="tl-row timeline-row"') == n
     assert 'id="timeline-more"' not in everything
+    # Its history (a StepStarted and a StepSucceeded per step...) is cut at 500 events too.
+    assert page.count('class="history-row"') == 500
+    assert 'id="history-more"' in page
+    all_history = client.get(f"/admin/durable/execution/{execution_id}/change/", {"history": "all"}).content.decode()
+    assert all_history.count('class="history-row"') == execution.history.count() > 500
+    assert 'id="history-more"' not in all_history
