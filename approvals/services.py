@@ -21,7 +21,7 @@ from approvals.errors import (
 from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
 from approvals.validators import check_json, check_text
 from durable import clock
-from durable.client import send_callback_success, start_execution
+from durable.client import send_callback_success, set_execution_attention, start_execution
 from durable.exceptions import CallbackAlreadyCompletedError, CallbackExpiredError, CallbackNotFoundError
 
 REVIEWER_PERMISSION = "approvals.decide_review"
@@ -71,7 +71,9 @@ def document_submit(
     event: dict[str, Any] = {"document_id": document.pk, "in_parts": True}
     if callback_url:
         event["notify"] = True
-    execution = start_execution(DOCUMENT_WORKFLOW, event, execution_name=f"document-{document.pk}")
+    execution = start_execution(
+        DOCUMENT_WORKFLOW, event, execution_name=f"document-{document.pk}", label=document_label(document.title)
+    )
     document.execution_id = execution.pk
     document.save(update_fields=["execution_id"])
     return document
@@ -204,7 +206,29 @@ def document_webhook_start(document_id: int, status: str) -> None:
     """Tell the client how a document ended, from an execution of its own (retries and all),
     when the document's workflow could not: it was stopped, timed out or failed."""
     event = {"document_id": document_id, "status": str(status)}
-    start_execution(WEBHOOK_WORKFLOW, event, execution_name=f"document-{document_id}-{status}-webhook")
+    title = Document.objects.filter(pk=document_id).values_list("title", flat=True).first() or ""
+    start_execution(
+        WEBHOOK_WORKFLOW,
+        event,
+        execution_name=f"document-{document_id}-{status}-webhook",
+        label=document_label(f"webhook: {title}"),
+    )
+
+
+def document_label(title: str) -> str:
+    """An execution's label for people (the admin's list): the document's title, one line, at
+    most the 200 characters a label keeps."""
+    flat = " ".join(title.split())
+    return flat if len(flat) <= 200 else flat[:199] + "…"
+
+
+# The attention an execution gets when its outcome could not be posted to the client.
+WEBHOOK_NOT_DELIVERED = "webhook not delivered"
+
+
+def execution_flag_attention(execution_id: str, text: str) -> None:
+    """Mark the execution for an operator's look (the admin's list shows a warning)."""
+    set_execution_attention(execution_id, text)
 
 
 def summary_publish(*, document_id: int, review_id: int) -> int:

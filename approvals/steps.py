@@ -86,6 +86,13 @@ def notify_client(step: StepContext, document_id: int) -> int:
 
 
 @durable_step
+def flag_webhook_not_delivered(step: StepContext, execution_id: str) -> None:
+    """Mark the execution as needing an operator's look: its outcome never reached the client.
+    A step, so a replay does not do it again."""
+    services.execution_flag_attention(execution_id, services.WEBHOOK_NOT_DELIVERED)
+
+
+@durable_step
 def record_decision(step: StepContext, document_id: int, round_number: int) -> dict[str, Any] | None:
     """The round's decision as a reviewer recorded it on the review; None if none did."""
     return selectors.review_get_decision(document_id=document_id, round_number=round_number)

@@ -50,8 +50,8 @@ SUMMARIZE_RETRIES = create_retry_strategy(
 def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     """Post the outcome to the client's callback_url, if it gave one, retrying with backoff.
 
-    A webhook that fails for good does not undo the outcome: the execution still succeeds and
-    its result says the webhook was not delivered.
+    A webhook that fails for good does not undo the outcome: the execution still succeeds, its
+    result says the webhook was not delivered, and it is marked for an operator's attention.
     """
     if not event.get("notify"):
         return outcome
@@ -68,6 +68,8 @@ def tell_client(context: DurableContext, event: dict[str, Any], outcome: dict[st
             steps.notify_client(outcome["document_id"]), name="notify client", config=StepConfig(retry_strategy=retries)
         )
     except StepError as exc:
+        execution_id = context.execution_context.durable_execution_arn
+        context.step(steps.flag_webhook_not_delivered(execution_id), name="flag webhook not delivered")
         return {**outcome, "webhook": {"delivered": False, "error": str(exc)[:500]}}
     return {**outcome, "webhook": {"delivered": True, "status": status}}
 

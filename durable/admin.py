@@ -7,31 +7,49 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from durable.client import (
-    get_execution,
-    record_operator_action,
-    redrive_execution,
-    reenqueue_execution,
-    send_callback_failure,
-    send_callback_success,
-    stop_execution,
-)
+from durable import charts
+from durable import operator_actions as actions
+from durable.charts import STATUS_COLORS
+from durable.client import get_execution, record_operator_action
+from durable.dashboard import DEFAULT_WINDOW, WINDOWS, dashboard
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
-from durable.listing import search_executions
+from durable.listing import WaitKind, search_executions, waiting_kind, waits
 from durable.models import Execution, ExecutionStatus, Operation
-from durable.timeline import pretty_json, pretty_value, preview, stack_trace, timeline
+from durable.operator_actions import PERMISSIONS, OperatorAction
+from durable.timeline import (
+    TIMELINE_MAX_ROWS,
+    TIMELINE_ROWS,
+    build_timeline,
+    pretty_json,
+    pretty_value,
+    preview,
+    stack_trace,
+)
+
+# History events shown on an execution's page unless all are asked for.
+HISTORY_ROWS = 500
+
+
+def _moment(moment: datetime) -> str:
+    """A date and time on two short lines (the list's columns are narrow at 1280 px)."""
+    local = timezone.localtime(moment)
+    return format_html('<span class="moment">{}<br>{}</span>', local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
 
 
 class StopForm(forms.Form):
@@ -55,15 +73,131 @@ class CallbackFailureForm(forms.Form):
     message = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
 
 
+class WaitingFilter(admin.SimpleListFilter):
+    """RUNNING executions by what they wait for (one EXISTS subquery: durable.listing)."""
+
+    title = "waiting for"
+    parameter_name = "waiting"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return WaitKind.CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        kind = self.value()
+        if kind in dict(WaitKind.CHOICES):
+            return waiting_kind(queryset, kind)
+        return queryset
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (("yes", "Yes"), ("no", "No"))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        if self.value() == "yes":
+            return queryset.exclude(attention="")
+        if self.value() == "no":
+            return queryset.filter(attention="")
+        return queryset
+
+
+class LabelFilter(admin.SimpleListFilter):
+    """Part of a label, typed in (labels are too many to list as choices)."""
+
+    title = "label"
+    parameter_name = "label"
+    template = "admin/durable/execution/label_filter.html"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> tuple[tuple[str, str], ...]:
+        return (("", ""),)  # a filter without lookups is not shown at all
+
+    def choices(self, changelist: Any) -> Any:
+        # One "choice": the text box, and the page's other filters to keep when it is sent.
+        kept = [(k, v) for k, v in changelist.params.items() if k != self.parameter_name]
+        yield {"selected": bool(self.value()), "value": self.value() or "", "kept": kept}
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Execution]) -> QuerySet[Execution]:
+        if term := (self.value() or "").strip():
+            return queryset.filter(label__icontains=term)
+        return queryset
+
+
+class ExecutionChangeList(ChangeList):
+    """The page's rows, each given what it waits for in one query for the whole page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        found = waits(self.result_list)
+        for execution in self.result_list:
+            execution.page_waits = found.get(str(execution.pk), [])
+
+
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("execution_name", "function_name", "status", "created_at", "ended_at", "invocation_count")
-    list_filter = ("status", "function_name", "created_at")
+    list_display = ("execution", "function_name", "status_shown", "waiting_for", "when")
+    list_display_links = ("execution",)
+    list_filter = ("status", WaitingFilter, AttentionFilter, LabelFilter, "function_name", "created_at")
     date_hierarchy = "created_at"
     search_fields = ("execution_name",)
-    search_help_text = "An execution's id, or part of its name."
+    search_help_text = "An execution's id, or part of its name or label."
     ordering = ("-created_at",)
     change_list_template = "admin/durable/execution/change_list.html"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        # A list page never shows inputs, results or errors (each up to 256 KiB).
+        return super().get_queryset(request).defer("input", "result", "error")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return ExecutionChangeList
+
+    @admin.display(description="Execution / label", ordering="execution_name")
+    def execution(self, execution: Execution) -> str:
+        name = execution.execution_name
+        short = name if len(name) <= 24 else name[:23] + "…"
+        if not execution.label:
+            return format_html('<span class="name" title="{}">{}</span>', name, short)
+        return format_html(
+            '<span class="name" title="{}">{}</span><span class="label" title="{}">{}</span>',
+            name,
+            short,
+            execution.label,
+            execution.label,
+        )
+
+    @admin.display(description="Started / ended", ordering="created_at")
+    def when(self, execution: Execution) -> str:
+        if execution.ended_at is None:
+            return _moment(execution.created_at)
+        return format_html("{}<br>{}", _moment(execution.created_at), _moment(execution.ended_at))
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, execution: Execution) -> str:
+        if not execution.attention:
+            return execution.status
+        return format_html(
+            '{}<br><span class="attention" title="needs attention: {}">⚠ {}</span>',
+            execution.status,
+            execution.attention,
+            execution.attention,
+        )
+
+    @admin.display(description="Waiting for / next wake-up", ordering="wake_at")
+    def waiting_for(self, execution: Execution) -> str:
+        """What it waits for, and when it is next invoked (its wake_at: a timer's end, a
+        retry's time, its timeout while it waits on a callback)."""
+        if execution.status != ExecutionStatus.RUNNING:
+            return "—"
+        found = getattr(execution, "page_waits", [])
+        waits_html = format_html_join(
+            "", '<div class="wait wait-{}" title="{}">{}</div>', ((w.kind, str(w), w.short) for w in found)
+        )
+        if execution.wake_at is None:
+            return waits_html or "—"
+        wake = timezone.localtime(execution.wake_at).strftime("%Y-%m-%d %H:%M:%S")
+        return format_html('{}<div class="wake">next wake-up {}</div>', waits_html, wake)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -85,6 +219,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return self.admin_site.admin_view(view)  # staff login and CSRF protection
 
         return [
+            path("operations/", wrap(self.operations_view), name="durable_execution_operations"),
             path("<uuid:object_id>/stop/", wrap(self.stop_view), name="durable_execution_stop"),
             path("<uuid:object_id>/redrive/", wrap(self.redrive_view), name="durable_execution_redrive"),
             path("<uuid:object_id>/reenqueue/", wrap(self.reenqueue_view), name="durable_execution_reenqueue"),
@@ -101,6 +236,37 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             *super().get_urls(),
         ]
 
+    # The operations page: charts over the last hours or days.
+
+    def operations_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        numbers = dashboard(request.GET.get("window", DEFAULT_WINDOW))
+        hourly = WINDOWS[numbers.window][1] == "hour"
+        statuses = list(ExecutionStatus.values)
+        latency = [(row.bucket, {"p50": row.p50, "p95": row.p95}) for row in numbers.latency]
+        backlog = [(kind.replace("_", " "), n) for kind, n in numbers.backlog.items()]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Durable executions: operations",
+            "numbers": numbers,
+            "windows": list(WINDOWS),
+            "statuses": [(status, STATUS_COLORS[status]) for status in statuses],
+            "by_status_chart": charts.stacked_bars(
+                "Executions started, by status now", numbers.buckets, numbers.by_status, statuses, hourly
+            ),
+            "latency_chart": charts.lines(
+                "Step attempt latency (p50, p95)", latency, ("p50", "p95"), numbers.since, numbers.now
+            ),
+            "latency": numbers.latency,
+            "backlog_chart": charts.horizontal_bars("Running executions now", backlog),
+            "failures_chart": charts.horizontal_bars(
+                "Failed or timed out, by function", numbers.failures, STATUS_COLORS["FAILED"]
+            ),
+        }
+        return TemplateResponse(request, "admin/durable/execution/operations.html", context)
+
     # The execution's page.
 
     def change_view(
@@ -110,10 +276,10 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         open_callbacks = list(
             execution.operations.filter(type="CALLBACK", status="STARTED", callback_id__isnull=False).order_by("id")
         )
-        history = [
-            {"event": event, "details": preview(pretty_value(event.details), 2000)}
-            for event in execution.history.order_by("id")
-        ]
+        # A large journal's history is long too: the first HISTORY_ROWS events, and a way to all.
+        limit = TIMELINE_MAX_ROWS * 4 if request.GET.get("history") == "all" else HISTORY_ROWS
+        events = list(execution.history.order_by("id")[: limit + 1])
+        history = [{"event": event, "details": preview(pretty_value(event.details), 2000)} for event in events[:limit]]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -123,9 +289,13 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "result": pretty_json(execution.result),
             "error": execution.error,
             "error_stack": stack_trace(execution.error),
-            "timeline": timeline(execution),
+            "timeline": build_timeline(
+                execution, limit=TIMELINE_MAX_ROWS if request.GET.get("timeline") == "all" else TIMELINE_ROWS
+            ),
             "history": history,
+            "history_more": len(events) > limit,
             "open_callbacks": open_callbacks if execution.status == ExecutionStatus.RUNNING else [],
+            "waiting": waits([execution]).get(str(execution.pk), []),
             # The executions its invokes started (context.invoke), in order.
             "invoked": list(execution.child_executions.order_by("created_at")[:100]),
             "can": self._abilities(request, execution),
@@ -157,14 +327,13 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         request: HttpRequest,
         object_id: Any,
         *,
-        permission: str,
-        action: str,
+        action: OperatorAction,
         question: str,
         form_class: type[forms.Form],
         perform: Callable[[Execution, dict[str, Any]], dict[str, Any]],
     ) -> HttpResponse:
         execution = self._execution(request, object_id)
-        if not request.user.has_perm(f"durable.{permission}"):
+        if not request.user.has_perm(f"durable.{PERMISSIONS[action]}"):
             raise PermissionDenied
         form = form_class(request.POST if request.method == "POST" else None)
         if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
@@ -189,15 +358,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def stop_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            reason = data["reason"] or "stopped by an operator"
-            stop_execution(execution.pk, error=ErrorObject("ExecutionStopped", reason).to_dict())
-            return {"Reason": reason}
+            return actions.stop(execution.pk, data["reason"])
 
         return self._act(
             request,
             object_id,
-            permission="stop_execution",
-            action="stop",
+            action=OperatorAction.STOP,
             question="Stop this execution?",
             form_class=StopForm,
             perform=perform,
@@ -205,14 +371,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def redrive_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            redrive_execution(execution.pk)
-            return {}
+            return actions.redrive(execution.pk)
 
         return self._act(
             request,
             object_id,
-            permission="redrive_execution",
-            action="redrive",
+            action=OperatorAction.REDRIVE,
             question="Redrive this failed execution from its last completed operation?",
             form_class=ConfirmForm,
             perform=perform,
@@ -220,14 +384,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def reenqueue_view(self, request: HttpRequest, object_id: uuid.UUID) -> HttpResponse:
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            reenqueue_execution(execution.pk)
-            return {}
+            return actions.reenqueue(execution.pk)
 
         return self._act(
             request,
             object_id,
-            permission="reenqueue_execution",
-            action="reenqueue",
+            action=OperatorAction.REENQUEUE,
             question="Re-enqueue this execution now?",
             form_class=ConfirmForm,
             perform=perform,
@@ -236,7 +398,7 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def _callback(self, request: HttpRequest, execution_id: uuid.UUID, callback_id: str) -> None:
         # Permissions first: who may not act learns nothing of which callback ids exist.
         self._execution(request, execution_id)
-        if not request.user.has_perm("durable.complete_callback"):
+        if not request.user.has_perm(f"durable.{PERMISSIONS[OperatorAction.COMPLETE_CALLBACK]}"):
             raise PermissionDenied
         if not Operation.objects.filter(execution_id=execution_id, callback_id=callback_id).exists():
             raise Http404(f"execution {execution_id} has no callback {callback_id}")
@@ -245,14 +407,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            send_callback_success(callback_id, data["result"])
-            return {"CallbackId": callback_id}
+            return actions.complete_callback(callback_id, data["result"])
 
         return self._act(
             request,
             object_id,
-            permission="complete_callback",
-            action="complete callback",
+            action=OperatorAction.COMPLETE_CALLBACK,
             question=f"Complete callback {callback_id} with this result?",
             form_class=CallbackSuccessForm,
             perform=perform,
@@ -262,14 +422,12 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self._callback(request, object_id, callback_id)
 
         def perform(execution: Execution, data: dict[str, Any]) -> dict[str, Any]:
-            send_callback_failure(callback_id, ErrorObject(data["error_type"], data["message"]).to_dict())
-            return {"CallbackId": callback_id}
+            return actions.fail_callback(callback_id, ErrorObject(data["error_type"], data["message"]).to_dict())
 
         return self._act(
             request,
             object_id,
-            permission="complete_callback",
-            action="fail callback",
+            action=OperatorAction.FAIL_CALLBACK,
             question=f"Fail callback {callback_id}?",
             form_class=CallbackFailureForm,
             perform=perform,

@@ -51,6 +51,7 @@ __all__ = [
     "send_callback_failure",
     "send_callback_heartbeat",
     "send_callback_success",
+    "set_execution_attention",
     "start_execution",
     "stop_execution",
     "waiting_for",
@@ -63,12 +64,16 @@ def start_execution(
     *,
     execution_name: str | None = None,
     execution_timeout: Duration | int | None = None,
+    label: str = "",
 ) -> Execution:
     """Start an execution, or return the existing one started under the same name and input.
+    `label` is for people (the admin's list shows it); the existing execution keeps its own.
 
     Raises ExecutionAlreadyExistsError (same name, other input), UnknownFunctionError,
-    ValidationError (input not JSON, too large, or a timeout outside 1 s to 366 days).
+    ValidationError (input not JSON, too large, a label over 200 characters, or a timeout
+    outside 1 s to 366 days).
     """
+    label = _short_text(label, "label")
     fn = function if isinstance(function, DurableFunction) else get_function(function)
     payload = _input_payload(input)
     timeout = validate_timeout(
@@ -96,6 +101,7 @@ def start_execution(
         timeout_at=now + timedelta(seconds=timeout),
         wake_at=now,
         trace_parent=tracing.current_traceparent(),
+        label=label,
     )
     values = {f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields}
     try:
@@ -141,6 +147,32 @@ def _status_change(
         at=at,
         error=error,
     )
+# The longest label or attention text an execution keeps (its model's max_length).
+MAX_LABEL_CHARS = 200
+
+
+def _short_text(text: str, what: str) -> str:
+    """A label or attention text, stripped and checked once, here (it is stored as it is)."""
+    if not isinstance(text, str):
+        raise ValidationError(f"{what} must be a string, not {type(text).__name__}")
+    text = " ".join(text.split())
+    if len(text) > MAX_LABEL_CHARS:
+        raise ValidationError(f"{what} is longer than {MAX_LABEL_CHARS} characters")
+    if reason := unstorable_reason(text):
+        raise ValidationError(f"{what} cannot be stored: {reason}")
+    return text
+
+
+def set_execution_attention(execution_id: str | uuid.UUID, text: str) -> Execution:
+    """Mark the execution as needing an operator's look (`text` says why), or clear the mark
+    with "". Any status: a SUCCEEDED execution whose webhook was never delivered is the case
+    this is for. Raises ExecutionNotFoundError, ValidationError (text over 200 characters).
+    """
+    text = _short_text(text, "attention")
+    execution = get_execution(execution_id, include_data=False)
+    Execution.objects.filter(pk=execution.pk).update(attention=text)
+    execution.attention = text
+    return execution
 
 
 def _input_payload(value: Any) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from durable import clock
 from durable.exceptions import ValidationError
 from durable.models import Execution, ExecutionStatus, Operation
 
@@ -24,11 +26,11 @@ MAX_LISTED = 1000
 
 
 def search_executions(queryset: QuerySet[Execution], term: str) -> QuerySet[Execution]:
-    """The executions whose id is `term` or whose name contains it (case-insensitive)."""
+    """The executions whose id is `term` or whose name or label contains it (case-insensitive)."""
     term = term.strip()
     if not term:
         return queryset
-    matches = Q(execution_name__icontains=term)
+    matches = Q(execution_name__icontains=term) | Q(label__icontains=term)
     with contextlib.suppress(ValueError):
         matches |= Q(pk=uuid.UUID(term))
     return queryset.filter(matches)
@@ -41,11 +43,15 @@ def filter_executions(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     search: str | None = None,
+    label: str | None = None,
+    waiting: str | None = None,
     limit: int = 50,
 ) -> list[Execution]:
     """Executions newest first, as the admin's list shows them; input, result and error unread.
 
-    Raises ValidationError for a status that is not one, or a limit outside 1 to MAX_LISTED.
+    `label` matches part of the label (case-insensitive); `waiting` is a WaitKind.
+    Raises ValidationError for a status or waiting kind that is not one, or a limit outside 1
+    to MAX_LISTED.
     """
     if not 1 <= limit <= MAX_LISTED:
         raise ValidationError(f"limit must be between 1 and {MAX_LISTED}, not {limit}")
@@ -62,6 +68,10 @@ def filter_executions(
         rows = rows.filter(created_at__lt=created_before)
     if search:
         rows = search_executions(rows, search)
+    if label:
+        rows = rows.filter(label__icontains=label.strip())
+    if waiting:
+        rows = waiting_kind(rows, waiting)
     return list(rows.order_by("-created_at", "pk")[:limit])
 
 
@@ -73,30 +83,179 @@ def callback_execution_id(callback_id: str) -> uuid.UUID | None:
     return found
 
 
-def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:
-    """What each execution waits on (open callbacks, waits, step retries), in one query."""
+class WaitKind:
+    """What a RUNNING execution can be waiting for (the admin's filter offers these)."""
+
+    TIMER = "timer"
+    CALLBACK = "callback"
+    RETRY = "retry"
+    INVOKE = "invoke"
+    RUNNING = "running"
+    CHOICES = (
+        (TIMER, "a timer"),
+        (CALLBACK, "a callback"),
+        (RETRY, "a retry"),
+        (INVOKE, "an invoked execution"),
+        (RUNNING, "running on a worker"),
+    )
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One thing an execution waits for: a timer until `until`, a callback since `since`, a
+    step's retry number `attempt` at `until`, an invoked child execution, or a worker."""
+
+    kind: str
+    name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    attempt: int | None = None
+    callback_id: str | None = None
+    child_execution_id: str | None = None
+    worker: str | None = None
+
+    @property
+    def short(self) -> str:
+        """One short line for the admin's list (the full text is `str(wait)`)."""
+        name = self.name if not self.name or len(self.name) <= 28 else self.name[:27] + "…"
+        label = f" {name!r}" if name else ""
+        if self.kind == WaitKind.TIMER:
+            return f"timer{label} until {_hm(self.until)}"
+        if self.kind == WaitKind.CALLBACK:
+            return f"callback{label} since {_hm(self.since)}"
+        if self.kind == WaitKind.RETRY:
+            return f"retry {self.attempt}{label} at {_hm(self.until)}"
+        if self.kind == WaitKind.INVOKE:
+            return f"invoke{label} of child {(self.child_execution_id or '(starting)')[:8]}"
+        return f"running on worker {self.worker}"
+
+    def __str__(self) -> str:
+        label = f" {self.name!r}" if self.name else ""
+        if self.kind == WaitKind.TIMER:
+            return f"timer{label}" + (f" until {_iso(self.until)}" if self.until else "")
+        if self.kind == WaitKind.CALLBACK:
+            since = f" since {_iso(self.since)}" if self.since else ""
+            return f"callback{label} {self.callback_id}{since}" + (f" until {_iso(self.until)}" if self.until else "")
+        if self.kind == WaitKind.RETRY:
+            return f"retry {self.attempt}{label} (attempt {(self.attempt or 0) + 1}) at {_iso(self.until)}"
+        if self.kind == WaitKind.INVOKE:
+            return f"invoke{label} of child {self.child_execution_id or '(starting)'}"
+        return f"running on worker {self.worker}" + (f" until {_iso(self.until)}" if self.until else "")
+
+
+def _wait_operations() -> Q:
+    """The operations an execution waits on: open callbacks, waits and invokes, and steps with
+    a retry (or a condition's next poll) scheduled."""
+    return Q(status__in=("STARTED", "PENDING")) & (
+        Q(type__in=("CALLBACK", "WAIT", "CHAINED_INVOKE")) | Q(next_attempt_at__isnull=False)
+    )
+
+
+def waits(executions: Iterable[Execution], now: datetime | None = None) -> dict[str, list[Wait]]:
+    """What each RUNNING execution of `executions` waits for, in one query for all of them
+    (the worker that holds a live lease comes from the rows themselves)."""
+    running = [e for e in executions if e.status == ExecutionStatus.RUNNING]
+    found: dict[str, list[Wait]] = {str(e.pk): [] for e in running}
+    if not running:
+        return found
     rows = (
-        Operation.objects.filter(execution_id__in=list(execution_ids), status__in=("STARTED", "PENDING"))
-        .filter(Q(type="CALLBACK") | Q(type="WAIT") | Q(next_attempt_at__isnull=False))
+        Operation.objects.filter(execution_id__in=[e.pk for e in running])
+        .filter(_wait_operations())
         .order_by("id")
         .values_list(
-            "execution_id", "type", "name", "callback_id", "callback_deadline", "wait_until", "next_attempt_at"
+            "execution_id",
+            "type",
+            "name",
+            "callback_id",
+            "callback_deadline",
+            "wait_until",
+            "next_attempt_at",
+            "attempt",
+            "started_at",
+            "child_execution_id",
         )
     )
-    found: dict[str, list[str]] = {}
-    for execution_id, kind, name, callback_id, deadline, wait_until, retry_at in rows[:MAX_LISTED]:
-        label = f" {name!r}" if name else ""
-        if kind == "CALLBACK" and callback_id:
-            text = f"callback{label} {callback_id}" + (f" until {_iso(deadline)}" if deadline else "")
-        elif kind == "WAIT":
-            text = f"wait{label}" + (f" until {_iso(wait_until)}" if wait_until else "")
-        elif retry_at:
-            text = f"{kind.lower()}{label} retry at {_iso(retry_at)}"
-        else:
-            continue
-        found.setdefault(str(execution_id), []).append(text)
+    for execution_id, kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child in rows[
+        :MAX_LISTED
+    ]:
+        wait = _wait(kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child)
+        if wait is not None:
+            found[str(execution_id)].append(wait)
+    moment = now or clock.now()
+    for execution in running:
+        expires = execution.lease_expires_at
+        if execution.lease_owner and expires and expires > moment:
+            found[str(execution.pk)].append(Wait(WaitKind.RUNNING, worker=execution.lease_owner, until=expires))
     return found
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
+def _wait(
+    kind: str,
+    name: str | None,
+    callback_id: str | None,
+    deadline: datetime | None,
+    wait_until: datetime | None,
+    retry_at: datetime | None,
+    attempt: int,
+    started: datetime | None,
+    child: Any,
+) -> Wait | None:
+    if retry_at is not None and kind not in ("WAIT", "CALLBACK"):
+        return Wait(WaitKind.RETRY, name=name, until=retry_at, attempt=attempt)
+    if kind == "CALLBACK" and callback_id:
+        return Wait(WaitKind.CALLBACK, name=name, since=started, until=deadline, callback_id=callback_id)
+    if kind == "WAIT":
+        return Wait(WaitKind.TIMER, name=name, since=started, until=wait_until)
+    if kind == "CHAINED_INVOKE":
+        return Wait(WaitKind.INVOKE, name=name, since=started, child_execution_id=str(child) if child else None)
+    return None
+
+
+def waits_on(kind: str) -> Exists:
+    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
+    RUNNING). Raises ValidationError for another kind."""
+    ops = Operation.objects.filter(execution_id=OuterRef("pk")).filter(_wait_operations())
+    if kind == WaitKind.RETRY:
+        ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))
+    elif kind == WaitKind.TIMER:
+        ops = ops.filter(type="WAIT")
+    elif kind == WaitKind.CALLBACK:
+        ops = ops.filter(type="CALLBACK", callback_id__isnull=False)
+    elif kind == WaitKind.INVOKE:
+        ops = ops.filter(type="CHAINED_INVOKE")
+    else:
+        kinds = ", ".join(k for k, _ in WaitKind.CHOICES)
+        raise ValidationError(f"waiting must be one of {kinds}, not {kind!r}")
+    return Exists(ops)
+
+
+def on_a_worker(now: datetime) -> Q:
+    """Executions a worker holds a live lease on."""
+    return Q(lease_owner__isnull=False, lease_expires_at__gt=now)
+
+
+def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
+    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one EXISTS
+    subquery, so a page of them is still one query. Raises ValidationError for another kind."""
+    running = queryset.filter(status=ExecutionStatus.RUNNING)
+    if kind == WaitKind.RUNNING:
+        return running.filter(on_a_worker(now or clock.now()))
+    return running.filter(waits_on(kind))
+
+
+def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:
+    """What each RUNNING execution of `execution_ids` waits for, as text (see `waits`)."""
+    executions = list(
+        Execution.objects.filter(pk__in=list(execution_ids)).only("pk", "status", "lease_owner", "lease_expires_at")[
+            :MAX_LISTED
+        ]
+    )
+    return {pk: [str(w) for w in found] for pk, found in waits(executions).items() if found}
+
+
+def _hm(moment: datetime | None) -> str:
+    return moment.strftime("%m-%d %H:%M:%S") if moment else "-"
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "-"

@@ -56,6 +56,12 @@ class Execution(models.Model):
     parent_operation_id = models.CharField(max_length=64, null=True, blank=True)
     # The W3C traceparent of the span that started it (a web request's): its invocations' parent.
     trace_parent = models.CharField(max_length=64, null=True, blank=True)
+    # For people: what the execution is about (the product's document title, say), and why an
+    # operator should look at it ("webhook not delivered"); "" when there is nothing to say.
+    label = models.CharField(max_length=200, blank=True, default="", help_text="A human label (start_execution).")
+    attention = models.CharField(
+        max_length=200, blank=True, default="", help_text="Why an operator should look at it; empty: no need."
+    )
 
     class Meta:
         constraints = [
@@ -131,7 +137,11 @@ class HistoryEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["execution", "id"], name="durable_history_order")]
+        indexes = [
+            models.Index(fields=["execution", "id"], name="durable_history_order"),
+            # The operations page's charts: one kind of event over a time window.
+            models.Index(fields=["event_type", "timestamp"], name="durable_history_type_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.name or ''}".strip()

@@ -103,6 +103,8 @@ def execution_summary(execution: Execution, waiting: Sequence[str] = ()) -> dict
         "FunctionName": execution.function_name,
         "ExecutionName": execution.execution_name,
         "Status": execution.status,
+        "Label": execution.label,
+        "Attention": execution.attention,
         "StartTimestamp": iso(execution.created_at),
         "EndTimestamp": iso(execution.ended_at),
         "WaitingFor": list(waiting),

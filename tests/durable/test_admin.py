@@ -139,7 +139,9 @@ def test_the_execution_page_shows_input_error_timeline_and_history(operator, run
     assert "&quot;n&quot;: 1" in html  # the input, pretty-printed (escaped)
     assert "bug in transform" in html
     assert "Traceback" in html  # the stack trace of the failed step
-    rows = re.findall(r'class="timeline-row" data-depth="(\d)">\s*<td[^>]*>(?:↳ )?([^<]+)</td>', html)
+    rows = re.findall(
+        r'class="tl-row timeline-row" data-depth="(\d)".*?<span class="tl-label">(?:↳ )?([^<]+)</span>', html, re.S
+    )
     assert [(int(depth), name.strip()) for depth, name in rows] == [(0, "child"), (1, "inner step"), (0, "transform")]
     assert html.count('class="history-row"') == HistoryEvent.objects.filter(execution_id=execution_id).count()
     assert "ExecutionFailed" in html

@@ -17,15 +17,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from durable.client import (
-    callback_execution_id,
-    callback_result_limit,
-    send_callback_failure,
-    send_callback_heartbeat,
-    send_callback_success,
-)
+from durable import operator_actions as actions
+from durable.client import callback_execution_id, callback_result_limit
 from durable.errors import ErrorObject
 from durable.management import shell
+from durable.operator_actions import OperatorAction
 
 
 class Command(BaseCommand):
@@ -57,25 +53,22 @@ class Command(BaseCommand):
             result = _result(options["result"], raw=options["raw"])
 
             def perform() -> dict[str, Any]:
-                send_callback_success(callback_id, result)
-                return {"CallbackId": callback_id}
+                return actions.complete_callback(callback_id, result)
 
-            action = "complete callback"
+            action = OperatorAction.COMPLETE_CALLBACK
         elif verb == "fail":
             error = ErrorObject(options["error_type"], options["message"], options["data"]).to_dict()
 
             def perform() -> dict[str, Any]:
-                send_callback_failure(callback_id, error)
-                return {"CallbackId": callback_id}
+                return actions.fail_callback(callback_id, error)
 
-            action = "fail callback"
+            action = OperatorAction.FAIL_CALLBACK
         else:
 
             def perform() -> dict[str, Any]:
-                send_callback_heartbeat(callback_id)
-                return {"CallbackId": callback_id}
+                return actions.heartbeat_callback(callback_id)
 
-            action = "heartbeat callback"
+            action = OperatorAction.HEARTBEAT_CALLBACK
         user = options["user"] or shell.os_user()
         execution_id = callback_execution_id(callback_id)
         if execution_id is None:
@@ -86,7 +79,7 @@ class Command(BaseCommand):
             shell.act(execution_id, action=action, user=user, perform=lambda: {"CallbackId": callback_id})
         else:
             shell.act(execution_id, action=action, user=user, perform=perform)
-        outcome = {"CallbackId": callback_id, "ExecutionId": str(execution_id), "Action": action}
+        outcome = {"CallbackId": callback_id, "ExecutionId": str(execution_id), "Action": str(action)}
         text = f"Done: {action} {callback_id} (execution {execution_id})."
         self.stdout.write(shell.dumps(outcome) if options["json"] else text)
 

@@ -14,12 +14,14 @@ durable/management/shell.py.
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
+from durable import operator_actions as actions
 from durable.client import (
     Execution,
     filter_executions,
@@ -27,13 +29,11 @@ from durable.client import (
     get_history,
     invoked_execution_ids,
     list_operations,
-    redrive_execution,
-    reenqueue_execution,
-    stop_execution,
     waiting_for,
 )
-from durable.errors import ErrorObject
+from durable.listing import WaitKind
 from durable.management import shell
+from durable.operator_actions import OperatorAction
 
 VERBS = ("list", "show", "history", "stop", "redrive", "reenqueue")
 
@@ -54,7 +54,10 @@ class Command(BaseCommand):
         listing.add_argument("--function", dest="function_name", help="The durable function's name.")
         listing.add_argument("--created-after", help="An ISO date or time (UTC unless it says).")
         listing.add_argument("--created-before", help="An ISO date or time (UTC unless it says).")
-        listing.add_argument("--search", help="An execution's id, or part of its name.")
+        listing.add_argument("--search", help="An execution's id, or part of its name or label.")
+        listing.add_argument("--label", help="Part of the execution's label (case-insensitive).")
+        kinds = ", ".join(kind for kind, _ in WaitKind.CHOICES)
+        listing.add_argument("--waiting", help=f"RUNNING executions waiting for this: {kinds}.")
         listing.add_argument("--limit", type=int, default=50, help="At most this many (1 to 1000; 50).")
         listing.add_argument("--json", action="store_true", help="JSON for scripts.")
         for verb, text in (("show", "One execution and its operations."), ("history", "Its history events.")):
@@ -89,11 +92,13 @@ class Command(BaseCommand):
                 created_after=_moment(options["created_after"], "--created-after"),
                 created_before=_moment(options["created_before"], "--created-before"),
                 search=options["search"],
+                label=options["label"],
+                waiting=options["waiting"],
                 limit=options["limit"],
             )
         waits = waiting_for(row.pk for row in rows if row.status == "RUNNING")
         summaries = [shell.execution_summary(row, waits.get(str(row.pk), ())) for row in rows]
-        headers = ("ID", "FUNCTION", "NAME", "STATUS", "STARTED", "ENDED", "WAITING FOR")
+        headers = ("ID", "FUNCTION", "NAME", "STATUS", "STARTED", "ENDED", "LABEL", "WAITING FOR")
         text = shell.table(
             headers,
             [
@@ -101,9 +106,10 @@ class Command(BaseCommand):
                     row.pk,
                     row.function_name,
                     row.execution_name,
-                    row.status,
+                    f"{row.status} ⚠ {row.attention}" if row.attention else row.status,
                     row.created_at,
                     row.ended_at,
+                    shell.preview(row.label, 40) if row.label else None,
                     "; ".join(waits.get(str(row.pk), ())),
                 )
                 for row in rows
@@ -148,12 +154,15 @@ class Command(BaseCommand):
             f"Execution   {execution.pk}",
             f"Function    {execution.function_name}",
             f"Name        {execution.execution_name}",
+            f"Label       {execution.label or '-'}",
             f"Status      {execution.status}",
             f"Started     {shell.iso(execution.created_at)}",
             f"Ended       {shell.iso(execution.ended_at) or '-'}",
             f"Invocations {execution.invocation_count}",
             f"Input       {shell.preview(execution.input)}",
         ]
+        if execution.attention:
+            lines.append(f"Attention   ⚠ {execution.attention}")
         if execution.result is not None:
             lines.append(f"Result      {shell.preview(execution.result)}")
         if execution.error:
@@ -193,29 +202,19 @@ class Command(BaseCommand):
         self._emit(options, history, shell.table(("#", "TIME", "EVENT", "OPERATION", "DETAILS"), rows))
 
     def _stop(self, options: dict[str, Any]) -> None:
-        reason = options["reason"] or "stopped by an operator"
-
-        def perform() -> dict[str, Any]:
-            stop_execution(options["execution_id"], error=ErrorObject("ExecutionStopped", reason).to_dict())
-            return {"Reason": reason}
-
-        self._act(options, "stop", perform, "Stopped")
+        self._act(
+            options, OperatorAction.STOP, lambda: actions.stop(options["execution_id"], options["reason"]), "Stopped"
+        )
 
     def _redrive(self, options: dict[str, Any]) -> None:
-        def perform() -> dict[str, Any]:
-            redrive_execution(options["execution_id"])
-            return {}
-
-        self._act(options, "redrive", perform, "Redriven")
+        self._act(options, OperatorAction.REDRIVE, lambda: actions.redrive(options["execution_id"]), "Redriven")
 
     def _reenqueue(self, options: dict[str, Any]) -> None:
-        def perform() -> dict[str, Any]:
-            reenqueue_execution(options["execution_id"])
-            return {}
+        self._act(options, OperatorAction.REENQUEUE, lambda: actions.reenqueue(options["execution_id"]), "Re-enqueued")
 
-        self._act(options, "reenqueue", perform, "Re-enqueued")
-
-    def _act(self, options: dict[str, Any], action: str, perform: Any, done: str) -> None:
+    def _act(
+        self, options: dict[str, Any], action: OperatorAction, perform: Callable[[], dict[str, Any]], done: str
+    ) -> None:
         execution_id = options["execution_id"]
         shell.act(execution_id, action=action, user=options["user"] or shell.os_user(), perform=perform)
         execution: Execution = get_execution(execution_id)
