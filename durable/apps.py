@@ -11,6 +11,9 @@ class DurableConfig(AppConfig):
         from durable import conf, threads
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
+        from durable import retention
+
+        retention.check_settings()  # so does a retention period out of 1..90 days
         threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")
