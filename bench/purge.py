@@ -6,7 +6,7 @@ RUNNING executions and young ended ones the purge must keep, then runs `durable.
 with the given batch size and prints the figures as JSON. On a fresh SQLite file in var/ (WAL,
 the project's settings), or on PostgreSQL under scripts/with-postgres.
 
-Usage: python bench/purge.py [--executions 10000] [--operations 10] [--events 12] [--batch-size 500]
+Usage: python bench/purge.py [--executions 10000] [--operations 10] [--events 12] [--batch-size 200]
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--operations", type=int, default=10)
     parser.add_argument("--events", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--kept", type=int, default=1000, help="Young ended and running executions each (kept).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=ROOT / "var") as folder:

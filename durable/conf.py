@@ -156,9 +156,9 @@ SETTINGS = AppSettings(
         "PURGE_INTERVAL": Setting(
             3600.0, "DURABLE_PURGE_INTERVAL", float, "Seconds between purges inside the workers; 0: never."
         ),
-        "PURGE_BATCH_SIZE": Setting(500, "DURABLE_PURGE_BATCH_SIZE", int, "Executions deleted per transaction."),
+        "PURGE_BATCH_SIZE": Setting(200, "DURABLE_PURGE_BATCH_SIZE", int, "Executions deleted per transaction."),
         "PURGE_MAX_BATCHES": Setting(
-            20, "DURABLE_PURGE_MAX_BATCHES", int, "Batches one periodic purge deletes at most (the rest: next run)."
+            10, "DURABLE_PURGE_MAX_BATCHES", int, "Batches one periodic purge deletes at most (the rest: next run)."
         ),
         "REDISPATCH_GRACE": Setting(
             15,

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Delete nothing; print what would go.")
         parser.add_argument("--function", dest="function_name", help="Only this durable function's executions.")
         parser.add_argument(
-            "--batch-size", type=int, default=None, help="Executions per transaction (default PURGE_BATCH_SIZE, 500)."
+            "--batch-size", type=int, default=None, help="Executions per transaction (default PURGE_BATCH_SIZE, 200)."
         )
         parser.add_argument("--json", action="store_true", help="JSON for scripts.")
 
