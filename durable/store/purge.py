@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import QuerySet
 
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
 
@@ -45,11 +45,20 @@ def expired(
 ) -> list[tuple[uuid.UUID, datetime]]:
     """Up to `limit` ended executions of a function that ended before `cutoff`, oldest first,
     after the cursor `after` (end time, id): (id, end time) each."""
+    rows = expired_query(function_name, cutoff, after).values_list("pk", "ended_at")[:limit]
+    return [(pk, ended_at) for pk, ended_at in rows if ended_at is not None]
+
+
+def expired_query(
+    function_name: str, cutoff: datetime, after: tuple[datetime, uuid.UUID] | None = None
+) -> QuerySet[Execution]:
+    """A function's ended executions that ended before `cutoff` (and after the cursor), oldest
+    first (index durable_exec_ended)."""
     candidates = Execution.objects.filter(function_name=function_name, ended_at__lt=cutoff, status__in=ENDED)
     if after is not None:
-        candidates = candidates.filter(Q(ended_at__gt=after[0]) | Q(ended_at=after[0], pk__gt=after[1]))
-    rows = candidates.order_by("ended_at", "pk").values_list("pk", "ended_at")[:limit]
-    return [(pk, ended_at) for pk, ended_at in rows if ended_at is not None]
+        # One range of the index from the cursor's end time on (a disjunction would not be).
+        candidates = candidates.filter(ended_at__gte=after[0]).exclude(ended_at=after[0], pk__lte=after[1])
+    return candidates.order_by("ended_at", "pk")
 
 
 def count_operations(execution_ids: list[uuid.UUID]) -> int:

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from durable.config import Duration
 from durable.exceptions import InvokeError, ValidationError
 from durable.execution import validate_retention
 from durable.models import Execution, ExecutionStatus, Operation
+from durable.store import purge as purge_store
 from durable.testing import DurableTestRunner
 from tests.durable.retention_helpers import journal_rows, seed
 
@@ -258,3 +260,25 @@ def test_purging_a_child_leaves_its_parent_and_the_parents_journal():
     call = Operation.objects.get(execution_id=parent_id, name="call")
     assert (call.status, call.child_execution_id) == ("SUCCEEDED", None)
     assert [e["EventType"] for e in client.get_history(parent_id)["Events"]][-1] == "ExecutionSucceeded"
+
+
+@pytest.mark.parametrize("cursor", [False, True])
+def test_the_purge_reads_candidates_by_its_index(cursor):
+    now = clock.now()
+    # A backlog: the index must give the oldest first, not every expired row to sort.
+    for n in range(4):
+        seed(f"tests.retention.index{n}", 40, count=2000, operations=0, events=0, now=now)
+        seed(f"tests.retention.index{n}", 5, count=300, operations=0, events=0, now=now)
+        seed(f"tests.retention.index{n}", None, count=300, operations=0, events=0, now=now)
+    with connection.cursor() as db:
+        db.execute("ANALYZE")
+    after = (now - timedelta(days=40, seconds=1000), uuid.UUID(int=0)) if cursor else None
+    query = purge_store.expired_query("tests.retention.index1", now - timedelta(days=30), after)
+    plan = query.values_list("pk", "ended_at")[:200].explain()
+    if connection.vendor == "sqlite":
+        assert "USING INDEX durable_exec_ended" in plan, plan
+        assert "SCAN durable_execution" not in plan, plan
+    else:
+        assert "Index Scan using durable_exec_ended on durable_execution" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        assert "Bitmap" not in plan, plan
