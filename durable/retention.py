@@ -37,6 +37,8 @@ LOCK_KEY = "durable:purge-lock"
 # How long a running purge holds the lock at most: one killed mid-run delays the next no longer.
 RUNNING_LOCK_SECONDS = 300
 MAX_BATCH_SIZE = 5000
+# A bounded run reads at most this many pages of candidates per batch it may delete.
+HELD_PAGES_PER_BATCH = 10
 
 
 @dataclass
@@ -54,6 +56,7 @@ class FunctionPurge:
 class PurgeReport:
     functions: dict[str, FunctionPurge] = field(default_factory=dict)
     batches: int = 0
+    pages: int = 0  # candidate reads, held ones included
     longest_batch_seconds: float = 0.0
     seconds: float = 0.0
     more: bool = False  # stopped at max_batches with expired executions left
@@ -209,9 +212,13 @@ def _purge_function(
     """Purge one function's expired executions; False if it stopped at `max_batches`."""
     cursor = None
     while True:
-        if max_batches is not None and report.batches >= max_batches:
+        # Bounded: batches deleted, and pages read (held executions are read again each run).
+        if max_batches is not None and (
+            report.batches >= max_batches or report.pages >= HELD_PAGES_PER_BATCH * max_batches
+        ):
             return not store.expired(name, cutoff, cursor, 1)
         rows = store.expired(name, cutoff, cursor, size)
+        report.pages += 1
         if not rows:
             return True
         cursor = rows[-1][1], rows[-1][0]

@@ -282,3 +282,17 @@ def test_the_purge_reads_candidates_by_its_index(cursor):
         assert "Index Scan using durable_exec_ended on durable_execution" in plan, plan
         assert "Seq Scan" not in plan, plan
         assert "Bitmap" not in plan, plan
+
+
+def test_a_bounded_run_reads_a_bounded_number_of_held_pages(hooked):
+    now = clock.now()
+    held = seed("tests.retention.weekly", 20, count=25, operations=0, events=0, now=now)
+    expired = seed("tests.retention.weekly", 10, count=1, now=now)
+    HELD.update(held)
+    first = retention.purge(batch_size=1, max_batches=2, now=now)
+    # 2 batches allow 20 pages: all of them held; the expired one after them waits.
+    assert (first.pages, first.batches, first.held, first.more) == (20, 0, 20, True)
+    assert journal_rows(expired)[0] == 1
+    everything = retention.purge(batch_size=1, now=now)
+    assert (everything.executions, everything.held, everything.more) == (1, 25, False)
+    assert journal_rows(expired + held) == (25, 0, 0)
