@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, QuerySet
 from django.db.models.functions import Substr
 
-from approvals.models import Document, DocumentStatus, PublishedSummary, Review
+from approvals.models import FINAL_STATUSES, Document, DocumentStatus, PublishedSummary, Review
 from durable.client import Execution, OperationView, get_execution, list_operations
 from durable.exceptions import ExecutionNotFoundError
 
@@ -152,6 +152,18 @@ def document_get_passage(*, document_id: int, start: int, end: int) -> str:
     not read whole for each of its parts)."""
     passage = Substr("text", start + 1, end - start)  # SQL counts characters from 1
     return str(Document.objects.annotate(passage=passage).values_list("passage", flat=True).get(pk=document_id))
+
+
+def execution_list_held(execution_ids: list[str]) -> set[str]:
+    """The engine's retention hook (settings.DURABLE["RETENTION_HOLD"]): of these expired
+    executions, those of documents not yet in a final state, whose journal the product still
+    needs (an ended execution whose end the document has not reached yet). One query."""
+    held = (
+        Document.objects.filter(execution_id__in=[UUID(str(pk)) for pk in execution_ids])
+        .exclude(status__in=FINAL_STATUSES)
+        .values_list("execution_id", flat=True)
+    )
+    return {str(pk) for pk in held}
 
 
 def execution_is_started_by(*, user: User, execution_id: UUID | str) -> bool:

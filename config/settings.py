@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from approvals.conf import SETTINGS as APPROVALS_SETTINGS
 from durable.backends.sqlite3 import database
+from durable.conf import SETTINGS as DURABLE_SETTINGS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -155,6 +156,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Development serves static files straight from the apps and static/ (no collectstatic needed);
 # decided when settings load, as pytest-django turns DEBUG off later.
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# The engine keeps the executions of documents not yet final past their retention period.
+DURABLE = {
+    "RETENTION_HOLD": DURABLE_SETTINGS.from_environment("RETENTION_HOLD", "approvals.selectors.execution_list_held")
+}
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 960}}

@@ -147,6 +147,8 @@ def _status_change(
         at=at,
         error=error,
     )
+
+
 # The longest label or attention text an execution keeps (its model's max_length).
 MAX_LABEL_CHARS = 200
 

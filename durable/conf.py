@@ -32,6 +32,16 @@ def optional(text: str) -> str | None:
     return text or None
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object (empty means {})."""
+    import json
+
+    value = json.loads(text) if text.strip() else {}
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its default (a value, or a function of the project's settings read when the
@@ -125,6 +135,32 @@ SETTINGS = AppSettings(
             "Wake-ups closer than this (s) go to Redis; later ones wait for the sweep.",
         ),
         "SWEEP_INTERVAL": Setting(5.0, "DURABLE_SWEEP_INTERVAL", float, "Seconds between sweeps inside the workers."),
+        # Retention (durable.retention): how long ended executions are kept, and their purge.
+        "RETENTION_DAYS": Setting(
+            30,
+            "DURABLE_RETENTION_DAYS",
+            int,
+            "Days an ended execution is kept (1 to 90) for functions that set no retention_period.",
+        ),
+        "RETENTION_BY_FUNCTION": Setting(
+            lambda _: {},
+            "DURABLE_RETENTION_BY_FUNCTION",
+            json_object,
+            "{function name: days}: overrides the default and the functions' own retention_period.",
+        ),
+        "RETENTION_HOLD": Setting(
+            None,
+            "DURABLE_RETENTION_HOLD",
+            optional,
+            "Dotted path to f(execution_ids) -> ids to keep although expired (a product row needs them).",
+        ),
+        "PURGE_INTERVAL": Setting(
+            3600.0, "DURABLE_PURGE_INTERVAL", float, "Seconds between purges inside the workers; 0: never."
+        ),
+        "PURGE_BATCH_SIZE": Setting(200, "DURABLE_PURGE_BATCH_SIZE", int, "Executions deleted per transaction."),
+        "PURGE_MAX_BATCHES": Setting(
+            10, "DURABLE_PURGE_MAX_BATCHES", int, "Batches one periodic purge deletes at most (the rest: next run)."
+        ),
         "REDISPATCH_GRACE": Setting(
             15,
             "DURABLE_REDISPATCH_GRACE",

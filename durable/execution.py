@@ -31,6 +31,7 @@ __all__ = [
     "get_function",
     "handle_checkpoint_error",
     "register",
+    "validate_retention",
     "validate_timeout",
 ]
 
@@ -50,6 +51,8 @@ class DurableFunction:
     invocation_timeout: Duration | None = None
     # An event for each operation that completes (None: settings.DURABLE["OPERATION_EVENTS"]).
     operation_events: bool | None = None
+    # How long its ended executions are kept (whole days; None: the settings' default).
+    retention_period: Duration | None = None
 
     def __call__(self, event: Any, context: DurableContext) -> Any:
         return self.func(event, context)
@@ -68,6 +71,31 @@ def validate_timeout(timeout: Duration | int) -> Duration:
     return duration
 
 
+# Lambda's RetentionPeriodInDays: 1 to 90 days after an execution ends.
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 90
+DAY_SECONDS = 86400
+
+
+def validate_retention(period: Duration | int) -> Duration:
+    """Check a retention period: an int of days or a Duration of whole days, 1 to 90 days (Lambda's
+    RetentionPeriodInDays); raises ValidationError."""
+    if isinstance(period, Duration):
+        if period.seconds % DAY_SECONDS:
+            raise ValidationError(f"retention period must be whole days, got {period.seconds} seconds")
+        days = period.seconds // DAY_SECONDS
+    elif isinstance(period, int) and not isinstance(period, bool):
+        days = period
+    else:
+        raise ValidationError(
+            f"retention period must be an int of days or a Duration, got {type(period).__qualname__} {period!r}"
+        )
+    if not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise ValidationError(
+            f"retention period must be between {MIN_RETENTION_DAYS} and {MAX_RETENTION_DAYS} days, got {days} days"
+        )
+    return Duration(days * DAY_SECONDS)
+
+
 @overload
 def durable_execution(func: Handler, /) -> DurableFunction: ...
 @overload
@@ -79,6 +107,7 @@ def durable_execution(
     execution_timeout: Duration | int | None = None,
     invocation_timeout: Duration | int | None = None,
     operation_events: bool | None = None,
+    retention_period: Duration | int | None = None,
 ) -> Callable[[Handler], DurableFunction]: ...
 
 
@@ -90,14 +119,18 @@ def durable_execution(
     execution_timeout: Duration | int | None = None,
     invocation_timeout: Duration | int | None = None,
     operation_events: bool | None = None,
+    retention_period: Duration | int | None = None,
 ) -> DurableFunction | Callable[[Handler], DurableFunction]:
     """Register `func(event, context)` under `name` (default `module.qualname`).
 
     `execution_timeout` bounds the whole execution (1 s to 366 days); `invocation_timeout`
-    bounds one invocation (default settings.DURABLE["INVOCATION_TIMEOUT"], 15 minutes).
-    `operation_events`: send an event to the event sinks for each operation that completes
-    (default settings.DURABLE["OPERATION_EVENTS"], off).
+    bounds one invocation (default settings.DURABLE["INVOCATION_TIMEOUT"], 15 minutes);
+    `retention_period` keeps its ended executions that long (days, or a Duration of whole days;
+    1 to 90; default settings.DURABLE["RETENTION_DAYS"]); `operation_events`: send an event to the
+    event sinks for each operation that completes (default settings.DURABLE["OPERATION_EVENTS"],
+    off). Raises ValidationError.
     """
+    retention = None if retention_period is None else validate_retention(retention_period)
 
     def register(f: Handler) -> DurableFunction:
         fn = DurableFunction(
@@ -106,6 +139,7 @@ def durable_execution(
             execution_timeout=validate_timeout(execution_timeout) if execution_timeout else None,
             invocation_timeout=validate_timeout(invocation_timeout) if invocation_timeout else None,
             operation_events=operation_events,
+            retention_period=retention,
         )
         _registry[fn.name] = fn
         return fn

@@ -77,6 +77,8 @@ class Execution(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="durable_exec_lease"),
             models.Index(fields=["status", "timeout_at"], name="durable_exec_timeout"),
             models.Index(fields=["-created_at"], name="durable_exec_created"),
+            # The purge's query: a function's executions that ended before its cutoff.
+            models.Index(fields=["function_name", "ended_at"], name="durable_exec_ended"),
         ]
         permissions = [
             ("stop_execution", "Can stop an execution"),

@@ -21,6 +21,7 @@ from rq.worker import WorkerStatus
 
 from durable import conf
 from durable.exceptions import DatabaseUnreachableError
+from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
 from durable.rq.jobs import INVOKE, JOB_PREFIX, execution_of, invoke_once, is_invocation, set_process_disposable
 from durable.rq.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
@@ -64,6 +65,7 @@ class SweepingWorkerMixin:
         kwargs.setdefault("maintenance_interval", 30)
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
+        self._last_purge = 0.0
         self._redis = Backoff("Redis", log)
         self._loop_at = time.monotonic()  # when the work loop last came round (its heartbeat)
 
@@ -133,6 +135,7 @@ class SweepingWorkerMixin:
     def run_maintenance_tasks(self) -> None:
         if self._sweep_due():
             self.sweep()
+            self.purge()
         if super().should_run_maintenance_tasks:  # type: ignore[misc]
             try:
                 super().run_maintenance_tasks()  # type: ignore[misc]
@@ -177,6 +180,22 @@ class SweepingWorkerMixin:
             raise  # SIGTERM while idle, mid-sweep: RQ's work loop ends on it (swallowed, the worker never stopped)
         except Exception:
             log.exception("sweep failed; will try again")
+        finally:
+            close_old_connections()
+
+    def purge(self) -> None:
+        """The periodic purge of expired executions (durable.retention), bounded per run, when
+        this worker gets its lock."""
+        every = purge_try_seconds()
+        if not every or time.monotonic() - self._last_purge < every:
+            return
+        self._last_purge = time.monotonic()
+        try:
+            purge_with_lock(self.connection)  # it logs what it deleted
+        except DATABASE_OUTAGE as exc:
+            log.warning("purge failed: the database is unreachable (%s); will try again", one_line(exc))
+        except Exception:
+            log.exception("purge failed; will try again")
         finally:
             close_old_connections()
 
