@@ -38,7 +38,7 @@ MODEL = "salience-mmr"
 BLOCK_SENTENCES = 150
 CENTRALITY = 1.0
 TITLE = 1.2
-LEAD = 0.6
+LEAD = 0.3
 REDUNDANCY = 0.7
 # Scores are rounded before they are compared, so float noise (set order inside LexRank varies
 # with the hash seed) cannot reorder near-equal sentences; document order breaks ties.
@@ -132,9 +132,7 @@ def _pick_block(
     remaining = set(range(size))
     picked: list[int] = []
     for _ in range(keep):
-        best = min(
-            remaining, key=lambda i: (-hits[i], -round(score[i] - REDUNDANCY * float(closest[i]), _DIGITS), i)
-        )
+        best = min(remaining, key=lambda i: (-hits[i], -round(score[i] - REDUNDANCY * float(closest[i]), _DIGITS), i))
         remaining.discard(best)
         picked.append(best)
         numpy.maximum(closest, similarity[best], out=closest)

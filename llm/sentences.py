@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _line_runs(paragraph: str) -> list[str]:
     """The paragraph cut before each list item and after each list item or heading line."""
     lines = paragraph.split("\n")
     runs, current = [], [lines[0]]
-    for previous, line in zip(lines, lines[1:], strict=False):
+    for previous, line in pairwise(lines):
         if _LIST_ITEM.match(line) or _LIST_ITEM.match(previous) or _is_heading(previous, line):
             runs.append("\n".join(current))
             current = []
