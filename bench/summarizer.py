@@ -113,7 +113,7 @@ PICKERS: dict[str, Picker] = {"offline": offline, "first-n": first_n, "lexrank":
 
 def score(examples: Sequence[Example], pickers: dict[str, Picker] = PICKERS) -> dict[str, dict[str, list[float]]]:
     """{picker: {metric: [F1 per example]}}, each picker keeping the same number of sentences."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # type: ignore[import-untyped]
 
     scorer = rouge_scorer.RougeScorer(list(METRICS), use_stemmer=True)
     results: dict[str, dict[str, list[float]]] = {name: {m: [] for m in METRICS} for name in pickers}
