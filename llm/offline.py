@@ -26,11 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy
+
 from llm.conf import LLMConfig
 from llm.errors import EmptyDocumentError
 from llm.salience import TermIndex, content_stems, cue, is_heading, lead_scores
-from llm.sentences import WordTokenizer, split_sentences, words
-from llm.steering import Steering, read_steering, stem
+from llm.sentences import split_sentences, words
+from llm.steering import Steering, read_steering
 from llm.types import Summary
 
 PROVIDER = "offline"
@@ -118,16 +120,14 @@ def _pick_block(
     steering: Steering,
 ) -> list[int]:
     """Indexes (into `sentences`) of the `keep` sentences of [start, end) chosen by MMR."""
-    import numpy
-
     size = end - start
     if keep >= size:
         return list(range(start, end))
-    centrality = _lexrank(sentences[start:end])
-    score = [CENTRALITY * centrality[i] + salience[start + i] for i in range(size)]
-    hits = [_hits(index.terms[start + i], steering.focus_terms) for i in range(size)]
     vectors = index.vectors(start, end)
     similarity = vectors @ vectors.T
+    centrality = _lexrank(index.lexrank_vectors(start, end))
+    score = [CENTRALITY * centrality[i] + salience[start + i] for i in range(size)]
+    hits = [_hits(index.terms[start + i], steering.focus_terms) for i in range(size)]
     closest = numpy.zeros(size)  # each candidate's highest similarity to a chosen sentence
     remaining = set(range(size))
     picked: list[int] = []
@@ -143,27 +143,18 @@ def _hits(terms: Sequence[str], focus_terms: frozenset[str]) -> int:
     return len(focus_terms & set(terms)) if focus_terms else 0
 
 
-def _lexrank(block: Sequence[str]) -> list[float]:
-    """sumy's LexRank score of each sentence of the block, scaled so that the best is 1 (all 0
-    when the sentences share no weighted word: LexRank's matrix is then zero, its scores NaN)."""
-    import numpy
-    from sumy.models.dom import ObjectDocumentModel, Paragraph, Sentence  # type: ignore[import-untyped]
+def _lexrank(vectors: numpy.ndarray) -> list[float]:
+    """LexRank (Erkan and Radev): sumy's power method over the graph linking sentences whose TF-IDF
+    cosine exceeds sumy's threshold, each row divided by its degree, as sumy builds it, but from
+    the block's vectors in one matrix product (sumy's own loop is quadratic in Python). Scaled so
+    that the best is 1; all 0 when no sentence has a content word (the power method gives NaN)."""
     from sumy.summarizers.lex_rank import LexRankSummarizer  # type: ignore[import-untyped]
-    from sumy.utils import get_stop_words  # type: ignore[import-untyped]
 
-    tokenizer = WordTokenizer()
-    document = ObjectDocumentModel([Paragraph([Sentence(s, tokenizer) for s in block])])
-    lexrank = LexRankSummarizer(stem)
-    lexrank.stop_words = get_stop_words("english")
-    ratings = [0.0] * len(block)
-
-    def record(infos: Sequence[object]) -> list[object]:
-        for info in infos:
-            rating = float(info.rating)  # type: ignore[attr-defined]
-            ratings[info.order] = round(rating, _DIGITS) if math.isfinite(rating) else 0.0  # type: ignore[attr-defined]
-        return []
-
+    adjacency = (vectors @ vectors.T > LexRankSummarizer.threshold).astype(float)
+    degrees = adjacency.sum(axis=1, keepdims=True)
+    matrix = adjacency / numpy.maximum(degrees, 1.0)
     with numpy.errstate(divide="ignore", invalid="ignore"):
-        lexrank(document, record)
+        scores = LexRankSummarizer.power_method(matrix, LexRankSummarizer.epsilon)
+    ratings = [round(float(r), _DIGITS) if math.isfinite(float(r)) else 0.0 for r in scores]
     best = max(ratings)
     return [r / best if best > 0 else 0.0 for r in ratings]

@@ -65,7 +65,7 @@ SHORT_WORDS = 5
 HEADING_WORDS = 10
 DECISION_BONUS = 0.3
 NUMBER_BONUS = 0.15
-HEADING_PENALTY = -1.0
+HEADING_PENALTY = -2.0
 PLEASANTRY_PENALTY = -1.0
 ADMINISTRATIVE_PENALTY = -0.6
 SHORT_PENALTY = -0.4
@@ -101,9 +101,11 @@ def cue(sentence: str) -> float:
         return HEADING_PENALTY
     if (_GREETING.match(body) and count <= 6) or _PLEASANTRY.match(body):
         return PLEASANTRY_PENALTY
-    score = ADMINISTRATIVE_PENALTY if _ADMINISTRATIVE.search(body) else 0.0
+    if _ADMINISTRATIVE.search(body):
+        return ADMINISTRATIVE_PENALTY + (SHORT_PENALTY if count < SHORT_WORDS else 0.0)
+    score = 0.0
     if count < SHORT_WORDS:
-        return score + SHORT_PENALTY
+        return SHORT_PENALTY
     if _DECISION.search(body):
         score += DECISION_BONUS
     if _NUMBER.search(body):
@@ -139,16 +141,28 @@ class TermIndex:
         return math.log((1 + self.total) / (1 + self.frequency[term])) + 1.0
 
     def vectors(self, start: int, end: int) -> numpy.ndarray:
-        """Unit-length TF-IDF rows for sentences [start, end), over their own sorted vocabulary."""
+        """Unit-length TF-IDF rows (counts times the document's IDF) for sentences [start, end)."""
+        counts, vocabulary = self._counts(start, end)
+        return _unit_rows(counts * numpy.array([self.idf(t) for t in vocabulary] or [1.0]))
+
+    def lexrank_vectors(self, start: int, end: int) -> numpy.ndarray:
+        """Unit-length rows weighted as sumy's LexRank weighs them: term frequency over the sentence's
+        highest, times log(n / (1 + sentences with the term)) within the block."""
+        counts, _ = self._counts(start, end)
+        highest = counts.max(axis=1, keepdims=True)
+        frequency = numpy.divide(counts, highest, out=numpy.zeros_like(counts), where=highest > 0)
+        return _unit_rows(frequency * numpy.log(len(counts) / (1.0 + (counts > 0).sum(axis=0))))
+
+    def _counts(self, start: int, end: int) -> tuple[numpy.ndarray, list[str]]:
+        """Term counts of sentences [start, end) over their own sorted vocabulary."""
         block = self.terms[start:end]
         vocabulary = sorted({t for terms in block for t in terms})
         column = {t: i for i, t in enumerate(vocabulary)}
-        matrix = numpy.zeros((len(block), max(len(vocabulary), 1)))
+        counts = numpy.zeros((len(block), max(len(vocabulary), 1)))
         for row, terms in enumerate(block):
-            for term, count in sorted(Counter(terms).items()):
-                matrix[row, column[term]] = count * self.idf(term)
-        norms = numpy.linalg.norm(matrix, axis=1, keepdims=True)
-        return numpy.divide(matrix, norms, out=numpy.zeros_like(matrix), where=norms > 0)
+            for term, count in Counter(terms).items():
+                counts[row, column[term]] = count
+        return counts, vocabulary
 
     def title_overlap(self, index: int, title_terms: frozenset[str]) -> float:
         """The share of the title's content (weighted by IDF) that sentence `index` mentions."""
@@ -157,3 +171,10 @@ class TermIndex:
         present = title_terms & set(self.terms[index])
         total = sum(self.idf(t) for t in sorted(title_terms))
         return sum(self.idf(t) for t in sorted(present)) / total
+
+
+def _unit_rows(matrix: numpy.ndarray) -> numpy.ndarray:
+    """Each row scaled to length 1 (rows of zeros stay zeros)."""
+    norms = numpy.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: numpy.ndarray = numpy.divide(matrix, norms, out=numpy.zeros_like(matrix), where=norms > 0)
+    return unit

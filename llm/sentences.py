@@ -3,8 +3,9 @@
 Sentences come from nupunkt's built-in Punkt model (shipped inside the package), applied to each
 paragraph (blank-line separated) so a heading never runs into the sentence after it. Inside a
 paragraph, a list item ("- ...", "* ...", "1. ...") and a heading line (a short line with no closing
-punctuation, followed by a line that starts with a capital, a digit or a list marker) stand alone
-too: minutes and notes put headings on the line above their text, with no blank line between.
+punctuation, on a line of its own after a sentence's end, followed by a line that starts with a
+capital, a digit or a list marker) stand alone too: minutes and notes put headings on the line
+above their text, with no blank line between.
 Every sentence returned is a verbatim slice of the input, stripped of surrounding whitespace.
 """
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*\u2022\u00b7\u2013\u2014]|\d{1,3}[.)])[ \t]+\S")
+_SENTENCE_ENDS = (".", "!", "?", ":", "\u2026")
 _HEADING_MAX_CHARS = 60
 _HEADING_MAX_WORDS = 8
 # Letters, with inner apostrophes or hyphens ("reviewer's", "follow-up"); numbers are not words here.
@@ -57,7 +59,10 @@ def _line_runs(paragraph: str) -> list[str]:
     lines = paragraph.split("\n")
     runs, current = [], [lines[0]]
     for previous, line in pairwise(lines):
-        if _LIST_ITEM.match(line) or _LIST_ITEM.match(previous) or _is_heading(previous, line):
+        # A heading opens its own line: the line before it ended a sentence (or there is none),
+        # else it is the end of a wrapped sentence ("Each of the\nnine agents worked\nFridays off.").
+        opens = len(current) == 1 or current[-2].rstrip().endswith(_SENTENCE_ENDS)
+        if _LIST_ITEM.match(line) or _LIST_ITEM.match(previous) or (opens and _is_heading(previous, line)):
             runs.append("\n".join(current))
             current = []
         current.append(line)
