@@ -6,7 +6,8 @@ relevance), so the summary does not say one thing twice. The chosen sentences ar
 verbatim, in document order, joined by single spaces. It needs no key, no network and no
 downloaded data (sentences from nupunkt's bundled model, stop words from sumy's package).
 
-* Salience: CENTRALITY x sumy's LexRank score (scaled so the block's best is 1), TITLE x the share
+* Salience: CENTRALITY x the LexRank score (sumy's weighting, threshold and power method, the graph
+  built in one matrix product; scaled so the block's best is 1), TITLE x the share
   of the title's content words the sentence mentions (the title, or a leading heading when there
   is none), LEAD x the sentence's place among the content sentences (`llm.salience.lead_scores`),
   plus `llm.salience.cue` (decisions and figures up; headings, greetings, sign-offs, attendance

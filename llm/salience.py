@@ -55,7 +55,8 @@ _ADMINISTRATIVE = re.compile(
     r"^(?:present|attendees|attending|apologies|absent|in attendance|date|time|location|venue|place|chair"
     r"|chaired by|minutes taken by|secretary|agenda|board members present|next meeting)\b[^:]{0,30}:"
     r"|\bthe meeting (?:closed|ended|was closed|opened)\b|\b(?:opened|closed) the meeting\b"
-    r"|\b(?:welcomed|thanked) (?:everyone|all|the members)\b|\bminutes of the (?:last|previous)\b",
+    r"|\b(?:welcomed|thanked) (?:everyone|all|the members)\b|\bminutes of the (?:\w+ )?meeting\b"
+    r"|\bthe agenda was (?:accepted|approved|adopted|agreed)\b",
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^(?:[-*\u2022\u00b7\u2013\u2014]|\d{1,3}[.)])\s+")
