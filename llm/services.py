@@ -61,10 +61,13 @@ def summarize(
 def combine(part_summaries: Sequence[str], *, title: str | None = None, feedback: str | None = None) -> Summary:
     """One summary of a long document (titled `title`) from its parts' summaries (in order),
     following the reviewer's `feedback`. Raises as `summarize` does."""
+    # The instructions are for a chat model; the offline summarizer would take their words
+    # ("long", "parts", "order") for the reviewer's focus and prefer sentences that use them.
+    offline = load_config().provider == "offline"
     return summarize(
         "\n\n".join(s.strip() for s in part_summaries),
         title=title,
-        instructions=COMBINE_INSTRUCTIONS,
+        instructions=None if offline else COMBINE_INSTRUCTIONS,
         feedback=feedback,
     )
 

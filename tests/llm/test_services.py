@@ -118,3 +118,15 @@ def test_public_api():
         "split_parts",
         "summarize",
     }
+
+
+def test_offline_combine_is_not_steered_by_the_chat_instructions():
+    parts = [
+        "Orders for parts rose in the long winter. The harbour reopened in March.",
+        "One crane was replaced. The harbour's new quay opened in May, a year early.",
+    ]
+    combined = llm.combine(parts, title="The harbour")
+    assert combined == offline.summarize("\n\n".join(parts), title="The harbour", config=LLMConfig())
+    assert combined != offline.summarize(
+        "\n\n".join(parts), title="The harbour", instructions=services.COMBINE_INSTRUCTIONS, config=LLMConfig()
+    )
