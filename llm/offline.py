@@ -43,8 +43,8 @@ CENTRALITY = 1.0
 TITLE = 1.2
 LEAD = 0.3
 REDUNDANCY = 0.7
-# Scores are rounded before they are compared, so float noise (set order inside LexRank varies
-# with the hash seed) cannot reorder near-equal sentences; document order breaks ties.
+# Scores are rounded before they are compared, so float noise (a BLAS may sum in another order)
+# cannot reorder near-equal sentences; document order breaks ties.
 _DIGITS = 9
 
 
