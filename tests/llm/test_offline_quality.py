@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from approvals.management.commands.demo_setup import SAMPLE_TEXT, SAMPLE_TITLE
 from bench.summarizer import PICKERS, load_set, mean, score
@@ -138,3 +140,30 @@ def test_deterministic_with_a_title_across_runs_and_hash_seeds():
             check=True,
         )
         assert json.loads(result.stdout) == expected
+
+
+_WORDS = ["council", "library", "budget", "voted", "harbour", "Monday", "seven", "report", "team", "release"]
+_LINE = st.one_of(
+    st.lists(st.sampled_from(_WORDS), min_size=3, max_size=12).map(lambda ws: " ".join(ws).capitalize() + "."),
+    st.lists(st.sampled_from(_WORDS), min_size=1, max_size=4).map(lambda ws: " ".join(ws).title()),  # a heading
+    st.lists(st.sampled_from(_WORDS), min_size=1, max_size=6).map(lambda ws: "- " + " ".join(ws)),  # a list item
+    st.sampled_from(["Hi team,", "Best regards,", "Thanks!", "Present: Ann, Bo.", "12.5 percent."]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(_LINE, min_size=1, max_size=40),
+    breaks=st.lists(st.sampled_from(["\n", "\n\n", " "]), min_size=40, max_size=40),
+    ratio=st.sampled_from([0.1, 0.3, 0.5]),
+    title=st.one_of(st.none(), st.sampled_from(["Library budget", "Release team"])),
+)
+def test_any_document_gives_verbatim_sentences_in_order_and_the_right_count(lines, breaks, ratio, title):
+    text = "".join(line + gap for line, gap in zip(lines, breaks, strict=False)).strip()
+    sentences = list(dict.fromkeys(split_sentences(text)))
+    config = LLMConfig(summary_ratio=ratio)
+    summary = summarize(text, title=title, config=config)
+    chosen = picked(summary.text, sentences)
+    assert len(chosen) == sentence_count(len(sentences), ratio)
+    assert all(sentence in text for sentence in sentences)
+    assert summarize(text, title=title, config=config) == summary
