@@ -60,10 +60,12 @@ _ADMINISTRATIVE = re.compile(
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^(?:[-*\u2022\u00b7\u2013\u2014]|\d{1,3}[.)])\s+")
+_BULLET = re.compile(r"^[-*\u2022\u00b7\u2013\u2014]\s+")
 _CLOSING = ".!?\u2026"
 
 SHORT_WORDS = 5
 HEADING_WORDS = 10
+NUMBERED_HEADING_WORDS = 5
 DECISION_BONUS = 0.3
 NUMBER_BONUS = 0.15
 HEADING_PENALTY = -2.0
@@ -88,9 +90,17 @@ def content_stems(text: str) -> list[str]:
 
 
 def is_heading(sentence: str) -> bool:
-    """A line with no closing punctuation and few words: a heading or a label, not a sentence."""
+    """A line with no closing punctuation and few words: a heading or a label, not a sentence.
+
+    A bulleted item ("- Priya: fix the tests (Wednesday)") is content, often an action or a
+    decision, so it is never a heading; a numbered one of a few words ("2. The lift") is a
+    numbered section's heading."""
+    if _BULLET.match(sentence):
+        return False
+    numbered = _LIST_MARKER.match(sentence) is not None
     body = _LIST_MARKER.sub("", sentence).strip()
-    return bool(body) and body[-1] not in _CLOSING and len(words(body)) <= HEADING_WORDS and "\n" not in body
+    limit = NUMBERED_HEADING_WORDS if numbered else HEADING_WORDS
+    return bool(body) and body[-1] not in _CLOSING and len(words(body)) <= limit and "\n" not in body
 
 
 def cue(sentence: str) -> float:
@@ -98,10 +108,10 @@ def cue(sentence: str) -> float:
     attendance and closing lines and fragments; positive for decisions, plans and figures."""
     body = _LIST_MARKER.sub("", sentence).strip()
     count = len(words(body))
-    if is_heading(sentence):
-        return HEADING_PENALTY
     if (_GREETING.match(body) and count <= 6) or _PLEASANTRY.match(body):
         return PLEASANTRY_PENALTY
+    if is_heading(sentence):
+        return HEADING_PENALTY
     if _ADMINISTRATIVE.search(body):
         return ADMINISTRATIVE_PENALTY + (SHORT_PENALTY if count < SHORT_WORDS else 0.0)
     score = 0.0
