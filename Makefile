@@ -56,6 +56,7 @@ bench: dev-deps
 	$(PY) bench/steps.py
 	$(PY) bench/workers.py
 	$(PY) bench/map.py
+	$(PY) bench/summarizer.py --time
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ from django import forms
 from approvals import conf
 from approvals.errors import InvalidValueError
 from approvals.models import Decision
-from approvals.validators import check_text
+from approvals.validators import check_has_words, check_text
 
 TEXT_EXTENSIONS = (".txt", ".md", ".markdown")
 
@@ -58,6 +58,10 @@ class DocumentForm(forms.Form):
         body = file_text if file_text is not None else text
         if not body.strip():
             raise forms.ValidationError("The document has no text: paste some or upload a file.")
+        try:
+            check_has_words(body, ["text"])
+        except InvalidValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
         limit = int(conf.get("MAX_DOCUMENT_BYTES"))
         if len(body.encode("utf-8")) > limit:
             raise forms.ValidationError(f"The document is larger than {limit:,} bytes.")

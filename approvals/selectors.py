@@ -147,6 +147,11 @@ def document_get_text(*, document_id: int) -> str:
     return Document.objects.values_list("text", flat=True).get(pk=document_id)
 
 
+def document_get_title(*, document_id: int) -> str:
+    """The document's title: the offline summarizer prefers sentences about it."""
+    return str(Document.objects.values_list("title", flat=True).get(pk=document_id))
+
+
 def document_get_passage(*, document_id: int, start: int, end: int) -> str:
     """Characters [start, end) of the document's text, cut by the database (a long document is
     not read whole for each of its parts)."""

@@ -19,7 +19,7 @@ from approvals.errors import (
     ReviewExpiredError,
 )
 from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
-from approvals.validators import check_json, check_text
+from approvals.validators import check_has_words, check_json, check_text
 from durable import clock
 from durable.client import send_callback_success, set_execution_attention, start_execution
 from durable.exceptions import CallbackAlreadyCompletedError, CallbackExpiredError, CallbackNotFoundError
@@ -50,11 +50,13 @@ def document_submit(
     """Store a document and start its summarize-approve-persist execution (after commit).
 
     With a `callback_url`, the outcome is posted there, signed with the signing secret of
-    `webhook_key_id` (the API token's public id). Raises CallbackURLError, InvalidValueError;
+    `webhook_key_id` (the API token's public id). Raises CallbackURLError, InvalidValueError (a
+    text with no letter or digit included);
     nothing is stored then.
     """
     check_text(title, ["title"])
     check_text(text, ["text"])
+    check_has_words(text, ["text"])
     check_json(metadata or {}, ["metadata"])
     if callback_url:
         webhooks.check_callback_url(callback_url)

@@ -26,8 +26,9 @@ def summarize(step: StepContext, document_id: int, round_number: int, feedback: 
     status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
     services.document_set_status(document_id, status)
     text = selectors.document_get_text(document_id=document_id)
+    title = selectors.document_get_title(document_id=document_id)
     try:
-        summary = llm.summarize(text, feedback=feedback)
+        summary = llm.summarize(text, title=title, feedback=feedback)
     except LLMError as exc:
         step.logger.warning("summarizer failed on attempt %s: %s", step.attempt, exc)
         raise
@@ -50,8 +51,9 @@ def plan_parts(step: StepContext, document_id: int) -> dict[str, Any]:
 def summarize_part(step: StepContext, document_id: int, start: int, end: int, max_chars: int) -> dict[str, Any]:
     """The summary of characters [start, end) of the document, in at most `max_chars`."""
     text = selectors.document_get_passage(document_id=document_id, start=start, end=end)
+    title = selectors.document_get_title(document_id=document_id)
     try:
-        summary = llm.summarize(text, max_chars=max_chars)
+        summary = llm.summarize(text, title=title, max_chars=max_chars)
     except LLMError as exc:
         step.logger.warning("summarizer failed on part %s-%s, attempt %s: %s", start, end, step.attempt, exc)
         raise
@@ -66,8 +68,9 @@ def combine(
     with "parts": the range each covers and what it said)."""
     status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
     services.document_set_status(document_id, status)
+    title = selectors.document_get_title(document_id=document_id)
     try:
-        summary = llm.combine([part["text"] for part in parts], feedback=feedback)
+        summary = llm.combine([part["text"] for part in parts], title=title, feedback=feedback)
     except LLMError as exc:
         step.logger.warning("combining the parts failed on attempt %s: %s", step.attempt, exc)
         raise

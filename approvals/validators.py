@@ -20,6 +20,12 @@ from approvals.errors import InvalidValueError
 # Deeper than any metadata or callback result we have a use for, well under every parser's limit.
 MAX_JSON_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A letter or a digit in any script (\w without the underscore).
+_WORD_CHARACTER = re.compile(r"[^\W_]")
+NO_WORDS_MESSAGE = (
+    "The document has no words to summarize: it is only punctuation, symbols or emoji. "
+    "Submit text with at least one letter or digit."
+)
 
 Location = Sequence[str | int]
 
@@ -36,6 +42,14 @@ def check_text(value: str, loc: Location) -> None:
         raise InvalidValueError(
             f"{_where(loc)} contains a lone surrogate (not valid Unicode text)", loc=loc, kind="lone_surrogate"
         )
+
+
+def check_has_words(value: str, loc: Location) -> None:
+    """Raises InvalidValueError if `value` has no letter or digit in any script ("... !!! ???",
+    "----", emoji only): it has no sentence a summarizer could return, so it is refused at submit
+    rather than summarized into its own punctuation."""
+    if not _WORD_CHARACTER.search(value):
+        raise InvalidValueError(NO_WORDS_MESSAGE, loc=loc, kind="no_words")
 
 
 def check_json(value: Any, loc: Location = (), *, max_depth: int = MAX_JSON_DEPTH) -> None:

@@ -56,13 +56,14 @@ def make_client(config: LLMConfig) -> Any:
 def summarize(
     text: str,
     *,
+    title: str | None = None,
     instructions: str | None = None,
     feedback: str | None = None,
     config: LLMConfig,
     client: Any = None,
 ) -> Summary:
     """Ask the Bedrock model for a summary. Raises a RetryableLLMError or PermanentLLMError subclass."""
-    prompt = build_prompt(text, instructions=instructions, feedback=feedback)
+    prompt = build_prompt(text, title=title, instructions=instructions, feedback=feedback)
     owned = client is None
     try:
         if client is None:

@@ -34,13 +34,14 @@ def make_client(config: LLMConfig) -> openai.OpenAI:
 def summarize(
     text: str,
     *,
+    title: str | None = None,
     instructions: str | None = None,
     feedback: str | None = None,
     config: LLMConfig,
     client: openai.OpenAI | None = None,
 ) -> Summary:
     """Ask the chat model for a summary. Raises a RetryableLLMError or PermanentLLMError subclass."""
-    prompt = build_prompt(text, instructions=instructions, feedback=feedback)
+    prompt = build_prompt(text, title=title, instructions=instructions, feedback=feedback)
     owned = client is None
     if client is None:
         client = make_client(config)

@@ -21,9 +21,13 @@ class Prompt:
     user: str
 
 
-def build_prompt(text: str, *, instructions: str | None = None, feedback: str | None = None) -> Prompt:
-    """Put the document, then the instructions, then the reviewer's feedback into one user message."""
-    parts = [f"Summarize the document between the <document> tags.\n\n<document>\n{text.strip()}\n</document>"]
+def build_prompt(
+    text: str, *, title: str | None = None, instructions: str | None = None, feedback: str | None = None
+) -> Prompt:
+    """Put the document (with its title, if any), then the instructions, then the reviewer's
+    feedback into one user message."""
+    titled = f"Title: {title.strip()}\n\n" if title and title.strip() else ""
+    parts = [f"Summarize the document between the <document> tags.\n\n<document>\n{titled}{text.strip()}\n</document>"]
     if instructions and instructions.strip():
         parts.append(f"Instructions:\n{instructions.strip()}")
     if feedback and feedback.strip():

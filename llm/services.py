@@ -25,10 +25,17 @@ COMBINE_INSTRUCTIONS = (
 
 
 def summarize(
-    text: str, *, instructions: str | None = None, feedback: str | None = None, max_chars: int | None = None
+    text: str,
+    *,
+    title: str | None = None,
+    instructions: str | None = None,
+    feedback: str | None = None,
+    max_chars: int | None = None,
 ) -> Summary:
-    """Summarize `text`, following `instructions` and a reviewer's revision request (`feedback`),
-    in at most `max_chars` characters if given (cut at a sentence's end if the model ran over).
+    """Summarize `text` (the document titled `title`: the offline summarizer prefers sentences about
+    it, the chat models are shown it), following `instructions` and a reviewer's revision request
+    (`feedback`), in at most `max_chars` characters if given (cut at a sentence's end if the model
+    ran over).
 
     The provider comes from settings.LLM / LLM_PROVIDER, read on every call. Raises
     EmptyDocumentError for blank text, ConfigurationError for bad settings, and otherwise a
@@ -45,15 +52,23 @@ def summarize(
         else:
             limit = f"Write at most {max(20, max_chars // 7)} words."
             instructions = f"{instructions.strip()}\n{limit}" if instructions and instructions.strip() else limit
-    summary: Summary = provider.summarize(text, instructions=instructions, feedback=feedback, config=config)
+    # Only when there is one, so a provider written before titles existed keeps working untitled.
+    titled = {"title": title} if title is not None else {}
+    summary: Summary = provider.summarize(text, instructions=instructions, feedback=feedback, config=config, **titled)
     return summary if max_chars is None else _fit(summary, max_chars)
 
 
-def combine(part_summaries: Sequence[str], *, feedback: str | None = None) -> Summary:
-    """One summary of a long document from its parts' summaries (in order), following the
-    reviewer's `feedback`. Raises as `summarize` does."""
+def combine(part_summaries: Sequence[str], *, title: str | None = None, feedback: str | None = None) -> Summary:
+    """One summary of a long document (titled `title`) from its parts' summaries (in order),
+    following the reviewer's `feedback`. Raises as `summarize` does."""
+    # The instructions are for a chat model; the offline summarizer would take their words
+    # ("long", "parts", "order") for the reviewer's focus and prefer sentences that use them.
+    offline = load_config().provider == "offline"
     return summarize(
-        "\n\n".join(s.strip() for s in part_summaries), instructions=COMBINE_INSTRUCTIONS, feedback=feedback
+        "\n\n".join(s.strip() for s in part_summaries),
+        title=title,
+        instructions=None if offline else COMBINE_INSTRUCTIONS,
+        feedback=feedback,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from llm.sentences import words
 
@@ -96,6 +96,7 @@ def _stemmer_and_stop_words() -> tuple[Callable[[str], str], frozenset[str]]:
     return Stemmer("english"), frozenset(get_stop_words("english"))
 
 
+@lru_cache(maxsize=65536)  # a document repeats its words; the Snowball stemmer is slow Python
 def stem(word: str) -> str:
     """The English stem of a word, lower case ("Budgets" -> "budget")."""
     stemmer, _ = _stemmer_and_stop_words()

@@ -97,12 +97,13 @@ def test_rejected_summary_is_recorded(people, runner):
 
 
 def test_revised_twice_then_approved(people, runner, monkeypatch):
-    seen_feedback = []
+    seen_feedback, seen_titles = [], []
     real = llm.summarize
 
-    def recording(text, *, instructions=None, feedback=None):
+    def recording(text, *, title=None, instructions=None, feedback=None):
         seen_feedback.append(feedback)
-        return real(text, instructions=instructions, feedback=feedback)
+        seen_titles.append(title)
+        return real(text, title=title, instructions=instructions, feedback=feedback)
 
     monkeypatch.setattr(llm, "summarize", recording)
     document = submit(people)
@@ -121,6 +122,7 @@ def test_revised_twice_then_approved(people, runner, monkeypatch):
         "published_summary_id": PublishedSummary.objects.get().pk,
     }
     assert seen_feedback == [None, "Shorter, please.", "Mention the staff."]
+    assert seen_titles == [document.title] * 3
     assert PublishedSummary.objects.get().text == third.summary
 
 

@@ -44,7 +44,7 @@ def test_length_follows_the_ratio(document):
 def test_summary_fields(document):
     summary = summarize(document, config=CONFIG)
     assert summary.provider == "offline"
-    assert summary.model == "sumy-lexrank"
+    assert summary.model == "salience-mmr"
     assert summary.input_tokens == len(words(document)) == 534
     assert summary.output_tokens == len(words(summary.text))
     assert 0 < summary.output_tokens < summary.input_tokens

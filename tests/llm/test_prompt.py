@@ -17,3 +17,10 @@ def test_blank_instructions_and_feedback_are_left_out():
     assert "Instructions" not in plain.user
     assert "feedback" not in plain.user
     assert isinstance(plain, Prompt)
+
+
+def test_the_title_goes_inside_the_document_only_when_given():
+    titled = build_prompt("The text.", title="  Harbour works  ")
+    assert "<document>\nTitle: Harbour works\n\nThe text.\n</document>" in titled.user
+    assert build_prompt("The text.", title="   ") == build_prompt("The text.")
+    assert "Title:" not in build_prompt("The text.").user

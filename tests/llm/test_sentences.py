@@ -50,3 +50,28 @@ def test_word_tokenizer_serves_sumy():
     assert tokenizer.language == "english"
     assert tokenizer.to_words("Budgets grew, 12 percent.") == ("Budgets", "grew", "percent")
     assert tokenizer.to_sentences("One here. Two there.") == ("One here.", "Two there.")
+
+
+def test_headings_and_list_items_stand_alone_inside_a_paragraph():
+    text = (
+        "Treasurer's report\nThe account holds 5,830 euros.\n"
+        "Agenda\n- Release status\n- On-call rotation\n"
+        "1. Welcome\nThe chair opened the meeting."
+    )
+    assert split_sentences(text) == [
+        "Treasurer's report",
+        "The account holds 5,830 euros.",
+        "Agenda",
+        "- Release status",
+        "- On-call rotation",
+        "1. Welcome",
+        "The chair opened the meeting.",
+    ]
+
+
+def test_wrapped_prose_is_not_taken_for_headings():
+    text = "The support desk ran a\ntrial of a four-day week. Each of the\nnine agents worked\nFridays off."
+    assert split_sentences(text) == [
+        "The support desk ran a\ntrial of a four-day week.",
+        "Each of the\nnine agents worked\nFridays off.",
+    ]

@@ -8,8 +8,13 @@ import llm
 from llm import offline, services
 from llm.conf import LLMConfig
 from llm.errors import ConfigurationError, EmptyDocumentError
-from llm.sentences import split_sentences
+from llm.sentences import split_sentences, words
 from tests.llm.helpers import picked
+
+
+def with_words(sentences: list[str], *stems: str) -> set[int]:
+    return {i for i, s in enumerate(sentences) if any(w.lower().startswith(stems) for w in words(s))}
+
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,6 +66,32 @@ def test_the_provider_gets_the_arguments_and_config(settings, monkeypatch):
     assert seen["config"].bedrock_model_id == "some-model"
 
 
+def test_the_title_reaches_the_provider_only_when_given(settings, monkeypatch):
+    seen = []
+
+    def fake_summarize(text, **kwargs):
+        seen.append(kwargs.get("title", "absent"))
+        return llm.Summary(text="ok", provider="openai", model="m", input_tokens=1, output_tokens=1)
+
+    from llm import openai_chat
+
+    monkeypatch.setattr(openai_chat, "summarize", fake_summarize)
+    settings.LLM = {"PROVIDER": "openai", "OPENAI_API_KEY": "k"}
+    llm.summarize("Doc.", title="The harbour")
+    llm.summarize("Doc.")
+    llm.combine(["One.", "Two."], title="The harbour")
+    assert seen == ["The harbour", "absent", "The harbour"]
+
+
+def test_the_offline_summarizer_uses_the_title(document):
+    sentences = split_sentences(document)
+    untitled = picked(llm.summarize(document).text, sentences)
+    titled = picked(llm.summarize(document, title="The irrigation pipe and water use").text, sentences)
+    assert titled != untitled
+    about_water = with_words(sentences, "irrigat", "water", "pipe")
+    assert len(about_water & set(titled)) > len(about_water & set(untitled))
+
+
 def test_every_provider_module_exists():
     assert set(services.PROVIDER_MODULES) == {"offline", "openai", "bedrock"}
     for module in services.PROVIDER_MODULES.values():
@@ -87,3 +118,15 @@ def test_public_api():
         "split_parts",
         "summarize",
     }
+
+
+def test_offline_combine_is_not_steered_by_the_chat_instructions():
+    parts = [
+        "Orders for parts rose in the long winter. The harbour reopened in March.",
+        "One crane was replaced. The harbour's new quay opened in May, a year early.",
+    ]
+    combined = llm.combine(parts, title="The harbour")
+    assert combined == offline.summarize("\n\n".join(parts), title="The harbour", config=LLMConfig())
+    assert combined != offline.summarize(
+        "\n\n".join(parts), title="The harbour", instructions=services.COMBINE_INSTRUCTIONS, config=LLMConfig()
+    )
