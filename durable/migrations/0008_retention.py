@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("durable", "0006_chained_invoke"),
+        ("durable", "0007_event_outbox"),
     ]
 
     operations = [
