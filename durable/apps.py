@@ -8,11 +8,10 @@ class DurableConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from durable import conf, metrics, retention, signals, threads, tracing
+        from durable import conf, retention, threads, tracing
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
         retention.check_settings()  # so does a retention period out of 1..90 days
-        signals.execution_status_changed.connect(metrics.count_status_change, dispatch_uid="durable.metrics")
         tracing.set_enabled_check(tracing_enabled)
         threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.

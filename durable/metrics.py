@@ -146,13 +146,6 @@ def execution_ended(function_name: str, status: str) -> None:
     EXECUTIONS_ENDED.labels(function_label(function_name), str(status)).inc()
 
 
-def count_status_change(sender: Any, *, function_name: str, status: str, **_: Any) -> None:
-    """The receiver of `durable.signals.execution_status_changed` (connected by the app): every
-    way an execution ends sends it, in the process that ended it."""
-    if str(status) != "RUNNING":  # a redrive reopens, it does not end
-        execution_ended(function_name, status)
-
-
 def invocation_ended(function_name: str, started: float, status: str | None, ran: bool) -> None:
     """`started`: time.perf_counter() when it began. Outcome: the execution's status after it
     (RUNNING: it suspended), "skipped" (its lease was held elsewhere) or "unrecorded"."""

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from durable import conf
+from durable import conf, metrics
 from durable.exceptions import UnknownFunctionError
 from durable.execution import get_function
 from durable.models import EventDelivery, EventDeliveryStatus, Execution, OutboxEvent
@@ -85,6 +85,19 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     return events, deliveries
 
 
+def _count_ends(records: Sequence[OutboxRecord]) -> None:
+    """Count the executions these records end, once their transaction commits (whether or not
+    any sink takes the events: the metric does not depend on who listens)."""
+    ended = [(r.function_name, r.status) for r in records if r.detail_type == STATUS_CHANGE and r.status != "RUNNING"]
+    if ended:
+        transaction.on_commit(lambda: _count(ended))
+
+
+def _count(ended: list[tuple[str, str]]) -> None:
+    for name, status in ended:
+        metrics.execution_ended(name, status)
+
+
 def _after_commit(records: Sequence[OutboxRecord]) -> None:
     from durable import sinks
 
@@ -93,6 +106,7 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
+    _count_ends(records)
     events, deliveries = _rows(records)
     if not events:
         return
@@ -116,6 +130,7 @@ def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
 
 def after_commit(records: Sequence[OutboxRecord]) -> None:
     """Try the deliveries of events written by `statements` once the caller's write commits."""
+    _count_ends(records)
     if records:
         _after_commit(records)
 
