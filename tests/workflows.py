@@ -151,6 +151,7 @@ def flaky_then_waits(event: dict, context: DurableContext) -> int:
     return attempts
 
 
+@durable_execution
 def logging_steps(event: dict, context: DurableContext) -> str:
     """Logs from the handler, a step and a library the step calls; the step's first attempt fails."""
     context.logger.info("handler starts")
