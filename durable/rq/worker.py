@@ -96,6 +96,7 @@ class SweepingWorkerMixin:
                 found = self._dequeue(timeout, max_idle_time)
             except REDIS_OUTAGE as exc:
                 self._redis.pause(exc)
+                self._loop_at = time.monotonic()  # riding out an outage is alive (liveness)
                 continue
             self._redis_answered()
             return found
