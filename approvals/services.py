@@ -20,7 +20,7 @@ from approvals.errors import (
 )
 from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
 from approvals.validators import check_has_words, check_json, check_text
-from durable import clock
+from durable import clock, metrics
 from durable.client import send_callback_success, set_execution_attention, start_execution
 from durable.exceptions import CallbackAlreadyCompletedError, CallbackExpiredError, CallbackNotFoundError
 
@@ -245,6 +245,10 @@ def summary_publish(*, document_id: int, review_id: int) -> int:
     return published.pk
 
 
+# The clients' webhooks, as the engine's metrics name them beside its own event sinks.
+CLIENT_WEBHOOK_SINK = "client-webhook"
+
+
 def document_notify(document_id: int) -> int:
     """Post the document's outcome to its callback_url, signed; returns the receiver's status.
 
@@ -257,10 +261,16 @@ def document_notify(document_id: int) -> int:
     delivery_id = f"{document.public_id}-{document.status}"  # the same on every retry: receivers dedupe
     payload = {"event": event, "document": document_get_outcome(document=document)}
     key_id = document.webhook_key_id or f"user-{document.submitter_id}"
-    return webhooks.deliver(
-        document.callback_url,
-        payload,
-        secret=webhooks.signing_secret(key_id),
-        event=event,
-        delivery_id=delivery_id,
-    )
+    try:
+        status = webhooks.deliver(
+            document.callback_url,
+            payload,
+            secret=webhooks.signing_secret(key_id),
+            event=event,
+            delivery_id=delivery_id,
+        )
+    except Exception:
+        metrics.sink_delivery(CLIENT_WEBHOOK_SINK, False)
+        raise
+    metrics.sink_delivery(CLIENT_WEBHOOK_SINK, True)
+    return status

@@ -290,13 +290,25 @@ def test_expired_documents_are_posted(local_webhooks, people, settings):
     assert received_payload(receiver)["event"] == "document.expired"
 
 
+def delivery_counts(sink: str) -> tuple[float, float]:
+    """The engine's metrics of deliveries to `sink`: tried, failed (the product counts its webhooks there)."""
+    from prometheus_client import REGISTRY
+
+    def value(name: str) -> float:
+        return REGISTRY.get_sample_value(name, {"sink": sink}) or 0.0
+
+    return value("durable_sink_deliveries_total"), value("durable_sink_delivery_failures_total")
+
+
 def test_a_failing_receiver_is_retried_with_backoff(local_webhooks, people):
+    tried, failed = delivery_counts("client-webhook")
     with WebhookReceiver([503, 500]) as receiver, DurableTestRunner(workflows.summarize_approve_persist) as runner:
         document, review = run_to_review(runner, people, receiver.url)
         review_decide(review, reviewer=people["reviewer"], decision="approved")
         result = runner.wait_for_result(str(document.execution_id))
     assert len(receiver.received) == 3
     assert json.loads(result.result)["webhook"] == {"delivered": True, "status": 200}
+    assert delivery_counts("client-webhook") == (tried + 3, failed + 2)  # /metrics counts each attempt
     step = Operation.objects.get(execution_id=document.execution_id, name="notify client")
     assert (step.status, step.attempt) == ("SUCCEEDED", 3)
     retries = HistoryEvent.objects.filter(
