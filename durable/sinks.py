@@ -266,9 +266,14 @@ def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
                 if name not in skip and not _attempt(store.first_attempt(record, name), sinks, delivered):
                     skip.add(name)  # the pass retries; this process leaves it alone for a while
                     _cool(name)
-        store.delivered_first_attempts(delivered, clock.now())
     except Exception:
         log.exception("events %s: delivery after commit failed; the workers' pass will retry", [r.id for r in records])
+    try:
+        store.delivered_first_attempts(delivered, clock.now())
+    except Exception:  # the pass sends them again: at least once
+        log.exception(
+            "events %s: could not record their delivery; the workers' pass will resend", [r.id for r in records]
+        )
 
 
 def deliver_now(event_ids: Sequence[Any]) -> None:

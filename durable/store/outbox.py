@@ -10,6 +10,7 @@ workers' pass retries what that did not deliver: at least once, whatever dies wh
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -171,6 +172,13 @@ def write_operation_events(execution_id: str, records: Sequence[OperationRecord]
 # The delivery pass.
 
 
+def _one_write() -> AbstractContextManager[Any]:
+    """Around a single-statement write: on SQLite a transaction, so it queues for the writers'
+    lock (durable.backends.sqlite3) instead of sleeping in SQLite's busy handler; elsewhere
+    nothing (one round trip, autocommit)."""
+    return transaction.atomic() if connection.vendor == "sqlite" else nullcontext()
+
+
 @dataclass(frozen=True)
 class Claim:
     """One attempt this process owns: the delivery's row was updated to count it (or, right
@@ -241,13 +249,14 @@ def claim(
 
 
 def delivered(claim: Claim, now: datetime) -> None:
-    _row(claim).filter(status=EventDeliveryStatus.PENDING).update(
-        status=EventDeliveryStatus.DELIVERED,
-        delivered_at=now,
-        last_error="",
-        next_attempt_at=None,
-        attempts=claim.attempt,
-    )
+    with _one_write():
+        _row(claim).filter(status=EventDeliveryStatus.PENDING).update(
+            status=EventDeliveryStatus.DELIVERED,
+            delivered_at=now,
+            last_error="",
+            next_attempt_at=None,
+            attempts=claim.attempt,
+        )
 
 
 def delivered_first_attempts(claims: Sequence[Claim], now: datetime) -> None:
@@ -261,9 +270,10 @@ def delivered_first_attempts(claims: Sequence[Claim], now: datetime) -> None:
     which = Q()
     for event_id, names in sinks_by_event.items():
         which |= Q(event_id=event_id, sink__in=names)
-    EventDelivery.objects.filter(which, attempts=0, status=EventDeliveryStatus.PENDING).update(
-        status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, attempts=1
-    )
+    with _one_write():
+        EventDelivery.objects.filter(which, attempts=0, status=EventDeliveryStatus.PENDING).update(
+            status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, attempts=1
+        )
 
 
 def failed(claim: Claim, error: str, *, final: bool, next_attempt_at: datetime) -> None:
@@ -273,17 +283,19 @@ def failed(claim: Claim, error: str, *, final: bool, next_attempt_at: datetime) 
         changes.update(status=EventDeliveryStatus.FAILED, next_attempt_at=None)
     elif claim.delivery_id is None:
         changes["next_attempt_at"] = next_attempt_at  # (a claim set it already)
-    _row(claim).filter(status=EventDeliveryStatus.PENDING).update(**changes)
+    with _one_write():
+        _row(claim).filter(status=EventDeliveryStatus.PENDING).update(**changes)
 
 
 def retry_now(delivery_ids: Sequence[int], now: datetime) -> int:
     """Make these deliveries (FAILED ones included) due now with their attempts reset: an
     operator's retry. Delivered ones are left alone. Returns how many."""
-    return (
-        EventDelivery.objects.filter(pk__in=list(delivery_ids))
-        .exclude(status=EventDeliveryStatus.DELIVERED)
-        .update(status=EventDeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
-    )
+    with _one_write():
+        return (
+            EventDelivery.objects.filter(pk__in=list(delivery_ids))
+            .exclude(status=EventDeliveryStatus.DELIVERED)
+            .update(status=EventDeliveryStatus.PENDING, attempts=0, next_attempt_at=now)
+        )
 
 
 def purge_delivered(before: datetime, limit: int) -> int:

@@ -11,7 +11,7 @@ pipelined (psycopg's pipeline mode) and commit with the step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,6 +79,31 @@ class PostgresJournalStore(SqlJournalStore):
                 raise
         if outbox_queries:
             outbox_store.after_commit(records)
+
+    def insert_execution(
+        self, values: dict[str, Any], events: Iterable[HistoryRecord], outbox: Sequence[OutboxRecord] = ()
+    ) -> Execution:
+        """Outside a caller's transaction: the execution, its first events and its start's outbox
+        event in one query, which the server runs as one transaction (one round trip). Inside
+        one: the shared SQL, under a savepoint (a duplicate name leaves the caller's transaction
+        usable)."""
+        if connection.in_atomic_block:
+            return super().insert_execution(values, events, outbox)
+        statements = sql.statements()
+        fields = statements.execution_fields
+        params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+        pk = sql.execution_pk(str(values["id"]))
+        event_rows = [sql.event_params(pk, e) for e in events]
+        queries = [statements.insert_execution]
+        if event_rows:
+            queries.append(statements.insert_events(len(event_rows)))
+            params += [value for row in event_rows for value in row]
+        outbox_queries, outbox_params = outbox_store.statements(outbox)
+        with connection.cursor() as cursor:
+            cursor.execute("; ".join(queries + outbox_queries), params + outbox_params)
+        if outbox_queries:
+            outbox_store.after_commit(outbox)
+        return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:
