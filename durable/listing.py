@@ -110,9 +110,16 @@ class Wait:
     since: datetime | None = None
     until: datetime | None = None
     attempt: int | None = None
+    max_attempts: int | None = None
     callback_id: str | None = None
     child_execution_id: str | None = None
     worker: str | None = None
+
+    def _of(self) -> str:
+        """The retry's number, "of" the retries its strategy allows when it says (attempts - 1)."""
+        if self.max_attempts:
+            return f"{self.attempt} of {self.max_attempts - 1}"
+        return str(self.attempt)
 
     @property
     def short(self) -> str:
@@ -124,7 +131,7 @@ class Wait:
         if self.kind == WaitKind.CALLBACK:
             return f"callback{label} since {_hm(self.since)}"
         if self.kind == WaitKind.RETRY:
-            return f"retry {self.attempt}{label} at {_hm(self.until)}"
+            return f"retry {self._of()}{label} at {_hm(self.until)}"
         if self.kind == WaitKind.INVOKE:
             return f"invoke{label} of child {(self.child_execution_id or '(starting)')[:8]}"
         return f"running on worker {self.worker}"
@@ -137,7 +144,7 @@ class Wait:
             since = f" since {_iso(self.since)}" if self.since else ""
             return f"callback{label} {self.callback_id}{since}" + (f" until {_iso(self.until)}" if self.until else "")
         if self.kind == WaitKind.RETRY:
-            return f"retry {self.attempt}{label} (attempt {(self.attempt or 0) + 1}) at {_iso(self.until)}"
+            return f"retry {self._of()}{label} (attempt {(self.attempt or 0) + 1}) at {_iso(self.until)}"
         if self.kind == WaitKind.INVOKE:
             return f"invoke{label} of child {self.child_execution_id or '(starting)'}"
         return f"running on worker {self.worker}" + (f" until {_iso(self.until)}" if self.until else "")
@@ -173,12 +180,12 @@ def waits(executions: Iterable[Execution], now: datetime | None = None) -> dict[
             "attempt",
             "started_at",
             "child_execution_id",
+            "max_attempts",
         )
     )
-    for execution_id, kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child in rows[
-        :MAX_LISTED
-    ]:
-        wait = _wait(kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child)
+    for row in rows[:MAX_LISTED]:
+        execution_id, kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child, most = row
+        wait = _wait(kind, name, callback_id, deadline, wait_until, retry_at, attempt, started, child, most)
         if wait is not None:
             found[str(execution_id)].append(wait)
     moment = now or clock.now()
@@ -199,9 +206,10 @@ def _wait(
     attempt: int,
     started: datetime | None,
     child: Any,
+    max_attempts: int | None = None,
 ) -> Wait | None:
     if retry_at is not None and kind not in ("WAIT", "CALLBACK"):
-        return Wait(WaitKind.RETRY, name=name, until=retry_at, attempt=attempt)
+        return Wait(WaitKind.RETRY, name=name, until=retry_at, attempt=attempt, max_attempts=max_attempts)
     if kind == "CALLBACK" and callback_id:
         return Wait(WaitKind.CALLBACK, name=name, since=started, until=deadline, callback_id=callback_id)
     if kind == "WAIT":

@@ -113,6 +113,9 @@ class Operation(models.Model):
     heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    max_attempts = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A retrying step's attempts in all, when its retry strategy says."
+    )
     # A CHAINED_INVOKE operation's child execution (set when it is started; the journal's
     # upserts never write it).
     child_execution = models.ForeignKey(Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

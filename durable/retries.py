@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import random
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from durable.config import ChildConfig, Duration, JitterStrategy, RetryDecision, RetryStrategy
 
@@ -117,6 +118,7 @@ def create_retry_strategy(config: RetryStrategyConfig | None = None) -> RetryStr
         base = cfg.initial_delay_seconds * cfg.backoff_rate ** (attempts_made - 1)
         return RetryDecision.retry(_finish(min(base, cfg.max_delay_seconds), cfg.jitter_strategy))
 
+    _MAX_ATTEMPTS[strategy] = cfg.max_attempts
     return strategy
 
 
@@ -131,7 +133,21 @@ def create_linear_retry_strategy(config: LinearRetryStrategyConfig | None = None
         base = cfg.initial_delay_seconds + cfg.increment_seconds * (attempts_made - 1)
         return RetryDecision.retry(_finish(min(base, cfg.max_delay_seconds), cfg.jitter_strategy))
 
+    _MAX_ATTEMPTS[strategy] = cfg.max_attempts
     return strategy
+
+
+# The attempts in all of the strategies built here, for operators ("retry 2 of 6"); a strategy of
+# the user's own is a plain function that does not say.
+_MAX_ATTEMPTS: weakref.WeakKeyDictionary[Callable[..., Any], int] = weakref.WeakKeyDictionary()
+
+
+def max_attempts(strategy: RetryStrategy) -> int | None:
+    """The attempts in all a strategy built by this module allows; None for another strategy."""
+    try:
+        return _MAX_ATTEMPTS.get(strategy)
+    except TypeError:  # not weakly referenceable: not one of ours
+        return None
 
 
 class RetryPresets:

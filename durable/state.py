@@ -109,6 +109,8 @@ class OperationRecord:
     heartbeat_seconds: int | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # A retrying step's attempts in all, when its strategy says (the operators' "retry N of M").
+    max_attempts: int | None = None
 
     def wake_at(self) -> datetime | None:
         """When the engine must look at this operation again without outside help."""

@@ -21,7 +21,7 @@ from durable.exceptions import (
 )
 from durable.logger import ReplayAwareLogger
 from durable.operation.step_timeout import time_limit
-from durable.retries import RetryPresets
+from durable.retries import RetryPresets, max_attempts
 from durable.serdes import deserialize, serialize
 from durable.state import (
     ExecutionState,
@@ -219,6 +219,7 @@ class StepOperation:
         record.status = OperationStatus.PENDING
         record.error = ErrorObject.from_exception(error).to_dict()
         record.next_attempt_at = self.state.now() + timedelta(seconds=delay)
+        record.max_attempts = max_attempts(strategy)
         self.state.checkpoint(record, [events.step_failed(record.error, record.attempt, delay)])
         self.state.suspend(
             f"step {self._label()} attempt {record.attempt} failed; retrying in {delay}s",

@@ -36,6 +36,7 @@ OPERATION_FIELDS = (
     "heartbeat_seconds",
     "started_at",
     "ended_at",
+    "max_attempts",
 )
 _DATETIME_FIELDS = frozenset(
     {"next_attempt_at", "wait_until", "callback_deadline", "heartbeat_deadline", "started_at", "ended_at"}
