@@ -163,7 +163,7 @@ def _parts(document: Document, review: Review | None) -> list[dict[str, Any]]:
 
 # The document page polls every POLL_SECONDS; while a decision is on its way through the workflow
 # (decided, not yet final) every FAST_POLL_SECONDS, so the outcome shows as soon as it is reached.
-POLL_SECONDS = 2.0
+POLL_SECONDS = 1.0
 FAST_POLL_SECONDS = 0.25
 
 

@@ -54,8 +54,13 @@ def moment(value: datetime | None) -> str:
 @register.filter
 def diff_html(changes: list[Change]) -> str:
     """A word-level diff as <ins>/<del>, each announced in words to screen readers."""
-    parts = []
+    parts: list[str] = []
+    previous = ""
     for change in changes:
+        # A run cut from the end of the old text has no space before it in the new one.
+        if change.kind != "same" and previous and not previous[-1].isspace():
+            parts.append(" ")
+        previous = change.text
         if change.kind == "added":
             parts.append(format_html('<ins><span class="sr-only">added: </span>{}</ins>', change.text))
         elif change.kind == "removed":

@@ -84,3 +84,10 @@ def test_diff_words_marks_removed_and_added_words_and_keeps_the_new_text():
 
 def test_diff_of_equal_texts_is_one_same_run():
     assert [c.kind for c in diff_words("a b c", "a b c")] == ["same"]
+
+
+def test_the_diff_html_escapes_and_labels_and_keeps_words_apart():
+    from approvals.templatetags.approvals_ui import diff_html
+
+    html = diff_html(diff_words("Bridge opens. <b>Ferry</b> stops.", "Bridge opens."))
+    assert html == 'Bridge opens. <del><span class="sr-only">removed: </span>&lt;b&gt;Ferry&lt;/b&gt; stops.</del>'

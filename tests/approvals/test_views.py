@@ -210,7 +210,7 @@ def test_document_live_poll_is_cheap_when_unchanged_and_stops_when_final(runner,
     live = reverse("approvals:document_live", args=[document.pk])
     page = client.get(reverse("approvals:document", args=[document.pk]))
     version = page.context["version"]
-    assert 'hx-trigger="every 2s"' in page.content.decode()
+    assert 'hx-trigger="every 1s"' in page.content.decode()
     assert client.get(live, {"v": version}, **HTMX).status_code == 204
 
     response = client.post(decide_url(document, review), {"decision": "approved", "comment": "Good."}, **HTMX)
