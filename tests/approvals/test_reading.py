@@ -10,7 +10,12 @@ from django.urls import reverse
 
 from approvals import selectors
 from approvals.templatetags.approvals_ui import moment, waited
-from tests.approvals.test_views import HTMX, awaiting, client_for, decide_url, people, runner  # noqa: F401
+from tests.approvals import test_views
+from tests.approvals.test_views import HTMX, awaiting, client_for, decide_url
+
+# The same users and time-skipping runner as the document page's other tests.
+people = test_views.people
+runner = test_views.runner
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +29,8 @@ def test_each_summary_sentence_links_to_its_highlighted_source_sentence_and_back
     document, review = awaiting(runner, people)
     page = client_for(people["reviewer"]).get(reverse("approvals:document", args=[document.pk]))
     body, alignment = page.content.decode(), page.context["alignment"]
-    assert alignment.summary and all(s.exact for s in alignment.summary)  # the offline summarizer
+    assert alignment.summary
+    assert all(s.exact for s in alignment.summary)  # the offline summarizer
     for sentence in alignment.summary:
         for source in sentence.sources:
             assert f'href="#src-{source}"' in body  # summary -> source

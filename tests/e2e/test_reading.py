@@ -206,7 +206,8 @@ def test_looks_at_375_badges_deadlines_steps_and_the_file_input(open_as, people)
     assert len(lefts) == 1, f"step rows start at {lefts}"
     nested = page.locator("#engine-steps td.depth-1 .step-name").first.bounding_box()
     top = page.locator("#engine-steps td.depth-0 .step-name").first.bounding_box()
-    assert nested is not None and top is not None
+    assert nested is not None
+    assert top is not None
     assert nested["x"] > top["x"]
     assert page.evaluate(NO_OVERFLOW)
     shot(page, "looks-document-375")
