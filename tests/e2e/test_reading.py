@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from approvals.models import Document, Review
+from approvals.models import Document, PublishedSummary, Review
 from approvals.services import document_submit, review_decide
 from tests.e2e.conftest import PASSWORD
 
@@ -31,6 +31,7 @@ TEXT = (
     "A mobile library van will visit Riverside twice a week from July. "
     "The next meeting is in March."
 )
+PUBLISHED = "() => document.querySelector('#status').textContent.trim() === 'published'"
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 
 
@@ -143,13 +144,16 @@ def test_the_deciding_page_sees_published_at_once_and_another_viewer_within_two_
     expect(bob.locator("#status")).to_have_text("awaiting review")
     started = time.monotonic()
     alice.get_by_role("button", name="Approve").click()
-    expect(alice.locator("#status")).to_have_text("published", timeout=10_000)
+    # Checked on every animation frame (expect() backs off to 1 s between its checks).
+    alice.wait_for_function(PUBLISHED, polling="raf", timeout=10_000)
     deciding = time.monotonic() - started
-    expect(bob.locator("#status")).to_have_text("published", timeout=10_000)
+    bob.wait_for_function(PUBLISHED, polling="raf", timeout=10_000)
     other = time.monotonic() - started
-    print(f"\napprove-to-published: deciding page {deciding:.2f} s, other viewer {other:.2f} s")
-    assert deciding < 1.5, f"the deciding page waited {deciding:.2f} s for the outcome"
-    assert other < 3.0, f"another viewer waited {other:.2f} s for the outcome"
+    published = PublishedSummary.objects.get(document=document)
+    server = (published.published_at - published.review.decided_at).total_seconds()
+    print(f"\napprove-to-published: deciding page {deciding:.2f} s, other viewer {other:.2f} s, server {server:.2f} s")
+    assert deciding < 1.0, f"the deciding page waited {deciding:.2f} s for the outcome"
+    assert other < 2.5, f"another viewer waited {other:.2f} s for the outcome"
 
 
 def _rounds(people, n: int, title: str) -> Document:
