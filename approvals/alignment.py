@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 from llm.salience import content_stems
 from llm.sentences import split_sentences
@@ -25,6 +25,7 @@ from llm.sentences import split_sentences
 MIN_OVERLAP = 0.3
 # A second source sentence is linked too when it scores at least this share of the best.
 RUNNER_UP = 0.8
+CANDIDATES = 8
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\r\f\v]*\n")
 _TOKEN = re.compile(r"\S+\s*|\s+")
 
@@ -71,12 +72,16 @@ def source_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+@lru_cache(maxsize=64)
 def align(source: str, summary: str) -> Alignment:
     """The summary's sentences, each linked to the source sentences it came from, and the source
-    cut into paragraphs of segments (sentences marked with the summary sentences citing them)."""
+    cut into paragraphs of segments (sentences marked with the summary sentences citing them).
+
+    Cached: a page polled while its document waits asks for the same alignment again and again
+    (treat the result as read-only)."""
     spans = source_spans(source)
     sentences = [source[a:b] for a, b in spans]
-    stems = [frozenset(content_stems(s)) for s in sentences]
+    stems: list[frozenset[str]] = []  # computed only if some sentence is not verbatim
     linked: list[SummarySentence] = []
     position = 0
     for index, sentence in enumerate(split_sentences(summary)):
@@ -84,6 +89,7 @@ def align(source: str, summary: str) -> Alignment:
         if hits:
             linked.append(SummarySentence(index, sentence, hits, True))
         else:
+            stems = stems or [frozenset(content_stems(s)) for s in sentences]
             linked.append(SummarySentence(index, sentence, _best(sentence, sentences, stems), False))
     cited: dict[int, list[int]] = {}
     for item in linked:
@@ -109,14 +115,15 @@ def _best(sentence: str, sentences: list[str], stems: list[frozenset[str]]) -> t
     words = frozenset(content_stems(sentence))
     if not words:
         return ()
-    scores = []
-    for i, candidate in enumerate(stems):
-        overlap = len(words & candidate) / len(words)
-        if overlap >= MIN_OVERLAP:
-            ratio = difflib.SequenceMatcher(None, sentence.lower(), sentences[i].lower(), autojunk=False).ratio()
-            scores.append((overlap + 0.25 * ratio, i))
-    if not scores:
+    overlaps = [(len(words & candidate) / len(words), i) for i, candidate in enumerate(stems)]
+    # difflib is slow on long texts: only the few best by shared words are compared character-wise.
+    candidates = sorted((o for o in overlaps if o[0] >= MIN_OVERLAP), key=lambda o: (-o[0], o[1]))[:CANDIDATES]
+    if not candidates:
         return ()
+    scores = []
+    for overlap, i in candidates:
+        ratio = difflib.SequenceMatcher(None, sentence.lower(), sentences[i].lower(), autojunk=False).ratio()
+        scores.append((overlap + 0.25 * ratio, i))
     scores.sort(key=lambda item: (-item[0], item[1]))
     best = scores[0][0]
     chosen = [i for score, i in scores[:2] if score >= RUNNER_UP * best]
