@@ -152,6 +152,7 @@ def test_the_deciding_page_sees_published_at_once_and_another_viewer_within_two_
     published = PublishedSummary.objects.get(document=document)
     server = (published.published_at - published.review.decided_at).total_seconds()
     print(f"\napprove-to-published: deciding page {deciding:.2f} s, other viewer {other:.2f} s, server {server:.2f} s")
+    shot(alice, "reading-published-1280")
     assert deciding < 1.0, f"the deciding page waited {deciding:.2f} s for the outcome"
     assert other < 2.5, f"another viewer waited {other:.2f} s for the outcome"
 
