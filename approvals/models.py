@@ -115,5 +115,8 @@ class PublishedSummary(models.Model):
     )
     published_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "published summaries"
+
     def __str__(self) -> str:
         return f"Published summary of {self.document}"

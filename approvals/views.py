@@ -21,10 +21,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from approvals import selectors, services
+from approvals.alignment import align, diff_words
 from approvals.errors import ApprovalError, InvalidDecisionError, InvalidValueError
 from approvals.forms import DecisionForm, DocumentForm
 from approvals.http import AuthenticatedRequest
@@ -40,14 +42,20 @@ def _progress(document: Document, rounds: int) -> list[tuple[str, str]]:
     round_label = f" (round {rounds})" if rounds > 1 else ""
     first = f"Revising{round_label}" if rounds > 1 or status == DocumentStatus.REVISING else "Summarizing"
     labels = [first, f"Awaiting review{round_label}", "Publishing", "Published"]
+    submitted = [("Submitted", "done")]
     if status == DocumentStatus.PUBLISHED:
-        return [(label, "done") for label in labels]
+        return submitted + [(label, "done") for label in labels]
     if status in (DocumentStatus.REJECTED, DocumentStatus.EXPIRED, DocumentStatus.STOPPED, DocumentStatus.TIMED_OUT):
-        return [(labels[0], "done"), (labels[1], "done"), (document.get_status_display().capitalize(), "stopped")]
+        return [
+            *submitted,
+            (labels[0], "done"),
+            (labels[1], "done"),
+            (document.get_status_display().capitalize(), "stopped"),
+        ]
     if status == DocumentStatus.FAILED:
-        return [(f"{labels[0]}: failed", "stopped")]
+        return [*submitted, (f"{labels[0]}: failed", "stopped")]
     position = {DocumentStatus.AWAITING_REVIEW: 1, DocumentStatus.PUBLISHING: 2}.get(status, 0)  # type: ignore[call-overload]
-    return [
+    return submitted + [
         (label, "done" if i < position else "current" if i == position else "todo") for i, label in enumerate(labels)
     ]
 
@@ -153,6 +161,43 @@ def _parts(document: Document, review: Review | None) -> list[dict[str, Any]]:
     return shown
 
 
+# The document page polls every POLL_SECONDS; while a decision is on its way through the workflow
+# (decided, not yet final) every FAST_POLL_SECONDS, so the outcome shows as soon as it is reached.
+POLL_SECONDS = 1.0
+FAST_POLL_SECONDS = 0.25
+
+
+def _poll_every(document: Document, current: Review | None, final: bool) -> str:
+    in_flight = document.status in (DocumentStatus.PUBLISHING, DocumentStatus.REVISING) or (
+        current is not None and not current.is_open and not final
+    )
+    seconds = FAST_POLL_SECONDS if in_flight else POLL_SECONDS
+    return f"{seconds:g}s"
+
+
+def _execution_admin_url(request: AuthenticatedRequest, document: Document) -> str:
+    """The execution's page in the admin, for staff only (reviewers see the progress in words)."""
+    if not (request.user.is_staff and document.execution_id):
+        return ""
+    try:
+        return reverse("admin:durable_execution_change", args=[document.execution_id])
+    except NoReverseMatch:  # the engine's admin is not installed in this project
+        return ""
+
+
+def _reading(document: Document, current: Review | None, earlier: list[Review]) -> dict[str, Any]:
+    """The summary beside its source (sentences linked both ways) and the changes from the
+    round before."""
+    if current is None:
+        return {"alignment": None, "changes": None}
+    previous = earlier[-1] if earlier else None
+    return {
+        "alignment": align(document.text, current.summary),
+        "changes": diff_words(previous.summary, current.summary) if previous else None,
+        "previous": previous,
+    }
+
+
 def _live_context(request: AuthenticatedRequest, document: Document, **extra: Any) -> dict[str, Any]:
     execution, timeline = selectors.execution_get_timeline(execution_id=document.execution_id)
     reviews = list(selectors.review_list_of_document(document=document))
@@ -184,6 +229,9 @@ def _live_context(request: AuthenticatedRequest, document: Document, **extra: An
         "form": DecisionForm(),
         "parts": _parts(document, current),
         "published": getattr(document, "published", None) if document.status == DocumentStatus.PUBLISHED else None,
+        "poll_every": _poll_every(document, current, final),
+        "execution_admin_url": _execution_admin_url(request, document),
+        **_reading(document, current, reviews[:-1]),
         **extra,
     }
 
