@@ -169,7 +169,7 @@ def wait_with_reminders(
         branch.wait(Duration(timeout - elapsed + 3600), name=f"after the deadline ({name})")
         return {"expired": True}
 
-    won = context.race({"decision": decision, "reminders": reminders}, name=f"{name}, with reminders")
+    won = context.race({"decision": decision, "reminders": reminders}, name=name)
     if won.value.get("expired"):
         raise NoDecisionInTimeError(name)
     return won.value["result"]
