@@ -308,10 +308,11 @@ def document_record_event(document_id: int, kind: str, actor: str, detail: str) 
     )
 
 
-def review_remind(*, document_id: int, round_number: int, escalate: bool = False) -> list[str]:
+def review_remind(*, document_id: int, round_number: int, waited: int, escalate: bool = False) -> list[str]:
     """E-mail a reminder about a round's review still waiting for a decision: to its reviewers
     (approvals.selectors.review_remind_recipients), or with `escalate` to the admins; record it.
-    A review decided meanwhile gets none. Returns the recipients (none: nothing sent)."""
+    `waited`: seconds the review has waited. A review decided meanwhile gets none. Returns the
+    recipients (none: nothing sent)."""
     from django.core.mail import send_mail
     from django.urls import reverse
 
@@ -322,7 +323,7 @@ def review_remind(*, document_id: int, round_number: int, escalate: bool = False
         return []
     document = review.document
     recipients = selectors.admin_recipients() if escalate else selectors.review_remind_recipients(review)
-    waiting = _waited(review.created_at)
+    waiting = _in_words(waited)
     where = reverse("approvals:document", args=[document.pk])
     if escalate:
         subject = f"Escalated: “{document_label(document.title)}” has waited {waiting} for a review"
@@ -350,9 +351,8 @@ def review_remind(*, document_id: int, round_number: int, escalate: bool = False
     return recipients
 
 
-def _waited(since: Any) -> str:
-    """How long since `since`, in words ("2 days", "3 hours", "5 minutes")."""
-    seconds = max(0, int((clock.now() - since).total_seconds()))
+def _in_words(seconds: int) -> str:
+    """A span in words, in its largest whole unit ("2 days", "3 hours", "5 minutes")."""
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size

@@ -109,10 +109,10 @@ def record_decision(step: StepContext, document_id: int, round_number: int) -> d
 
 
 @durable_step
-def remind(step: StepContext, document_id: int, round_number: int, escalate: bool) -> list[str]:
+def remind(step: StepContext, document_id: int, round_number: int, waited: int, escalate: bool) -> list[str]:
     """E-mail a reminder about the round's waiting review (to the admins with `escalate`) and
     record it; the addresses it went to (none if the review was decided meanwhile)."""
-    return services.review_remind(document_id=document_id, round_number=round_number, escalate=escalate)
+    return services.review_remind(document_id=document_id, round_number=round_number, waited=waited, escalate=escalate)
 
 
 @durable_step

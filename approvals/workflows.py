@@ -159,7 +159,7 @@ def wait_with_reminders(
             # A reminder that failed for good is in the history; the review goes on waiting.
             with contextlib.suppress(StepError):
                 branch.step(
-                    steps.remind(document_id, round_number, escalate),
+                    steps.remind(document_id, round_number, at, escalate),
                     name=f"{label} ({name})",
                     config=StepConfig(
                         retry_strategy=REMINDER_RETRIES, step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY
