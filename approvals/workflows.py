@@ -323,7 +323,9 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
     last = f"; the last feedback: “{feedback[-1]}”" if feedback else ""
     context.step(
         steps.set_status(
-            document_id, DocumentStatus.REJECTED, f"still not approved after {max_rounds} rounds{last}"[:500]
+            document_id,
+            DocumentStatus.REJECTED,
+            f"still not approved after {max_rounds} round{'s' if max_rounds != 1 else ''}{last}"[:500],
         ),
         name="reject after the last round",
     )
