@@ -343,9 +343,9 @@ def review_remind(*, document_id: int, round_number: int, waited: int, escalate:
     kind = EVENT_ESCALATION if escalate else EVENT_REMINDER
     told = "the admins" if escalate else "the reviewers"
     detail = (
-        f"round {review.round}: {told} ({len(recipients)}) e-mailed"
+        f"round {review.round}, {len(recipients)} of {told} e-mailed"
         if recipients
-        else f"round {review.round}: no one to e-mail ({told} have no address)"
+        else f"round {review.round}, but none of {told} has an e-mail address"
     )
     document_record_event(document.pk, kind, WORKFLOW_ACTOR, detail)
     return recipients
