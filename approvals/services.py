@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import webhooks
+from approvals import conf, webhooks
 from approvals.errors import (
     InvalidDecisionError,
     NotAllowedToDecideError,
@@ -80,8 +80,13 @@ def document_submit(
     # "in_parts": the workflow splits a long document and summarizes its parts with context.map;
     # executions started before it existed do without (their journals have no such steps).
     event: dict[str, Any] = {"document_id": document.pk, "in_parts": True}
-    # Likewise: the review's wait raced against reminders, and feedback kept over the rounds.
-    event.update(reminders=True, accumulate_feedback=True)
+    # Likewise: feedback kept over the rounds, and the review's wait raced against reminders,
+    # whose times are fixed here, so a change of settings never changes a journal being replayed.
+    event["accumulate_feedback"] = True
+    event["reminders"] = {
+        "remind_after": int(conf.get("REMIND_AFTER")),
+        "escalate_after": int(conf.get("ESCALATE_AFTER")),
+    }
     if callback_url:
         event["notify"] = True
     execution = start_execution(

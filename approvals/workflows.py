@@ -116,12 +116,13 @@ REMINDER_RETRIES = create_retry_strategy(
 )
 
 
-def reminder_timers(timeout: int) -> list[tuple[int, str, bool]]:
+def reminder_timers(timeout: int, reminders: dict[str, Any]) -> list[tuple[int, str, bool]]:
     """(seconds after the review opened, step name, to the admins?) of the reminders a review
-    gets before its deadline, from the settings REMIND_AFTER and ESCALATE_AFTER (0: none)."""
+    gets before its deadline, from the execution's input (`reminders`: the settings
+    REMIND_AFTER and ESCALATE_AFTER when the document was submitted; 0: none)."""
     timers = [
-        (int(conf.get("REMIND_AFTER")), "remind reviewers", False),
-        (int(conf.get("ESCALATE_AFTER")), "escalate to admins", True),
+        (int(reminders.get("remind_after", 0)), "remind reviewers", False),
+        (int(reminders.get("escalate_after", 0)), "escalate to admins", True),
     ]
     return sorted(timer for timer in timers if 0 < timer[0] < timeout)
 
@@ -134,6 +135,7 @@ def wait_with_reminders(
     document_id: int,
     round_number: int,
     timeout: int,
+    reminders: dict[str, Any],
 ) -> Any:
     """The review's callback raced against durable timers: while no decision comes, the
     reviewers are reminded after REMIND_AFTER and the admins told after ESCALATE_AFTER, each a
@@ -141,7 +143,7 @@ def wait_with_reminders(
 
     Returns the callback's result; raises NoDecisionInTimeError at the review's deadline.
     """
-    timers = reminder_timers(timeout)
+    timers = reminder_timers(timeout, reminders)
     if not timers:
         return context.wait_for_callback(submitter, name=name, config=config)
 
@@ -151,7 +153,7 @@ def wait_with_reminders(
         except CallbackTimeoutError:
             return {"expired": True}
 
-    def reminders(branch: DurableContext) -> dict[str, Any]:
+    def remind(branch: DurableContext) -> dict[str, Any]:
         elapsed = 0
         for at, label, escalate in timers:
             branch.wait(Duration(at - elapsed), name=f"until {label} ({name})")
@@ -169,7 +171,7 @@ def wait_with_reminders(
         branch.wait(Duration(timeout - elapsed + 3600), name=f"after the deadline ({name})")
         return {"expired": True}
 
-    won = context.race({"decision": decision, "reminders": reminders}, name=name)
+    won = context.race({"decision": decision, "reminders": remind}, name=name)
     if won.value.get("expired"):
         raise NoDecisionInTimeError(name)
     return won.value["result"]
@@ -181,7 +183,7 @@ def await_decision(
     round_number: int,
     summary: dict[str, Any],
     timeout: int,
-    reminders: bool = False,
+    reminders: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Wait for the round's decision, as recorded on the round's review by whoever completed its
     callback through the review pages or the API (each checks that a reviewer decides, and not
@@ -201,7 +203,9 @@ def await_decision(
         submitter = steps.open_review(document_id, round_number, summary, timeout, detail[:500])
         config = WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes())
         if reminders:
-            result = wait_with_reminders(context, submitter, name, config, document_id, round_number, timeout)
+            result = wait_with_reminders(
+                context, submitter, name, config, document_id, round_number, timeout, reminders
+            )
         else:
             result = context.wait_for_callback(submitter, name=name, config=config)
         _, problem = read_decision(result)
@@ -294,7 +298,7 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
             raise
         try:
             decision = await_decision(
-                context, document_id, round_number, summary, timeout, reminders=bool(event.get("reminders"))
+                context, document_id, round_number, summary, timeout, reminders=event.get("reminders") or None
             )
         except (CallbackTimeoutError, NoDecisionInTimeError):
             context.step(steps.set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"), name="expire")

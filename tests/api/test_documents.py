@@ -31,8 +31,8 @@ def test_submit_answers_202_and_starts_an_execution(api, owner):
     assert json.loads(execution.input) == {
         "document_id": document.pk,
         "in_parts": True,
-        "reminders": True,
         "accumulate_feedback": True,
+        "reminders": {"remind_after": 2 * 24 * 3600, "escalate_after": 5 * 24 * 3600},
     }
     assert document.webhook_key_id == api.token.split("_")[1]
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 from approvals import selectors, workflows
 from approvals.models import DocumentEvent, Review
 from approvals.services import document_submit, review_decide
-from durable.models import Operation
+from durable.models import Execution, Operation
 from durable.testing import DurableTestRunner
 from tests.approvals.fixtures import TEXT, make_people
 
@@ -76,6 +76,7 @@ def test_a_review_left_alone_is_reminded_once_escalated_once_then_expires(people
 
     events = list(DocumentEvent.objects.filter(document=document).order_by("created_at"))
     assert [(e.kind, e.actor) for e in events] == [("reminder", "workflow"), ("escalation", "workflow")]
+    assert [e.detail for e in events] == ["round 1, 3 of the reviewers e-mailed", "round 1, 2 of the admins e-mailed"]
     assert [e.created_at - opened for e in events] == [timedelta(seconds=REMIND), timedelta(seconds=ESCALATE)]
 
     # The history shows each reminder: its wait and its step, run once.
@@ -129,11 +130,19 @@ def test_a_revision_gets_its_own_reminders_and_a_decision_after_the_reminder_end
     assert list(DocumentEvent.objects.values_list("kind", flat=True)) == ["reminder"]
 
 
-def test_reminders_are_off_at_zero_or_past_the_deadline(settings):
-    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "REMIND_AFTER": 0, "ESCALATE_AFTER": 7200}
-    assert workflows.reminder_timers(3600) == []
-    settings.APPROVALS = {**settings.APPROVALS, "REMIND_AFTER": 60, "ESCALATE_AFTER": 120}
-    assert workflows.reminder_timers(3600) == [(60, "remind reviewers", False), (120, "escalate to admins", True)]
+def test_reminders_are_off_at_zero_or_past_the_deadline():
+    assert workflows.reminder_timers(3600, {"remind_after": 0, "escalate_after": 7200}) == []
+    assert workflows.reminder_timers(3600, {"remind_after": 120, "escalate_after": 60}) == [
+        (60, "escalate to admins", True),
+        (120, "remind reviewers", False),
+    ]
+
+
+def test_the_reminders_times_are_fixed_at_submission(people, short_timers, settings):
+    document = document_submit(title="Coast road", text=TEXT, submitter=people["submitter"])
+    settings.APPROVALS = {**settings.APPROVALS, "REMIND_AFTER": 1, "ESCALATE_AFTER": 0}  # changed later
+    execution = Execution.objects.get(pk=document.execution_id)
+    assert json.loads(execution.input)["reminders"] == {"remind_after": REMIND, "escalate_after": ESCALATE}
 
 
 def test_recipients_are_the_reviewers_with_an_address_but_not_the_submitter(people):

@@ -21,16 +21,16 @@ REMIND_AFTER = 4
 @pytest.mark.processes
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_with_a_real_worker_a_waiting_review_is_reminded_once(workers, redis_server, tmp_path):
+def test_with_a_real_worker_a_waiting_review_is_reminded_once(workers, redis_server, tmp_path, settings):
     people = make_people()
     for name in ("reviewer", "second"):
         people[name].email = f"{name}@example.org"
         people[name].save()
     mailbox = tmp_path / "mail"
+    # The reminders' times go with the execution's input (fixed where the document is submitted).
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "REMIND_AFTER": REMIND_AFTER, "ESCALATE_AFTER": 0}
     workers(
         1,
-        APPROVALS_REMIND_AFTER=str(REMIND_AFTER),
-        APPROVALS_ESCALATE_AFTER="0",
         APPROVALS_REVIEW_TIMEOUT_SECONDS="600",
         DJANGO_EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
         DJANGO_EMAIL_FILE_PATH=str(mailbox),

@@ -20,8 +20,9 @@ TEXT = (
 
 
 @pytest.fixture
-def app(live_server, workers, people):
-    workers(1, APPROVALS_REMIND_AFTER="2", APPROVALS_ESCALATE_AFTER="4")
+def app(live_server, workers, people, settings):
+    settings.APPROVALS = {**getattr(settings, "APPROVALS", {}), "REMIND_AFTER": 2, "ESCALATE_AFTER": 4}
+    workers(1)
     return live_server.url
 
 
