@@ -104,8 +104,14 @@ def _decide(review: Review, token: ApiToken, result: Any) -> dict[str, Any]:
     comment = result.get("comment", "")
     if not isinstance(comment, str):
         raise ApiError(422, "invalid_decision", "comment must be a string")
+    # A revision request may ask the next summary to ignore earlier rounds' feedback.
+    start_over = result.get("start_over", False)
+    if not isinstance(start_over, bool):
+        raise ApiError(422, "invalid_decision", "start_over must be true or false")
     try:
-        services.review_decide(review, reviewer=token.owner, decision=result["decision"], comment=comment)
+        services.review_decide(
+            review, reviewer=token.owner, decision=result["decision"], comment=comment, start_over=start_over
+        )
     except (
         InvalidDecisionError,
         InvalidValueError,

@@ -13,6 +13,13 @@ SETTINGS = AppSettings(
         "REVIEW_TIMEOUT_SECONDS": Setting(
             7 * 24 * 3600, "APPROVALS_REVIEW_TIMEOUT_SECONDS", int, "How long a review waits for a decision."
         ),
+        # While a review waits: remind its reviewers after REMIND_AFTER seconds without a decision,
+        # tell the admins after ESCALATE_AFTER (both on durable timers; 0: never). A review still
+        # expires after REVIEW_TIMEOUT_SECONDS; a reminder due after that is not sent.
+        "REMIND_AFTER": Setting(2 * 24 * 3600, "APPROVALS_REMIND_AFTER", int, "Seconds before reviewers are reminded."),
+        "ESCALATE_AFTER": Setting(
+            5 * 24 * 3600, "APPROVALS_ESCALATE_AFTER", int, "Seconds before the admins are told of a waiting review."
+        ),
         "MAX_ROUNDS": Setting(
             3, "APPROVALS_MAX_ROUNDS", int, "Summaries a document may get (the first and its revisions)."
         ),

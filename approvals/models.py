@@ -86,6 +86,9 @@ class Review(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
     )
     comment = models.TextField(blank=True, default="")
+    # A revision request that asks the next summary to ignore the feedback of earlier rounds
+    # (which it otherwise keeps honouring: approvals.workflows).
+    start_over = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -120,3 +123,21 @@ class PublishedSummary(models.Model):
 
     def __str__(self) -> str:
         return f"Published summary of {self.document}"
+
+
+class DocumentEvent(models.Model):
+    """Something that happened to a document and its reviewers are shown (a reminder sent, an
+    escalation to the admins), recorded by approvals.services.document_record_event."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40)
+    # Who did it: a username, or "workflow" for what the document's workflow did on its own.
+    actor = models.CharField(max_length=150, blank=True, default="")
+    detail = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["document", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.document}: {self.kind}"

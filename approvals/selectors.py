@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Max, QuerySet
 from django.db.models.functions import Substr
 
-from approvals.models import FINAL_STATUSES, Document, DocumentStatus, PublishedSummary, Review
+from approvals.models import FINAL_STATUSES, Document, DocumentEvent, DocumentStatus, PublishedSummary, Review
 from durable.client import Execution, OperationView, get_execution, list_operations
 from durable.exceptions import ExecutionNotFoundError
 
@@ -192,6 +192,7 @@ def review_get_decision(*, document_id: int, round_number: int) -> dict[str, Any
         "decision": review.decision,
         "comment": review.comment,
         "reviewer_id": review.reviewer_id,
+        "start_over": review.start_over,
     }
 
 
@@ -235,3 +236,29 @@ def document_get_outcome(*, document: Document) -> dict[str, Any]:
         "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat(),
     }
+
+
+def review_remind_recipients(review: Review) -> list[str]:
+    """Whom a reminder about a waiting review goes to: the e-mail addresses of the active
+    reviewers who may decide it (not its submitter). The one place to change it (a claimant)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    users = get_user_model().objects.filter(is_active=True).exclude(email="").exclude(pk=review.document.submitter_id)
+    may_decide = Q(is_superuser=True) | Q(user_permissions__codename="decide_review")
+    may_decide |= Q(groups__permissions__codename="decide_review")
+    return sorted(set(users.filter(may_decide).values_list("email", flat=True)))
+
+
+def admin_recipients() -> list[str]:
+    """The admins told of a review left waiting: active staff and superusers with an e-mail."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    admins = get_user_model().objects.filter(Q(is_staff=True) | Q(is_superuser=True), is_active=True)
+    return sorted(set(admins.exclude(email="").values_list("email", flat=True)))
+
+
+def document_list_events(*, document: Document) -> QuerySet[DocumentEvent]:
+    """What happened to the document that its page lists (reminders, escalations), oldest first."""
+    return document.events.order_by("created_at", "pk")

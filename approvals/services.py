@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import webhooks
+from approvals import conf, webhooks
 from approvals.errors import (
     InvalidDecisionError,
     NotAllowedToDecideError,
@@ -18,7 +18,16 @@ from approvals.errors import (
     ReviewerIsSubmitterError,
     ReviewExpiredError,
 )
-from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
+from approvals.models import (
+    INTERRUPTIONS,
+    OUTCOMES,
+    Decision,
+    Document,
+    DocumentEvent,
+    DocumentStatus,
+    PublishedSummary,
+    Review,
+)
 from approvals.validators import check_has_words, check_json, check_text
 from durable import clock, metrics
 from durable.client import send_callback_success, set_execution_attention, start_execution
@@ -71,6 +80,13 @@ def document_submit(
     # "in_parts": the workflow splits a long document and summarizes its parts with context.map;
     # executions started before it existed do without (their journals have no such steps).
     event: dict[str, Any] = {"document_id": document.pk, "in_parts": True}
+    # Likewise: feedback kept over the rounds, and the review's wait raced against reminders,
+    # whose times are fixed here, so a change of settings never changes a journal being replayed.
+    event["accumulate_feedback"] = True
+    event["reminders"] = {
+        "remind_after": int(conf.get("REMIND_AFTER")),
+        "escalate_after": int(conf.get("ESCALATE_AFTER")),
+    }
     if callback_url:
         event["notify"] = True
     execution = start_execution(
@@ -81,10 +97,15 @@ def document_submit(
     return document
 
 
-def review_decide(review: Review, *, reviewer: User, decision: str, comment: str = "") -> Review:
+def review_decide(
+    review: Review, *, reviewer: User, decision: str, comment: str = "", start_over: bool = False
+) -> Review:
     """Record a reviewer's decision (who and when) and complete the review's callback in one
     transaction, so the workflow resumes. The same rules hold whether it comes from the review
     pages or the API: only reviewers decide, never on a document they submitted.
+
+    `start_over` (a revision request only): the next summary ignores the feedback of earlier
+    rounds, which it otherwise keeps honouring.
 
     Raises InvalidDecisionError, InvalidValueError, NotAllowedToDecideError,
     ReviewerIsSubmitterError, ReviewAlreadyDecidedError, ReviewClosedError, ReviewExpiredError;
@@ -114,8 +135,9 @@ def review_decide(review: Review, *, reviewer: User, decision: str, comment: str
         review.decision = decision
         review.reviewer = reviewer
         review.comment = comment
+        review.start_over = bool(start_over) and decision == Decision.REVISE
         review.decided_at = now
-        review.save(update_fields=["decision", "reviewer", "comment", "decided_at"])
+        review.save(update_fields=["decision", "reviewer", "comment", "start_over", "decided_at"])
         if decision == Decision.APPROVED:
             document_set_status(review.document_id, DocumentStatus.PUBLISHING)
         # For the journal's reader; the workflow reads the decision from the review itself.
@@ -274,3 +296,70 @@ def document_notify(document_id: int) -> int:
         raise
     metrics.sink_delivery(CLIENT_WEBHOOK_SINK, True)
     return status
+
+
+# What document_record_event records of the workflow's own doing.
+EVENT_REMINDER = "reminder"
+EVENT_ESCALATION = "escalation"
+WORKFLOW_ACTOR = "workflow"
+
+
+def document_record_event(document_id: int, kind: str, actor: str, detail: str) -> None:
+    """Record something that happened to a document (a reminder sent, an escalation), with who
+    did it and when (the engine's clock); the document page lists them. The one way events are
+    recorded, so an audit trail can take them all from here."""
+    DocumentEvent.objects.create(
+        document_id=document_id, kind=kind, actor=actor[:150], detail=detail[:500], created_at=clock.now()
+    )
+
+
+def review_remind(*, document_id: int, round_number: int, waited: int, escalate: bool = False) -> list[str]:
+    """E-mail a reminder about a round's review still waiting for a decision: to its reviewers
+    (approvals.selectors.review_remind_recipients), or with `escalate` to the admins; record it.
+    `waited`: seconds the review has waited. A review decided meanwhile gets none. Returns the
+    recipients (none: nothing sent)."""
+    from django.core.mail import send_mail
+    from django.urls import reverse
+
+    from approvals import selectors
+
+    review = Review.objects.select_related("document").filter(document_id=document_id, round=round_number).first()
+    if review is None or not review.is_open or review.document.status != DocumentStatus.AWAITING_REVIEW:
+        return []
+    document = review.document
+    recipients = selectors.admin_recipients() if escalate else selectors.review_remind_recipients(review)
+    waiting = _in_words(waited)
+    where = reverse("approvals:document", args=[document.pk])
+    if escalate:
+        subject = f"Escalated: “{document_label(document.title)}” has waited {waiting} for a review"
+        body = (
+            f"The summary of “{document.title}” (round {review.round}) has waited {waiting} for a decision and "
+            f"no reviewer has made one. It expires {review.expires_at:%Y-%m-%d %H:%M %Z} unless someone decides.\n\n"
+            f"Document page: {where}\n"
+        )
+    else:
+        subject = f"Reminder: “{document_label(document.title)}” awaits your review"
+        body = (
+            f"The summary of “{document.title}” (round {review.round}) has waited {waiting} for a decision. "
+            f"It expires {review.expires_at:%Y-%m-%d %H:%M %Z}.\n\nReview it: {where}\n"
+        )
+    if recipients:
+        send_mail(subject, body, None, recipients)
+    kind = EVENT_ESCALATION if escalate else EVENT_REMINDER
+    told = "the admins" if escalate else "the reviewers"
+    detail = (
+        f"round {review.round}, {len(recipients)} of {told} e-mailed"
+        if recipients
+        else f"round {review.round}, but none of {told} has an e-mail address"
+    )
+    document_record_event(document.pk, kind, WORKFLOW_ACTOR, detail)
+    return recipients
+
+
+def _in_words(seconds: int) -> str:
+    """A span in words, in its largest whole unit ("2 days", "3 hours", "5 minutes")."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} seconds"

@@ -25,12 +25,12 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from approvals import selectors, services
+from approvals import conf, selectors, services
 from approvals.alignment import align, diff_words
 from approvals.errors import ApprovalError, InvalidDecisionError, InvalidValueError
 from approvals.forms import DecisionForm, DocumentForm
 from approvals.http import AuthenticatedRequest
-from approvals.models import FINAL_STATUSES, Document, DocumentStatus, Review
+from approvals.models import FINAL_STATUSES, Decision, Document, DocumentStatus, Review
 from durable.client import ExecutionStatus
 
 View = Callable[..., HttpResponse]
@@ -232,8 +232,17 @@ def _live_context(request: AuthenticatedRequest, document: Document, **extra: An
         "poll_every": _poll_every(document, current, final),
         "execution_admin_url": _execution_admin_url(request, document),
         **_reading(document, current, reviews[:-1]),
+        **_rounds_context(current),
+        "events": list(selectors.document_list_events(document=document)),
         **extra,
     }
+
+
+def _rounds_context(current: Review | None) -> dict[str, Any]:
+    """Which round of how many the current review is; at the last one, a revision request
+    rejects the document, and the page says so before the click."""
+    max_rounds = int(conf.get("MAX_ROUNDS"))
+    return {"max_rounds": max_rounds, "last_round": current is not None and current.round >= max_rounds}
 
 
 @require_GET
@@ -274,6 +283,18 @@ def review_decide(request: AuthenticatedRequest, pk: int, review_pk: int) -> Htt
     # 422, not 400: django-htmx's debug handler (DEBUG on) replaces the whole page on a 400.
     if not form.is_valid():
         error, status = "Choose approve, reject or request a revision.", 422
+    elif (
+        form.cleaned_data["decision"] == Decision.REVISE
+        and review.round >= int(conf.get("MAX_ROUNDS"))
+        and not form.cleaned_data["confirm_last_round"]
+        and review.is_open
+    ):
+        # The last round: a revision request rejects the document. Nothing is decided until the
+        # reviewer confirms, and their feedback is carried into the confirmation.
+        context = _live_context(request, document, confirm_last_round=True)
+        context["form"] = form
+        template = "approvals/document.html#live" if request.htmx else "approvals/document.html"
+        return render(request, template, context)
     else:
         try:
             services.review_decide(
@@ -281,6 +302,7 @@ def review_decide(request: AuthenticatedRequest, pk: int, review_pk: int) -> Htt
                 reviewer=request.user,
                 decision=form.cleaned_data["decision"],
                 comment=form.cleaned_data["comment"],
+                start_over=form.cleaned_data["start_over"],
             )
         except (InvalidDecisionError, InvalidValueError) as exc:
             error, status = f"{_sentence(exc)} Nothing was changed.", 422
