@@ -105,7 +105,15 @@ def _decide(review: Review, token: ApiToken, result: Any) -> dict[str, Any]:
     if not isinstance(comment, str):
         raise ApiError(422, "invalid_decision", "comment must be a string")
     try:
-        services.review_decide(review, reviewer=token.owner, decision=result["decision"], comment=comment)
+        # An outside decision: recorded with the token's owner; a reviewer's claim does not stop it.
+        services.review_decide(
+            review,
+            reviewer=token.owner,
+            decision=result["decision"],
+            comment=comment,
+            override_claim=True,
+            via="the API",
+        )
     except (
         InvalidDecisionError,
         InvalidValueError,

@@ -9,16 +9,26 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from approvals import webhooks
+from approvals import selectors, webhooks
 from approvals.errors import (
     InvalidDecisionError,
     NotAllowedToDecideError,
     ReviewAlreadyDecidedError,
+    ReviewClaimedError,
     ReviewClosedError,
     ReviewerIsSubmitterError,
     ReviewExpiredError,
 )
-from approvals.models import INTERRUPTIONS, OUTCOMES, Decision, Document, DocumentStatus, PublishedSummary, Review
+from approvals.models import (
+    INTERRUPTIONS,
+    OUTCOMES,
+    AuditEntry,
+    Decision,
+    Document,
+    DocumentStatus,
+    PublishedSummary,
+    Review,
+)
 from approvals.validators import check_has_words, check_json, check_text
 from durable import clock, metrics
 from durable.client import send_callback_success, set_execution_attention, start_execution
@@ -78,17 +88,101 @@ def document_submit(
     )
     document.execution_id = execution.pk
     document.save(update_fields=["execution_id"])
+    via = " through the API" if webhook_key_id else ""
+    document_record_event(document.pk, EVENT_SUBMITTED, submitter, f"submitted “{document.title}”{via}")
     return document
 
 
-def review_decide(review: Review, *, reviewer: User, decision: str, comment: str = "") -> Review:
+# What the audit trail records (AuditEntry.kind); selectors.EVENT_WORDS says each in words.
+EVENT_SUBMITTED = "submitted"
+EVENT_SUMMARY = "summary"
+EVENT_DECISION = "decision"
+EVENT_REVISION = "revision_requested"
+EVENT_CLAIM = "claimed"
+EVENT_RELEASE = "released"
+EVENT_STOP = "stopped"
+EVENT_OUTSIDE_DECISION = "outside_decision"
+EVENT_OUTCOME = "outcome"
+# Longer details are cut: the trail says what happened, the review keeps the whole comment.
+AUDIT_DETAIL_CHARS = 1000
+
+
+def document_record_event(document_id: int, kind: str, actor: User | None, detail: str) -> AuditEntry:
+    """Record one event of a document's audit trail: what (`kind`), who (`actor`, None for the
+    system) and when (now). The one way entries are written, whoever records them (the pages,
+    the API, the workflow's steps, reminders and escalations); inside the caller's transaction
+    when there is one, so an event is recorded exactly when its change is."""
+    if len(detail) > AUDIT_DETAIL_CHARS:
+        detail = detail[: AUDIT_DETAIL_CHARS - 1] + "…"
+    return AuditEntry.objects.create(document_id=document_id, kind=kind, actor=actor, detail=detail)
+
+
+def claim_is_live(review: Review) -> bool:
+    return selectors.review_claim_is_live(review=review)
+
+
+def review_claim(review: Review, *, reviewer: User) -> Review:
+    """Claim an open review for `reviewer` (taking over a lapsed claim; refreshing their own).
+
+    Raises NotAllowedToDecideError, ReviewerIsSubmitterError, ReviewAlreadyDecidedError,
+    ReviewClosedError, ReviewClaimedError (another reviewer's live claim); nothing changes then.
+    """
+    with transaction.atomic():
+        review = _open_review_for(review, reviewer)
+        if claim_is_live(review) and review.claimed_by_id != reviewer.pk:
+            raise ReviewClaimedError(f"{review.claimed_by} claimed this review already")
+        review.claimed_by, review.claimed_at = reviewer, timezone.now()
+        review.save(update_fields=["claimed_by", "claimed_at"])
+        document_record_event(review.document_id, EVENT_CLAIM, reviewer, f"claimed round {review.round}")
+    return review
+
+
+def review_release(review: Review, *, reviewer: User) -> Review:
+    """Give up one's own claim. Raises as review_claim; ReviewClaimedError if it is not theirs."""
+    with transaction.atomic():
+        review = _open_review_for(review, reviewer)
+        if review.claimed_by_id != reviewer.pk:
+            raise ReviewClaimedError("this review is not claimed by you")
+        review.claimed_by, review.claimed_at = None, None
+        review.save(update_fields=["claimed_by", "claimed_at"])
+        document_record_event(review.document_id, EVENT_RELEASE, reviewer, f"released round {review.round}")
+    return review
+
+
+def _open_review_for(review: Review, reviewer: User) -> Review:
+    """The review, locked, if `reviewer` may still act on it (decided work is read-only)."""
+    if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):
+        raise NotAllowedToDecideError("only reviewers may claim reviews")
+    review = Review.objects.select_for_update().select_related("document", "claimed_by").get(pk=review.pk)
+    if review.document.submitter_id == reviewer.pk:
+        raise ReviewerIsSubmitterError("you cannot review a document you submitted")
+    if not review.is_open or review.document.is_final:
+        raise ReviewAlreadyDecidedError("this review was already decided: decided work is read-only")
+    if review.document.status != DocumentStatus.AWAITING_REVIEW:
+        raise ReviewClosedError("this review no longer awaits a decision")
+    return review
+
+
+def review_decide(
+    review: Review,
+    *,
+    reviewer: User,
+    decision: str,
+    comment: str = "",
+    override_claim: bool = False,
+    via: str = "",
+) -> Review:
     """Record a reviewer's decision (who and when) and complete the review's callback in one
     transaction, so the workflow resumes. The same rules hold whether it comes from the review
     pages or the API: only reviewers decide, never on a document they submitted.
 
+    Deciding a review another reviewer holds a live claim on needs `override_claim` (the pages
+    ask for a confirmation first). `via` names an outside channel ("the API"): the audit trail
+    records the decision as an outside one, with `reviewer` (the token's owner) as who.
+
     Raises InvalidDecisionError, InvalidValueError, NotAllowedToDecideError,
-    ReviewerIsSubmitterError, ReviewAlreadyDecidedError, ReviewClosedError, ReviewExpiredError;
-    when it raises, nothing changed.
+    ReviewerIsSubmitterError, ReviewAlreadyDecidedError, ReviewClosedError, ReviewExpiredError,
+    ReviewClaimedError; when it raises, nothing changed.
     """
     if decision not in Decision.values:
         raise InvalidDecisionError(f"decision must be one of {', '.join(Decision.values)}, not {decision!r}")
@@ -99,7 +193,7 @@ def review_decide(review: Review, *, reviewer: User, decision: str, comment: str
     if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):
         raise NotAllowedToDecideError("only reviewers may decide reviews")
     with transaction.atomic():
-        review = Review.objects.select_for_update().select_related("document").get(pk=review.pk)
+        review = Review.objects.select_for_update().select_related("document", "claimed_by").get(pk=review.pk)
         if review.document.submitter_id == reviewer.pk:
             raise ReviewerIsSubmitterError("you cannot review a document you submitted")
         if not review.is_open:
@@ -111,6 +205,10 @@ def review_decide(review: Review, *, reviewer: User, decision: str, comment: str
         now = clock.now()  # the engine's clock, which set the deadline
         if document.status == DocumentStatus.EXPIRED or (review.expires_at and now >= review.expires_at):
             raise ReviewExpiredError("this review expired before a decision was made")
+        if not override_claim and claim_is_live(review) and review.claimed_by_id != reviewer.pk:
+            since = timezone.localtime(review.claimed_at).strftime("%H:%M") if review.claimed_at else ""
+            raise ReviewClaimedError(f"{review.claimed_by} claimed this review at {since}: confirm to decide it anyway")
+        taken_over = claim_is_live(review) and review.claimed_by_id != reviewer.pk
         review.decision = decision
         review.reviewer = reviewer
         review.comment = comment
@@ -118,6 +216,7 @@ def review_decide(review: Review, *, reviewer: User, decision: str, comment: str
         review.save(update_fields=["decision", "reviewer", "comment", "decided_at"])
         if decision == Decision.APPROVED:
             document_set_status(review.document_id, DocumentStatus.PUBLISHING)
+        _record_decision(review, reviewer, via, taken_over)
         # For the journal's reader; the workflow reads the decision from the review itself.
         payload = {"decision": decision, "comment": comment, "reviewer_id": reviewer.pk, "review_id": review.pk}
         try:
@@ -129,8 +228,24 @@ def review_decide(review: Review, *, reviewer: User, decision: str, comment: str
     return review
 
 
+def _record_decision(review: Review, reviewer: User, via: str, taken_over: bool) -> None:
+    words = {Decision.APPROVED: "approved", Decision.REJECTED: "rejected", Decision.REVISE: "asked for a revision of"}
+    detail = f"{words[Decision(review.decision)]} round {review.round}"
+    if via:
+        detail += f" through {via}"
+    if taken_over and review.claimed_by is not None:
+        detail += f" (claimed by {review.claimed_by})"
+    if review.comment:
+        detail += f": “{review.comment}”"
+    kind = EVENT_OUTSIDE_DECISION if via else EVENT_REVISION if review.decision == Decision.REVISE else EVENT_DECISION
+    document_record_event(review.document_id, kind, reviewer, detail)
+
+
 def document_set_status(document_id: int, status: str, detail: str = "") -> None:
     Document.objects.filter(pk=document_id).update(status=status, status_detail=detail, updated_at=timezone.now())
+    if status in OUTCOMES:  # the workflow's end: published, rejected, expired
+        words = f"{DocumentStatus(status).label}: {detail}" if detail else DocumentStatus(status).label
+        document_record_event(document_id, EVENT_OUTCOME, None, words)
 
 
 def review_open(
@@ -145,7 +260,7 @@ def review_open(
     """Create (or refresh: a retried submitter, or a review re-opened after a decision that could
     not be used) the review of one round; the document awaits it."""
     with transaction.atomic():
-        review, _ = Review.objects.update_or_create(
+        review, created = Review.objects.update_or_create(
             document_id=document_id,
             round=round_number,
             defaults={
@@ -158,6 +273,9 @@ def review_open(
             },
         )
         document_set_status(document_id, DocumentStatus.AWAITING_REVIEW, detail)
+        if created:  # a retried submitter refreshes the round: one entry per round
+            source = summary["provider"] or "the summarizer"
+            document_record_event(document_id, EVENT_SUMMARY, None, f"summary round {round_number} by {source}")
     return review
 
 
@@ -194,6 +312,7 @@ def document_follow_execution(
                 fields.append("status_detail")
             document.status = new_status
             fields.append("status")
+            document_record_event(document.pk, EVENT_STOP, None, document.status_detail or why)
             if document.callback_url:  # started in this transaction: told exactly when it changed
                 document_webhook_start(document.pk, new_status)
         elif status == "RUNNING" and previous_status == "FAILED" and document.status in INTERRUPTIONS:
