@@ -140,6 +140,7 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A document's summary goes with it; on its own it cannot be deleted (see below).
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         perms_needed.discard(PublishedSummary._meta.verbose_name)
+        perms_needed.discard(AuditEntry._meta.verbose_name)  # its history goes with it too
         return deleted, counts, perms_needed, protected
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
