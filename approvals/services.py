@@ -130,7 +130,7 @@ def review_claim(review: Review, *, reviewer: User) -> Review:
     with transaction.atomic():
         review = _open_review_for(review, reviewer)
         if claim_is_live(review) and review.claimed_by_id != reviewer.pk:
-            raise ReviewClaimedError(f"{review.claimed_by} claimed this review already")
+            raise ReviewClaimedError(f"this review is claimed by {review.claimed_by} already")
         review.claimed_by, review.claimed_at = reviewer, timezone.now()
         review.save(update_fields=["claimed_by", "claimed_at"])
         document_record_event(review.document_id, EVENT_CLAIM, reviewer, f"claimed round {review.round}")
@@ -207,7 +207,9 @@ def review_decide(
             raise ReviewExpiredError("this review expired before a decision was made")
         if not override_claim and claim_is_live(review) and review.claimed_by_id != reviewer.pk:
             since = timezone.localtime(review.claimed_at).strftime("%H:%M") if review.claimed_at else ""
-            raise ReviewClaimedError(f"{review.claimed_by} claimed this review at {since}: confirm to decide it anyway")
+            raise ReviewClaimedError(
+                f"this review is claimed by {review.claimed_by} (since {since}): confirm to decide it anyway"
+            )
         taken_over = claim_is_live(review) and review.claimed_by_id != reviewer.pk
         review.decision = decision
         review.reviewer = reviewer
