@@ -406,3 +406,21 @@ def test_the_queue_and_document_pages_load_the_shortcuts_and_their_help(runner, 
         assert '<dialog id="shortcuts"' in page
         assert 'id="key-announcer"' in page
         assert 'aria-live="assertive"' in page
+
+
+def test_the_queue_poll_sees_claims_and_releases(runner, people):
+    document, review = awaiting(runner, people)
+    second = client_for(people["second"])
+
+    def version() -> str:
+        return second.get(reverse("approvals:queue")).context["version"]
+
+    before = version()
+    services.review_claim(review, reviewer=people["reviewer"])
+    claimed = version()
+    assert claimed != before
+    assert second.get(reverse("approvals:queue"), {"v": claimed}, **HTMX).status_code == 204
+    services.review_release(review, reviewer=people["reviewer"])
+    assert version() not in (claimed, "")
+    assert "by reviewer" not in second.get(reverse("approvals:queue")).content.decode()
+    assert document.pk
