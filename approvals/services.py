@@ -153,7 +153,12 @@ def _open_review_for(review: Review, reviewer: User) -> Review:
     """The review, locked, if `reviewer` may still act on it (decided work is read-only)."""
     if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):
         raise NotAllowedToDecideError("only reviewers may claim reviews")
-    review = Review.objects.select_for_update().select_related("document", "claimed_by").get(pk=review.pk)
+    # `of`: PostgreSQL locks no row of an outer join (the claimant may be none).
+    review = (
+        Review.objects.select_for_update(of=("self", "document"))
+        .select_related("document", "claimed_by")
+        .get(pk=review.pk)
+    )
     if review.document.submitter_id == reviewer.pk:
         raise ReviewerIsSubmitterError("you cannot review a document you submitted")
     if not review.is_open or review.document.is_final:
@@ -193,7 +198,12 @@ def review_decide(
     if not reviewer.is_active or not reviewer.has_perm(REVIEWER_PERMISSION):
         raise NotAllowedToDecideError("only reviewers may decide reviews")
     with transaction.atomic():
-        review = Review.objects.select_for_update().select_related("document", "claimed_by").get(pk=review.pk)
+        # `of`: PostgreSQL locks no row of an outer join (the claimant may be none).
+        review = (
+            Review.objects.select_for_update(of=("self", "document"))
+            .select_related("document", "claimed_by")
+            .get(pk=review.pk)
+        )
         if review.document.submitter_id == reviewer.pk:
             raise ReviewerIsSubmitterError("you cannot review a document you submitted")
         if not review.is_open:
