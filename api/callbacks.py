@@ -166,7 +166,16 @@ def fail_callback(
     review = review_get_by_callback(callback_id=callback_id)
     if review is not None:
         _check_may_decide(review, request.auth)
-    return _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
+    answer = _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
+    if review is not None:  # an outside decision: the document's workflow fails, and says who
+        message = details["ErrorMessage"]
+        services.document_record_event(
+            review.document_id,
+            services.EVENT_OUTSIDE_DECISION,
+            request.auth.owner,
+            f"failed the review of round {review.round} through the API: {message}",
+        )
+    return answer
 
 
 @router.post("/callbacks/{callback_id}/heartbeat", response={200: CallbackOut, **ERRORS})

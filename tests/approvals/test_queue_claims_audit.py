@@ -424,3 +424,21 @@ def test_the_queue_poll_sees_claims_and_releases(runner, people):
     assert version() not in (claimed, "")
     assert "by reviewer" not in second.get(reverse("approvals:queue")).content.decode()
     assert document.pk
+
+
+@pytest.mark.django_db(transaction=True)  # the engine's status signal goes out after a real commit
+def test_failing_a_review_through_the_api_is_an_outside_decision_with_its_owner(runner, people, client):
+    document, review = awaiting(runner, people)
+    token = token_create(owner=people["reviewer"], name="ops", scopes=["callbacks:complete"])
+    answer = client.post(
+        f"/api/callbacks/{review.callback_id}/fail",
+        {"error": {"message": "the system broke"}},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token.plaintext}"},
+    )
+    assert answer.status_code == 200, answer.content
+    runner.wait_for_result(str(document.execution_id))
+    entry = AuditEntry.objects.get(document=document, kind="outside_decision")
+    assert entry.actor == people["reviewer"]
+    assert "failed the review of round 1 through the API: the system broke" in entry.detail
+    assert AuditEntry.objects.filter(document=document, kind="stopped", actor=None).exists()
