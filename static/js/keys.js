@@ -86,6 +86,9 @@
     action();
   });
 
+  // Tests (and curious people) can tell the shortcuts are listening.
+  document.documentElement.dataset.keys = "on";
+
   // After a decision the page offers the next document: put the keyboard there.
   document.addEventListener("htmx:afterSwap", () => {
     const next = document.getElementById("next-document");

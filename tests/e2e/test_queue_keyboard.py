@@ -45,9 +45,15 @@ def announced(page: Page) -> object:
     return expect(page.locator("#key-announcer"))
 
 
+def keys_ready(page: Page) -> None:
+    """The page's deferred shortcuts script has run (it marks <html data-keys="on">)."""
+    expect(page.locator("html[data-keys=on]")).to_have_count(1)
+
+
 def wait_for_queue(page: Page, count: int) -> None:
     page.goto("/queue/")
     expect(page.locator("#queue tr.open")).to_have_count(count)
+    keys_ready(page)
 
 
 def test_working_through_the_queue_with_the_keyboard_only(login, people):
@@ -87,6 +93,7 @@ def test_working_through_the_queue_with_the_keyboard_only(login, people):
     shot(page, "queue-keyboard-1280")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Mill Lane footbridge", level=1)).to_be_visible()
+    keys_ready(page)
 
     # c focuses the comment; keys typed there are text, not shortcuts.
     page.keyboard.press("c")
@@ -113,6 +120,7 @@ def test_working_through_the_queue_with_the_keyboard_only(login, people):
     shot(page, "document-next-1280")
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Riverside library closes", level=1)).to_be_visible()
+    keys_ready(page)
     assert Review.objects.get(document=first).decision == "approved"
 
     # v without feedback goes to the comment first; then Tab to Request revision.
@@ -152,6 +160,7 @@ def test_claims_and_the_history_in_the_browser_at_both_widths(login, people):
     shot(alice, "queue-claimed-375")
     alice.goto(f"/documents/{document.pk}/")
     expect(alice.locator("#claim")).to_contain_text("Claimed by bob")
+    keys_ready(alice)
     alice.evaluate("document.activeElement.blur()")
     alice.keyboard.press("a")
     alice.keyboard.press("Enter")
