@@ -42,6 +42,8 @@ SETTINGS = AppSettings(
         "WEBHOOK_MAX_ATTEMPTS": Setting(6, "APPROVALS_WEBHOOK_MAX_ATTEMPTS", int),
         "WEBHOOK_RETRY_INITIAL_SECONDS": Setting(2, "APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", int),
         "WEBHOOK_RETRY_MAX_SECONDS": Setting(300, "APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", int),
+        # A reviewer's claim on a review lapses after this many hours without a decision.
+        "CLAIM_HOURS": Setting(4.0, "APPROVALS_CLAIM_HOURS", float),
     },
 )
 

@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class DocumentStatus(models.TextChoices):
@@ -92,11 +93,21 @@ class Review(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # A reviewer's claim ("I am on it"): others see who and since when; it lapses after
+    # APPROVALS_CLAIM_HOURS without a decision (selectors.review_claim_is_live).
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="claims"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["document", "round"]
         constraints = [models.UniqueConstraint(fields=["document", "round"], name="approvals_review_round")]
-        indexes = [models.Index(fields=["decision", "-created_at"], name="approvals_review_open")]
+        indexes = [
+            models.Index(fields=["decision", "-created_at"], name="approvals_review_open"),
+            # The queue sorted by deadline (soonest first).
+            models.Index(fields=["decision", "expires_at"], name="approvals_review_deadline"),
+        ]
         permissions = [("decide_review", "Can approve, reject or request a revision of a summary")]
 
     def __str__(self) -> str:
@@ -125,19 +136,24 @@ class PublishedSummary(models.Model):
         return f"Published summary of {self.document}"
 
 
-class DocumentEvent(models.Model):
-    """Something that happened to a document and its reviewers are shown (a reminder sent, an
-    escalation to the admins), recorded by approvals.services.document_record_event."""
+class AuditEntry(models.Model):
+    """One thing that happened to a document, who did it (None: the system) and when. Written
+    only through services.document_record_event; never changed."""
 
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="events")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="audit_entries")
     kind = models.CharField(max_length=40)
-    # Who did it: a username, or "workflow" for what the document's workflow did on its own.
-    actor = models.CharField(max_length=150, blank=True, default="")
-    detail = models.CharField(max_length=500, blank=True, default="")
-    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    detail = models.CharField(max_length=1000, blank=True, default="")
+    # When it happened, on the engine's clock (a reminder's time is its timer's, in tests too).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["document", "created_at", "pk"]
+        indexes = [models.Index(fields=["document", "created_at"], name="approvals_audit_document")]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
         return f"{self.document}: {self.kind}"

@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("approvals", "0005_review_parts"),
+        ("approvals", "0007_reminders"),
     ]
 
     operations = [
