@@ -86,7 +86,7 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     return events, deliveries
 
 
-def _count_ends(records: Sequence[OutboxRecord]) -> None:
+def count_ends(records: Sequence[OutboxRecord]) -> None:
     """Count the executions these records end, once their transaction commits (whether or not
     any sink takes the events: the metric does not depend on who listens)."""
     ended = [(r.function_name, r.status) for r in records if r.detail_type == STATUS_CHANGE and r.status != "RUNNING"]
@@ -107,7 +107,7 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
-    _count_ends(records)
+    count_ends(records)
     events, deliveries = _rows(records)
     if not events:
         return
@@ -131,7 +131,7 @@ def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
 
 def after_commit(records: Sequence[OutboxRecord]) -> None:
     """Try the deliveries of events written by `statements` once the caller's write commits."""
-    _count_ends(records)
+    count_ends(records)
     if records:
         _after_commit(records)
 

@@ -79,6 +79,8 @@ class PostgresJournalStore(SqlJournalStore):
                 raise
         if outbox_queries:
             outbox_store.after_commit(records)
+        else:  # no sink takes them, but the executions they end are counted all the same
+            outbox_store.count_ends(records)
 
     def insert_execution(
         self, values: dict[str, Any], events: Iterable[HistoryRecord], outbox: Sequence[OutboxRecord] = ()
