@@ -56,7 +56,7 @@ def test_with_a_real_worker_a_waiting_review_is_reminded_once(workers, redis_ser
         60,
         message="the reminder from the worker",
     )
-    assert (event.kind, event.actor) == ("reminder", "workflow")
+    assert (event.kind, event.actor) == ("reminder", None)  # None: the system (the workflow)
     wait_until(lambda: mailbox.exists() and list(mailbox.iterdir()), 10, message="the e-mail file")
     (sent,) = [email.message_from_string(p.read_text(), policy=email.policy.default) for p in mailbox.iterdir()]
     assert sent["Subject"] == "Reminder: “Coast road” awaits your review"
