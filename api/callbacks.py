@@ -104,8 +104,21 @@ def _decide(review: Review, token: ApiToken, result: Any) -> dict[str, Any]:
     comment = result.get("comment", "")
     if not isinstance(comment, str):
         raise ApiError(422, "invalid_decision", "comment must be a string")
+    # A revision request may ask the next summary to ignore earlier rounds' feedback.
+    start_over = result.get("start_over", False)
+    if not isinstance(start_over, bool):
+        raise ApiError(422, "invalid_decision", "start_over must be true or false")
     try:
-        services.review_decide(review, reviewer=token.owner, decision=result["decision"], comment=comment)
+        # An outside decision: recorded with the token's owner; a reviewer's claim does not stop it.
+        services.review_decide(
+            review,
+            reviewer=token.owner,
+            decision=result["decision"],
+            comment=comment,
+            override_claim=True,
+            via="the API",
+            start_over=start_over,
+        )
     except (
         InvalidDecisionError,
         InvalidValueError,
@@ -158,7 +171,16 @@ def fail_callback(
     review = review_get_by_callback(callback_id=callback_id)
     if review is not None:
         _check_may_decide(review, request.auth)
-    return _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
+    answer = _complete(callback_id, lambda: send_callback_failure(callback_id, details), "FAILED")
+    if review is not None:  # an outside decision: the document's workflow fails, and says who
+        message = details["ErrorMessage"]
+        services.document_record_event(
+            review.document_id,
+            services.EVENT_OUTSIDE_DECISION,
+            request.auth.owner,
+            f"failed the review of round {review.round} through the API: {message}",
+        )
+    return answer
 
 
 @router.post("/callbacks/{callback_id}/heartbeat", response={200: CallbackOut, **ERRORS})

@@ -16,7 +16,7 @@ from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest
 
 from approvals.errors import InvalidValueError
-from approvals.models import Document, PublishedSummary, Review
+from approvals.models import AuditEntry, Document, PublishedSummary, Review
 from approvals.validators import check_json, check_text
 
 PURGE_PERMISSION = "approvals.purge_document"
@@ -25,9 +25,38 @@ PURGE_PERMISSION = "approvals.purge_document"
 class ReviewInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Review
     extra = 0
-    fields = ("round", "summary", "decision", "reviewer", "comment", "created_at", "decided_at", "expires_at")
+    fields = (
+        "round",
+        "summary",
+        "decision",
+        "reviewer",
+        "comment",
+        "created_at",
+        "decided_at",
+        "expires_at",
+        "claimed_by",
+        "claimed_at",
+    )
     readonly_fields = fields
     can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditEntryInline(admin.TabularInline):  # type: ignore[type-arg]
+    """The document's history, as recorded (services.document_record_event): read-only."""
+
+    model = AuditEntry
+    extra = 0
+    fields = ("created_at", "kind", "actor", "detail")
+    readonly_fields = fields
+    can_delete = False
+    ordering = ("created_at", "pk")
+    verbose_name_plural = "history"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -91,7 +120,7 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     readonly_fields = fields[2:]
-    inlines = (ReviewInline,)
+    inlines = (ReviewInline, AuditEntryInline)
     actions = None  # no bulk delete: one finished document at a time, from its page
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -111,6 +140,7 @@ class DocumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # A document's summary goes with it; on its own it cannot be deleted (see below).
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         perms_needed.discard(PublishedSummary._meta.verbose_name)
+        perms_needed.discard(AuditEntry._meta.verbose_name)  # its history goes with it too
         return deleted, counts, perms_needed, protected
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -132,3 +162,25 @@ class PublishedSummaryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # deleted with its document, by whoever may purge documents
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Every document's history in one list, searchable; entries are never added, changed or
+    deleted by hand (they go with their document when it is purged)."""
+
+    list_display = ("created_at", "document", "kind", "actor", "detail")
+    list_filter = ("kind", "created_at")
+    search_fields = ("document__title", "detail", "actor__username")
+    list_select_related = ("document", "actor")
+    readonly_fields = ("document", "kind", "actor", "detail", "created_at")
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

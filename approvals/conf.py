@@ -13,6 +13,13 @@ SETTINGS = AppSettings(
         "REVIEW_TIMEOUT_SECONDS": Setting(
             7 * 24 * 3600, "APPROVALS_REVIEW_TIMEOUT_SECONDS", int, "How long a review waits for a decision."
         ),
+        # While a review waits: remind its reviewers after REMIND_AFTER seconds without a decision,
+        # tell the admins after ESCALATE_AFTER (both on durable timers; 0: never). A review still
+        # expires after REVIEW_TIMEOUT_SECONDS; a reminder due after that is not sent.
+        "REMIND_AFTER": Setting(2 * 24 * 3600, "APPROVALS_REMIND_AFTER", int, "Seconds before reviewers are reminded."),
+        "ESCALATE_AFTER": Setting(
+            5 * 24 * 3600, "APPROVALS_ESCALATE_AFTER", int, "Seconds before the admins are told of a waiting review."
+        ),
         "MAX_ROUNDS": Setting(
             3, "APPROVALS_MAX_ROUNDS", int, "Summaries a document may get (the first and its revisions)."
         ),
@@ -35,6 +42,8 @@ SETTINGS = AppSettings(
         "WEBHOOK_MAX_ATTEMPTS": Setting(6, "APPROVALS_WEBHOOK_MAX_ATTEMPTS", int),
         "WEBHOOK_RETRY_INITIAL_SECONDS": Setting(2, "APPROVALS_WEBHOOK_RETRY_INITIAL_SECONDS", int),
         "WEBHOOK_RETRY_MAX_SECONDS": Setting(300, "APPROVALS_WEBHOOK_RETRY_MAX_SECONDS", int),
+        # A reviewer's claim on a review lapses after this many hours without a decision.
+        "CLAIM_HOURS": Setting(4.0, "APPROVALS_CLAIM_HOURS", float),
     },
 )
 

@@ -53,3 +53,7 @@ class ReviewClosedError(ApprovalError):
 
 class NotAllowedToDecideError(ApprovalError):
     """The person (or the API token's owner) may not decide reviews."""
+
+
+class ReviewClaimedError(ApprovalError):
+    """Another reviewer holds a live claim on this review; deciding it needs a confirmation."""

@@ -72,3 +72,7 @@ class DocumentForm(forms.Form):
 class DecisionForm(forms.Form):
     decision = forms.ChoiceField(choices=Decision.choices)
     comment = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
+    # A revision request that asks the next summary to ignore earlier rounds' feedback.
+    start_over = forms.BooleanField(required=False)
+    # At the last round, a revision request rejects the document: the reviewer confirms it first.
+    confirm_last_round = forms.BooleanField(required=False)

@@ -6,6 +6,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class DocumentStatus(models.TextChoices):
@@ -86,14 +87,27 @@ class Review(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="reviews"
     )
     comment = models.TextField(blank=True, default="")
+    # A revision request that asks the next summary to ignore the feedback of earlier rounds
+    # (which it otherwise keeps honouring: approvals.workflows).
+    start_over = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # A reviewer's claim ("I am on it"): others see who and since when; it lapses after
+    # APPROVALS_CLAIM_HOURS without a decision (selectors.review_claim_is_live).
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="claims"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["document", "round"]
         constraints = [models.UniqueConstraint(fields=["document", "round"], name="approvals_review_round")]
-        indexes = [models.Index(fields=["decision", "-created_at"], name="approvals_review_open")]
+        indexes = [
+            models.Index(fields=["decision", "-created_at"], name="approvals_review_open"),
+            # The queue sorted by deadline (soonest first).
+            models.Index(fields=["decision", "expires_at"], name="approvals_review_deadline"),
+        ]
         permissions = [("decide_review", "Can approve, reject or request a revision of a summary")]
 
     def __str__(self) -> str:
@@ -115,5 +129,31 @@ class PublishedSummary(models.Model):
     )
     published_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        verbose_name_plural = "published summaries"
+
     def __str__(self) -> str:
         return f"Published summary of {self.document}"
+
+
+class AuditEntry(models.Model):
+    """One thing that happened to a document, who did it (None: the system) and when. Written
+    only through services.document_record_event; never changed."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="audit_entries")
+    kind = models.CharField(max_length=40)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    detail = models.CharField(max_length=1000, blank=True, default="")
+    # When it happened, on the engine's clock (a reminder's time is its timer's, in tests too).
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["document", "created_at", "pk"]
+        indexes = [models.Index(fields=["document", "created_at"], name="approvals_audit_document")]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.document}: {self.kind}"

@@ -21,8 +21,11 @@ from llm.errors import LLMError
 
 
 @durable_step
-def summarize(step: StepContext, document_id: int, round_number: int, feedback: str | None) -> dict[str, Any]:
-    """The round's summary (a dict of llm.Summary); raises the provider's LLMError."""
+def summarize(
+    step: StepContext, document_id: int, round_number: int, feedback: str | list[str] | None
+) -> dict[str, Any]:
+    """The round's summary (a dict of llm.Summary); raises the provider's LLMError. `feedback`:
+    every earlier round's revision request still in force, oldest first."""
     status = DocumentStatus.REVISING if round_number > 1 else DocumentStatus.SUMMARIZING
     services.document_set_status(document_id, status)
     text = selectors.document_get_text(document_id=document_id)
@@ -62,7 +65,11 @@ def summarize_part(step: StepContext, document_id: int, start: int, end: int, ma
 
 @durable_step
 def combine(
-    step: StepContext, document_id: int, round_number: int, parts: list[dict[str, Any]], feedback: str | None
+    step: StepContext,
+    document_id: int,
+    round_number: int,
+    parts: list[dict[str, Any]],
+    feedback: str | list[str] | None,
 ) -> dict[str, Any]:
     """The round's summary of a long document, from its parts' summaries (a dict of llm.Summary
     with "parts": the range each covers and what it said)."""
@@ -99,6 +106,13 @@ def flag_webhook_not_delivered(step: StepContext, execution_id: str) -> None:
 def record_decision(step: StepContext, document_id: int, round_number: int) -> dict[str, Any] | None:
     """The round's decision as a reviewer recorded it on the review; None if none did."""
     return selectors.review_get_decision(document_id=document_id, round_number=round_number)
+
+
+@durable_step
+def remind(step: StepContext, document_id: int, round_number: int, waited: int, escalate: bool) -> list[str]:
+    """E-mail a reminder about the round's waiting review (to the admins with `escalate`) and
+    record it; the addresses it went to (none if the review was decided meanwhile)."""
+    return services.review_remind(document_id=document_id, round_number=round_number, waited=waited, escalate=escalate)
 
 
 @durable_step

@@ -11,4 +11,6 @@ urlpatterns = [
     path("documents/<int:pk>/", views.document_detail, name="document"),
     path("documents/<int:pk>/live/", views.document_live, name="document_live"),
     path("documents/<int:pk>/reviews/<int:review_pk>/decide/", views.review_decide, name="review_decide"),
+    path("documents/<int:pk>/reviews/<int:review_pk>/claim/", views.review_claim, name="review_claim"),
+    path("audit.csv", views.audit_export, name="audit_export"),
 ]

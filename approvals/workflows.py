@@ -12,6 +12,7 @@ approvals.steps, so replaying a handler touches nothing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from durable import (
     RetryStrategyConfig,
     StepConfig,
     StepError,
+    StepSemantics,
     WaitForCallbackConfig,
     create_retry_strategy,
     durable_execution,
@@ -104,8 +106,84 @@ def read_decision(result: Any) -> tuple[dict[str, Any] | None, str]:
     return {**result, "comment": comment.strip()}, ""
 
 
+class NoDecisionInTimeError(Exception):
+    """The review's deadline passed while its reminders were raced against its decision."""
+
+
+# A reminder's e-mail is tried a few times; one that cannot be sent does not end the review.
+REMINDER_RETRIES = create_retry_strategy(
+    RetryStrategyConfig(max_attempts=3, initial_delay=Duration(30), max_delay=Duration(300))
+)
+
+
+def reminder_timers(timeout: int, reminders: dict[str, Any]) -> list[tuple[int, str, bool]]:
+    """(seconds after the review opened, step name, to the admins?) of the reminders a review
+    gets before its deadline, from the execution's input (`reminders`: the settings
+    REMIND_AFTER and ESCALATE_AFTER when the document was submitted; 0: none)."""
+    timers = [
+        (int(reminders.get("remind_after", 0)), "remind reviewers", False),
+        (int(reminders.get("escalate_after", 0)), "escalate to admins", True),
+    ]
+    return sorted(timer for timer in timers if 0 < timer[0] < timeout)
+
+
+def wait_with_reminders(
+    context: DurableContext,
+    submitter: Any,
+    name: str,
+    config: WaitForCallbackConfig,
+    document_id: int,
+    round_number: int,
+    timeout: int,
+    reminders: dict[str, Any],
+) -> Any:
+    """The review's callback raced against durable timers: while no decision comes, the
+    reviewers are reminded after REMIND_AFTER and the admins told after ESCALATE_AFTER, each a
+    step of its own (sent once, shown in the history); nothing runs or is held in between.
+
+    Returns the callback's result; raises NoDecisionInTimeError at the review's deadline.
+    """
+    timers = reminder_timers(timeout, reminders)
+    if not timers:
+        return context.wait_for_callback(submitter, name=name, config=config)
+
+    def decision(branch: DurableContext) -> dict[str, Any]:
+        try:
+            return {"result": branch.wait_for_callback(submitter, name=name, config=config)}
+        except CallbackTimeoutError:
+            return {"expired": True}
+
+    def remind(branch: DurableContext) -> dict[str, Any]:
+        elapsed = 0
+        for at, label, escalate in timers:
+            branch.wait(Duration(at - elapsed), name=f"until {label} ({name})")
+            elapsed = at
+            # A reminder that failed for good is in the history; the review goes on waiting.
+            with contextlib.suppress(StepError):
+                branch.step(
+                    steps.remind(document_id, round_number, at, escalate),
+                    name=f"{label} ({name})",
+                    config=StepConfig(
+                        retry_strategy=REMINDER_RETRIES, step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY
+                    ),
+                )
+        # Past the callback's own deadline, which always settles the race first.
+        branch.wait(Duration(timeout - elapsed + 3600), name=f"after the deadline ({name})")
+        return {"expired": True}
+
+    won = context.race({"decision": decision, "reminders": remind}, name=name)
+    if won.value.get("expired"):
+        raise NoDecisionInTimeError(name)
+    return won.value["result"]
+
+
 def await_decision(
-    context: DurableContext, document_id: int, round_number: int, summary: dict[str, Any], timeout: int
+    context: DurableContext,
+    document_id: int,
+    round_number: int,
+    summary: dict[str, Any],
+    timeout: int,
+    reminders: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Wait for the round's decision, as recorded on the round's review by whoever completed its
     callback through the review pages or the API (each checks that a reviewer decides, and not
@@ -113,17 +191,23 @@ def await_decision(
     round's, the one whose callback completed. A decision no reviewer recorded (a callback
     completed by hand), or one that cannot be used, re-opens the review, losing nothing.
 
-    Raises CallbackTimeoutError when no decision came in time.
+    With `reminders` (executions started since they exist), the wait is raced against the
+    reminders' timers (wait_with_reminders).
+
+    Raises CallbackTimeoutError or NoDecisionInTimeError when no decision came in time.
     """
     problem = ""
     for attempt in itertools.count():
         name = f"review #{round_number}" + (f" (again, {attempt})" if attempt else "")
         detail = f"A decision arrived that could not be used ({problem}); waiting for a new one." if problem else ""
-        result = context.wait_for_callback(
-            steps.open_review(document_id, round_number, summary, timeout, detail[:500]),
-            name=name,
-            config=WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes()),
-        )
+        submitter = steps.open_review(document_id, round_number, summary, timeout, detail[:500])
+        config = WaitForCallbackConfig(timeout=Duration(timeout), serdes=DecisionSerDes())
+        if reminders:
+            result = wait_with_reminders(
+                context, submitter, name, config, document_id, round_number, timeout, reminders
+            )
+        else:
+            result = context.wait_for_callback(submitter, name=name, config=config)
         _, problem = read_decision(result)
         if problem:
             continue
@@ -187,14 +271,18 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
     document_id = int(event["document_id"])
     timeout = int(conf.get("REVIEW_TIMEOUT_SECONDS"))
     max_rounds = int(conf.get("MAX_ROUNDS"))
-    feedback: str | None = None
+    # Every revision request still in force, oldest first: each round honours them all, unless
+    # the reviewer asked to start over (executions started before this passed only the last).
+    feedback: list[str] = []
+    accumulate = bool(event.get("accumulate_feedback"))
     parts = summarize_parts(context, document_id) if event.get("in_parts") else None
     for round_number in range(1, max_rounds + 1):
         # A long document's parts were summarized once, above; each round combines them anew.
+        asked: list[str] | str | None = (feedback or None) if accumulate else (feedback[-1] if feedback else None)
         body = (
-            steps.summarize(document_id, round_number, feedback)
+            steps.summarize(document_id, round_number, asked)
             if parts is None
-            else steps.combine(document_id, round_number, parts, feedback)
+            else steps.combine(document_id, round_number, parts, asked)
         )
         try:
             summary = context.step(
@@ -209,8 +297,10 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
             )
             raise
         try:
-            decision = await_decision(context, document_id, round_number, summary, timeout)
-        except CallbackTimeoutError:
+            decision = await_decision(
+                context, document_id, round_number, summary, timeout, reminders=event.get("reminders") or None
+            )
+        except (CallbackTimeoutError, NoDecisionInTimeError):
             context.step(steps.set_status(document_id, DocumentStatus.EXPIRED, "no decision in time"), name="expire")
             expired = {"document_id": document_id, "status": DocumentStatus.EXPIRED.value, "rounds": round_number}
             return tell_client(context, event, expired)
@@ -232,9 +322,15 @@ def summarize_approve_persist(event: dict[str, Any], context: DurableContext) ->
             context.step(steps.set_status(document_id, DocumentStatus.REJECTED, reason), name="reject")
             rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": round_number}
             return tell_client(context, event, rejected)
-        feedback = decision["comment"]
+        feedback = [*([] if decision.get("start_over") else feedback), str(decision["comment"])]
+    # The last round's revision request is not lost: the review keeps it, and the outcome says it.
+    last = f"; the last feedback: “{feedback[-1]}”" if feedback else ""
     context.step(
-        steps.set_status(document_id, DocumentStatus.REJECTED, f"still not approved after {max_rounds} rounds"),
+        steps.set_status(
+            document_id,
+            DocumentStatus.REJECTED,
+            f"still not approved after {max_rounds} round{'s' if max_rounds != 1 else ''}{last}"[:500],
+        ),
         name="reject after the last round",
     )
     rejected = {"document_id": document_id, "status": DocumentStatus.REJECTED.value, "rounds": max_rounds}

@@ -11,6 +11,7 @@ from botocore.config import Config  # type: ignore[import-untyped]
 from llm import errors
 from llm.conf import LLMConfig
 from llm.prompt import build_prompt
+from llm.steering import Feedback
 from llm.types import Summary
 
 PROVIDER = "bedrock"
@@ -58,7 +59,7 @@ def summarize(
     *,
     title: str | None = None,
     instructions: str | None = None,
-    feedback: str | None = None,
+    feedback: Feedback = None,
     config: LLMConfig,
     client: Any = None,
 ) -> Summary:

@@ -33,7 +33,7 @@ from llm.conf import LLMConfig
 from llm.errors import EmptyDocumentError
 from llm.salience import TermIndex, content_stems, cue, is_heading, lead_scores
 from llm.sentences import split_sentences, words
-from llm.steering import Steering, read_steering
+from llm.steering import Feedback, Steering, read_steering
 from llm.types import Summary
 
 PROVIDER = "offline"
@@ -53,7 +53,7 @@ def summarize(
     *,
     title: str | None = None,
     instructions: str | None = None,
-    feedback: str | None = None,
+    feedback: Feedback = None,
     config: LLMConfig,
 ) -> Summary:
     """Summarize `text` (titled `title`) by extraction. Raises EmptyDocumentError when it has no sentences."""

@@ -9,6 +9,7 @@ import openai
 from llm import errors
 from llm.conf import LLMConfig
 from llm.prompt import build_prompt
+from llm.steering import Feedback
 from llm.types import Summary
 
 PROVIDER = "openai"
@@ -36,7 +37,7 @@ def summarize(
     *,
     title: str | None = None,
     instructions: str | None = None,
-    feedback: str | None = None,
+    feedback: Feedback = None,
     config: LLMConfig,
     client: openai.OpenAI | None = None,
 ) -> Summary:

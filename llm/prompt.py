@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm.steering import Feedback, feedback_list
+
 SYSTEM_PROMPT = (
     "You write summaries of documents for a human reviewer who decides whether to publish them. "
     "State only what the document says; do not add facts, opinions or advice. "
@@ -22,7 +24,7 @@ class Prompt:
 
 
 def build_prompt(
-    text: str, *, title: str | None = None, instructions: str | None = None, feedback: str | None = None
+    text: str, *, title: str | None = None, instructions: str | None = None, feedback: Feedback = None
 ) -> Prompt:
     """Put the document (with its title, if any), then the instructions, then the reviewer's
     feedback into one user message."""
@@ -30,10 +32,18 @@ def build_prompt(
     parts = [f"Summarize the document between the <document> tags.\n\n<document>\n{titled}{text.strip()}\n</document>"]
     if instructions and instructions.strip():
         parts.append(f"Instructions:\n{instructions.strip()}")
-    if feedback and feedback.strip():
+    rounds = feedback_list(feedback)
+    if len(rounds) == 1:
         parts.append(
             "A reviewer asked for a revision of the previous summary. Their feedback:\n"
-            f"{feedback.strip()}\n"
+            f"{rounds[0]}\n"
             "Write a new summary that addresses this feedback."
+        )
+    elif rounds:
+        listed = "\n".join(f"{i}. {text}" for i, text in enumerate(rounds, 1))
+        parts.append(
+            "A reviewer asked for revisions over several rounds. Their feedback, oldest first:\n"
+            f"{listed}\n"
+            "Write a new summary that addresses all of it; where two requests disagree, the later one wins."
         )
     return Prompt(system=SYSTEM_PROMPT, user="\n\n".join(parts))

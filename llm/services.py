@@ -8,6 +8,7 @@ from importlib import import_module
 
 from llm.conf import load_config
 from llm.errors import EmptyDocumentError
+from llm.steering import Feedback
 from llm.types import Summary
 
 # Imported on first use, so `import llm` loads neither openai, boto3 nor NLTK.
@@ -29,7 +30,7 @@ def summarize(
     *,
     title: str | None = None,
     instructions: str | None = None,
-    feedback: str | None = None,
+    feedback: Feedback = None,
     max_chars: int | None = None,
 ) -> Summary:
     """Summarize `text` (the document titled `title`: the offline summarizer prefers sentences about
@@ -58,7 +59,7 @@ def summarize(
     return summary if max_chars is None else _fit(summary, max_chars)
 
 
-def combine(part_summaries: Sequence[str], *, title: str | None = None, feedback: str | None = None) -> Summary:
+def combine(part_summaries: Sequence[str], *, title: str | None = None, feedback: Feedback = None) -> Summary:
     """One summary of a long document (titled `title`) from its parts' summaries (in order),
     following the reviewer's `feedback`. Raises as `summarize` does."""
     # The instructions are for a chat model; the offline summarizer would take their words

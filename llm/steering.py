@@ -6,6 +6,10 @@ Two things, both deterministic:
   "trim", ...) halves the share of sentences kept; text asking for a longer one ("longer",
   "too short", "more detail", "expand", "elaborate", ...) doubles it (at most every sentence).
   Feedback decides over instructions; text asking for both leaves the length alone.
+* Rounds. Feedback may be a list, oldest first (each revision round's): every entry counts, so a
+  later round keeps what earlier ones asked for. Length requests compound (each is relative to the
+  summary it answered: "shorter" twice is a quarter, "longer" after "shorter" undoes it); focus
+  terms add up.
 * Focus. The remaining content words (stop words and words about summaries dropped, then stemmed)
   are focus terms: sentences containing more distinct focus terms are kept before the others.
 """
@@ -13,7 +17,7 @@ Two things, both deterministic:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -21,6 +25,20 @@ from llm.sentences import words
 
 SHORTER_FACTOR = 0.5
 LONGER_FACTOR = 2.0
+# Compounded requests stay within these: a summary of one sentence, or of every sentence.
+MIN_FACTOR, MAX_FACTOR = 0.125, 8.0
+
+# A reviewer's feedback: one text, or every round's, oldest first.
+Feedback = str | Sequence[str] | None
+
+
+def feedback_list(feedback: Feedback) -> list[str]:
+    """The feedback as a list of non-blank texts, oldest first."""
+    if feedback is None:
+        return []
+    texts = [feedback] if isinstance(feedback, str) else list(feedback)
+    return [text.strip() for text in texts if text and text.strip()]
+
 
 _LONGER = re.compile(
     r"\b(longer|lengthen|expand|elaborate|fuller|too (?:short|brief|terse)|more (?:detail(?:s|ed)?|context|depth))\b"
@@ -110,13 +128,16 @@ def focus_terms(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in words(lowered) if w not in stop_words and w not in _META_WORDS)
 
 
-def read_steering(*, instructions: str | None, feedback: str | None) -> Steering:
-    """Combine instructions and feedback; feedback's length request wins over the instructions'."""
-    factor = 1.0
-    for text in (feedback, instructions):
-        found = _length_factor(text) if text else None
-        if found is not None:
-            factor = found
-            break
-    terms = frozenset().union(*(focus_terms(text) for text in (instructions, feedback) if text))
+def read_steering(*, instructions: str | None, feedback: Feedback) -> Steering:
+    """Combine instructions and feedback (every round's, oldest first). The feedback's length
+    requests compound, and decide over the instructions'; focus terms add up."""
+    rounds = feedback_list(feedback)
+    found = [factor for factor in map(_length_factor, rounds) if factor is not None]
+    if found:
+        factor = 1.0
+        for each in found:
+            factor = min(MAX_FACTOR, max(MIN_FACTOR, factor * each))
+    else:
+        factor = (_length_factor(instructions) if instructions else None) or 1.0
+    terms = frozenset().union(*(focus_terms(text) for text in [instructions or "", *rounds] if text))
     return Steering(length_factor=factor, focus_terms=terms)

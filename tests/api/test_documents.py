@@ -28,7 +28,12 @@ def test_submit_answers_202_and_starts_an_execution(api, owner):
     assert body["status_url"] == f"http://testserver/api/documents/{document.public_id}"
     assert (document.submitter, document.metadata, document.title) == (owner, {"source": "crm", "n": 3}, BODY["title"])
     execution = Execution.objects.get(pk=document.execution_id)
-    assert json.loads(execution.input) == {"document_id": document.pk, "in_parts": True}
+    assert json.loads(execution.input) == {
+        "document_id": document.pk,
+        "in_parts": True,
+        "accumulate_feedback": True,
+        "reminders": {"remind_after": 2 * 24 * 3600, "escalate_after": 5 * 24 * 3600},
+    }
     assert document.webhook_key_id == api.token.split("_")[1]
 
 

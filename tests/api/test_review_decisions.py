@@ -117,6 +117,7 @@ def test_a_review_id_in_the_payload_is_not_trusted(runner, owner, reviewer, issu
         ({"decision": "revise"}, "invalid_decision"),
         ({"decision": "revise", "comment": "   "}, "invalid_decision"),
         ({"decision": "approved", "comment": 5}, "invalid_decision"),
+        ({"decision": "revise", "comment": "Shorter.", "start_over": "yes"}, "invalid_decision"),
         ({"comment": "no decision"}, "invalid_decision"),
         (None, "invalid_decision"),
     ],
@@ -126,3 +127,12 @@ def test_a_result_that_is_no_decision_is_refused_at_once(runner, owner, reviewer
     api = make_api(issue("callbacks:complete", user=reviewer).plaintext)
     assert_error(api.post(f"/api/callbacks/{review.callback_id}/succeed", {"result": result}), 422, code)
     assert unchanged(review)
+
+
+def test_a_revision_over_the_api_may_start_over(runner, owner, reviewer, issue, make_api):
+    _, review = awaiting(runner, owner)
+    api = make_api(issue("callbacks:complete", user=reviewer).plaintext)
+    result = {"decision": "revise", "comment": "Shorter.", "start_over": True}
+    assert api.post(f"/api/callbacks/{review.callback_id}/succeed", {"result": result}).status_code == 200
+    review.refresh_from_db()
+    assert (review.decision, review.comment, review.start_over) == ("revise", "Shorter.", True)

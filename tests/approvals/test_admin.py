@@ -94,6 +94,9 @@ def test_before_a_decision_only_the_title_and_metadata_change(people, awaiting):
         "reviews-0-id": str(review.pk),
         "reviews-0-document": str(awaiting.pk),
         "reviews-0-decision": "approved",  # an inline is read-only: ignored
+        # The history inline's management form, as the page sends it (read-only rows).
+        "audit_entries-TOTAL_FORMS": "0",
+        "audit_entries-INITIAL_FORMS": "0",
     }
     answer = root.post(change_url(awaiting), data)
     assert answer.status_code == 302, answer.content.decode()[:2000]

@@ -121,7 +121,8 @@ def test_revised_twice_then_approved(people, runner, monkeypatch):
         "rounds": 3,
         "published_summary_id": PublishedSummary.objects.get().pk,
     }
-    assert seen_feedback == [None, "Shorter, please.", "Mention the staff."]
+    # Each round honours every earlier round's feedback, oldest first.
+    assert seen_feedback == [None, ["Shorter, please."], ["Shorter, please.", "Mention the staff."]]
     assert seen_titles == [document.title] * 3
     assert PublishedSummary.objects.get().text == third.summary
 

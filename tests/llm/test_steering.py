@@ -1,5 +1,6 @@
 import pytest
 
+from llm.prompt import build_prompt
 from llm.steering import LONGER_FACTOR, SHORTER_FACTOR, Steering, focus_terms, read_steering, stem
 
 
@@ -48,3 +49,27 @@ def test_nothing_asked_means_no_steering():
 def test_stem_is_lower_case_english_stem():
     assert stem("Budgets") == "budget"
     assert stem("Running") == "run"
+
+
+def test_feedback_of_every_round_counts_and_length_requests_compound():
+
+    kept = read_steering(instructions=None, feedback=["Shorter, please.", "Focus on the glacier."])
+    assert kept.length_factor == SHORTER_FACTOR  # round 2's "shorter" still holds in round 3
+    assert {"glacier"} <= kept.focus_terms
+    twice = read_steering(instructions=None, feedback=["Shorter.", "Still too long."])
+    assert twice.length_factor == SHORTER_FACTOR * SHORTER_FACTOR
+    undone = read_steering(instructions=None, feedback=["Shorter.", "Longer: more detail."])
+    assert undone.length_factor == SHORTER_FACTOR * LONGER_FACTOR  # longer after shorter wins over it
+    assert read_steering(instructions=None, feedback=["Shorter."] * 10).length_factor == 0.125  # bounded
+    # One text, as before; feedback decides over the instructions' length.
+    assert read_steering(instructions="Be brief.", feedback="Longer.").length_factor == LONGER_FACTOR
+    assert read_steering(instructions="Be brief.", feedback=[]).length_factor == SHORTER_FACTOR
+
+
+def test_the_chat_prompt_lists_every_round_oldest_first():
+
+    prompt = build_prompt("The text.", feedback=["Shorter.", "Focus on the glacier."])
+    assert "Their feedback, oldest first:\n1. Shorter.\n2. Focus on the glacier.\n" in prompt.user
+    assert "the later one wins" in prompt.user
+    single = build_prompt("The text.", feedback=["Shorter."])
+    assert "Their feedback:\nShorter.\n" in single.user
