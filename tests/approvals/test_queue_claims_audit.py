@@ -21,20 +21,9 @@ from approvals.errors import ReviewAlreadyDecidedError, ReviewClaimedError
 from approvals.models import AuditEntry, Document, DocumentStatus, Review
 from approvals.services import document_submit
 from durable.testing import DurableTestRunner
+from tests.approvals.test_views import HTMX, TEXT, _frozen_minute  # noqa: F401 - the autouse fixture too
 
 pytestmark = pytest.mark.django_db
-
-TEXT = (
-    "The harbour authority will dredge the east channel this winter. Work starts in November and "
-    "lasts six weeks. Ferries keep running on a reduced timetable. Fishing boats must use the west "
-    "channel during the works. The authority expects deeper water to allow larger cargo ships."
-)
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def _frozen_minute(monkeypatch):
-    monkeypatch.setattr(selectors, "_minute", lambda: 0)
 
 
 @pytest.fixture

@@ -67,11 +67,15 @@ def app(live_server, workers, people):
 
 @pytest.fixture
 def login(browser: Browser, app: str) -> Iterator[Callable[..., Page]]:
-    """login(username) -> a page of a fresh browser context, logged in through the form."""
+    """login(username, width=..., timezone=...) -> a page of a fresh browser context, logged in
+    through the form (`timezone`: the browser's, e.g. "America/New_York")."""
     contexts = []
 
-    def log_in(username: str, *, width: int = 1280, height: int = 900) -> Page:
-        context = browser.new_context(viewport={"width": width, "height": height}, base_url=app)
+    def log_in(username: str, *, width: int = 1280, height: int = 900, timezone: str | None = None) -> Page:
+        options: dict = {"viewport": {"width": width, "height": height}, "base_url": app}
+        if timezone:
+            options["timezone_id"] = timezone
+        context = browser.new_context(**options)
         contexts.append(context)
         page = context.new_page()
         page.goto("/accounts/login/")

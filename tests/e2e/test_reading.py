@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from approvals.models import Document, PublishedSummary, Review
 from approvals.services import document_submit, review_decide
-from tests.e2e.conftest import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.processes]
 
@@ -33,30 +31,6 @@ TEXT = (
 )
 PUBLISHED = "() => document.querySelector('#status').textContent.trim() === 'published'"
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-
-
-@pytest.fixture
-def open_as(browser: Browser, app: str) -> Iterator[Callable[..., Page]]:
-    """open_as(username, width=..., timezone=...) -> a logged-in page in a fresh context."""
-    contexts = []
-
-    def log_in(username: str, *, width: int = 1280, height: int = 900, timezone: str | None = None) -> Page:
-        options = {"viewport": {"width": width, "height": height}, "base_url": app}
-        if timezone:
-            options["timezone_id"] = timezone
-        context = browser.new_context(**options)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto("/accounts/login/")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-        return page
-
-    yield log_in
-    for context in contexts:
-        context.close()
 
 
 def shot(page: Page, name: str) -> None:
@@ -80,9 +54,9 @@ def box(page: Page, selector: str) -> dict:
 
 
 @pytest.mark.parametrize("width", [1280, 375])
-def test_the_summary_sits_beside_its_source_and_sentences_link_both_ways(open_as, people, width):
+def test_the_summary_sits_beside_its_source_and_sentences_link_both_ways(login, people, width):
     document = awaiting(people)
-    page = open_as("alice", width=width, timezone="America/New_York")
+    page = login("alice", width=width, timezone="America/New_York")
     page.goto(f"/documents/{document.pk}/")
     summary, source = box(page, "#current-summary"), box(page, "#source")
     if width >= 900:  # side by side, tops level
@@ -118,7 +92,7 @@ def test_the_summary_sits_beside_its_source_and_sentences_link_both_ways(open_as
     shot(page, f"reading-{width}")
 
 
-def test_the_changes_between_rounds_are_marked_words(open_as, people):
+def test_the_changes_between_rounds_are_marked_words(login, people):
     document = awaiting(people, title="Library, revised")
     review_decide(
         Review.objects.get(document=document, round=1),
@@ -126,7 +100,7 @@ def test_the_changes_between_rounds_are_marked_words(open_as, people):
         decision="revise",
         comment="Shorter please, only the vote.",
     )
-    page = open_as("alice")
+    page = login("alice")
     page.goto(f"/documents/{document.pk}/")
     expect(page.get_by_role("heading", name="Summary, round 2")).to_be_visible()
     page.get_by_text("Changes from round 1").click()
@@ -135,10 +109,10 @@ def test_the_changes_between_rounds_are_marked_words(open_as, people):
     shot(page, "reading-changes-1280")
 
 
-def test_the_deciding_page_sees_published_at_once_and_another_viewer_within_two_seconds(open_as, people):
+def test_the_deciding_page_sees_published_at_once_and_another_viewer_within_two_seconds(login, people):
     document = awaiting(people, title="Quick outcome")
-    alice = open_as("alice")
-    bob = open_as("bob")
+    alice = login("alice")
+    bob = login("bob")
     alice.goto(f"/documents/{document.pk}/")
     bob.goto(f"/documents/{document.pk}/")
     expect(bob.locator("#status")).to_have_text("awaiting review")
@@ -169,9 +143,9 @@ def _rounds(people, n: int, title: str) -> Document:
     return document
 
 
-def test_looks_at_1280_the_round_3_chip_keeps_to_one_line(open_as, people):
+def test_looks_at_1280_the_round_3_chip_keeps_to_one_line(login, people):
     document = _rounds(people, 3, "Three rounds")
-    page = open_as("alice")
+    page = login("alice")
     page.goto(f"/documents/{document.pk}/")
     chip = page.locator("#live .progress li", has_text="Awaiting review (round 3)")
     expect(chip).to_be_visible()
@@ -184,11 +158,11 @@ def test_looks_at_1280_the_round_3_chip_keeps_to_one_line(open_as, people):
     shot(page, "looks-round-3-1280")
 
 
-def test_looks_at_375_badges_deadlines_steps_and_the_file_input(open_as, people):
+def test_looks_at_375_badges_deadlines_steps_and_the_file_input(login, people):
     people["alice"].is_staff = True
     people["alice"].save(update_fields=["is_staff"])
     document = awaiting(people, title="A long title for a narrow queue row on a phone screen")
-    page = open_as("alice", width=375, height=800)
+    page = login("alice", width=375, height=800)
     page.goto("/queue/")
     row = page.locator("#queue tr[data-review]").first
     expect(row).to_be_visible()
@@ -227,10 +201,10 @@ def test_looks_at_375_badges_deadlines_steps_and_the_file_input(open_as, people)
     shot(page, "looks-submit-375")
 
 
-def test_the_admin_says_published_summaries(open_as, people):
+def test_the_admin_says_published_summaries(login, people):
     people["alice"].is_staff = people["alice"].is_superuser = True
     people["alice"].save(update_fields=["is_staff", "is_superuser"])
-    page = open_as("alice")
+    page = login("alice")
     page.goto("/admin/")
     expect(page.get_by_role("link", name="Published summaries")).to_be_visible()
     expect(page.get_by_text("Published summarys")).to_have_count(0)
