@@ -1,0 +1,59 @@
+"""What one API client does under bench/load.py: submit a document, poll its status until it awaits review.
+
+Run by locust (headless) in a process of its own, never imported by the project: locust patches
+the standard library with gevent. Every user holds the same API token (LOAD_TOKEN); the documents
+are the summarizer benchmark's texts (bench/summaries), in turn. Requests are named "submit" and
+"status" so the stats have one row each. A submit answers 202, a status poll 200; anything else
+is a failure. A user polls every LOAD_POLL_SECONDS until its document leaves "submitted" and
+"summarizing" (the workflow's first stop is "awaiting_review"), then submits the next; one that
+has not got there in LOAD_POLL_GIVE_UP_SECONDS moves on (bench/load.py reads the real times
+from the database after the run).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+from locust import HttpUser, task
+
+HERE = Path(__file__).resolve().parent
+POLL_SECONDS = float(os.environ.get("LOAD_POLL_SECONDS", "0.2"))
+GIVE_UP_SECONDS = float(os.environ.get("LOAD_POLL_GIVE_UP_SECONDS", "120"))
+BEFORE_REVIEW = {"submitted", "summarizing"}
+
+
+def _documents() -> list[dict[str, str]]:
+    documents = []
+    for path in sorted((HERE / "summaries").glob("*.txt")):
+        head, _, body = path.read_text().partition("=====")
+        title = next(line.split(":", 1)[1].strip() for line in head.splitlines() if line.startswith("title:"))
+        documents.append({"title": title, "text": body.strip()})
+    return documents
+
+
+DOCUMENTS = itertools.cycle(_documents())
+
+
+class ApiClient(HttpUser):
+    def on_start(self) -> None:
+        self.client.headers["Authorization"] = f"Bearer {os.environ['LOAD_TOKEN']}"
+
+    @task
+    def submit_then_poll(self) -> None:
+        with self.client.post("/api/documents", json=next(DOCUMENTS), name="submit", catch_response=True) as answer:
+            if answer.status_code != 202:
+                answer.failure(f"{answer.status_code}: {answer.text[:200]}")
+                return
+            status_url = f"/api/documents/{answer.json()['id']}"
+        deadline = time.monotonic() + GIVE_UP_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)  # gevent's: locust patched it
+            with self.client.get(status_url, name="status", catch_response=True) as answer:
+                if answer.status_code != 200:
+                    answer.failure(f"{answer.status_code}: {answer.text[:200]}")
+                    return
+                if answer.json()["status"] not in BEFORE_REVIEW:
+                    return
