@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.processes import RedisServer, Worker, free_port, wait_until  # noqa: E402
+from tests.processes import RedisServer, Worker, descendants, free_port, wait_until  # noqa: E402
 
 BEFORE_REVIEW = ("submitted", "summarizing")
 
@@ -131,30 +130,40 @@ class Gunicorn:
         self.log.close()
 
 
-def locust_rows(prefix: Path) -> dict[str, dict[str, Any]]:
-    """The stats of "submit" and "status" from locust's CSV (latencies in ms)."""
+def response_time_percentile(times: dict[str, int], total: int, p: float) -> float | None:
+    """Locust's percentile from its histogram {rounded ms: count}: the least time with p% at or under it."""
+    seen = 0
+    for key in sorted(times, key=float):
+        seen += times[key]
+        if seen >= p / 100 * total:
+            return float(key)
+    return None
+
+
+def locust_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """The final stats of "submit" and "status" from locust's --json-file (latencies in ms)."""
     rows = {}
-    with open(f"{prefix}_stats.csv", newline="") as stats:
-        for row in csv.DictReader(stats):
-            if row["Name"] in ("submit", "status"):
-                rows[row["Name"]] = {
-                    "requests": int(row["Request Count"]),
-                    "rps": round(float(row["Requests/s"]), 1),
-                    "p50_ms": float(row["50%"]),
-                    "p95_ms": float(row["95%"]),
-                    "p99_ms": float(row["99%"]),
-                    "errors": int(row["Failure Count"]),
-                }
+    for entry in json.loads(path.read_text()):
+        if entry["name"] in ("submit", "status"):
+            total, times = entry["num_requests"], entry["response_times"]
+            span = max(entry["last_request_timestamp"] - entry["start_time"], 1e-9)
+            rows[entry["name"]] = {
+                "requests": total,
+                "rps": round(total / span, 1),
+                "p50_ms": response_time_percentile(times, total, 50),
+                "p95_ms": response_time_percentile(times, total, 95),
+                "p99_ms": response_time_percentile(times, total, 99),
+                "errors": entry["num_failures"],
+            }
     for name in ("submit", "status"):  # a request never made is a figure missing, not zero
         rows.setdefault(name, {"requests": 0, "rps": 0.0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "errors": 0})
     return rows
 
 
-def locust_failures(prefix: Path) -> list[str]:
-    with open(f"{prefix}_failures.csv", newline="") as failures:
-        return [
-            f"{row['Occurrences']}x {row['Method']} {row['Name']}: {row['Error']}" for row in csv.DictReader(failures)
-        ]
+def locust_failures(path: Path) -> list[str]:
+    if not path.exists():
+        return ["locust wrote no failure report"]
+    return [f"{e['occurrences']}x {e['method']} {e['name']}: {e['error']}" for e in json.loads(path.read_text())]
 
 
 def main() -> None:
@@ -190,6 +199,15 @@ def main() -> None:
     os.environ["REDIS_URL"] = redis_server.url
     gunicorn: Gunicorn | None = None
     workers: Worker | None = None
+    # Every process the bench started (and theirs), recorded before they are stopped: the smoke
+    # test checks that none outlives the run.
+    pids: set[int] = set()
+
+    def record_pids() -> None:
+        for process in (redis_server.process, gunicorn and gunicorn.process, workers and workers.process):
+            if process is not None:
+                pids.update([process.pid, *descendants(process.pid)])
+
     try:
         import django
 
@@ -213,6 +231,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         gunicorn = Gunicorn(port, args.gunicorn_workers, workdir / "gunicorn.log")
         wait_until(lambda: healthy(f"{base}/healthz"), 60, interval=0.1, message="gunicorn")
+        record_pids()
 
         # Warm up every process (imports, connections, the summarizer's first call) off the clock.
         warm = []
@@ -248,19 +267,25 @@ def main() -> None:
                 f"{args.duration}s",
                 "--host",
                 base,
-                "--csv",
-                str(prefix),
+                "--json-file",
+                str(prefix),  # locust adds .json
                 "--loglevel",
                 "WARNING",
             ],
             cwd=ROOT,
-            env={**os.environ, "LOAD_TOKEN": token, "LOAD_POLL_SECONDS": str(args.poll)},
+            env={
+                **os.environ,
+                "LOAD_TOKEN": token,
+                "LOAD_POLL_SECONDS": str(args.poll),
+                "LOAD_FAILURES_FILE": str(workdir / "failures.json"),
+            },
             capture_output=True,
             text=True,
             timeout=args.duration + 120,
         )
         elapsed = time.monotonic() - started
-        if not Path(f"{prefix}_stats.csv").exists():
+        record_pids()
+        if not Path(f"{prefix}.json").exists():
             raise SystemExit(f"locust wrote no stats (exit {locust.returncode}):\n{locust.stderr[-3000:]}")
 
         # The documents submitted last are still being summarized: let the workers finish them.
@@ -281,7 +306,7 @@ def main() -> None:
         statuses: dict[str, int] = {}
         for status in documents.values_list("status", flat=True):
             statuses[status] = statuses.get(status, 0) + 1
-        rows = locust_rows(prefix)
+        rows = locust_rows(Path(f"{prefix}.json"))
         server_errors = [
             line for line in gunicorn.log_path.read_text(errors="replace").splitlines() if "Traceback" in line
         ]
@@ -307,10 +332,11 @@ def main() -> None:
             },
             "document_statuses": statuses,
             "errors": rows["submit"]["errors"] + rows["status"]["errors"],
-            "failures": locust_failures(prefix),
+            "failures": locust_failures(workdir / "failures.json"),
             "server_tracebacks": len(server_errors),
         }
     finally:
+        record_pids()
         if gunicorn is not None:
             gunicorn.stop()
         if workers is not None:
@@ -343,6 +369,7 @@ def main() -> None:
         f"submit -> awaiting review: p50 {waited['p50_ms']} ms, p95 {waited['p95_ms']} ms, max {waited['max_ms']} ms "
         f"({waited['reached']} of {waited['documents']} documents)"
     )
+    figures["pids"] = sorted(pids)
     for failure in figures["failures"]:
         print("  failure:", failure)
     print(json.dumps(figures))

@@ -13,11 +13,13 @@ from the database after the run).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from pathlib import Path
 
-from locust import HttpUser, task
+from locust import HttpUser, events, task
+from locust.env import Environment
 
 HERE = Path(__file__).resolve().parent
 POLL_SECONDS = float(os.environ.get("LOAD_POLL_SECONDS", "0.2"))
@@ -35,6 +37,20 @@ def _documents() -> list[dict[str, str]]:
 
 
 DOCUMENTS = itertools.cycle(_documents())
+ENVIRONMENT: list[Environment] = []
+
+
+@events.init.add_listener
+def _keep(environment: Environment, **_: object) -> None:
+    ENVIRONMENT.append(environment)
+
+
+@events.quit.add_listener
+def _write_failures(**_: object) -> None:
+    """The failures, for bench/load.py (locust's --json-file holds only the requests' stats)."""
+    if (path := os.environ.get("LOAD_FAILURES_FILE")) and ENVIRONMENT and ENVIRONMENT[0].stats:
+        errors = ENVIRONMENT[0].stats.serialize_errors()
+        Path(path).write_text(json.dumps(list(errors.values()), default=str))
 
 
 class ApiClient(HttpUser):
@@ -46,6 +62,7 @@ class ApiClient(HttpUser):
         with self.client.post("/api/documents", json=next(DOCUMENTS), name="submit", catch_response=True) as answer:
             if answer.status_code != 202:
                 answer.failure(f"{answer.status_code}: {answer.text[:200]}")
+                time.sleep(POLL_SECONDS)  # no tight loop of refusals
                 return
             status_url = f"/api/documents/{answer.json()['id']}"
         deadline = time.monotonic() + GIVE_UP_SECONDS
