@@ -120,14 +120,15 @@ class Gunicorn:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # graceful: requests in progress finish
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
 
 
 def response_time_percentile(times: dict[str, int], total: int, p: float) -> float | None:
@@ -288,7 +289,11 @@ def main() -> None:
         if not Path(f"{prefix}.json").exists():
             raise SystemExit(f"locust wrote no stats (exit {locust.returncode}):\n{locust.stderr[-3000:]}")
 
-        # The documents submitted last are still being summarized: let the workers finish them.
+        # A submit locust gave up on at the end may still be in gunicorn: a graceful stop lets it
+        # commit before the backlog is counted. The documents submitted last are still being
+        # summarized: let the workers finish them.
+        record_pids()
+        gunicorn.stop()
         drained = True
         try:
             wait_until(lambda: before_review() == 0, args.drain_timeout, interval=0.2, message="the backlog")
@@ -303,6 +308,10 @@ def main() -> None:
             for pk, created in documents.values_list("pk", "created_at")
             if pk in first_reviews
         ]
+        # A document that never got a review: what its workflow says (none, when all is well).
+        not_reached = list(
+            documents.exclude(pk__in=first_reviews).values("public_id", "status", "status_detail", "execution_id")[:10]
+        )
         statuses: dict[str, int] = {}
         for status in documents.values_list("status", flat=True):
             statuses[status] = statuses.get(status, 0) + 1
@@ -331,6 +340,7 @@ def main() -> None:
                 "drained": drained,
             },
             "document_statuses": statuses,
+            "not_reached": not_reached,
             "errors": rows["submit"]["errors"] + rows["status"]["errors"],
             "failures": locust_failures(workdir / "failures.json"),
             "server_tracebacks": len(server_errors),
@@ -372,9 +382,9 @@ def main() -> None:
     figures["pids"] = sorted(pids)
     for failure in figures["failures"]:
         print("  failure:", failure)
-    print(json.dumps(figures))
+    print(json.dumps(figures, default=str))
     if args.json_out:
-        args.json_out.write_text(json.dumps(figures, indent=2))
+        args.json_out.write_text(json.dumps(figures, indent=2, default=str))
 
 
 if __name__ == "__main__":
