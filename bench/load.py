@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -161,6 +162,18 @@ def locust_rows(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """CPU time (user + system) a process and its living descendants have used so far."""
+    if process is None:
+        return 0.0
+    total = 0
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def locust_failures(path: Path) -> list[str]:
     if not path.exists():
         return ["locust wrote no failure report"]
@@ -252,6 +265,17 @@ def main() -> None:
         connections.close_all()
 
         prefix = workdir / "locust"
+
+        def cpu() -> dict[str, float]:
+            return {
+                "web": cpu_seconds(gunicorn and gunicorn.process),
+                "durable_workers": cpu_seconds(workers and workers.process),
+                "redis": cpu_seconds(redis_server.process),
+                "locust": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
+            }
+
+        cpu_before = cpu()
         started = time.monotonic()
         locust = subprocess.run(
             [
@@ -285,6 +309,7 @@ def main() -> None:
             timeout=args.duration + 120,
         )
         elapsed = time.monotonic() - started
+        cpu_after = cpu()
         record_pids()
         if not Path(f"{prefix}.json").exists():
             raise SystemExit(f"locust wrote no stats (exit {locust.returncode}):\n{locust.stderr[-3000:]}")
@@ -344,6 +369,12 @@ def main() -> None:
             "errors": rows["submit"]["errors"] + rows["status"]["errors"],
             "failures": locust_failures(workdir / "failures.json"),
             "server_tracebacks": len(server_errors),
+            # Where the machine's time went during the load (CPU seconds, and the share of the
+            # cores'); the durable workers' backlog after the run is not counted.
+            "cpu_s": {k: round(cpu_after[k] - cpu_before[k], 1) for k in cpu_before},
+            "cpu_share": {
+                k: round((cpu_after[k] - cpu_before[k]) / (elapsed * (os.cpu_count() or 1)), 2) for k in cpu_before
+            },
         }
     finally:
         record_pids()
@@ -380,6 +411,7 @@ def main() -> None:
         f"({waited['reached']} of {waited['documents']} documents)"
     )
     figures["pids"] = sorted(pids)
+    print("CPU seconds during the load:", ", ".join(f"{k} {v}" for k, v in figures["cpu_s"].items()))
     for failure in figures["failures"]:
         print("  failure:", failure)
     print(json.dumps(figures, default=str))
