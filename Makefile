@@ -57,6 +57,7 @@ bench: dev-deps
 	$(PY) bench/workers.py
 	$(PY) bench/map.py
 	$(PY) bench/summarizer.py --time
+	$(PY) bench/load.py --users 20 --duration 20
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* .pytest_cache .mypy_cache .ruff_cache
