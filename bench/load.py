@@ -91,7 +91,8 @@ def healthy(url: str) -> bool:
 
 
 class Gunicorn:
-    """gunicorn serving config.wsgi as scripts/entrypoint's web role does, in a session of its own."""
+    """gunicorn serving config.wsgi as scripts/entrypoint's web role does. It stays in the bench's
+    process group (as redis-server does), so killing that group leaves nothing behind."""
 
     def __init__(self, port: int, workers: int, log: Path) -> None:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -116,7 +117,6 @@ class Gunicorn:
             env=dict(os.environ),
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -125,8 +125,9 @@ class Gunicorn:
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
+                for pid in [*descendants(self.process.pid), self.process.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 self.process.wait(10)
         if not self.log.closed:
             self.log.close()
@@ -193,6 +194,8 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, CSV, database)")
     args = parser.parse_args()
+    # A SIGTERM (a timeout, an operator) unwinds like Ctrl-C: the `finally` below stops everything.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-load-"))
     os.environ["LOAD_BASE_DATABASE_URL"] = os.environ.get("DATABASE_URL", "")
