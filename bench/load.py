@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=int, default=0, help="API requests per token a minute (0: off)")
     parser.add_argument("--drain-timeout", type=float, default=120, help="seconds to wait for the backlog")
     parser.add_argument("--json-out", type=Path, help="also write the JSON figures to this file")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, CSV, database)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, locust's JSON, database)")
     args = parser.parse_args()
     # A SIGTERM (a timeout, an operator) unwinds like Ctrl-C: the `finally` below stops everything.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -212,8 +212,7 @@ def main() -> None:
         API_RATE_LIMIT_REQUESTS=str(args.rate_limit),
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus"),  # as scripts/entrypoint's web role
     )
-    redis_server = RedisServer().start()
-    os.environ["REDIS_URL"] = redis_server.url
+    redis_server = RedisServer()
     gunicorn: Gunicorn | None = None
     workers: Worker | None = None
     # Every process the bench started (and theirs), recorded before they are stopped: the smoke
@@ -226,6 +225,8 @@ def main() -> None:
                 pids.update([process.pid, *descendants(process.pid)])
 
     try:
+        redis_server.start()
+        os.environ["REDIS_URL"] = redis_server.url
         import django
 
         django.setup()
