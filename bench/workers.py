@@ -11,7 +11,7 @@ With --dbos, DBOS 3.4 does the same work on the same database with the same conc
 measured in --rounds rounds, each ours then DBOS; the tables show medians.
 
 Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 3] [--fork] [--dbos]
-       [--only timers]
+       [--only timers] [--timer-spacing 0.05]
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def main() -> None:
     parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker")
     parser.add_argument("--dbos", action="store_true", help="also measure DBOS on the same database")
     parser.add_argument("--only", choices=("timers",), help="measure timer lateness only (no throughput, no callbacks)")
+    parser.add_argument(
+        "--timer-spacing",
+        type=float,
+        default=0.0,
+        help="seconds between the timer samples' starts (0: all at once, so that they come due in a burst)",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -147,7 +153,10 @@ def main() -> None:
                     wait_until(lambda e=execution_id: all_done([e]), 60, interval=0.005, message="resume")
                     latencies.append(json.loads(Execution.objects.get(pk=execution_id).result) - sent)
 
-                timers = [str(start_execution(workflows.timer, {"seconds": 2}).pk) for _ in range(args.samples)]
+                timers = []
+                for _ in range(args.samples):
+                    timers.append(str(start_execution(workflows.timer, {"seconds": 2}).pk))
+                    time.sleep(args.timer_spacing)
                 wait_until(lambda timers=timers: all_done(timers), 120, message="timers")
                 lateness, to_wait, past_due = [], [], []
                 for execution_id in timers:
@@ -178,7 +187,10 @@ def main() -> None:
     finally:
         redis_server.stop()
 
-    print(f"{database}, real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples\n")
+    spacing = f", timers started {args.timer_spacing} s apart" if args.timer_spacing else ""
+    print(
+        f"{database}, real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples{spacing}\n"
+    )
     header = (
         f"{'engine':<14}{'n':>2} {'exec/s':>8} {'cb p50 ms':>10} {'cb p95 ms':>10} "
         f"{'timer p50 ms':>13} {'timer p95 ms':>13}"
