@@ -17,7 +17,7 @@ from rq.job import JobStatus
 from rq.utils import now as rq_now
 
 from durable import clock, conf
-from durable.rq.jobs import INVOKE, JOB_FAILURE_TTL, JOB_RESULT_TTL, job_id, queue, timers_key
+from durable.rq.jobs import INVOKE, JOB_FAILURE_TTL, JOB_RESULT_TTL, job_id, queue, timers_channel, timers_key
 
 log = logging.getLogger("durable.worker")
 
@@ -50,6 +50,37 @@ end
 return queued
 """
 _enqueue_scripts: dict[int, Any] = {}
+
+# Add timers to the set, and nudge the timer mover (durable.rq.timers), which sleeps until the
+# earliest one, if one of them is earlier than every timer already there.
+# KEYS: the timers set, its nudge channel. ARGV: score, member, score, member...
+_SCHEDULE = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local earliest = nil
+for i = 1, #ARGV, 2 do
+  local score = tonumber(ARGV[i])
+  redis.call('ZADD', KEYS[1], score, ARGV[i + 1])
+  if earliest == nil or score < earliest then earliest = score end
+end
+if earliest ~= nil and (#first == 0 or earliest < tonumber(first[2])) then
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
+"""
+_schedule_scripts: dict[int, Any] = {}
+
+
+def schedule_wake_ups(timers: dict[str, float]) -> None:
+    """Put wake-ups (job id: Unix time) in the timers set, nudging the mover if one is the earliest."""
+    if not timers:
+        return
+    q = queue()
+    script = _schedule_scripts.get(id(q))
+    if script is None:
+        script = _schedule_scripts[id(q)] = q.connection.register_script(_SCHEDULE)
+    args: list[Any] = []
+    for wake_up, when in timers.items():
+        args += (repr(when), wake_up)
+    script(keys=[timers_key(q.name), timers_channel(q.name)], args=args)
 
 
 def _job_fields(q: Any, execution_id: str, job_id_: str) -> list[Any]:
@@ -119,9 +150,7 @@ def dispatch_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
     try:
         if due:
             enqueue_wake_ups(due)
-        if timers:
-            q = queue()
-            q.connection.zadd(timers_key(q.name), timers)
+        schedule_wake_ups(timers)
     except redis.RedisError as exc:
         # Losing a nudge loses nothing: the sweep re-dispatches what is due.
         log.warning("could not dispatch %d wake-up(s) to Redis (%s); the sweep will", len(wake_ups), exc)

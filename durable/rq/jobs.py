@@ -50,6 +50,11 @@ def timers_key(queue_name: str) -> str:
     return f"durable:timers:{queue_name}"
 
 
+def timers_channel(queue_name: str) -> str:
+    """The Pub/Sub channel that wakes the timer mover when a timer earlier than all others is set."""
+    return f"durable:timers:{queue_name}:nudge"
+
+
 _queues: dict[tuple[str, str], Any] = {}
 
 

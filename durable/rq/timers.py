@@ -1,15 +1,24 @@
-"""Timers: wake-ups that wait for their time in a Redis sorted set, scored to the millisecond.
+"""Timers: wake-ups that wait for their time in a Redis sorted set, scored to the microsecond.
 
 One thread in one worker at a time (a Redis lock renewed every second, taken over within three
-seconds when its holder dies) moves the ones that are due to the queue every TIMER_POLL_SECONDS,
-taking them out of the set atomically: a timer never fires early. RQ's own scheduler was used
-before: it compares whole seconds and polls once a second, so wake-ups came up to a second early
-or late (see the README's benchmarks).
+seconds when its holder dies) moves the ones that are due to the queue, taking them out of the
+set atomically and comparing their time with the clock: a timer never fires early. It does not
+poll: it reads the earliest time left in the set and sleeps until then, on a Pub/Sub channel the
+scheduling script (`durable.rq.dispatch`) publishes to when it adds a timer earlier than every
+other, so an earlier timer scheduled meanwhile wakes it at once. The wait's time-out is the
+client's (a `select` on the socket, precise to a fraction of a millisecond), not Redis's: the
+server checks blocking commands' time-outs only `hz` times a second (100 ms late by default).
+It wakes at least once a second to renew its lock, so a nudge lost (its subscription cut and
+restored while Redis was unreachable) delays a timer by a second at most; a wake-up lost with
+Redis is the sweep's. RQ's own scheduler was used before: it compares whole seconds and polls
+once a second; then a 20 ms poll of this set (see the README's benchmarks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -19,43 +28,55 @@ from rq.utils import as_text
 
 from durable import clock
 from durable.rq.dispatch import enqueue_wake_ups
-from durable.rq.jobs import execution_of, queue, timers_key
+from durable.rq.jobs import execution_of, queue, timers_channel, timers_key
 from durable.rq.outage import Backoff
 
 log = logging.getLogger("durable.worker")
 
-# How often the worker holding the timers lock moves due wake-ups to the queue.
-TIMER_POLL_SECONDS = 0.02
-# Timers released per poll at most (the rest go at the next poll).
+# Timers released per pass at most (the rest go at once in the next pass).
 TIMER_BATCH = 500
 TIMER_LOCK_KEY = "durable:timers:lock"
 TIMER_LOCK_MS = 3000
+# How often a worker that does not hold the lock checks whether its holder died.
+TIMER_TAKEOVER_SECONDS = 0.5
+# The GIL's switch interval in a process with a timer thread (CPython's default is 5 ms).
+TIMER_SWITCH_INTERVAL = 0.0005
+# The shortest sleep: a wake-up read as due in less (a clock's rounding) is taken on the next pass.
+_SHORTEST_SLEEP = 0.0002
 
 
-# Take the timers that are due out of the set, atomically, so two pollers never both take one.
+# Take the timers that are due out of the set, atomically, so two movers never both take one;
+# and return the earliest time left (false if none), which the mover sleeps until.
 _DUE_TIMERS = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
-return due
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {due, next[2] or false}
 """
 
 
-def release_due_timers(connection: Any, script: Any = None) -> int:
-    """Move the wake-ups whose time has come from the timers set to the queue; returns how many.
+def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | None]:
+    """Move the wake-ups whose time has come from the timers set to the queue; returns how many,
+    and the earliest time (a Unix timestamp) of those left, None if the set is empty.
 
     A wake-up taken from the set but not enqueued (Redis failing in between) is a lost nudge;
     the sweep re-dispatches it once it is overdue by REDISPATCH_GRACE.
     """
     q = queue()
-    due = (script or connection.register_script(_DUE_TIMERS))(
+    due, earliest = (script or connection.register_script(_DUE_TIMERS))(
         keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
     )
     wake_ups = [as_text(member) for member in due]
     enqueue_wake_ups([(execution_of(wake_up), wake_up) for wake_up in wake_ups])
-    return len(wake_ups)
+    return len(wake_ups), float(earliest) if earliest is not None else None
 
 
-# Take or keep the timers lock: one poller at a time, across processes and machines.
+def release_due_timers(connection: Any, script: Any = None) -> int:
+    """`take_due_timers`, counting only: how many wake-ups went to the queue."""
+    return take_due_timers(connection, script)[0]
+
+
+# Take or keep the timers lock: one mover at a time, across processes and machines.
 _TIMER_LOCK = """
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] or not holder then
@@ -68,7 +89,8 @@ return 0
 
 class TimerPoller(threading.Thread):
     """A worker's timer thread: while it holds the timers lock, it moves due wake-ups to the
-    queue every TIMER_POLL_SECONDS; otherwise it checks now and then whether the holder died."""
+    queue and sleeps until the next one is due (or an earlier one is scheduled); otherwise it
+    checks every TIMER_TAKEOVER_SECONDS whether the holder died."""
 
     def __init__(self, connection: Any, name: str) -> None:
         super().__init__(name="durable-timers", daemon=True)
@@ -77,25 +99,76 @@ class TimerPoller(threading.Thread):
         self._stopped = threading.Event()
         self._lock = connection.register_script(_TIMER_LOCK)
         self._due = connection.register_script(_DUE_TIMERS)
+        self._nudges: Any = None  # the Pub/Sub subscription, while holding the lock
 
     def stop(self) -> None:
         self._stopped.set()
 
     def run(self) -> None:
-        holding, checked = False, 0.0
+        # The worker's main thread runs invocations meanwhile: this thread, woken for a due timer,
+        # waits for the GIL up to the switch interval at each of its three wake-ups (the timer,
+        # then each of two round trips to Redis). With CPython's 5 ms, a timer moved while the
+        # worker ran Python code came 10 ms late at p50; with 0.5 ms, 3 ms (see the README).
+        sys.setswitchinterval(min(sys.getswitchinterval(), TIMER_SWITCH_INTERVAL))
         outage = Backoff("Redis (for the timer thread)", log)
-        while not self._stopped.wait(TIMER_POLL_SECONDS if holding else 0.5):
-            try:
-                now = time.monotonic()
-                if not holding or now - checked >= TIMER_LOCK_MS / 3000:  # renew at a third of its life
-                    holding = bool(self._lock(keys=[TIMER_LOCK_KEY], args=[self.holder, TIMER_LOCK_MS]))
-                    checked = now
-                if holding:
-                    release_due_timers(self.connection, self._due)
-                outage.recovered()
-            except redis.RedisError as exc:
-                holding = False
-                outage.pause(exc)  # due wake-ups it could not move are the sweep's meanwhile
-            except Exception:
-                holding = False
-                log.exception("timer poll failed; will try again")
+        holding, renewed = False, 0.0
+        try:
+            while not self._stopped.is_set():
+                try:
+                    now = time.monotonic()
+                    renew_every = TIMER_LOCK_MS / 3000  # renew at a third of its life
+                    if not holding or now - renewed >= renew_every:
+                        holding = bool(self._lock(keys=[TIMER_LOCK_KEY], args=[self.holder, TIMER_LOCK_MS]))
+                        renewed = now
+                    if holding:
+                        self._move_then_sleep(renewed + renew_every)
+                    else:
+                        self._unsubscribe()
+                        self._stopped.wait(TIMER_TAKEOVER_SECONDS)
+                    outage.recovered()
+                except redis.RedisError as exc:
+                    holding = False
+                    self._unsubscribe()
+                    outage.pause(exc)  # due wake-ups it could not move are the sweep's meanwhile
+                except Exception:
+                    holding = False
+                    self._unsubscribe()
+                    log.exception("timer thread failed; will try again")
+                    self._stopped.wait(TIMER_TAKEOVER_SECONDS)
+        finally:
+            self._unsubscribe()
+
+    def _move_then_sleep(self, renew_at: float) -> None:
+        """One pass of the lock holder: move what is due, then sleep until the earliest wake-up
+        left, an earlier one's nudge, or `renew_at` (monotonic), whichever comes first."""
+        if self._nudges is None:
+            # Subscribed before the set is read: a nudge published after the read is never missed.
+            self._nudges = self._subscribe()
+        while self._nudges.get_message(timeout=0) is not None:
+            pass  # nudges for timers already in the set, which the read below sees
+        moved, earliest = take_due_timers(self.connection, self._due)
+        if moved >= TIMER_BATCH:
+            return  # more are due: the next pass at once
+        sleep = renew_at - time.monotonic()
+        if earliest is not None:
+            sleep = min(sleep, earliest - clock.now().timestamp())
+        if sleep > 0:
+            self._nudges.get_message(timeout=max(sleep, _SHORTEST_SLEEP))
+
+    def _subscribe(self) -> Any:
+        """A subscription to the nudges, once Redis has confirmed it: a nudge published after
+        the set is read is never missed."""
+        nudges = self.connection.pubsub()
+        nudges.subscribe(timers_channel(queue().name))
+        confirmed = nudges.get_message(timeout=TIMER_LOCK_MS / 3000)
+        if confirmed is None or confirmed["type"] != "subscribe":
+            nudges.close()
+            raise redis.TimeoutError("the timers' nudge subscription was not confirmed")
+        nudges.ignore_subscribe_messages = True
+        return nudges
+
+    def _unsubscribe(self) -> None:
+        nudges, self._nudges = self._nudges, None
+        if nudges is not None:
+            with contextlib.suppress(redis.RedisError):
+                nudges.close()
