@@ -128,7 +128,7 @@ def driver_floor(phases: Phases) -> tuple[float, float]:
     fetched = time.perf_counter() - started
     raw.close()
     started = time.perf_counter()
-    list(map(sql.record, rows))
+    sql.records(rows)
     return fetched, fetched + time.perf_counter() - started
 
 
