@@ -114,7 +114,7 @@ class Statements:
         # from the driver as they are), with its converters and whether it holds a datetime.
         self.record_converters: list[tuple[int, Any, list[Any], bool]] = []
         for i, name in enumerate(RECORD_FIELDS):
-            field = Operation._meta.get_field(name)
+            field: Any = Operation._meta.get_field(name)
             col = field.get_col(Operation._meta.db_table)
             converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             if converters:
