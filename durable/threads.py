@@ -82,7 +82,10 @@ def current_item() -> ItemScope | None:
 
 def orphaned_item() -> ItemScope | None:
     """The outermost item around this code whose batch no longer waits for it, if any."""
-    return next((item for item in _items.get() if item.batch.closed), None)
+    items = _items.get()
+    if not items:  # outside any batch: every operation of a replay asks, so this is the fast way out
+        return None
+    return next((item for item in items if item.batch.closed), None)
 
 
 @contextmanager
