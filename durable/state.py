@@ -239,6 +239,7 @@ class ExecutionState:
         refuse_if_orphaned()
         held = _in_step.get()
         if held is not None and held[0] is self:
+            kind = kind.lower()  # visit passes the OperationType itself: no string made per operation
             what = f"{kind} {name!r}" if name else kind
             self.nested = NestedOperationError(
                 f"{what} was started inside the body of step {held[1]}; a step body is one unit of work "
@@ -290,15 +291,22 @@ class ExecutionState:
         Raises NonDeterministicExecutionError; ValidationError for a new operation whose name
         cannot be stored; the halt or NestedOperationError (see `enter`).
         """
-        self.enter(type_.value.lower(), name)
+        self.enter(type_, name)
         record = self.operations.get(operation_id)
         if record is None:
             check_name(name, f"the {type_.value.lower()} operation")
             self._replaying = False
             return None
-        asked = (type_.value, sub_type, name or None, parent_id or None)
-        held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
-        if asked != held:
+        # Field by field, the enums compared as the strings they are: this runs for every
+        # operation a replay passes (the tuples below only to describe a mismatch).
+        if (
+            record.type != type_
+            or record.sub_type != sub_type
+            or (record.name or None) != (name or None)
+            or (record.parent_id or None) != (parent_id or None)
+        ):
+            asked = (type_.value, sub_type, name or None, parent_id or None)
+            held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
             raise NonDeterministicExecutionError(_describe_mismatch(operation_id, held, asked), operation_id)
         if operation_id not in self._completed_at_load:
             self._replaying = False
