@@ -208,7 +208,7 @@ class ExtendedTypeSerDes(SerDes[Any]):
         return parsed
 
 
-_scan = json.JSONDecoder().scan_once
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set by its __init__
 
 
 def _loads(data: str) -> Any:
