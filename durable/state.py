@@ -26,7 +26,7 @@ from durable.exceptions import (
     ValidationError,
 )
 from durable.storable import MAX_NAME_LENGTH, escape, unstorable_reason
-from durable.threads import CARRIED, Funnel, current_item, refuse_if_orphaned
+from durable.threads import CARRIED, Funnel, current_item, in_item, refuse_if_orphaned
 
 T = TypeVar("T")
 
@@ -233,10 +233,11 @@ class ExecutionState:
             if isinstance(self.halted, SuspendExecution):
                 raise SuspendExecution(self.halted.message)
             raise self.halted
-        item = current_item()
-        if item is not None and item.halted is not None:
-            raise SuspendExecution(str(item.halted))
-        refuse_if_orphaned()
+        if in_item():
+            item = current_item()
+            if item is not None and item.halted is not None:
+                raise SuspendExecution(str(item.halted))
+            refuse_if_orphaned()
         held = _in_step.get()
         if held is not None and held[0] is self:
             kind = kind.lower()  # visit passes the OperationType itself: no string made per operation

@@ -74,6 +74,11 @@ def item_ended() -> None:
             hook()
 
 
+def in_item() -> bool:
+    """Whether this code runs in a batch item at all (the cheap question asked first)."""
+    return bool(_items.get())
+
+
 def current_item() -> ItemScope | None:
     """The innermost batch item this code runs in, if any."""
     items = _items.get()
