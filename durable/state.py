@@ -8,7 +8,7 @@ written before the call returns, buffered ones ride along with the next synchron
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -122,6 +122,32 @@ class OperationRecord:
         return None
 
 
+class Journal(dict[str, OperationRecord]):
+    """An execution's journal as its load found it, by operation id, with what the load noted
+    on its way so that nothing walks the whole journal again: the ids of the operations that had
+    ended (the replay's "completed before this invocation"), and the records that may have woken
+    the execution (not ended, or a callback: see durable.metrics.resumed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: set[str] = set()
+        self.waking: list[OperationRecord] = []
+
+    def add(self, record: OperationRecord) -> None:
+        self[record.operation_id] = record
+        if record.status in TERMINAL_STATUSES:
+            self.ended.add(record.operation_id)
+            if record.type is OperationType.CALLBACK:
+                self.waking.append(record)
+        else:
+            self.waking.append(record)
+
+
+def waking_records(operations: dict[str, OperationRecord]) -> Iterable[OperationRecord]:
+    """The records that may have woken the execution (all of them, unless the load noted which)."""
+    return operations.waking if isinstance(operations, Journal) else operations.values()
+
+
 @dataclass
 class HistoryRecord:
     """One event for the history; `details` holds the per-type details in the official shape."""
@@ -204,7 +230,11 @@ class ExecutionState:
         self.writer = writer
         self.now = clock
         self._buffer: list[Checkpoint] = []
-        self._completed_at_load = {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
+        self._completed_at_load = (
+            operations.ended  # noted by the load (read only here)
+            if isinstance(operations, Journal)
+            else {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
+        )
         # Replaying until the code reaches an operation with work left to do (or a new one).
         self._replaying = bool(operations)
         self.checkpoint_count = 0

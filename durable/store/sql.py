@@ -19,7 +19,15 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from durable.models import Execution, HistoryEvent, Operation
-from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.state import (
+    TERMINAL_STATUSES,
+    Checkpoint,
+    HistoryRecord,
+    Journal,
+    OperationRecord,
+    OperationStatus,
+    OperationType,
+)
 
 OPERATION_FIELDS = (
     "operation_id",
@@ -194,14 +202,15 @@ _STATUSES = {s.value: s for s in OperationStatus}
 _TYPE, _STATUS = RECORD_FIELDS.index("type"), RECORD_FIELDS.index("status")
 
 
-def records(rows: Iterable[Sequence[Any]]) -> dict[str, OperationRecord]:
+def records(rows: Iterable[Sequence[Any]]) -> Journal:
     """Journal rows as the driver returns them (`Statements.load_journal`'s columns), by
     operation id, converted as the ORM converts them: only the values that are not NULL (most
     of a step's columns are), a naive datetime made aware in the connection's time zone as
     Django's converters make it (without their calls), the enums by a look-up."""
     converting = for_vendor(connection.vendor).record_converters
     tz = connection.timezone if settings.USE_TZ else None
-    journal: dict[str, OperationRecord] = {}
+    journal = Journal()
+    ended, waking = journal.ended, journal.waking  # Journal.add, inlined: this runs per row
     for row in rows:
         values = list(row)
         for i, col, converters, is_datetime in converting:
@@ -215,10 +224,16 @@ def records(rows: Iterable[Sequence[Any]]) -> dict[str, OperationRecord]:
             for converter in converters:
                 value = converter(value, col, connection)
             values[i] = value
-        values[_TYPE] = _TYPES.get(values[_TYPE]) or OperationType(values[_TYPE])
-        values[_STATUS] = _STATUSES.get(values[_STATUS]) or OperationStatus(values[_STATUS])
+        values[_TYPE] = type_ = _TYPES.get(values[_TYPE]) or OperationType(values[_TYPE])
+        values[_STATUS] = status = _STATUSES.get(values[_STATUS]) or OperationStatus(values[_STATUS])
         record = OperationRecord(*values)
         journal[record.operation_id] = record
+        if status in TERMINAL_STATUSES:
+            ended.add(record.operation_id)
+            if type_ is OperationType.CALLBACK:
+                waking.append(record)
+        else:
+            waking.append(record)
     return journal
 
 
