@@ -8,6 +8,11 @@ Both engines run on a fresh SQLite file in WAL mode in the same run. Ours is mea
 * replay: the handler runs N steps, then waits; the next invocation replays all N from the
   journal and runs one more step. Timed whole (lease, journal load, replay, final write).
 * queries per replay: SQL statements of that invocation, counted by a connection wrapper.
+* replay breakdown: the same replays cut into phases by timestamps (the lease; the journal's
+  load; the handler replaying the N steps, and within it the decoding of their N results, timed
+  apart on the same payloads; the one live step with its write; the final write; the rest), beside
+  the floor: the journal's SELECT, exactly as the engine sends it, run on the driver's own cursor
+  (sqlite3 / psycopg) with fetchall, and that plus building the engine's records from the rows.
 
 Usage: python bench/steps.py [--steps 1000] [--rounds 3] [--no-dbos]
 """
@@ -59,6 +64,87 @@ class QueryCounter:
         return execute(sql, params, many, context)
 
 
+class Phases:
+    """Timestamps of one invocation's phases, taken by wrapping the store's entry points (a few
+    calls per invocation: their cost is noise) and by the bench's handler itself."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.journal_sql: tuple[str, Any] | None = None
+
+    def install(self) -> None:
+        from durable.store import base, leased
+
+        store = base.SqlJournalStore
+        for cls, name in ((store, "acquire_lease"), (store, "load_journal"), (leased.LeasedJournal, "finish")):
+            original = getattr(cls, name)
+
+            def timed(*args: Any, _original: Any = original, _name: str = name, **kwargs: Any) -> Any:
+                self.marks[f"{_name}:start"] = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.marks[f"{_name}:end"] = time.perf_counter()
+
+            setattr(cls, name, timed)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.perf_counter()
+
+    def capture_select(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        """Remember the journal's SELECT (the one statement the load sends)."""
+        if "load_journal:start" in self.marks and "load_journal:end" not in self.marks:
+            self.journal_sql = (sql, params)
+        return execute(sql, params, many, context)
+
+    def breakdown(self, total: float) -> dict[str, float]:
+        m = self.marks
+        phases = {
+            "lease": m["acquire_lease:end"] - m["acquire_lease:start"],
+            "load": m["load_journal:end"] - m["load_journal:start"],
+            "replay": m["replayed"] - m["handler"],
+            "live step": m["returned"] - m["replayed"],
+            "final write": m["finish:end"] - m["finish:start"],
+        }
+        phases["other"] = total - sum(phases.values())
+        return phases
+
+
+def driver_floor(phases: Phases) -> tuple[float, float]:
+    """The journal's SELECT on the driver's own cursor, fetchall; and that plus the engine's
+    records built from the rows (seconds)."""
+    from django.db import connection
+
+    from durable.store import sql
+
+    assert phases.journal_sql is not None
+    statement, params = phases.journal_sql
+    if connection.vendor == "sqlite":
+        statement = statement.replace("%s", "?")
+    raw = connection.connection.cursor()
+    started = time.perf_counter()
+    raw.execute(statement, params)
+    rows = raw.fetchall()
+    fetched = time.perf_counter() - started
+    raw.close()
+    started = time.perf_counter()
+    sql.records(rows)
+    return fetched, fetched + time.perf_counter() - started
+
+
+def decode_time(execution_id: str) -> float:
+    """Decoding the journal's step results alone, as replay decodes them (seconds)."""
+    from durable.models import Operation
+    from durable.serdes import deserialize
+
+    payloads = list(Operation.objects.filter(execution_id=execution_id, type="STEP").values_list("result", flat=True))
+    started = time.perf_counter()
+    for payload in payloads:
+        if payload is not None:
+            deserialize(None, payload, "op", execution_id)
+    return time.perf_counter() - started
+
+
 def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
     from django.db import connection
 
@@ -69,13 +155,18 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
     from durable.models import Execution
     from durable.runtime import run_invocation
 
+    phases = Phases()
+
     @durable_execution(name="bench.chain")
     def chain(event: dict[str, Any], context: DurableContext) -> int:
+        phases.mark("handler")
         for i in range(event["n"]):
             context.step(lambda _, i=i: {"i": i}, name=f"s{i}")
         if event.get("wait"):
+            phases.mark("replayed")
             context.wait(Duration(1), name="pause")
             context.step(lambda _: {"i": -1}, name="after")
+            phases.mark("returned")
         return int(event["n"])
 
     clock = FakeClock()
@@ -87,6 +178,8 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
         return str(execution.pk), time.perf_counter() - started
 
     per_step, replay_s, queries = [], [], []
+    cuts: list[dict[str, float]] = []
+    phases.install()
     with use_clock(clock):
         run(10)
         for _ in range(rounds):
@@ -96,12 +189,18 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
             execution_id, _ = run(steps, wait=True)
             clock.advance_to(clock.current + timedelta(seconds=2))
             counter = QueryCounter()
-            with connection.execute_wrapper(counter):
+            phases.marks.clear()
+            with connection.execute_wrapper(counter), connection.execute_wrapper(phases.capture_select):
                 started = time.perf_counter()
                 run_invocation(execution_id)
                 replay_s.append(time.perf_counter() - started)
             queries.append(counter.count)
             assert Execution.objects.get(pk=execution_id).status == "SUCCEEDED"
+            cut = phases.breakdown(replay_s[-1])
+            cut["decode"] = decode_time(execution_id)
+            cut["replay"] -= cut["decode"]
+            cut["driver fetchall"], cut["driver + records"] = driver_floor(phases)
+            cuts.append(cut)
         journal_mode, sync = "n/a", "n/a (postgresql)"
         if connection.vendor == "sqlite":
             with connection.cursor() as cursor:
@@ -116,6 +215,7 @@ def measure_ours(steps: int, rounds: int) -> dict[str, Any]:
         "ms_per_step": round(statistics.median(per_step), 4),
         "replay_seconds": round(statistics.median(replay_s), 4),
         "queries_per_replay": max(queries),
+        "replay_breakdown_ms": {k: round(statistics.median(c[k] for c in cuts) * 1000, 2) for k in cuts[0]},
     }
 
 
@@ -192,6 +292,21 @@ def main() -> None:
             f"{r['engine']:<6} {r['synchronous']:<11} {r['ms_per_step']:>8.3f} {r['replay_seconds']:>9.4f} "
             f"{r['queries_per_replay']:>15}"
         )
+    print()
+    for r in rows:
+        if "replay_breakdown_ms" in r:
+            cut = r["replay_breakdown_ms"]
+            print(f"replay breakdown, ours, synchronous={r['synchronous']} (ms, medians):")
+            print(
+                "  "
+                + ", ".join(f"{k} {cut[k]:.2f}" for k in ("lease", "load", "decode", "replay", "live step"))
+                + f", final write {cut['final write']:.2f}, other {cut['other']:.2f}"
+            )
+            print(
+                f"  floor: the same SELECT on the driver's cursor, fetchall {cut['driver fetchall']:.2f}; "
+                f"with the records built {cut['driver + records']:.2f}; load / floor "
+                f"{cut['load'] / cut['driver fetchall']:.2f}"
+            )
     if not args.no_dbos:
         print()
         for synchronous in modes:

@@ -121,6 +121,11 @@ class ExecutionContext:
     durable_execution_arn: str
 
 
+# What a step without a config runs with: one instance (nothing in the engine changes a config),
+# not one made per step, which a replay of many steps paid for each.
+_DEFAULT_STEP_CONFIG = StepConfig()
+
+
 def _step_name(name: str | None, func: Callable[..., Any]) -> str | None:
     return name or getattr(func, "_original_name", None)
 
@@ -195,7 +200,7 @@ class DurableContext:
             self._next_operation_id(),
             self._parent_id,
             _step_name(name, func),
-            config or StepConfig(),
+            config or _DEFAULT_STEP_CONFIG,
             self._logger,
         )
         return op.run(func)

@@ -58,7 +58,7 @@ from durable.exceptions import (
 from durable.execution import get_function
 from durable.models import Execution, ExecutionStatus
 from durable.outbox import OutboxRecord
-from durable.state import ExecutionState
+from durable.state import ExecutionState, waking_records
 from durable.storable import utf8_size
 from durable.store import Lease, children, journal_store
 from durable.store import outbox as outbox_store
@@ -165,7 +165,7 @@ class Invocation:
         if outbox_store.sends_operation_events(execution.function_name):
             self.journal.operation_events = (execution.function_name, execution.execution_name)
         operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
-        metrics.resumed(execution.wake_at, operations.values(), self.now)
+        metrics.resumed(execution.wake_at, waking_records(operations), self.now)
         state = self.state = ExecutionState(
             self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")
         )

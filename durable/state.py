@@ -8,7 +8,7 @@ written before the call returns, buffered ones ride along with the next synchron
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -26,7 +26,7 @@ from durable.exceptions import (
     ValidationError,
 )
 from durable.storable import MAX_NAME_LENGTH, escape, unstorable_reason
-from durable.threads import CARRIED, Funnel, current_item, refuse_if_orphaned
+from durable.threads import CARRIED, Funnel, current_item, in_item, refuse_if_orphaned
 
 T = TypeVar("T")
 
@@ -88,9 +88,10 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class OperationRecord:
-    """One operation's current state: a row of the journal."""
+    """One operation's current state: a row of the journal. Slots: a replay builds one per
+    row, about twice as fast so (and reads their fields faster)."""
 
     operation_id: str
     type: OperationType
@@ -120,6 +121,32 @@ class OperationRecord:
             times = [t for t in (self.wait_until, self.callback_deadline, self.heartbeat_deadline) if t]
             return min(times) if times else None
         return None
+
+
+class Journal(dict[str, OperationRecord]):
+    """An execution's journal as its load found it, by operation id, with what the load noted
+    on its way so that nothing walks the whole journal again: the ids of the operations that had
+    ended (the replay's "completed before this invocation"), and the records that may have woken
+    the execution (not ended, or a callback: see durable.metrics.resumed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: set[str] = set()
+        self.waking: list[OperationRecord] = []
+
+    def add(self, record: OperationRecord) -> None:
+        self[record.operation_id] = record
+        if record.status in TERMINAL_STATUSES:
+            self.ended.add(record.operation_id)
+            if record.type is OperationType.CALLBACK:
+                self.waking.append(record)
+        else:
+            self.waking.append(record)
+
+
+def waking_records(operations: dict[str, OperationRecord]) -> Iterable[OperationRecord]:
+    """The records that may have woken the execution (all of them, unless the load noted which)."""
+    return operations.waking if isinstance(operations, Journal) else operations.values()
 
 
 @dataclass
@@ -204,7 +231,11 @@ class ExecutionState:
         self.writer = writer
         self.now = clock
         self._buffer: list[Checkpoint] = []
-        self._completed_at_load = {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
+        self._completed_at_load = (
+            operations.ended  # noted by the load (read only here)
+            if isinstance(operations, Journal)
+            else {op_id for op_id, op in operations.items() if op.status in TERMINAL_STATUSES}
+        )
         # Replaying until the code reaches an operation with work left to do (or a new one).
         self._replaying = bool(operations)
         self.checkpoint_count = 0
@@ -233,12 +264,14 @@ class ExecutionState:
             if isinstance(self.halted, SuspendExecution):
                 raise SuspendExecution(self.halted.message)
             raise self.halted
-        item = current_item()
-        if item is not None and item.halted is not None:
-            raise SuspendExecution(str(item.halted))
-        refuse_if_orphaned()
+        if in_item():
+            item = current_item()
+            if item is not None and item.halted is not None:
+                raise SuspendExecution(str(item.halted))
+            refuse_if_orphaned()
         held = _in_step.get()
         if held is not None and held[0] is self:
+            kind = kind.lower()  # visit passes the OperationType itself: no string made per operation
             what = f"{kind} {name!r}" if name else kind
             self.nested = NestedOperationError(
                 f"{what} was started inside the body of step {held[1]}; a step body is one unit of work "
@@ -290,15 +323,22 @@ class ExecutionState:
         Raises NonDeterministicExecutionError; ValidationError for a new operation whose name
         cannot be stored; the halt or NestedOperationError (see `enter`).
         """
-        self.enter(type_.value.lower(), name)
+        self.enter(type_, name)
         record = self.operations.get(operation_id)
         if record is None:
             check_name(name, f"the {type_.value.lower()} operation")
             self._replaying = False
             return None
-        asked = (type_.value, sub_type, name or None, parent_id or None)
-        held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
-        if asked != held:
+        # Field by field, the enums compared as the strings they are: this runs for every
+        # operation a replay passes (the tuples below only to describe a mismatch).
+        if (
+            record.type != type_
+            or record.sub_type != sub_type
+            or (record.name or None) != (name or None)
+            or (record.parent_id or None) != (parent_id or None)
+        ):
+            asked = (type_.value, sub_type, name or None, parent_id or None)
+            held = (record.type.value, record.sub_type, record.name or None, record.parent_id or None)
             raise NonDeterministicExecutionError(_describe_mismatch(operation_id, held, asked), operation_id)
         if operation_id not in self._completed_at_load:
             self._replaying = False

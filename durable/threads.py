@@ -74,6 +74,11 @@ def item_ended() -> None:
             hook()
 
 
+def in_item() -> bool:
+    """Whether this code runs in a batch item at all (the cheap question asked first)."""
+    return bool(_items.get())
+
+
 def current_item() -> ItemScope | None:
     """The innermost batch item this code runs in, if any."""
     items = _items.get()
@@ -82,7 +87,10 @@ def current_item() -> ItemScope | None:
 
 def orphaned_item() -> ItemScope | None:
     """The outermost item around this code whose batch no longer waits for it, if any."""
-    return next((item for item in _items.get() if item.batch.closed), None)
+    items = _items.get()
+    if not items:  # outside any batch: every operation of a replay asks, so this is the fast way out
+        return None
+    return next((item for item in items if item.batch.closed), None)
 
 
 @contextmanager

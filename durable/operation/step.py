@@ -34,6 +34,7 @@ from durable.storable import unstorable_reason, utf8_size
 from durable.types import StepContext
 
 T = TypeVar("T")
+_STEP = OperationSubType.STEP.value
 
 
 class StepOperation:
@@ -53,7 +54,7 @@ class StepOperation:
         self.parent_id = parent_id
         self.name = name
         self.config = config
-        self.sub_type = config.sub_type or OperationSubType.STEP.value
+        self.sub_type = config.sub_type or _STEP
         self.logger = logger
 
     def run(self, func: Callable[[StepContext], T]) -> T:

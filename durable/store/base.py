@@ -263,8 +263,10 @@ class SqlJournalStore:
         """
         if first_invocation:
             return {}
-        rows = Operation.objects.filter(execution_id=execution_id).order_by("id").values_list(*sql.OPERATION_FIELDS)
-        return {record.operation_id: record for record in map(sql.record, rows)}
+        with connection.cursor() as cursor:
+            cursor.execute(sql.statements().load_journal, [sql.execution_pk(execution_id)])
+            rows = cursor.fetchall()
+        return sql.records(rows)
 
     def load_operation(self, execution_id: str, operation_id: str) -> OperationRecord | None:
         row = (

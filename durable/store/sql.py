@@ -8,15 +8,26 @@ or set and cached, never made by editing another statement's text.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import datetime
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from durable.models import Execution, HistoryEvent, Operation
-from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
+from durable.state import (
+    TERMINAL_STATUSES,
+    Checkpoint,
+    HistoryRecord,
+    Journal,
+    OperationRecord,
+    OperationStatus,
+    OperationType,
+)
 
 OPERATION_FIELDS = (
     "operation_id",
@@ -41,6 +52,10 @@ OPERATION_FIELDS = (
 _DATETIME_FIELDS = frozenset(
     {"next_attempt_at", "wait_until", "callback_deadline", "heartbeat_deadline", "started_at", "ended_at"}
 )
+# OperationRecord's fields in order: the journal's SELECT reads them so, and a row builds a
+# record positionally.
+RECORD_FIELDS = tuple(f.name for f in fields(OperationRecord))
+assert sorted(RECORD_FIELDS) == sorted(OPERATION_FIELDS)
 # What an upsert may change of an operation that exists (its identity never changes).
 _UPDATABLE_FIELDS = [f for f in OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
 _EVENT_COLUMNS = ("execution_id", "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details")
@@ -96,6 +111,22 @@ class Statements:
             f"WHERE {qn('execution_id')} = %s AND {qn('operation_id')} = %s AND {qn('status')} = %s "
             f"AND ({qn('callback_deadline')} <= %s OR {qn('heartbeat_deadline')} <= %s)"
         )
+        # The whole journal of one execution, in order (index durable_op_journal), its columns in
+        # OperationRecord's order: raw SQL, since the ORM's row machinery cost more than the
+        # database's work (bench/steps.py's replay breakdown gives the figures).
+        self.load_journal = (
+            f"SELECT {', '.join(qn(c) for c in RECORD_FIELDS)} FROM {self.op_table} "
+            f"WHERE {qn(Operation._meta.get_field('execution').column)} = %s ORDER BY {qn('id')}"
+        )
+        # The columns the ORM would convert a value from the database of (text and numbers come
+        # from the driver as they are), with its converters and whether it holds a datetime.
+        self.record_converters: list[tuple[int, Any, list[Any], bool]] = []
+        for i, name in enumerate(RECORD_FIELDS):
+            field: Any = Operation._meta.get_field(name)
+            col = field.get_col(Operation._meta.db_table)
+            converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if converters:
+                self.record_converters.append((i, col, converters, name in _DATETIME_FIELDS))
         self._upserts: dict[int, str] = {}
         self._inserts: dict[int, str] = {}
         self._fences: dict[tuple[str, ...], str] = {}
@@ -164,6 +195,46 @@ def record(row: tuple[Any, ...]) -> OperationRecord:
     values["type"] = OperationType(values["type"])
     values["status"] = OperationStatus(values["status"])
     return OperationRecord(**values)
+
+
+_TYPES = {t.value: t for t in OperationType}
+_STATUSES = {s.value: s for s in OperationStatus}
+_TYPE, _STATUS = RECORD_FIELDS.index("type"), RECORD_FIELDS.index("status")
+
+
+def records(rows: Iterable[Sequence[Any]]) -> Journal:
+    """Journal rows as the driver returns them (`Statements.load_journal`'s columns), by
+    operation id, converted as the ORM converts them: only the values that are not NULL (most
+    of a step's columns are), a naive datetime made aware in the connection's time zone as
+    Django's converters make it (without their calls), the enums by a look-up."""
+    converting = for_vendor(connection.vendor).record_converters
+    tz = connection.timezone if settings.USE_TZ else None
+    journal = Journal()
+    ended, waking = journal.ended, journal.waking  # Journal.add, inlined: this runs per row
+    for row in rows:
+        values = list(row)
+        for i, col, converters, is_datetime in converting:
+            value = values[i]
+            if value is None:
+                continue
+            if is_datetime and value.__class__ is datetime:
+                if tz is not None and value.tzinfo is None:
+                    values[i] = value.replace(tzinfo=tz)
+                continue
+            for converter in converters:
+                value = converter(value, col, connection)
+            values[i] = value
+        values[_TYPE] = type_ = _TYPES.get(values[_TYPE]) or OperationType(values[_TYPE])
+        values[_STATUS] = status = _STATUSES.get(values[_STATUS]) or OperationStatus(values[_STATUS])
+        record = OperationRecord(*values)
+        journal[record.operation_id] = record
+        if status in TERMINAL_STATUSES:
+            ended.add(record.operation_id)
+            if type_ is OperationType.CALLBACK:
+                waking.append(record)
+        else:
+            waking.append(record)
+    return journal
 
 
 def adapt_json(value: Any) -> Any:
