@@ -19,7 +19,7 @@ from rq.exceptions import NoSuchJobError, StopRequested
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
-from durable import conf
+from durable import conf, sinks
 from durable.exceptions import DatabaseUnreachableError
 from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
@@ -257,6 +257,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._database = Backoff("the database", log)
         self._database_error: DatabaseUnreachableError | None = None
         self._invoking = False
+        sinks.hold_marks(True)  # flushed after a job when due, before waiting for work, at the end
 
     def get_state(self) -> str:
         # Busy while an invocation runs, although the fast path never writes that state to Redis:
@@ -287,6 +288,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if self._database_error is not None:
             self._wait_for_database()
         if len(self._ordered_queues) > 1 or max_idle_time is not None:
+            sinks.flush_marks()
             self._forget_finished_job()
             return super()._dequeue(timeout, max_idle_time)  # not our simple case: RQ's own dequeue
         queue = self._ordered_queues[0]
@@ -300,6 +302,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
             # wait costs a few round trips, a job hash read and a log line per job), no longer
             # than until the next try for the sweep lock.
+            sinks.flush_marks()
             self.set_state(WorkerStatus.IDLE)
             self.heartbeat()
             if (found := self._wait_for_job(queue, min(FAST_WAIT_SECONDS, lock_try_seconds()))) is not None:
@@ -363,6 +366,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._put_back(job.id, queue)
         finally:
             self._invoking = False
+            sinks.flush_marks(due_only=True)
             if finished:
                 self._finished_job = job.id
                 self._finished_queue = queue
@@ -399,6 +403,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
                 pipeline.execute()
 
     def teardown(self) -> None:
+        sinks.hold_marks(False)  # records what is held
         try:
             self._forget_finished_job()
         except redis.RedisError:
