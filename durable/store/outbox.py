@@ -129,10 +129,11 @@ def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
     return queries, [value for row in events + deliveries for value in row]
 
 
-def after_commit(records: Sequence[OutboxRecord]) -> None:
-    """Try the deliveries of events written by `statements` once the caller's write commits."""
+def after_commit(records: Sequence[OutboxRecord], *, written: bool = True) -> None:
+    """Once the caller's write commits: count the executions these records end, and try the
+    deliveries of the events `statements` gave (`written`: it gave some, i.e. a sink takes them)."""
     count_ends(records)
-    if records:
+    if written and records:
         _after_commit(records)
 
 
@@ -264,12 +265,13 @@ def delivered_first_attempts(claims: Sequence[Claim], now: datetime) -> None:
     one the pass took meanwhile is the pass's to record."""
     if not claims:
         return
-    sinks_by_event: dict[Any, list[str]] = {}
+    # One condition per sink (a handful), not per event: a worker records dozens at once.
+    events_by_sink: dict[str, list[Any]] = {}
     for claim in claims:
-        sinks_by_event.setdefault(claim.event.pk, []).append(claim.sink)
+        events_by_sink.setdefault(claim.sink, []).append(claim.event.pk)
     which = Q()
-    for event_id, names in sinks_by_event.items():
-        which |= Q(event_id=event_id, sink__in=names)
+    for sink, event_ids in events_by_sink.items():
+        which |= Q(sink=sink, event_id__in=event_ids)
     with _one_write():
         EventDelivery.objects.filter(which, attempts=0, status=EventDeliveryStatus.PENDING).update(
             status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, attempts=1
