@@ -11,6 +11,7 @@ With --dbos, DBOS 3.4 does the same work on the same database with the same conc
 measured in --rounds rounds, each ours then DBOS; the tables show medians.
 
 Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 3] [--fork] [--dbos]
+       [--engine-only]
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (ours, then DBOS) per count")
     parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker")
     parser.add_argument("--dbos", action="store_true", help="also measure DBOS on the same database")
+    parser.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="the engine's own settings (tests.durable.settings): no product, so no receiver and no outbox",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -49,7 +55,7 @@ def main() -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{os.path.join(workdir, 'journal.sqlite3')}"
     database = "postgresql" if os.environ["DATABASE_URL"].startswith("postgres") else "sqlite"
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SETTINGS_MODULE="tests.durable.settings" if args.engine_only else "config.settings",
         DJANGO_LOG_LEVEL="WARNING",
         # As in production: with DEBUG on, Django records every query (and on SQLite runs an
         # extra query to quote each one's parameters), a cost DBOS does not pay.
@@ -166,7 +172,11 @@ def main() -> None:
     finally:
         redis_server.stop()
 
-    print(f"{database}, real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples\n")
+    project = "engine only (no event receiver)" if args.engine_only else "the product's settings (event outbox active)"
+    print(
+        f"{database}, real Redis, {project}; {args.executions} executions of a 3-step workflow; "
+        f"{args.samples} samples\n"
+    )
     header = (
         f"{'engine':<14}{'n':>2} {'exec/s':>8} {'cb p50 ms':>10} {'cb p95 ms':>10} "
         f"{'timer p50 ms':>13} {'timer p95 ms':>13}"

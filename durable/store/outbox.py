@@ -60,8 +60,12 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     uuid_field = OutboxEvent._meta.get_field("id")
     json_field = OutboxEvent._meta.get_field("detail")
     events, deliveries = [], []
+    names_of: dict[bool, list[str]] = {}
     for record in records:
-        names = sinks.sink_names(status_change=record.detail_type == STATUS_CHANGE)
+        status_change = record.detail_type == STATUS_CHANGE
+        if status_change not in names_of:
+            names_of[status_change] = sinks.sink_names(status_change=status_change)
+        names = names_of[status_change]
         if not names:
             continue
         pk = uuid_field.get_db_prep_value(record.id, connection)
@@ -107,6 +111,8 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
+    if not records:
+        return  # most journal writes (a step's) tell of no status change
     count_ends(records)
     events, deliveries = _rows(records)
     if not events:
@@ -119,6 +125,8 @@ def write(records: Sequence[OutboxRecord]) -> None:
 
 def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
     """The same inserts as statements and parameters, to run in a query of the caller's."""
+    if not records:
+        return [], []
     events, deliveries = _rows(records)
     if not events:
         return [], []
