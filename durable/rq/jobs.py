@@ -102,8 +102,8 @@ def invoke_once(execution_id: str) -> str:
 
 
 # A connection a job used this recently (and left without errors) skips Django's health check
-# before the next job: on PostgreSQL a SELECT 1 round trip per job, a fifth of a short
-# execution's. A database restarted within that moment fails the next lease, whose job is put back.
+# before the next job (on PostgreSQL, a SELECT 1 round trip more per job). A database restarted
+# within that moment fails the next lease, and that job is put back on the queue.
 HEALTH_CHECK_AFTER_IDLE = 1.0
 _last_job_ended = -HEALTH_CHECK_AFTER_IDLE
 

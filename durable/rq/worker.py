@@ -257,7 +257,6 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._database = Backoff("the database", log)
         self._database_error: DatabaseUnreachableError | None = None
         self._invoking = False
-        sinks.hold_marks(True)  # flushed after a job when due, before waiting for work, at the end
 
     def get_state(self) -> str:
         # Busy while an invocation runs, although the fast path never writes that state to Redis:
@@ -402,8 +401,16 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
                 pipeline.delete(self.job_class.key_for(finished))
                 pipeline.execute()
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        # Delivery marks are held while this works: flushed after a job when due, before it waits
+        # for work, and when it stops (durable.sinks.hold_marks).
+        sinks.hold_marks(True)
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            sinks.hold_marks(False)
+
     def teardown(self) -> None:
-        sinks.hold_marks(False)  # records what is held
         try:
             self._forget_finished_job()
         except redis.RedisError:
