@@ -280,8 +280,11 @@ def delivered_first_attempts(claims: Sequence[Claim], now: datetime) -> None:
     which = Q()
     for sink, event_ids in events_by_sink.items():
         which |= Q(sink=sink, event_id__in=event_ids)
+    # attempts=0 alone says PENDING (every outcome recorded counts its attempt; an operator's
+    # retry resets both): a condition on status too would lead SQLite to the status index, a
+    # scan of every pending delivery, instead of the (event, sink) one.
     with _one_write():
-        EventDelivery.objects.filter(which, attempts=0, status=EventDeliveryStatus.PENDING).update(
+        EventDelivery.objects.filter(which, attempts=0).update(
             status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, attempts=1
         )
 
