@@ -11,7 +11,7 @@ With --dbos, DBOS 3.4 does the same work on the same database with the same conc
 measured in --rounds rounds, each ours then DBOS; the tables show medians.
 
 Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 3] [--fork] [--dbos]
-       [--only timers] [--timer-spacing 0.05]
+       [--only timers] [--timer-spacing 0.05] [--engine-only]
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ def main() -> None:
         default=0.0,
         help="seconds between the timer samples' starts (0: all at once, so that they come due in a burst)",
     )
+    parser.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="the engine's own settings (tests.durable.settings): no product, so no receiver and no outbox",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -57,7 +62,7 @@ def main() -> None:
         os.environ["DATABASE_URL"] = f"sqlite:///{os.path.join(workdir, 'journal.sqlite3')}"
     database = "postgresql" if os.environ["DATABASE_URL"].startswith("postgres") else "sqlite"
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SETTINGS_MODULE="tests.durable.settings" if args.engine_only else "config.settings",
         DJANGO_LOG_LEVEL="WARNING",
         # As in production: with DEBUG on, Django records every query (and on SQLite runs an
         # extra query to quote each one's parameters), a cost DBOS does not pay.
@@ -188,8 +193,10 @@ def main() -> None:
         redis_server.stop()
 
     spacing = f", timers started {args.timer_spacing} s apart" if args.timer_spacing else ""
+    project = "engine only (no event receiver)" if args.engine_only else "the product's settings (event outbox active)"
     print(
-        f"{database}, real Redis; {args.executions} executions of a 3-step workflow; {args.samples} samples{spacing}\n"
+        f"{database}, real Redis, {project}; {args.executions} executions of a 3-step workflow; "
+        f"{args.samples} samples{spacing}\n"
     )
     header = (
         f"{'engine':<14}{'n':>2} {'exec/s':>8} {'cb p50 ms':>10} {'cb p95 ms':>10} "

@@ -3,7 +3,8 @@
 Each event has one delivery row per sink (`durable.store.outbox`). Right after the commit that
 wrote it, the process that committed tries each delivery once (short timeouts; a sink that just
 failed in this process is left to the pass for a while, so a sink that is down does not slow
-every commit); it has the event in memory, so a delivery costs one UPDATE. The workers' pass
+every commit); it has the event in memory, so a delivery costs one UPDATE (a worker records
+several commits' deliveries in one: `hold_marks`). The workers' pass
 (`deliver_due`, run after each sweep) leaves a new delivery to that process for
 EVENT_AFTER_COMMIT_GRACE seconds, then retries what is due with bounded exponential backoff,
 one attempt at a time, and gives a sink up for the rest of a pass at its first retryable failure.
@@ -254,9 +255,68 @@ def _cool(sink_name: str) -> None:
         _cooling[sink_name] = time.monotonic() + max(1.0, float(conf.get("EVENT_RETRY_INITIAL_SECONDS")))
 
 
+# Delivery marks held back to be recorded several at once: one UPDATE for many commits instead
+# of one after each, which on SQLite was one more turn at the single writer per execution (see
+# the README's "Against DBOS"). Only a process that flushes them holds them (the engine's
+# in-process worker: after a job when due, before it waits for work, when it stops); a mark lost
+# with its process leaves its delivery PENDING, so the pass delivers it again after the grace:
+# at least once, as ever. Marks are held for at most half of EVENT_AFTER_COMMIT_GRACE, so the
+# pass does not take a delivery whose mark is only late.
+MARK_BATCH = 64
+MARK_SECONDS = 1.0
+_held: list[store.Claim] = []
+_held_since = 0.0  # monotonic time of the oldest held mark
+_holding = False
+
+
+def hold_marks(hold: bool) -> None:
+    """Hold this process's delivery marks for `flush_marks` (True only where something calls it)."""
+    global _holding
+    _holding = hold
+    if not hold:
+        flush_marks()
+
+
+def _hold_seconds() -> float:
+    return min(MARK_SECONDS, float(conf.get("EVENT_AFTER_COMMIT_GRACE")) / 2)
+
+
+def flush_marks(*, due_only: bool = False) -> None:
+    """Record the held marks in one UPDATE (`due_only`: only once MARK_BATCH are held or the
+    oldest was held long enough). Never raises: a mark not recorded means a second delivery."""
+    if not _held or (due_only and len(_held) < MARK_BATCH and time.monotonic() - _held_since < _hold_seconds()):
+        return
+    claims = _held[:]
+    _held.clear()
+    try:
+        store.delivered_first_attempts(claims, clock.now())
+    except Exception:  # the pass sends them again: at least once
+        log.exception(
+            "events %s: could not record their delivery; the workers' pass will resend",
+            sorted({str(c.event.pk) for c in claims}),
+        )
+
+
+def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> None:
+    global _held_since
+    if _holding and delivered and _hold_seconds() > 0:
+        if not _held:
+            _held_since = time.monotonic()
+        _held.extend(delivered)
+        flush_marks(due_only=True)
+        return
+    try:
+        store.delivered_first_attempts(delivered, clock.now())
+    except Exception:  # the pass sends them again: at least once
+        log.exception(
+            "events %s: could not record their delivery; the workers' pass will resend", [r.id for r in records]
+        )
+
+
 def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
     """Try each delivery of these just-committed events once, in this process (one UPDATE
-    records every success; one more each failure). Never raises."""
+    records the successes of one or several commits, see `hold_marks`; one more each failure).
+    Never raises."""
     delivered: list[store.Claim] = []
     try:
         sinks = {sink.name: sink for sink in configured()}
@@ -268,12 +328,7 @@ def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
                     _cool(name)
     except Exception:
         log.exception("events %s: delivery after commit failed; the workers' pass will retry", [r.id for r in records])
-    try:
-        store.delivered_first_attempts(delivered, clock.now())
-    except Exception:  # the pass sends them again: at least once
-        log.exception(
-            "events %s: could not record their delivery; the workers' pass will resend", [r.id for r in records]
-        )
+    _record(delivered, records)
 
 
 def deliver_now(event_ids: Sequence[Any]) -> None:

@@ -19,7 +19,7 @@ from rq.exceptions import NoSuchJobError, StopRequested
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
-from durable import conf
+from durable import conf, sinks
 from durable.exceptions import DatabaseUnreachableError
 from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
@@ -287,6 +287,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if self._database_error is not None:
             self._wait_for_database()
         if len(self._ordered_queues) > 1 or max_idle_time is not None:
+            sinks.flush_marks()
             self._forget_finished_job()
             return super()._dequeue(timeout, max_idle_time)  # not our simple case: RQ's own dequeue
         queue = self._ordered_queues[0]
@@ -300,6 +301,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
             # wait costs a few round trips, a job hash read and a log line per job), no longer
             # than until the next try for the sweep lock.
+            sinks.flush_marks()
             self.set_state(WorkerStatus.IDLE)
             self.heartbeat()
             if (found := self._wait_for_job(queue, min(FAST_WAIT_SECONDS, lock_try_seconds()))) is not None:
@@ -363,6 +365,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._put_back(job.id, queue)
         finally:
             self._invoking = False
+            sinks.flush_marks(due_only=True)
             if finished:
                 self._finished_job = job.id
                 self._finished_queue = queue
@@ -397,6 +400,15 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
                 pipeline.lrem(self._finished_queue.intermediate_queue_key, 1, finished)
                 pipeline.delete(self.job_class.key_for(finished))
                 pipeline.execute()
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        # Delivery marks are held while this works: flushed after a job when due, before it waits
+        # for work, and when it stops (durable.sinks.hold_marks).
+        sinks.hold_marks(True)
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            sinks.hold_marks(False)
 
     def teardown(self) -> None:
         try:

@@ -60,8 +60,12 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     uuid_field = OutboxEvent._meta.get_field("id")
     json_field = OutboxEvent._meta.get_field("detail")
     events, deliveries = [], []
+    names_of: dict[bool, list[str]] = {}
     for record in records:
-        names = sinks.sink_names(status_change=record.detail_type == STATUS_CHANGE)
+        status_change = record.detail_type == STATUS_CHANGE
+        if status_change not in names_of:
+            names_of[status_change] = sinks.sink_names(status_change=status_change)
+        names = names_of[status_change]
         if not names:
             continue
         pk = uuid_field.get_db_prep_value(record.id, connection)
@@ -107,6 +111,8 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
+    if not records:
+        return  # most journal writes (a step's) tell of no status change
     count_ends(records)
     events, deliveries = _rows(records)
     if not events:
@@ -119,6 +125,8 @@ def write(records: Sequence[OutboxRecord]) -> None:
 
 def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
     """The same inserts as statements and parameters, to run in a query of the caller's."""
+    if not records:
+        return [], []
     events, deliveries = _rows(records)
     if not events:
         return [], []
@@ -129,10 +137,11 @@ def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
     return queries, [value for row in events + deliveries for value in row]
 
 
-def after_commit(records: Sequence[OutboxRecord]) -> None:
-    """Try the deliveries of events written by `statements` once the caller's write commits."""
+def after_commit(records: Sequence[OutboxRecord], *, written: bool = True) -> None:
+    """Once the caller's write commits: count the executions these records end, and try the
+    deliveries of the events `statements` gave (`written`: it gave some, i.e. a sink takes them)."""
     count_ends(records)
-    if records:
+    if written and records:
         _after_commit(records)
 
 
@@ -264,14 +273,18 @@ def delivered_first_attempts(claims: Sequence[Claim], now: datetime) -> None:
     one the pass took meanwhile is the pass's to record."""
     if not claims:
         return
-    sinks_by_event: dict[Any, list[str]] = {}
+    # One condition per sink (a handful), not per event: a worker records dozens at once.
+    events_by_sink: dict[str, list[Any]] = {}
     for claim in claims:
-        sinks_by_event.setdefault(claim.event.pk, []).append(claim.sink)
+        events_by_sink.setdefault(claim.sink, []).append(claim.event.pk)
     which = Q()
-    for event_id, names in sinks_by_event.items():
-        which |= Q(event_id=event_id, sink__in=names)
+    for sink, event_ids in events_by_sink.items():
+        which |= Q(sink=sink, event_id__in=event_ids)
+    # attempts=0 alone says PENDING (every outcome recorded counts its attempt; an operator's
+    # retry resets both): a condition on status too would lead SQLite to the status index, a
+    # scan of every pending delivery, instead of the (event, sink) one.
     with _one_write():
-        EventDelivery.objects.filter(which, attempts=0, status=EventDeliveryStatus.PENDING).update(
+        EventDelivery.objects.filter(which, attempts=0).update(
             status=EventDeliveryStatus.DELIVERED, delivered_at=now, last_error="", next_attempt_at=None, attempts=1
         )
 

@@ -77,10 +77,7 @@ class PostgresJournalStore(SqlJournalStore):
                 if getattr(exc.__cause__, "sqlstate", None) == _DIVISION_BY_ZERO:
                     raise LeaseLostError(f"lost the lease of execution {journal.execution_id}") from None
                 raise
-        if outbox_queries:
-            outbox_store.after_commit(records)
-        else:  # no sink takes them, but the executions they end are counted all the same
-            outbox_store.count_ends(records)
+        outbox_store.after_commit(records, written=bool(outbox_queries))
 
     def insert_execution(
         self, values: dict[str, Any], events: Iterable[HistoryRecord], outbox: Sequence[OutboxRecord] = ()
@@ -103,8 +100,7 @@ class PostgresJournalStore(SqlJournalStore):
         outbox_queries, outbox_params = outbox_store.statements(outbox)
         with connection.cursor() as cursor:
             cursor.execute("; ".join(queries + outbox_queries), params + outbox_params)
-        if outbox_queries:
-            outbox_store.after_commit(outbox)
+        outbox_store.after_commit(outbox, written=bool(outbox_queries))
         return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
 
     @contextmanager

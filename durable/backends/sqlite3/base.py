@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 from typing import Any
 
@@ -32,6 +33,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._writers_fd: int | None = None
         self._holding_writers_lock = False
+
+    def create_cursor(self, name: str | None = None) -> Any:
+        return self.connection.cursor(factory=CursorWrapper)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
@@ -88,3 +92,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if self._writers_fd is not None:
                 with contextlib.suppress(OSError):
                     fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qmark(query: str) -> str:
+    return str(base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%"))
+
+
+class CursorWrapper(base.SQLiteCursorWrapper):
+    """Django's cursor, remembering each statement's translation to SQLite's placeholders: the
+    regular expression cost more per statement than SQLite's work on a journal write (the
+    engine runs the same few statements over and over)."""
+
+    def convert_query(self, query: str, *, param_names: list[str] | None = None) -> str:
+        if param_names is None:
+            return _qmark(query)
+        return str(super().convert_query(query, param_names=param_names))
