@@ -26,14 +26,17 @@ MAX_LISTED = 1000
 
 
 def search_executions(queryset: QuerySet[Execution], term: str) -> QuerySet[Execution]:
-    """The executions whose id is `term` or whose name or label contains it (case-insensitive)."""
+    """The executions whose id is `term` or whose name or label contains it (case-insensitive).
+
+    A term that is a UUID (an execution's id, or a name drawn at random) matches the id or the
+    whole name only: two index lookups, where a part of a name or label is a scan of every row.
+    """
     term = term.strip()
     if not term:
         return queryset
-    matches = Q(execution_name__icontains=term) | Q(label__icontains=term)
     with contextlib.suppress(ValueError):
-        matches |= Q(pk=uuid.UUID(term))
-    return queryset.filter(matches)
+        return queryset.filter(Q(pk=uuid.UUID(term)) | Q(execution_name=term))
+    return queryset.filter(Q(execution_name__icontains=term) | Q(label__icontains=term))
 
 
 def filter_executions(
@@ -219,10 +222,11 @@ def _wait(
     return None
 
 
-def waits_on(kind: str) -> Exists:
-    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
-    RUNNING). Raises ValidationError for another kind."""
-    ops = Operation.objects.filter(execution_id=OuterRef("pk")).filter(_wait_operations())
+def open_operations(kind: str) -> QuerySet[Operation]:
+    """The open operations of `kind` (a WaitKind other than RUNNING), of every execution: a
+    range of the small partial index durable_op_open (open operations only). Raises
+    ValidationError for another kind."""
+    ops = Operation.objects.filter(_wait_operations())
     if kind == WaitKind.RETRY:
         ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))
     elif kind == WaitKind.TIMER:
@@ -234,7 +238,13 @@ def waits_on(kind: str) -> Exists:
     else:
         kinds = ", ".join(k for k, _ in WaitKind.CHOICES)
         raise ValidationError(f"waiting must be one of {kinds}, not {kind!r}")
-    return Exists(ops)
+    return ops
+
+
+def waits_on(kind: str) -> Exists:
+    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
+    RUNNING). Raises ValidationError for another kind."""
+    return Exists(open_operations(kind).filter(execution_id=OuterRef("pk")))
 
 
 def on_a_worker(now: datetime) -> Q:
@@ -243,12 +253,14 @@ def on_a_worker(now: datetime) -> Q:
 
 
 def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
-    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one EXISTS
-    subquery, so a page of them is still one query. Raises ValidationError for another kind."""
+    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one IN
+    subquery over the open operations of that kind (an index of open operations only: a kind
+    few executions wait for costs what they are, not a probe of every execution), so a page of
+    them is still one query. Raises ValidationError for another kind."""
     running = queryset.filter(status=ExecutionStatus.RUNNING)
     if kind == WaitKind.RUNNING:
         return running.filter(on_a_worker(now or clock.now()))
-    return running.filter(waits_on(kind))
+    return running.filter(pk__in=open_operations(kind).values("execution_id"))
 
 
 def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:
