@@ -131,7 +131,8 @@ def main() -> None:
         out["bytes_per_step"] = bytes_per_step(database)
 
         # 2. Waiting executions: some through the public API, the rest copied in bulk.
-        before = durable_bytes(database)
+        tables_before = table_bytes(database)
+        before = sum(tables_before.values())
         started = time.perf_counter()
         templates = start_waiting(real)
         out["real_start_seconds"] = round(time.perf_counter() - started, 2)
@@ -144,7 +145,13 @@ def main() -> None:
         analyze(database)
         waiting = Execution.objects.filter(status="RUNNING").count()
         out["waiting"] = waiting
-        out["bytes_per_waiting_execution"] = round((durable_bytes(database) - before) / waiting)
+        tables_after = table_bytes(database)
+        out["bytes_per_waiting_execution"] = round((sum(tables_after.values()) - before) / waiting)
+        out["bytes_per_waiting_execution_by_table"] = {
+            name: round((size - tables_before.get(name, 0)) / waiting) for name, size in tables_after.items()
+        }
+        # New work beside the waiting executions, before the bulk of the history is added.
+        out["new_work_waiting_no_history"] = measure_new_work(args.new_work, args.latency_samples)
         started = time.perf_counter()
         out["history_rows"] = add_history(database, history)
         out["history_seconds"] = round(time.perf_counter() - started, 2)
@@ -199,8 +206,9 @@ def measure_sweep(rounds: int = 7) -> dict[str, Any]:
     return {"ms": round(statistics.median(times) * 1000, 2), "queries": max(counts)}
 
 
-def measure_new_work(executions: int, samples: int) -> dict[str, Any]:
-    """Start-to-first-step latency, one execution at a time; then `executions` at once."""
+def measure_new_work(executions: int, samples: int, rounds: int = 3) -> dict[str, Any]:
+    """Start-to-first-step latency, one execution at a time; then `executions` at once, in
+    `rounds` rounds (the median counts)."""
     from bench import scale_workflows as wf
     from durable.client import start_execution
     from durable.models import Execution
@@ -212,36 +220,44 @@ def measure_new_work(executions: int, samples: int) -> dict[str, Any]:
         pk = str(start_execution(wf.scale_new, {}).pk)
         wait_until(lambda pk=pk: all_ended([pk]), 60, interval=0.002, message="new work")
         latencies.append(json.loads(Execution.objects.get(pk=pk).result) - sent)
-    started = time.perf_counter()
-    ids = [str(start_execution(wf.scale_new, {}).pk) for _ in range(executions)]
-    wait_until(lambda: all_ended(ids), 600, interval=0.05, message="throughput run")
-    rate = executions / (time.perf_counter() - started)
-    failed = Execution.objects.filter(pk__in=ids).exclude(status="SUCCEEDED").count()
-    assert not failed, f"{failed} executions of new work did not succeed"
+    rates = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        ids = [str(start_execution(wf.scale_new, {}).pk) for _ in range(executions)]
+        wait_until(lambda ids=ids: all_ended(ids), 600, interval=0.05, message="throughput run")
+        rates.append(executions / (time.perf_counter() - started))
+        failed = Execution.objects.filter(pk__in=ids).exclude(status="SUCCEEDED").count()
+        assert not failed, f"{failed} executions of new work did not succeed"
     return {
         "first_step_p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "first_step_p95_ms": round(percentile(latencies, 95) * 1000, 2),
-        "exec_per_s": round(rate, 1),
+        "exec_per_s": round(statistics.median(rates), 1),
+        "exec_per_s_rounds": [round(r, 1) for r in rates],
     }
 
 
 def durable_bytes(database: str) -> int:
     """Bytes the engine's durable tables hold, with their indexes."""
+    return sum(table_bytes(database).values())
+
+
+def table_bytes(database: str) -> dict[str, int]:
+    """Bytes each of the engine's durable tables holds, with its indexes."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         if database == "sqlite":
             cursor.execute(
-                "SELECT coalesce(sum(d.pgsize), 0) FROM dbstat d JOIN sqlite_master m ON m.name = d.name "
-                "WHERE m.tbl_name LIKE 'durable\\_%' ESCAPE '\\'"
+                "SELECT m.tbl_name, coalesce(sum(d.pgsize), 0) FROM dbstat d JOIN sqlite_master m "
+                "ON m.name = d.name WHERE m.tbl_name LIKE 'durable\\_%' ESCAPE '\\' GROUP BY m.tbl_name"
             )
         else:
             cursor.execute(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.relname LIKE 'durable\\_%'"
             )
-        return int(cursor.fetchone()[0])
+        return {name: int(size) for name, size in cursor.fetchall()}
 
 
 def analyze(database: str) -> None:
@@ -462,6 +478,12 @@ def report(out: dict[str, Any]) -> None:
         f"(the {out['real']} through the API: {out['bytes_per_waiting_execution_real']}); "
         f"per journal step: {out['bytes_per_step']['per_step']}"
     )
+    print(
+        "  by table:",
+        ", ".join(
+            f"{k.removeprefix('durable_')} {v}" for k, v in out["bytes_per_waiting_execution_by_table"].items() if v
+        ),
+    )
     if "dbos" in out:
         d = out["dbos"]
         print(
@@ -475,6 +497,11 @@ def report(out: dict[str, Any]) -> None:
         f"new work: first step p50 {e['first_step_p50_ms']} -> {w['first_step_p50_ms']} ms, "
         f"p95 {e['first_step_p95_ms']} -> {w['first_step_p95_ms']} ms; "
         f"{e['exec_per_s']} -> {w['exec_per_s']} executions/s ({w['exec_per_s'] / e['exec_per_s']:.2f}x)"
+    )
+    h = out["new_work_waiting_no_history"]
+    print(
+        f"  (with them waiting, before the bulk history: first step p50 {h['first_step_p50_ms']} ms, "
+        f"{h['exec_per_s']} executions/s)"
     )
     print(f"worker RSS KiB: before {out['rss_kib_before']}, after {out['rss_kib_after']}")
     print(f"\n{'admin page':<32}{'ms':>8}{'queries':>9}{'slowest q ms':>14}")

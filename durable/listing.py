@@ -224,8 +224,7 @@ def _wait(
 
 def open_operations(kind: str) -> QuerySet[Operation]:
     """The open operations of `kind` (a WaitKind other than RUNNING), of every execution: a
-    range of the small partial index durable_op_open (open operations only). Raises
-    ValidationError for another kind."""
+    range of the index durable_op_open (status, type). Raises ValidationError for another kind."""
     ops = Operation.objects.filter(_wait_operations())
     if kind == WaitKind.RETRY:
         ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))

@@ -130,12 +130,9 @@ class Operation(models.Model):
         constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
         indexes = [
             models.Index(fields=["execution", "id"], name="durable_op_journal"),
-            # What executions wait on (the admin's "waiting for" filter): open operations only.
-            models.Index(
-                fields=["type", "execution"],
-                condition=models.Q(status__in=("STARTED", "PENDING")),
-                name="durable_op_open",
-            ),
+            # What executions wait on (the admin's "waiting for" filter): the open operations of a
+            # kind. Not a partial index: SQLite cannot use one for a query whose values are bound.
+            models.Index(fields=["status", "type", "execution"], name="durable_op_open"),
         ]
 
     def __str__(self) -> str:
