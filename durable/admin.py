@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -31,7 +32,7 @@ from durable.client import get_execution, record_operator_action
 from durable.dashboard import DEFAULT_WINDOW, WINDOWS, dashboard
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
-from durable.listing import WaitKind, search_executions, waiting_kind, waits
+from durable.listing import WaitKind, is_text_search, search_executions, waiting_kind, waits
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.operator_actions import PERMISSIONS, OperatorAction
 from durable.timeline import (
@@ -197,6 +198,21 @@ class ExecutionChangeList(ChangeList):
         found = waits(self.result_list)
         for execution in self.result_list:
             execution.page_waits = found.get(str(execution.pk), [])
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Execution]) -> list[Any]:
+        """Newest first; when a part of a name or label is looked for, by an expression of the
+        creation time that no index serves. Every row must be read to test the text anyway: in
+        one pass through the table, keeping the newest page as it goes, rather than walking the
+        list's index and fetching each row in its order (on SQLite, four to five times slower
+        with 100,000 executions when few match)."""
+        ordering: list[Any] = list(super().get_ordering(request, queryset))
+        if not (is_text_search(self.query) or (self.params.get(LabelFilter.parameter_name) or "").strip()):
+            return ordering
+        by_text = {
+            "-created_at": Coalesce("created_at", "created_at").desc(),
+            "created_at": Coalesce("created_at", "created_at").asc(),
+        }
+        return [by_text.get(field, field) if isinstance(field, str) else field for field in ordering]
 
     @property
     def cheap_dates(self) -> _CheapDates:

@@ -39,6 +39,18 @@ def search_executions(queryset: QuerySet[Execution], term: str) -> QuerySet[Exec
     return queryset.filter(Q(execution_name__icontains=term) | Q(label__icontains=term))
 
 
+def is_text_search(term: str) -> bool:
+    """Whether `search_executions` looks for a part of a text (a scan), not an id or a name."""
+    term = term.strip()
+    if not term:
+        return False
+    try:
+        uuid.UUID(term)
+    except ValueError:
+        return True
+    return False
+
+
 def filter_executions(
     *,
     status: str | None = None,
@@ -224,14 +236,16 @@ def _wait(
 
 def open_operations(kind: str) -> QuerySet[Operation]:
     """The open operations of `kind` (a WaitKind other than RUNNING), of every execution: a
-    range of the index durable_op_open (status, type). Raises ValidationError for another kind."""
+    range of the index durable_op_open (type, status). Raises ValidationError for another kind."""
     ops = Operation.objects.filter(_wait_operations())
     if kind == WaitKind.RETRY:
         ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))
     elif kind == WaitKind.TIMER:
         ops = ops.filter(type="WAIT")
     elif kind == WaitKind.CALLBACK:
-        ops = ops.filter(type="CALLBACK", callback_id__isnull=False)
+        # Every callback operation is written with its id (durable.operation.callback): no
+        # condition on it, which the index could not answer.
+        ops = ops.filter(type="CALLBACK")
     elif kind == WaitKind.INVOKE:
         ops = ops.filter(type="CHAINED_INVOKE")
     else:

@@ -132,7 +132,7 @@ class Operation(models.Model):
             models.Index(fields=["execution", "id"], name="durable_op_journal"),
             # What executions wait on (the admin's "waiting for" filter): the open operations of a
             # kind. Not a partial index: SQLite cannot use one for a query whose values are bound.
-            models.Index(fields=["status", "type", "execution"], name="durable_op_open"),
+            models.Index(fields=["type", "status", "execution"], name="durable_op_open"),
         ]
 
     def __str__(self) -> str:
