@@ -324,3 +324,13 @@ def test_the_scale_bench_runs_at_a_tiny_size_and_prints_every_figure(tmp_path):
     assert isinstance(figures["dbos"]["bytes_per_waiting_workflow"], int)
     assert figures["dbos"]["bytes_per_step"] > 0
     assert "first step p50" in result.stdout
+
+
+@pytest.mark.parametrize("query", [{"q": "scale document"}, {"label": "scale document"}, {}])
+def test_the_list_is_newest_first_with_or_without_a_text_search(query):
+    client = admin()
+    waiting(30)
+    response = client.get(LIST, query)
+    shown = [row.created_at for row in response.context["cl"].result_list]
+    assert len(shown) == 30
+    assert shown == sorted(shown, reverse=True)
