@@ -40,7 +40,8 @@ def search_executions(queryset: QuerySet[Execution], term: str) -> QuerySet[Exec
 
 
 def is_text_search(term: str) -> bool:
-    """Whether `search_executions` looks for a part of a text (a scan), not an id or a name."""
+    """Whether `search_executions` looks for a part of a text (a scan), not for an id or a
+    whole name (a term that is a UUID)."""
     term = term.strip()
     if not term:
         return False
@@ -267,8 +268,8 @@ def on_a_worker(now: datetime) -> Q:
 
 def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
     """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one IN
-    subquery over the open operations of that kind (an index of open operations only: a kind
-    few executions wait for costs what they are, not a probe of every execution), so a page of
+    subquery over the open operations of that kind (a range of durable_op_open: a kind few
+    executions wait for costs what they are, not a probe of every execution), so a page of
     them is still one query. Raises ValidationError for another kind."""
     running = queryset.filter(status=ExecutionStatus.RUNNING)
     if kind == WaitKind.RUNNING:
