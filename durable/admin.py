@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from durable import charts
@@ -29,7 +32,7 @@ from durable.client import get_execution, record_operator_action
 from durable.dashboard import DEFAULT_WINDOW, WINDOWS, dashboard
 from durable.errors import ErrorObject
 from durable.exceptions import DurableExecutionsError, ExecutionNotFoundError
-from durable.listing import WaitKind, search_executions, waiting_kind, waits
+from durable.listing import WaitKind, is_text_search, search_executions, waiting_kind, waits
 from durable.models import Execution, ExecutionStatus, Operation
 from durable.operator_actions import PERMISSIONS, OperatorAction
 from durable.timeline import (
@@ -125,6 +128,68 @@ class LabelFilter(admin.SimpleListFilter):
         return queryset
 
 
+# The list counts at most this many matching executions (a page count beyond it would cost a
+# scan of every row for a number nobody reads).
+COUNT_CAP = 10_000
+
+
+class CappedPaginator(Paginator):  # type: ignore[type-arg]
+    """Counts the matching rows up to COUNT_CAP (a COUNT over a LIMIT): the list of 100,000
+    executions pages in the time of its first 10,000 index entries, not of the whole table."""
+
+    @cached_property
+    def count(self) -> int:
+        rows: QuerySet[Execution] = self.object_list  # type: ignore[assignment]
+        return int(rows.order_by()[:COUNT_CAP].count())
+
+
+class _CreationSpan:
+    """Stands in for the changelist's rows in Django's date_hierarchy tag: the span of creation
+    times from two index lookups (the first and the last execution of the whole table), and
+    every year, month or day within it, instead of a DISTINCT over every matching row. A link
+    may lead to an empty page; none is missing."""
+
+    def __init__(self, changelist: ChangeList) -> None:
+        self.params = changelist.params
+        ordered = Execution.objects.order_by("created_at").values_list("created_at", flat=True)
+        first, last = ordered.first(), ordered.reverse().first()
+        self.span = (timezone.localtime(first), timezone.localtime(last)) if first and last else None
+
+    def aggregate(self, **_: Any) -> dict[str, datetime | None]:
+        return {"first": self.span[0], "last": self.span[1]} if self.span else {"first": None, "last": None}
+
+    def datetimes(self, field_name: str, kind: str) -> list[datetime]:
+        if self.span is None:
+            return []
+        first, last = self.span
+        zone = timezone.get_current_timezone()
+        try:
+            year = int(self.params.get(f"{field_name}__year") or first.year)
+            month = int(self.params.get(f"{field_name}__month") or first.month)
+            if kind == "year":
+                return [datetime(y, 1, 1, tzinfo=zone) for y in range(first.year, last.year + 1)]
+            if kind == "month":
+                months = [
+                    (year, m) for m in range(1, 13) if (first.year, first.month) <= (year, m) <= (last.year, last.month)
+                ]
+                return [datetime(y, m, 1, tzinfo=zone) for y, m in months]
+            days = [datetime(year, month, 1, tzinfo=zone) + timedelta(days=n) for n in range(31)]
+        except (ValueError, OverflowError):
+            return []
+        return [d for d in days if d.month == month and first.date() <= d.date() <= last.date()]
+
+
+class _CheapDates:
+    """The changelist as Django's date_hierarchy tag sees it, with `_CreationSpan` for rows."""
+
+    def __init__(self, changelist: ChangeList) -> None:
+        self._changelist = changelist
+        self.queryset = _CreationSpan(changelist)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._changelist, name)
+
+
 class ExecutionChangeList(ChangeList):
     """The page's rows, each given what it waits for in one query for the whole page."""
 
@@ -133,6 +198,25 @@ class ExecutionChangeList(ChangeList):
         found = waits(self.result_list)
         for execution in self.result_list:
             execution.page_waits = found.get(str(execution.pk), [])
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Execution]) -> list[Any]:
+        """Newest first; when a part of a name or label is looked for, by an expression of the
+        creation time that no index serves. Every row must be read to test the text anyway: in
+        one pass through the table, keeping the newest page as it goes, rather than walking the
+        list's index and fetching each row in its order (on SQLite, four to five times slower
+        with 100,000 executions when few match)."""
+        ordering: list[Any] = list(super().get_ordering(request, queryset))
+        if not (is_text_search(self.query) or (self.params.get(LabelFilter.parameter_name) or "").strip()):
+            return ordering
+        by_text = {
+            "-created_at": Coalesce("created_at", "created_at").desc(),
+            "created_at": Coalesce("created_at", "created_at").asc(),
+        }
+        return [by_text.get(field, field) if isinstance(field, str) else field for field in ordering]
+
+    @property
+    def cheap_dates(self) -> _CheapDates:
+        return _CheapDates(self)
 
 
 @admin.register(Execution)
@@ -144,6 +228,10 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("execution_name",)
     search_help_text = "An execution's id, or part of its name or label."
     ordering = ("-created_at",)
+    # With very many executions: no COUNT(*) of the whole table beside the filtered one, and a
+    # count of the filtered rows that stops at COUNT_CAP.
+    show_full_result_count = False
+    paginator = CappedPaginator
     change_list_template = "admin/durable/execution/change_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:

@@ -26,14 +26,30 @@ MAX_LISTED = 1000
 
 
 def search_executions(queryset: QuerySet[Execution], term: str) -> QuerySet[Execution]:
-    """The executions whose id is `term` or whose name or label contains it (case-insensitive)."""
+    """The executions whose id is `term` or whose name or label contains it (case-insensitive).
+
+    A term that is a UUID (an execution's id, or a name drawn at random) matches the id or the
+    whole name only: two index lookups, where a part of a name or label is a scan of every row.
+    """
     term = term.strip()
     if not term:
         return queryset
-    matches = Q(execution_name__icontains=term) | Q(label__icontains=term)
     with contextlib.suppress(ValueError):
-        matches |= Q(pk=uuid.UUID(term))
-    return queryset.filter(matches)
+        return queryset.filter(Q(pk=uuid.UUID(term)) | Q(execution_name=term))
+    return queryset.filter(Q(execution_name__icontains=term) | Q(label__icontains=term))
+
+
+def is_text_search(term: str) -> bool:
+    """Whether `search_executions` looks for a part of a text (a scan), not for an id or a
+    whole name (a term that is a UUID)."""
+    term = term.strip()
+    if not term:
+        return False
+    try:
+        uuid.UUID(term)
+    except ValueError:
+        return True
+    return False
 
 
 def filter_executions(
@@ -219,22 +235,30 @@ def _wait(
     return None
 
 
-def waits_on(kind: str) -> Exists:
-    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
-    RUNNING). Raises ValidationError for another kind."""
-    ops = Operation.objects.filter(execution_id=OuterRef("pk")).filter(_wait_operations())
+def open_operations(kind: str) -> QuerySet[Operation]:
+    """The open operations of `kind` (a WaitKind other than RUNNING), of every execution: a
+    range of the index durable_op_open (type, status). Raises ValidationError for another kind."""
+    ops = Operation.objects.filter(_wait_operations())
     if kind == WaitKind.RETRY:
         ops = ops.filter(next_attempt_at__isnull=False).exclude(type__in=("WAIT", "CALLBACK"))
     elif kind == WaitKind.TIMER:
         ops = ops.filter(type="WAIT")
     elif kind == WaitKind.CALLBACK:
-        ops = ops.filter(type="CALLBACK", callback_id__isnull=False)
+        # Every callback operation is written with its id (durable.operation.callback): no
+        # condition on it, which the index could not answer.
+        ops = ops.filter(type="CALLBACK")
     elif kind == WaitKind.INVOKE:
         ops = ops.filter(type="CHAINED_INVOKE")
     else:
         kinds = ", ".join(k for k, _ in WaitKind.CHOICES)
         raise ValidationError(f"waiting must be one of {kinds}, not {kind!r}")
-    return Exists(ops)
+    return ops
+
+
+def waits_on(kind: str) -> Exists:
+    """An EXISTS over the execution's open operations of `kind` (a WaitKind other than
+    RUNNING). Raises ValidationError for another kind."""
+    return Exists(open_operations(kind).filter(execution_id=OuterRef("pk")))
 
 
 def on_a_worker(now: datetime) -> Q:
@@ -243,12 +267,14 @@ def on_a_worker(now: datetime) -> Q:
 
 
 def waiting_kind(queryset: QuerySet[Execution], kind: str, now: datetime | None = None) -> QuerySet[Execution]:
-    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one EXISTS
-    subquery, so a page of them is still one query. Raises ValidationError for another kind."""
+    """The RUNNING executions of `queryset` that wait for `kind` (a WaitKind): one IN
+    subquery over the open operations of that kind (a range of durable_op_open: a kind few
+    executions wait for costs what they are, not a probe of every execution), so a page of
+    them is still one query. Raises ValidationError for another kind."""
     running = queryset.filter(status=ExecutionStatus.RUNNING)
     if kind == WaitKind.RUNNING:
         return running.filter(on_a_worker(now or clock.now()))
-    return running.filter(waits_on(kind))
+    return running.filter(pk__in=open_operations(kind).values("execution_id"))
 
 
 def waiting_for(execution_ids: Iterable[Any]) -> dict[str, list[str]]:

@@ -76,7 +76,13 @@ class Execution(models.Model):
             models.Index(fields=["status", "wake_at"], name="durable_exec_due"),
             models.Index(fields=["status", "lease_expires_at"], name="durable_exec_lease"),
             models.Index(fields=["status", "timeout_at"], name="durable_exec_timeout"),
-            models.Index(fields=["-created_at"], name="durable_exec_created"),
+            # The admin's list, newest first (its order ends in -pk), whole or by status or function,
+            # read a page at a time instead of sorting every matching row (durable_exec_list also
+            # serves every range of creation dates); and a search by a whole name.
+            models.Index(fields=["-created_at", "-id"], name="durable_exec_list"),
+            models.Index(fields=["status", "-created_at", "-id"], name="durable_exec_list_status"),
+            models.Index(fields=["function_name", "-created_at", "-id"], name="durable_exec_list_function"),
+            models.Index(fields=["execution_name"], name="durable_exec_name"),
             # The purge's query: a function's executions that ended before its cutoff.
             models.Index(fields=["function_name", "ended_at"], name="durable_exec_ended"),
         ]
@@ -122,7 +128,12 @@ class Operation(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
-        indexes = [models.Index(fields=["execution", "id"], name="durable_op_journal")]
+        indexes = [
+            models.Index(fields=["execution", "id"], name="durable_op_journal"),
+            # What executions wait on (the admin's "waiting for" filter): the open operations of a
+            # kind. Not a partial index: SQLite cannot use one for a query whose values are bound.
+            models.Index(fields=["type", "status", "execution"], name="durable_op_open"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.name or self.operation_id[:12]} ({self.status})"
