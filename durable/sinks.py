@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -267,6 +268,8 @@ MARK_SECONDS = 1.0
 _held: list[store.Claim] = []
 _held_since = 0.0  # monotonic time of the oldest held mark
 _holding = False
+# A map's or parallel's branches commit from threads of their own: one list, taken whole.
+_held_lock = threading.Lock()
 
 
 def hold_marks(hold: bool) -> None:
@@ -284,10 +287,11 @@ def _hold_seconds() -> float:
 def flush_marks(*, due_only: bool = False) -> None:
     """Record the held marks in one UPDATE (`due_only`: only once MARK_BATCH are held or the
     oldest was held long enough). Never raises: a mark not recorded means a second delivery."""
-    if not _held or (due_only and len(_held) < MARK_BATCH and time.monotonic() - _held_since < _hold_seconds()):
-        return
-    claims = _held[:]
-    _held.clear()
+    with _held_lock:
+        if not _held or (due_only and len(_held) < MARK_BATCH and time.monotonic() - _held_since < _hold_seconds()):
+            return
+        claims = _held[:]
+        _held.clear()
     try:
         store.delivered_first_attempts(claims, clock.now())
     except Exception:  # the pass sends them again: at least once
@@ -300,9 +304,10 @@ def flush_marks(*, due_only: bool = False) -> None:
 def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> None:
     global _held_since
     if _holding and delivered and _hold_seconds() > 0:
-        if not _held:
-            _held_since = time.monotonic()
-        _held.extend(delivered)
+        with _held_lock:
+            if not _held:
+                _held_since = time.monotonic()
+            _held.extend(delivered)
         flush_marks(due_only=True)
         return
     try:
