@@ -61,3 +61,32 @@ def workers(redis_server, settings, transactional_db):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def redis_dispatch(redis_server, settings):
+    """The RQ dispatcher on the session's real Redis, emptied; timers up to an hour ahead."""
+    settings.RQ_QUEUES["default"]["URL"] = redis_server.url
+    settings.DURABLE = {
+        **getattr(settings, "DURABLE", {}),
+        "DISPATCHER": "durable.rq.dispatch",
+        "SCHEDULE_HORIZON": 3600,
+    }
+    redis_server.client().flushall()
+    return redis_server
+
+
+@pytest.fixture
+def signals_sent():
+    """A receiver of `durable.signals.execution_status_changed`, as a product has (without one,
+    and without sinks, no event is written); yields what it received."""
+    from durable.signals import execution_status_changed
+
+    seen: list[dict] = []
+
+    def receiver(sender, **kwargs):
+        seen.append(kwargs)
+
+    execution_status_changed.connect(receiver)
+    yield seen
+    execution_status_changed.disconnect(receiver)

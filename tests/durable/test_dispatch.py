@@ -21,18 +21,6 @@ from tests.processes import wait_until
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def redis_dispatch(redis_server, settings):
-    settings.RQ_QUEUES["default"]["URL"] = redis_server.url
-    settings.DURABLE = {
-        **getattr(settings, "DURABLE", {}),
-        "DISPATCHER": "durable.rq.dispatch",
-        "SCHEDULE_HORIZON": 3600,
-    }
-    redis_server.client().flushall()
-    return redis_server
-
-
 def queued_ids() -> list[str]:
     return queue().get_job_ids()
 

@@ -47,17 +47,9 @@ def _fresh_sinks():
 
 
 @pytest.fixture(autouse=True)
-def signals_sent():
-    """A receiver of the signal, as a product has (without one, and without sinks, no event is
-    written: test_nobody_listening_writes_no_event)."""
-    seen: list[dict] = []
-
-    def receiver(sender, **kwargs):
-        seen.append(kwargs)
-
-    execution_status_changed.connect(receiver)
-    yield seen
-    execution_status_changed.disconnect(receiver)
+def _listening(signals_sent):
+    """Every test here runs with a receiver of the signal (tests/conftest.py's `signals_sent`)."""
+    return signals_sent
 
 
 def test_a_successful_run_has_two_events_in_order_with_the_eventbridge_shape(signals_sent):

@@ -10,7 +10,6 @@ from django.test.utils import CaptureQueriesContext
 
 from durable import conf, sinks
 from durable.models import EventDelivery
-from durable.signals import execution_status_changed
 from durable.testing import DurableTestRunner
 from tests.durable import event_workflows
 
@@ -27,18 +26,6 @@ def holding(monkeypatch):
     yield
     sinks._held.clear()
     sinks.hold_marks(False)
-
-
-@pytest.fixture
-def signals_sent():
-    seen: list[dict] = []
-
-    def receiver(sender, **kwargs):
-        seen.append(kwargs)
-
-    execution_status_changed.connect(receiver)
-    yield seen
-    execution_status_changed.disconnect(receiver)
 
 
 def marks(queries: CaptureQueriesContext) -> int:

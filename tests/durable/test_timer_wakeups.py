@@ -23,16 +23,9 @@ from tests.processes import wait_until
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-def redis_dispatch(redis_server, settings, transactional_db):
-    settings.RQ_QUEUES["default"]["URL"] = redis_server.url
-    settings.DURABLE = {
-        **getattr(settings, "DURABLE", {}),
-        "DISPATCHER": "durable.rq.dispatch",
-        "SCHEDULE_HORIZON": 3600,
-    }
-    redis_server.client().flushall()
-    return redis_server
+@pytest.fixture(autouse=True)
+def _workers_see_committed_rows(transactional_db):
+    """Worker processes and the mover's thread read what the test commits."""
 
 
 @pytest.fixture
