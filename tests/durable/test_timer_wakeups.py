@@ -139,9 +139,9 @@ def test_the_mover_sends_few_commands_while_a_far_timer_waits(redis_dispatch, mo
     client = redis_dispatch.client()
     schedule_wake_ups({"durable-far-1": time.time() + 600})
     mover()
-    time.sleep(0.5)
+    time.sleep(0.5)  # the start's own commands (subscribe, first take) pass before the count
     client.config_resetstat()
-    time.sleep(2.0)
+    time.sleep(2.0)  # the window whose commands are counted
     stats = client.info("commandstats")
     calls = {name: stat["calls"] for name, stat in stats.items() if name not in ("cmdstat_info", "cmdstat_config")}
     # Polling every 20 ms sent 100 scripts (each a ZRANGEBYSCORE) in 2 s; sleeping until the timer,
@@ -163,7 +163,7 @@ def test_a_timer_the_mover_has_not_reached_waits_for_a_fake_clock(redis_dispatch
         try:
             when = fake.current + timedelta(seconds=30)
             schedule_wake_ups({"durable-faked-1": when.timestamp()})
-            time.sleep(1.5)
+            time.sleep(1.5)  # a window for a release that must not happen (the mover wakes each second)
             assert arrivals.arrived == {}  # 30 s of the engine's clock have not passed
             fake.advance_to(when)
             wait_until(lambda: "durable-faked-1" in arrivals.arrived, 5, message="the timer, once its time came")
