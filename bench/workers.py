@@ -112,12 +112,15 @@ def main() -> None:
                 wait_until(lambda warm=warm: all_done(warm), 60, interval=0.05, message="warm-up")
                 # This machine is shared and noisy: each round measures ours, then DBOS on the
                 # same database, and the medians (and the median of the rounds' ratios) count.
-                rates, theirs = [], []
+                rates, theirs, cpu = [], [], []
                 for round_ in range(0 if args.only else args.rounds):
+                    cpu_before = cpu_parts(pool, redis_server)
                     started = time.perf_counter()
                     ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(args.executions)]
                     wait_until(lambda ids=ids: all_done(ids), 600, interval=0.05, message="throughput run")
                     rates.append(args.executions / (time.perf_counter() - started))
+                    cpu_after = cpu_parts(pool, redis_server)
+                    cpu.append({k: (cpu_after[k] - cpu_before[k]) * 1000 / args.executions for k in cpu_after})
                     failed = Execution.objects.filter(pk__in=ids).exclude(status="SUCCEEDED").count()
                     assert not failed, f"{failed} executions did not succeed"
                     if args.dbos and not fork:
@@ -180,6 +183,7 @@ def main() -> None:
                         "worker": "ours, forking" if fork else "ours",
                         "workers": count,
                         "exec_per_s": throughput,
+                        "cpu_ms": {k: statistics.median(c[k] for c in cpu) for k in cpu[0]} if cpu else {},
                         "cb_p50_ms": percentile(latencies, 50) * 1000 if latencies else float("nan"),
                         "cb_p95_ms": percentile(latencies, 95) * 1000 if latencies else float("nan"),
                         "timer_p50_ms": percentile(lateness, 50) * 1000,
@@ -221,6 +225,13 @@ def main() -> None:
                 f"  {r['worker']}, {r['workers']} worker(s): step to wait p50 {r['to_wait_p50_ms']:.1f} ms; "
                 f"due to step p50 {r['past_due_p50_ms']:.1f} ms, p95 {r['past_due_p95_ms']:.1f} ms"
             )
+    for r in rows:
+        if r.get("cpu_ms"):
+            print(
+                f"  {r['worker']}, {r['workers']} worker(s): CPU ms per execution "
+                + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms"].items())
+                + f", in all {sum(r['cpu_ms'].values()):.2f}"
+            )
     from django.db import connection
 
     if database == "sqlite":
@@ -241,6 +252,18 @@ def main() -> None:
                 + f"), callback p50 {ours['cb_p50_ms'] / theirs['cb_p50_ms']:.2f}, timer lateness p50 "
                 f"{ours['timer_p50_ms'] / max(theirs['timer_p50_ms'], 0.001):.2f}"
             )
+
+
+def cpu_parts(pool: list, redis_server: object) -> dict[str, float]:
+    """CPU seconds used so far by this process (it starts the executions), the workers and Redis."""
+    from bench.load import cpu_seconds
+
+    usage = os.times()
+    return {
+        "starter": usage.user + usage.system,
+        "workers": sum(cpu_seconds(w.process) for w in pool),
+        "redis": cpu_seconds(redis_server.process),  # type: ignore[attr-defined]
+    }
 
 
 def dbos_row(database: str, workdir: str, count: int, executions: int, samples: int, round_: int = 0) -> dict:

@@ -17,8 +17,11 @@ send and the row's update; an operator's retry). The event's `id` is the same ea
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from durable import clock, conf, metrics, signals, webhooks
 from durable.models import OutboxEvent
@@ -258,18 +262,22 @@ def _cool(sink_name: str) -> None:
 
 # Delivery marks held back to be recorded several at once: one UPDATE for many commits instead
 # of one after each, which on SQLite was one more turn at the single writer per execution (see
-# the README's "Against DBOS"). Only a process that flushes them holds them (the engine's
-# in-process worker: after a job when due, before it waits for work, when it stops); a mark lost
-# with its process leaves its delivery PENDING, so the pass delivers it again after the grace:
-# at least once, as ever. Marks are held for at most half of EVENT_AFTER_COMMIT_GRACE, so the
-# pass does not take a delivery whose mark is only late.
+# the README's "Against DBOS"). The engine's in-process worker flushes them itself (after a job
+# when due, before it waits for work, when it stops: `hold_marks`); any other process (the web
+# process that starts executions, a script) has a flusher thread, started at its first held
+# mark, that records them once due, and flushes them at exit. A mark lost with its process
+# leaves its delivery PENDING, so the pass delivers it again after the grace: at least once, as
+# ever. Marks are held for at most half of EVENT_AFTER_COMMIT_GRACE, so the pass does not take a
+# delivery whose mark is only late.
 MARK_BATCH = 64
 MARK_SECONDS = 1.0
 _held: list[store.Claim] = []
 _held_since = 0.0  # monotonic time of the oldest held mark
-_holding = False
+_holding = False  # True: this process's worker loop flushes (no flusher thread)
 # A map's or parallel's branches commit from threads of their own: one list, taken whole.
 _held_lock = threading.Lock()
+_marks_held = threading.Condition(_held_lock)
+_flusher: threading.Thread | None = None
 
 
 def hold_marks(hold: bool) -> None:
@@ -301,13 +309,54 @@ def flush_marks(*, due_only: bool = False) -> None:
         )
 
 
+def _flush_when_due() -> None:
+    """The flusher thread: sleeps while nothing is held, records marks once they are due. It
+    has database connections of its own (Django's are per thread), closed after each flush."""
+    while True:
+        with _held_lock:
+            while not _held:
+                _marks_held.wait()
+            due_in = _held_since + _hold_seconds() - time.monotonic()
+        if due_in > 0:
+            time.sleep(min(due_in, MARK_SECONDS))
+            continue
+        flush_marks()
+        with contextlib.suppress(Exception):
+            connections.close_all()  # this thread's own
+
+
+def _start_flusher() -> None:
+    """Called under _held_lock, in a process whose marks no worker loop flushes."""
+    global _flusher
+    if _flusher is None or not _flusher.is_alive():
+        _flusher = threading.Thread(target=_flush_when_due, name="durable-event-marks", daemon=True)
+        _flusher.start()
+
+
+def _forget_after_fork() -> None:
+    """A forked child starts with no flusher and no lock held; the parent records its own marks
+    (the child's copy of them would be a second UPDATE that changes nothing)."""
+    global _held_lock, _marks_held, _flusher
+    _held_lock = threading.Lock()
+    _marks_held = threading.Condition(_held_lock)
+    _flusher = None
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+atexit.register(flush_marks)
+
+
 def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> None:
     global _held_since
-    if _holding and delivered and _hold_seconds() > 0:
+    if delivered and _hold_seconds() > 0:
         with _held_lock:
             if not _held:
                 _held_since = time.monotonic()
             _held.extend(delivered)
+            if not _holding:
+                _start_flusher()
+                _marks_held.notify()
         flush_marks(due_only=True)
         return
     try:

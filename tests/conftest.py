@@ -10,6 +10,12 @@ def _durable_settings(settings):
     # The API's rate limit counts in this process's cache unless a test gives it Redis.
     if hasattr(settings, "API_RATE_LIMIT"):  # the product's settings (not the engine's own tests')
         settings.API_RATE_LIMIT = {**settings.API_RATE_LIMIT, "CACHE": "default"}
+    yield
+    # Delivery marks this process still holds name this test's rows: not the next test's.
+    from durable import sinks
+
+    with sinks._held_lock:
+        sinks._held.clear()
 
 
 @pytest.fixture(scope="session")

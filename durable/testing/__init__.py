@@ -18,7 +18,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from durable import client, dispatch
+from durable import client, dispatch, sinks
 from durable import clock as engine_clock
 from durable.client import get_execution, get_history, start_execution
 from durable.execution import DurableFunction, register
@@ -219,6 +219,7 @@ class DurableTestRunner:
             for pk in due:
                 run_invocation(pk, owner="test-runner")
                 self.invocations += 1
+            sinks.flush_marks()  # as a worker does between jobs: the deliveries recorded
 
     @staticmethod
     def _family(execution: Execution) -> list[tuple[str, datetime | None]]:

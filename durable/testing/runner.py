@@ -32,7 +32,7 @@ from typing import Any, Self
 from django.db import connections
 from django.db.models import F, Min, Q
 
-from durable import client, dispatch
+from durable import client, dispatch, sinks
 from durable import clock as engine_clock
 from durable.errors import ErrorObject
 from durable.execution import DurableFunction, durable_execution, register, validate_timeout
@@ -265,6 +265,7 @@ class DurableFunctionTestRunner:
             self._raise_failure()
             raise TimeoutError("Execution did not complete within timeout")
         self._raise_failure()
+        sinks.flush_marks()  # as a worker does when it waits for work: its deliveries recorded
         with self.lock:
             return DurableFunctionTestResult.create(client.get_execution(execution_arn))
 
