@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.db.models import Q
 
 
 class ExecutionStatus(models.TextChoices):
@@ -50,8 +51,9 @@ class Execution(models.Model):
         help_text="The operations whose failures ended a FAILED execution, outermost first: what a redrive re-runs.",
     )
     # An execution started by another's context.invoke: the parent, and the operation that waits for it.
+    # No index of its own: durable_execution_invoke_unique begins with it.
     parent_execution = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions", db_index=False
     )
     parent_operation_id = models.CharField(max_length=64, null=True, blank=True)
     # The W3C traceparent of the span that started it (a web request's): its invocations' parent.
@@ -101,7 +103,8 @@ class Operation(models.Model):
     """One operation of an execution; its primary key orders the journal."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations")
+    # No index of its own: durable_operation_unique and durable_op_journal begin with it.
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations", db_index=False)
     operation_id = models.CharField(max_length=64)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
     type = models.CharField(max_length=16)
@@ -113,7 +116,7 @@ class Operation(models.Model):
     error = models.JSONField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     wait_until = models.DateTimeField(null=True, blank=True)
-    callback_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    callback_id = models.CharField(max_length=64, null=True, blank=True)  # unique: durable_operation_callback
     callback_deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -124,12 +127,24 @@ class Operation(models.Model):
     )
     # A CHAINED_INVOKE operation's child execution (set when it is started; the journal's
     # upserts never write it).
-    child_execution = models.ForeignKey(Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    child_execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique"),
+            # Partial (callbacks and invokes only): a step's row is not written into them. A lookup
+            # by value (`= ?`, `IN`) implies IS NOT NULL, so both databases use them.
+            models.UniqueConstraint(
+                fields=["callback_id"], condition=Q(callback_id__isnull=False), name="durable_operation_callback"
+            ),
+        ]
         indexes = [
             models.Index(fields=["execution", "id"], name="durable_op_journal"),
+            models.Index(
+                fields=["child_execution"], condition=Q(child_execution__isnull=False), name="durable_op_child"
+            ),
             # What executions wait on (the admin's "waiting for" filter): the open operations of a
             # kind. Not a partial index: SQLite cannot use one for a query whose values are bound.
             models.Index(fields=["type", "status", "execution"], name="durable_op_open"),
@@ -143,7 +158,8 @@ class HistoryEvent(models.Model):
     """An append-only log entry; EventId is the event's rank within its execution."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history")
+    # No index of its own: durable_history_order begins with it.
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history", db_index=False)
     event_type = models.CharField(max_length=40)
     operation_id = models.CharField(max_length=64, null=True, blank=True)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
@@ -197,7 +213,8 @@ class EventDelivery(models.Model):
     delivered or its attempts are spent (FAILED: kept, visible in the admin)."""
 
     id = models.BigAutoField(primary_key=True)
-    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: durable_delivery_unique begins with it.
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     sink = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
