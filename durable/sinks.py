@@ -262,10 +262,10 @@ def _cool(sink_name: str) -> None:
 
 # Delivery marks held back to be recorded several at once: one UPDATE for many commits instead
 # of one after each, which on SQLite was one more turn at the single writer per execution (see
-# the README's "Against DBOS"). The engine's in-process worker flushes them itself (after a job
-# when due, before it waits for work, when it stops: `hold_marks`); any other process (the web
-# process that starts executions, a script) has a flusher thread, started at its first held
-# mark, that records them once due, and flushes them at exit. A mark lost with its process
+# the README's "Against DBOS"). Every process has a flusher thread, started at its first held
+# mark, that records them once due (during a long job too), and flushes them at exit; the
+# engine's in-process worker also flushes them itself between jobs (after a job when due, before
+# it waits for work, when it stops: `hold_marks`), so its flusher rarely finds any. A mark lost with its process
 # leaves its delivery PENDING, so the pass delivers it again after the grace: at least once, as
 # ever. Marks are held for at most half of EVENT_AFTER_COMMIT_GRACE, so the pass does not take a
 # delivery whose mark is only late.
@@ -273,7 +273,7 @@ MARK_BATCH = 64
 MARK_SECONDS = 1.0
 _held: list[store.Claim] = []
 _held_since = 0.0  # monotonic time of the oldest held mark
-_holding = False  # True: this process's worker loop flushes (no flusher thread)
+_holding = False  # True: this process's worker loop flushes too
 # A map's or parallel's branches commit from threads of their own: one list, taken whole.
 _held_lock = threading.Lock()
 _marks_held = threading.Condition(_held_lock)
@@ -310,23 +310,21 @@ def flush_marks(*, due_only: bool = False) -> None:
 
 
 def _flush_when_due() -> None:
-    """The flusher thread: sleeps while nothing is held, records marks once they are due. It
+    """The flusher thread: waits while nothing is held, records marks once they are due. It
     has database connections of its own (Django's are per thread), closed after each flush."""
     while True:
         with _held_lock:
-            while not _held:
-                _marks_held.wait()
-            due_in = _held_since + _hold_seconds() - time.monotonic()
-        if due_in > 0:
-            time.sleep(min(due_in, MARK_SECONDS))
-            continue
+            while not _held or (due_in := _held_since + _hold_seconds() - time.monotonic()) > 0:
+                # Woken by the first mark held; otherwise it looks again at most every second
+                # (the time a mark is held may change: MARK_SECONDS, the grace).
+                _marks_held.wait(None if not _held else min(due_in, 1.0))
         flush_marks()
         with contextlib.suppress(Exception):
             connections.close_all()  # this thread's own
 
 
 def _start_flusher() -> None:
-    """Called under _held_lock, in a process whose marks no worker loop flushes."""
+    """Called under _held_lock."""
     global _flusher
     if _flusher is None or not _flusher.is_alive():
         _flusher = threading.Thread(target=_flush_when_due, name="durable-event-marks", daemon=True)
@@ -353,10 +351,9 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
         with _held_lock:
             if not _held:
                 _held_since = time.monotonic()
-            _held.extend(delivered)
-            if not _holding:
                 _start_flusher()
-                _marks_held.notify()
+                _marks_held.notify()  # the flusher waits for a first mark (not for each one)
+            _held.extend(delivered)
         flush_marks(due_only=True)
         return
     try:

@@ -167,3 +167,16 @@ def test_a_forked_child_starts_with_no_marks_and_a_free_lock():
         sinks._held.clear()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_worker_busy_with_a_long_job_has_its_marks_recorded_meanwhile(signals_sent, monkeypatch):
+    """The worker flushes between jobs; during one that outlasts the marks' time, the flusher
+    records them, so the pass does not deliver those events a second time after the grace."""
+    monkeypatch.setattr(sinks, "MARK_SECONDS", 0.3)
+    run_one()  # the previous job's marks, held (hold_marks(True): a worker)
+    assert EventDelivery.objects.filter(status="PENDING").count() == 2
+    deadline = time.monotonic() + 10
+    while EventDelivery.objects.filter(status="PENDING").exists():  # the next job runs meanwhile
+        assert time.monotonic() < deadline, "held marks were not recorded during a long job"
+        time.sleep(0.05)
+    assert set(EventDelivery.objects.values_list("status", "attempts")) == {("DELIVERED", 1)}
