@@ -15,6 +15,13 @@ Readers take no lock. The kernel lets the lock go when its process dies.
 
 A writer waits for the writer ahead of it however long its transaction lasts (SQLite's busy
 timeout would have failed it after `timeout` seconds instead).
+
+Checkpoints (WAL pages copied into the database file, with two fsyncs) are not SQLite's
+automatic ones, which run inside the COMMIT that crosses the threshold, so inside the writers'
+lock: every writer on the machine waited for the fsyncs, several times a second under load.
+Our settings turn them off (`wal_autocheckpoint=0`) and each process instead asks a thread of
+its own, with a connection of its own, for a PASSIVE checkpoint every CHECKPOINT_EVERY commits
+(after the lock is let go): the same checkpoint SQLite would run, off every writer's path.
 """
 
 from __future__ import annotations
@@ -22,10 +29,69 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
+import sqlite3
+import threading
 from typing import Any
 
 from django.db.backends.sqlite3 import base
+
+log = logging.getLogger("durable.sqlite")
+
+# Commits of one connection between two checkpoints it asks for: about 16 MB of WAL at a
+# journal's 60-odd KB per commit (SQLite's automatic threshold was 1,000 pages, ours 10,000).
+CHECKPOINT_EVERY = 256
+
+
+class Checkpointer(threading.Thread):
+    """A process's checkpoints of one database file, run when asked, one at a time."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__(name="durable-sqlite-checkpoints", daemon=True)
+        self.path, self.timeout = path, timeout
+        self.asked = threading.Event()
+        self.done = 0  # checkpoints run (for tests and curious operators)
+
+    def run(self) -> None:
+        connection: sqlite3.Connection | None = None
+        while True:
+            self.asked.wait()
+            self.asked.clear()
+            try:
+                if connection is None:
+                    connection = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.done += 1
+            except sqlite3.Error:
+                log.warning("checkpoint of %s failed; the next one copies what it left", self.path, exc_info=True)
+                if connection is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.close()
+                connection = None
+
+
+_checkpointers: dict[str, Checkpointer] = {}
+_checkpointers_lock = threading.Lock()
+
+
+def checkpointer(path: str, timeout: float = 30.0) -> Checkpointer:
+    with _checkpointers_lock:
+        found = _checkpointers.get(path)
+        if found is None or not found.is_alive():
+            found = _checkpointers[path] = Checkpointer(path, timeout)
+            found.start()
+        return found
+
+
+def _forget_checkpointers() -> None:
+    """A forked child starts its own thread when it needs one (the parent's is not in it)."""
+    global _checkpointers_lock
+    _checkpointers.clear()
+    _checkpointers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_checkpointers)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -33,6 +99,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._writers_fd: int | None = None
         self._holding_writers_lock = False
+        self._commits = 0
 
     def create_cursor(self, name: str | None = None) -> Any:
         return self.connection.cursor(factory=CursorWrapper)
@@ -60,6 +127,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
             super()._commit()  # type: ignore[misc]
         finally:
             self._let_go_writers_lock()
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and self._writers_fd is not None:
+            checkpointer(os.fspath(self.settings_dict["NAME"])).asked.set()
 
     def _rollback(self) -> None:
         try:

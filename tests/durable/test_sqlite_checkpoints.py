@@ -1,0 +1,87 @@
+"""SQLite's WAL is checkpointed by a thread of each process, never inside a commit (where every
+other writer on the machine would wait for its fsyncs behind the writers' lock): SQLite's own
+checkpoints are off, and the WAL stays as small as SQLite's would have kept it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from django.db.utils import ConnectionHandler
+
+from durable.backends.sqlite3 import base, database
+
+ROW = b"x" * 8000  # two pages and more per commit
+
+
+@pytest.fixture
+def engine_sqlite(tmp_path: Path, django_db_blocker):
+    """Our backend on a file of its own (whatever database the tests run on)."""
+    handler = ConnectionHandler({"default": database(str(tmp_path / "journal.sqlite3"))})
+    connection = handler["default"]
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE t (v BLOB)")
+        yield connection
+        connection.close()
+
+
+def commit_rows(connection, count: int, *, then=None) -> None:
+    """`count` write transactions as Django runs them (BEGIN IMMEDIATE ... COMMIT)."""
+    for n in range(1, count + 1):
+        connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO t VALUES (%s)", [ROW])
+        connection.commit()
+        connection.set_autocommit(True)
+        if then:
+            then(n)
+
+
+def wal_bytes(connection) -> int:
+    return os.path.getsize(f"{connection.settings_dict['NAME']}-wal")
+
+
+def test_sqlites_own_checkpoints_are_off(engine_sqlite):
+    with engine_sqlite.cursor() as cursor:
+        assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        assert cursor.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_every_n_commits_a_thread_checkpoints_and_the_wal_stays_small(engine_sqlite, monkeypatch):
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 20)
+    path = str(engine_sqlite.settings_dict["NAME"])
+
+    def after(n: int) -> None:
+        if n % 20 == 0:  # the thread's checkpoint done before the next commit (which restarts the WAL)
+            deadline = time.monotonic() + 10
+            while base.checkpointer(path).done < n // 20:  # bounded by the deadline
+                assert time.monotonic() < deadline, "no checkpoint was run"
+                time.sleep(0.01)
+
+    commit_rows(engine_sqlite, 200, then=after)
+    assert base.checkpointer(path).done == 10
+    checkpointed = wal_bytes(engine_sqlite)
+    assert checkpointed < 60 * len(ROW)  # about a batch (20 commits), reused from its start
+    # The same commits with no checkpoint: the WAL holds them all.
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 10**9)
+    commit_rows(engine_sqlite, 200)
+    assert wal_bytes(engine_sqlite) > 200 * len(ROW) > checkpointed
+    with engine_sqlite.cursor() as cursor:
+        assert cursor.execute("SELECT count(*) FROM t").fetchone() == (400,)
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_starts_its_own_checkpoint_thread(engine_sqlite, monkeypatch):
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 1)
+    path = str(engine_sqlite.settings_dict["NAME"])
+    commit_rows(engine_sqlite, 1)
+    parents = base.checkpointer(path)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is not here; a new one is started on demand
+        ok = not base._checkpointers and base.checkpointer(path) is not parents
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
