@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from durable import conf, sinks
@@ -180,3 +181,31 @@ def test_a_worker_busy_with_a_long_job_has_its_marks_recorded_meanwhile(signals_
         assert time.monotonic() < deadline, "held marks were not recorded during a long job"
         time.sleep(0.05)
     assert set(EventDelivery.objects.values_list("status", "attempts")) == {("DELIVERED", 1)}
+
+
+def test_marks_held_from_many_threads_are_all_recorded(signals_sent, monkeypatch):
+    """A map's or parallel's branches commit from threads of their own: marks added and flushed
+    from eight threads at once are each recorded (none lost between a copy and a clear)."""
+    ids = [str(start_execution(event_workflows.outcome, {}).pk) for _ in range(40)]
+    with sinks._held_lock:
+        claims = sinks._held[:]
+        sinks._held.clear()
+    assert len(claims) == 40  # one start event each, its mark held
+    monkeypatch.setattr(sinks, "MARK_BATCH", 3)  # flushes from the threads, in the middle of it all
+
+    def record(chunk) -> None:
+        try:
+            for claim in chunk:
+                sinks._record([claim], [])
+        finally:
+            connections.close_all()  # this thread's own
+
+    threads = [threading.Thread(target=record, args=(claims[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    sinks.flush_marks()
+    rows = EventDelivery.objects.filter(event__execution_id__in=ids)
+    assert sorted(rows.values_list("status", "attempts")) == [("DELIVERED", 1)] * 40
+    assert sinks._held == []
