@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
+
+from durable.identifier import new_execution_id
 
 
 class ExecutionStatus(models.TextChoices):
@@ -16,7 +16,7 @@ class ExecutionStatus(models.TextChoices):
 
 
 class Execution(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=new_execution_id, editable=False)
     function_name = models.CharField(max_length=200)
     execution_name = models.CharField(max_length=200)
     input = models.TextField(help_text="The input as JSON.")
@@ -50,8 +50,9 @@ class Execution(models.Model):
         help_text="The operations whose failures ended a FAILED execution, outermost first: what a redrive re-runs.",
     )
     # An execution started by another's context.invoke: the parent, and the operation that waits for it.
+    # Its lookups (and the delete's SET NULL) use durable_execution_invoke_unique, which leads with it.
     parent_execution = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions", db_index=False
     )
     parent_operation_id = models.CharField(max_length=64, null=True, blank=True)
     # The W3C traceparent of the span that started it (a web request's): its invocations' parent.
@@ -101,7 +102,8 @@ class Operation(models.Model):
     """One operation of an execution; its primary key orders the journal."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations")
+    # No index of its own: durable_op_journal and durable_operation_unique lead with it.
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations", db_index=False)
     operation_id = models.CharField(max_length=64)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
     type = models.CharField(max_length=16)
@@ -143,7 +145,8 @@ class HistoryEvent(models.Model):
     """An append-only log entry; EventId is the event's rank within its execution."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history")
+    # No index of its own: durable_history_order leads with it.
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history", db_index=False)
     event_type = models.CharField(max_length=40)
     operation_id = models.CharField(max_length=64, null=True, blank=True)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
@@ -197,7 +200,8 @@ class EventDelivery(models.Model):
     delivered or its attempts are spent (FAILED: kept, visible in the admin)."""
 
     id = models.BigAutoField(primary_key=True)
-    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: durable_delivery_unique leads with it.
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     sink = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
