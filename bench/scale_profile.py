@@ -101,7 +101,8 @@ def run_new_work(count: int) -> tuple[Timer, dict[str, float]]:
     return timer, {k: v / count * 1e6 for k, v in phases.items()}
 
 
-LAST_FRAMES: dict[str, float] = {}
+LAST_FRAMES: dict[str, float] = {}  # distinct pages per execution, by b-tree
+LAST_WRITTEN: dict[str, float] = {}  # pages written (WAL frames) per execution, by b-tree
 
 
 def wal_frames(database: str, count: int = 50) -> float | None:
@@ -124,10 +125,14 @@ def wal_frames(database: str, count: int = 50) -> float | None:
         cursor.execute("SELECT name, pageno FROM dbstat")
         owner = {pageno: name for name, pageno in cursor.fetchall()}
         by_tree: dict[str, int] = defaultdict(int)
-        for pageno in pages:
+        written: dict[str, int] = defaultdict(int)
+        for pageno, times in pages.items():
             by_tree[owner.get(pageno, "?")] += 1
+            written[owner.get(pageno, "?")] += times
         LAST_FRAMES.clear()
         LAST_FRAMES.update({k: round(v / count, 2) for k, v in by_tree.items()})
+        LAST_WRITTEN.clear()
+        LAST_WRITTEN.update({k: round(v / count, 2) for k, v in written.items()})
         distinct = len(pages)
         LAST_FRAMES["(distinct pages)"] = round(distinct / count, 1)
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
@@ -208,7 +213,7 @@ def main() -> None:
         empty = [run_new_work(args.executions) for _ in range(args.rounds)]
         sweep_empty = sweep_timer()
         frames_empty = wal_frames(database)
-        trees_empty = dict(LAST_FRAMES)
+        trees_empty, written_empty = dict(LAST_FRAMES), dict(LAST_WRITTEN)
         templates = make_templates(40)
         started = time.perf_counter()
         copy_waiting(templates, args.waiting - 40)
@@ -222,8 +227,12 @@ def main() -> None:
         print(
             f"WAL pages written per execution (then distinct pages by tree): {frames_empty} -> {wal_frames(database)}"
         )
+        print("  distinct pages, empty -> waiting; WAL frames, empty -> waiting; by b-tree")
         for name in sorted(set(trees_empty) | set(LAST_FRAMES), key=lambda n: -LAST_FRAMES.get(n, 0)):
-            print(f"  {trees_empty.get(name, 0):7.1f} -> {LAST_FRAMES.get(name, 0):7.1f}  {name}")
+            print(
+                f"  {trees_empty.get(name, 0):7.1f} -> {LAST_FRAMES.get(name, 0):7.1f}"
+                f"  {written_empty.get(name, 0):7.1f} -> {LAST_WRITTEN.get(name, 0):7.1f}  {name}"
+            )
         report(database, args, empty, waiting, sweep_empty, sweep_waiting)
         plans(database)
     finally:
