@@ -4,7 +4,9 @@ execution's life, timed, with few and with many waiting.
 In this process (no worker processes, so nothing else competes): --executions of
 bench.scale_workflows.scale_new are started through `start_execution` and run through
 `run_invocation` one after the other, on the empty database, then again once --waiting
-executions wait (copied in bulk as bench/scale.py does, --history events), then a sweep. Every
+executions wait (copied in bulk as bench/scale.py does, --history events), then a sweep. On
+SQLite the empty database's rounds alternate with the waiting one's (a copy of the empty file
+made before the bulk load): whatever else runs on the machine weighs on both alike. Every
 statement is timed through `connection.execute_wrapper` (COMMIT included: Django's commit goes
 around it, so the transactions' commits are timed by wrapping the connection's `commit`), grouped
 by its text, and printed: calls per execution and mean microseconds, empty then waiting, the
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -90,6 +93,7 @@ def run_new_work(count: int) -> tuple[Timer, dict[str, float]]:
     timer = Timer()
     phases: dict[str, float] = defaultdict(float)
     with timed(timer):
+        cpu = time.process_time()
         for _ in range(count):
             started = time.perf_counter()
             pk = str(start_execution(wf.scale_new, {}).pk)
@@ -97,6 +101,7 @@ def run_new_work(count: int) -> tuple[Timer, dict[str, float]]:
             run_invocation(pk)
             phases["start_execution"] += middle - started
             phases["run_invocation"] += time.perf_counter() - middle
+        phases["cpu (process time)"] = time.process_time() - cpu
     assert Execution.objects.filter(function_name=wf.scale_new.name, status="SUCCEEDED").count() >= count
     return timer, {k: v / count * 1e6 for k, v in phases.items()}
 
@@ -210,7 +215,23 @@ def main() -> None:
         from bench.scale import add_history, analyze, copy_waiting
 
         run_new_work(30)  # warm-up
-        empty = [run_new_work(args.executions) for _ in range(args.rounds)]
+        interleave = database == "sqlite"
+        main_file = connection.settings_dict["NAME"]
+        empty_file = main_file.replace(".sqlite3", "-empty.sqlite3")
+
+        def use(name: str) -> None:
+            connection.close()
+            connection.settings_dict["NAME"] = name
+
+        if interleave:
+            # A copy of the empty database: its rounds alternate with the waiting one's, so that
+            # whatever else runs on the machine weighs on both alike.
+            analyze(database)
+            connection.close()
+            shutil.copyfile(main_file, empty_file)
+            empty = []
+        else:
+            empty = [run_new_work(args.executions) for _ in range(args.rounds)]
         sweep_empty = sweep_timer()
         frames_empty = wal_frames(database)
         trees_empty, written_empty = dict(LAST_FRAMES), dict(LAST_WRITTEN)
@@ -222,7 +243,13 @@ def main() -> None:
         analyze(database)
         print(f"bulk load {time.perf_counter() - started:.1f} s", file=sys.stderr)
         run_new_work(30)
-        waiting = [run_new_work(args.executions) for _ in range(args.rounds)]
+        waiting = []
+        for _ in range(args.rounds):
+            if interleave:
+                use(empty_file)
+                empty.append(run_new_work(args.executions))
+                use(main_file)
+            waiting.append(run_new_work(args.executions))
         sweep_waiting = sweep_timer()
         print(
             f"WAL pages written per execution (then distinct pages by tree): {frames_empty} -> {wal_frames(database)}"
@@ -267,7 +294,7 @@ def report(
         rows.append((t1 - t0, key, c0, t0, c1, t1))
     rows.sort(reverse=True)
     print(f"\n{database}: {args.waiting} waiting; per execution of new work (median of {args.rounds} rounds)")
-    for phase in ("start_execution", "run_invocation"):
+    for phase in ("start_execution", "run_invocation", "cpu (process time)"):
         a = _median([r[1][phase] for r in empty])
         b = _median([r[1][phase] for r in waiting])
         print(f"  {phase:<16} {a:8.0f} -> {b:8.0f} us ({b / a:.2f}x)")
