@@ -110,13 +110,13 @@ LAST_FRAMES: dict[str, float] = {}  # distinct pages per execution, by b-tree
 LAST_WRITTEN: dict[str, float] = {}  # pages written (WAL frames) per execution, by b-tree
 
 
-def wal_frames(database: str, count: int = 50) -> float | None:
+def wal_frames(database: str, count: int = 50) -> float:
     """SQLite: WAL frames (pages) written per execution of new work, the automatic
     checkpoint held off for the count."""
     from django.db import connection
 
     if database != "sqlite":
-        return None
+        return pg_io(count)
     path = Path(connection.settings_dict["NAME"] + "-wal")
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -143,6 +143,34 @@ def wal_frames(database: str, count: int = 50) -> float | None:
         cursor.execute("PRAGMA wal_autocheckpoint=10000")
         cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return round(frames / count, 1)
+
+
+def pg_io(count: int) -> float:
+    """PostgreSQL: WAL bytes per execution of new work right after a CHECKPOINT (a page's first
+    change after one writes the whole page: the distinct pages show), and the blocks read from
+    outside shared buffers and found in them per execution (LAST_FRAMES)."""
+    from django.db import connection
+
+    def stats(cursor: Any) -> tuple[int, int, int]:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+        cursor.execute(
+            "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, blks_read, blks_hit FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        wal, read, hit = cursor.fetchone()
+        return int(wal), int(read), int(hit)
+
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
+        time.sleep(1)
+        before = stats(cursor)
+        run_new_work(count)
+        time.sleep(1)
+        after = stats(cursor)
+    LAST_FRAMES.clear()
+    LAST_FRAMES.update({"blocks read": (after[1] - before[1]) / count, "blocks hit": (after[2] - before[2]) / count})
+    LAST_WRITTEN.clear()
+    return round((after[0] - before[0]) / count)
 
 
 def make_templates(count: int) -> dict[str, list[str]]:
@@ -252,7 +280,8 @@ def main() -> None:
             waiting.append(run_new_work(args.executions))
         sweep_waiting = sweep_timer()
         print(
-            f"WAL pages written per execution (then distinct pages by tree): {frames_empty} -> {wal_frames(database)}"
+            f"WAL pages (PostgreSQL: bytes) written per execution (then distinct pages by tree): "
+            f"{frames_empty} -> {wal_frames(database)}"
         )
         print("  distinct pages, empty -> waiting; WAL frames, empty -> waiting; by b-tree")
         for name in sorted(set(trees_empty) | set(LAST_FRAMES), key=lambda n: -LAST_FRAMES.get(n, 0)):
