@@ -59,6 +59,22 @@ class Timer:
             self.calls[key] += 1
 
 
+FOREIGN_WRITER = False
+_foreign: dict[str, Any] = {}
+
+
+def foreign_write(path: str) -> None:
+    """A write from another connection after each commit, as another worker process's: SQLite
+    then drops this connection's page cache at its next transaction (each page is read again)."""
+    import sqlite3
+
+    if path not in _foreign:
+        _foreign[path] = sqlite3.connect(path, isolation_level=None)
+        _foreign[path].execute("CREATE TABLE IF NOT EXISTS bench_foreign (n INTEGER)")
+        _foreign[path].execute("INSERT INTO bench_foreign VALUES (0)")
+    _foreign[path].execute("UPDATE bench_foreign SET n = n + 1")
+
+
 @contextmanager
 def timed(timer: Timer) -> Iterator[None]:
     from django.db import connection
@@ -74,6 +90,8 @@ def timed(timer: Timer) -> Iterator[None]:
         finally:
             timer.total["COMMIT"] += time.perf_counter() - started
             timer.calls["COMMIT"] += 1
+            if FOREIGN_WRITER and connection.vendor == "sqlite":
+                foreign_write(connection.settings_dict["NAME"])
 
     connection._commit = commit  # type: ignore[attr-defined]
     try:
@@ -212,8 +230,13 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3, help="alternate measurements (medians)")
     parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument(
+        "--foreign-writer", action="store_true", help="SQLite: another connection writes after each commit"
+    )
     parser.add_argument("--drop", action="append", default=[], help="(experiment) drop this index after migrating")
     args = parser.parse_args()
+    global FOREIGN_WRITER
+    FOREIGN_WRITER = args.foreign_writer
     workdir = tempfile.mkdtemp(prefix="bench-scale-profile-")
     if not os.environ.get("DATABASE_URL"):
         os.environ["DATABASE_URL"] = f"sqlite:///{os.path.join(workdir, 'journal.sqlite3')}"
