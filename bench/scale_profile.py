@@ -10,10 +10,14 @@ made before the bulk load): whatever else runs on the machine weighs on both ali
 statement is timed through `connection.execute_wrapper` (COMMIT included: Django's commit goes
 around it, so the transactions' commits are timed by wrapping the connection's `commit`), grouped
 by its text, and printed: calls per execution and mean microseconds, empty then waiting, the
-biggest growth first. EXPLAIN QUERY PLAN / EXPLAIN of the sweep's and the lease's statements is
-printed at the end.
+biggest growth first. EXPLAIN QUERY PLAN / EXPLAIN of the sweep's queries is printed at the end.
 
-Usage: python bench/scale_profile.py [--waiting 20000] [--executions 300] [--history N]
+SQLite also prints the WAL frames (pages written) and the distinct pages per execution, by table
+and index (the WAL's frames mapped through dbstat); PostgreSQL the WAL bytes per execution after
+a CHECKPOINT (a page's first change after one is written whole) and the buffers read and hit.
+
+Usage: python bench/scale_profile.py [--waiting 20000] [--executions 300] [--rounds 3]
+       [--history N] [--foreign-writer] [--drop INDEX ...] [--json FILE]
        (scripts/with-postgres ... for PostgreSQL)
 """
 
