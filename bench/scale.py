@@ -331,6 +331,7 @@ def copy_waiting(templates: dict[str, list[str]], count: int, batch: int = 2000)
     from django.db import transaction
 
     from durable import clock
+    from durable.identifier import new_execution_id
     from durable.models import Execution, HistoryEvent, Operation
 
     rng = random.Random(20)
@@ -352,10 +353,10 @@ def copy_waiting(templates: dict[str, list[str]], count: int, batch: int = 2000)
             kind = kinds[made % len(kinds)]
             execution, ops, history = rows[rng.choice(templates[kind][:20])]
             new = Execution(**{f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields})
-            new.pk = uuid.uuid4()
+            new.created_at = now - timedelta(seconds=rng.randrange(YEAR))
+            new.pk = new_execution_id(new.created_at)  # as the engine makes them, at their creation
             new.execution_name = new.pk.hex
             new.label = f"scale document {made + 1_000_000}"
-            new.created_at = now - timedelta(seconds=rng.randrange(YEAR))
             new.updated_at = new.created_at
             new.timeout_at = now + timedelta(days=366)
             wake = now + timedelta(seconds=rng.randrange(86400, YEAR))

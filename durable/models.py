@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
+
+from durable.identifier import new_execution_id
 
 
 class ExecutionStatus(models.TextChoices):
@@ -17,7 +17,7 @@ class ExecutionStatus(models.TextChoices):
 
 
 class Execution(models.Model):
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=new_execution_id, editable=False)
     function_name = models.CharField(max_length=200)
     execution_name = models.CharField(max_length=200)
     input = models.TextField(help_text="The input as JSON.")
@@ -51,7 +51,7 @@ class Execution(models.Model):
         help_text="The operations whose failures ended a FAILED execution, outermost first: what a redrive re-runs.",
     )
     # An execution started by another's context.invoke: the parent, and the operation that waits for it.
-    # No index of its own: durable_execution_invoke_unique begins with it.
+    # Its lookups (and the delete's SET NULL) use durable_execution_invoke_unique, which leads with it.
     parent_execution = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="child_executions", db_index=False
     )
@@ -103,7 +103,7 @@ class Operation(models.Model):
     """One operation of an execution; its primary key orders the journal."""
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: durable_operation_unique and durable_op_journal begin with it.
+    # No index of its own: durable_op_journal and durable_operation_unique lead with it.
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations", db_index=False)
     operation_id = models.CharField(max_length=64)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
@@ -116,7 +116,7 @@ class Operation(models.Model):
     error = models.JSONField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     wait_until = models.DateTimeField(null=True, blank=True)
-    callback_id = models.CharField(max_length=64, null=True, blank=True)  # unique: durable_operation_callback
+    callback_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     callback_deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_deadline = models.DateTimeField(null=True, blank=True)
     heartbeat_seconds = models.PositiveIntegerField(null=True, blank=True)
@@ -132,16 +132,11 @@ class Operation(models.Model):
     )
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique"),
-            # Partial (callbacks and invokes only): a step's row is not written into them. A lookup
-            # by value (`= ?`, `IN`) implies IS NOT NULL, so both databases use them.
-            models.UniqueConstraint(
-                fields=["callback_id"], condition=Q(callback_id__isnull=False), name="durable_operation_callback"
-            ),
-        ]
+        constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
         indexes = [
             models.Index(fields=["execution", "id"], name="durable_op_journal"),
+            # Partial (invokes only): a step's row is not written into it. A lookup by value
+            # (`= ?`, `IN`) implies IS NOT NULL, so both databases use it.
             models.Index(
                 fields=["child_execution"], condition=Q(child_execution__isnull=False), name="durable_op_child"
             ),
@@ -158,7 +153,7 @@ class HistoryEvent(models.Model):
     """An append-only log entry; EventId is the event's rank within its execution."""
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: durable_history_order begins with it.
+    # No index of its own: durable_history_order leads with it.
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="history", db_index=False)
     event_type = models.CharField(max_length=40)
     operation_id = models.CharField(max_length=64, null=True, blank=True)
@@ -213,7 +208,7 @@ class EventDelivery(models.Model):
     delivered or its attempts are spent (FAILED: kept, visible in the admin)."""
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: durable_delivery_unique begins with it.
+    # No index of its own: durable_delivery_unique leads with it.
     event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     sink = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=EventDeliveryStatus.choices, default=EventDeliveryStatus.PENDING)

@@ -11,12 +11,12 @@ function is registered under fails the operation at once, as the official servic
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any, TypeVar
 
 from durable import events
 from durable.config import InvokeConfig
 from durable.exceptions import InvokeError, SerDesError, ValidationError, raise_recorded
+from durable.identifier import new_execution_id
 from durable.serdes import JsonSerDes, deserialize, serialize
 from durable.state import (
     ChildStart,
@@ -94,7 +94,7 @@ def _start(
         started = events.chained_invoke_started(function_name, None, None)
         state.checkpoint(record, [started, events.chained_invoke_ended(OperationStatus.FAILED, error)])
         return record
-    child_id = str(uuid.uuid4())
+    child_id = str(new_execution_id())  # time-ordered, as start_execution's
     started = events.chained_invoke_started(function_name, text, child_id)
     state.start_child(record, [started], ChildStart(operation_id, child_id, function_name, text, timeout))
     return record
