@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC
 from functools import cache
 from typing import Any
 
@@ -56,30 +56,27 @@ def _lease_and_journal() -> str:
     return f"{statements.returning_execution}; {journal} AND EXISTS ({taken}) ORDER BY {order}"
 
 
-def _with_zone(row: Sequence[Any], tz: Any) -> tuple[Any, ...]:
-    """A row's datetimes in the connection's time zone object, as Django's loader gives them."""
-    return tuple(v.replace(tzinfo=tz) if v.__class__ is datetime and v.tzinfo is not tz else v for v in row)
-
-
 class PostgresJournalStore(SqlJournalStore):
     def _take_lease(
         self, execution_id: str, params: list[Any]
     ) -> tuple[Execution, dict[str, OperationRecord] | None] | None:
-        """The lease and the journal in one round trip (see the module's docstring). The journal's
-        timestamps are read by psycopg's own loader (C) instead of Django's (Python, a call per
-        value), then given the connection's zone as Django's would: a third of the load's time
-        on a 1,000-step journal."""
+        """The lease and the journal in one round trip (see the module's docstring).
+
+        In UTC (Django's connection zone with USE_TZ, and so the session's), timestamps are read
+        by psycopg's own loader (C), which gives the same datetimes, in `datetime.UTC`, as
+        Django's (Python, a call per value): 0.5 ms less on a 1,000-step journal."""
         token, pk = params[0], params[4]
         tz = connection.timezone if settings.USE_TZ else None
         with connection.cursor() as cursor:
-            cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+            if tz is UTC:
+                cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
             cursor.execute(_lease_and_journal(), [*params, pk, pk, token])
             row = cursor.fetchone()
             cursor.nextset()
             rows = cursor.fetchall()
         if row is None:
             return None
-        execution = sql.statements().execution_from_row(_with_zone(row, tz))
+        execution = sql.statements().execution_from_row(row)
         return execution, sql.records(rows)
 
     def write(

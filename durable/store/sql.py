@@ -205,8 +205,8 @@ _TYPE, _STATUS = RECORD_FIELDS.index("type"), RECORD_FIELDS.index("status")
 def records(rows: Iterable[Sequence[Any]]) -> Journal:
     """Journal rows as the driver returns them (`Statements.load_journal`'s columns), by
     operation id, converted as the ORM converts them: only the values that are not NULL (most
-    of a step's columns are), a datetime given the connection's time zone object as Django's
-    converters and loader give it (without their calls), the enums by a look-up."""
+    of a step's columns are), a naive datetime made aware in the connection's time zone as
+    Django's converters make it (without their calls), the enums by a look-up."""
     converting = for_vendor(connection.vendor).record_converters
     tz = connection.timezone if settings.USE_TZ else None
     journal = Journal()
@@ -218,7 +218,7 @@ def records(rows: Iterable[Sequence[Any]]) -> Journal:
             if value is None:
                 continue
             if is_datetime and value.__class__ is datetime:
-                if value.tzinfo is not tz:  # naive (SQLite), or another zone object (psycopg's loader)
+                if tz is not None and value.tzinfo is None:
                     values[i] = value.replace(tzinfo=tz)
                 continue
             for converter in converters:
