@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from durable import DurableContext, durable_execution
-from durable.client import start_execution
+from durable.client import send_callback_success, start_execution
 from durable.clock import FakeClock, use_clock
 from durable.config import Duration
 from durable.exceptions import LeaseLostError
@@ -22,6 +22,7 @@ from durable.models import Execution, Operation
 from durable.runtime import run_invocation
 from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
 from durable.store import journal_store, sql
+from durable.store.base import SqlJournalStore
 from durable.testing import DurableTestRunner
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +188,68 @@ def test_a_lease_lost_after_the_combined_read_still_refuses_every_write():
         journal_store().leased(execution_id, stale.token, lambda: now).write([Checkpoint(late, [])])
     assert Operation.objects.filter(execution_id=execution_id).count() == before
     assert Execution.objects.get(pk=execution_id).lease_token == fresh.token
+
+
+@durable_execution(name="tests.round_trips.awaits")
+def awaits(event: dict, context: DurableContext) -> str:
+    return context.create_callback(name="decision").result()
+
+
+@pytest.mark.django_db(transaction=True)  # as in a worker: the end is one query on PostgreSQL
+@pytest.mark.parametrize("complete", [True, False])
+def test_an_end_that_suspends_on_a_callback_completed_meanwhile_makes_the_execution_due_now(monkeypatch, complete):
+    """The invocation reads its callback pending, then (`complete`) the sender commits before
+    the invocation's end: the end's query makes the execution due now."""
+    real = SqlJournalStore.load_operation
+    sent: list[str] = []
+
+    def read_then_send(self, execution_id, operation_id):
+        found = real(self, execution_id, operation_id)
+        if complete and not sent and found is not None and found.callback_id:
+            send_callback_success(found.callback_id, '"yes"')
+            sent.append(found.callback_id)
+        return found
+
+    clock = FakeClock()
+    with use_clock(clock):
+        run_invocation(str(start_execution(steps, {"steps": 1}).pk))  # statements built
+        execution_id = str(start_execution(awaits, {}).pk)
+        monkeypatch.setattr(SqlJournalStore, "load_operation", read_then_send)
+        statements = _statements(execution_id)
+        monkeypatch.undo()
+        assert len(sent) == int(complete)
+        execution = Execution.objects.get(pk=execution_id)
+        assert (execution.status, execution.lease_token) == ("RUNNING", None)
+        callback = Operation.objects.get(execution_id=execution_id, type="CALLBACK")
+        assert callback.status == ("SUCCEEDED" if complete else "STARTED")
+        if complete:
+            assert execution.wake_at == clock.current  # due now
+        else:
+            assert execution.wake_at > clock.current  # its deadline, or the execution's timeout
+        if POSTGRES:
+            # The end is one query whose last statement is the check (before: a transaction, the
+            # statements pipelined, then the check, then COMMIT).
+            end = statements[-1]
+            assert "lease_owner" in end
+            assert Operation._meta.db_table in end.split(";")[-1]
+        if not complete:
+            send_callback_success(callback.callback_id, '"later"')
+        assert run_invocation(execution_id).status == "SUCCEEDED"
+    # The callback's payload as sent, returned by the handler.
+    assert json.loads(Execution.objects.get(pk=execution_id).result) == ('"yes"' if complete else '"later"')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_lease_at_an_end_that_watches_callbacks_writes_nothing():
+    execution_id = str(start_execution(awaits, {}).pk)
+    now = datetime.now(UTC)
+    stale = journal_store().acquire_lease(execution_id, "worker-a", now, 60)
+    fresh = journal_store().acquire_lease(execution_id, "worker-b", now + timedelta(seconds=61), 60)
+    assert stale is not None
+    assert fresh is not None
+    with pytest.raises(LeaseLostError):
+        journal_store().leased(execution_id, stale.token, lambda: now).finish(
+            [], [], watched_callbacks=["no-such-callback"], status="RUNNING", wake_at=now
+        )
+    kept = Execution.objects.get(pk=execution_id)
+    assert (kept.lease_token, kept.status) == (fresh.token, "RUNNING")
