@@ -151,8 +151,8 @@ class PostgresJournalStore(SqlJournalStore):
                 with connection.cursor() as cursor:
                     cursor.execute("; ".join(queries), params)
                     if watched:
-                        for _ in range(len(queries) - 1):
-                            cursor.nextset()
+                        while cursor.nextset():  # to the last statement's result (it stays there)
+                            pass
                         woke = cursor.fetchone() is not None
             except DatabaseError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) == _DIVISION_BY_ZERO:
