@@ -54,8 +54,12 @@ def _lease_and_journal() -> str:
         f"SELECT 1 FROM {statements.exec_table} WHERE {qn('id')} = %s AND {qn('lease_token')} = %s "
         f"AND {qn('invocation_count')} > 1"
     )
-    journal, order = statements.load_journal.rsplit(" ORDER BY ", 1)
-    return f"{statements.returning_execution}; {journal} AND EXISTS ({taken}) ORDER BY {order}"
+    # The columns and order of `Statements.load_journal`, built whole (not by editing its text).
+    journal = (
+        f"SELECT {', '.join(qn(c) for c in sql.RECORD_FIELDS)} FROM {statements.op_table} "
+        f"WHERE {qn(Operation._meta.get_field('execution').column)} = %s AND EXISTS ({taken}) ORDER BY {qn('id')}"
+    )
+    return f"{statements.returning_execution}; {journal}"
 
 
 @cache
