@@ -164,7 +164,9 @@ class Invocation:
             return self.failed(exc)
         if outbox_store.sends_operation_events(execution.function_name):
             self.journal.operation_events = (execution.function_name, execution.execution_name)
-        operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
+        operations = self.lease.journal  # read with the lease where the database can (PostgreSQL)
+        if operations is None:
+            operations = self.store.load_journal(self.execution_id, first_invocation=execution.invocation_count == 1)
         metrics.resumed(execution.wake_at, waking_records(operations), self.now)
         state = self.state = ExecutionState(
             self.execution_id, operations, self.journal, clock.now, max_result_bytes=conf.get("MAX_RESULT_BYTES")

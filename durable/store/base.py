@@ -45,6 +45,9 @@ class Lease:
     execution: Execution
     token: str
     took_over: bool  # the previous holder never released it: that invocation died
+    # The journal, where the database read it in the lease's own round trip (PostgreSQL); None
+    # where the invocation loads it next (load_journal).
+    journal: dict[str, OperationRecord] | None = None
 
 
 class JournalStore(Protocol):
@@ -183,18 +186,23 @@ class SqlJournalStore:
             ops.adapt_datetimefield_value(now),
         ]
         try:
-            execution = self._take_lease(execution_id, params)
+            taken = self._take_lease(execution_id, params)
         except (OperationalError, InterfaceError) as exc:
             raise DatabaseUnreachableError(" ".join(str(exc).split())) from exc
-        if execution is None:
+        if taken is None:
             return None
-        return Lease(execution, token, took_over=execution.consecutive_deaths > 0)
+        execution, journal = taken
+        return Lease(execution, token, took_over=execution.consecutive_deaths > 0, journal=journal)
 
     def _lease_transaction(self) -> AbstractContextManager[Any]:
         """What the lease's UPDATE runs in (SQLite: a transaction of its own)."""
         return _no_transaction()
 
-    def _take_lease(self, execution_id: str, params: list[Any]) -> Execution | None:
+    def _take_lease(
+        self, execution_id: str, params: list[Any]
+    ) -> tuple[Execution, dict[str, OperationRecord] | None] | None:
+        """The lease's UPDATE (`acquire`'s parameters, the new token first): the execution's row
+        if taken, and its journal where the dialect reads it in the same round trip."""
         statements = sql.statements()
         with self._lease_transaction(), connection.cursor() as cursor:
             # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
@@ -202,11 +210,11 @@ class SqlJournalStore:
             if statements.returning_execution:
                 cursor.execute(statements.returning_execution, params)
                 row = cursor.fetchone()
-                return statements.execution_from_row(row) if row is not None else None
+                return (statements.execution_from_row(row), None) if row is not None else None
             cursor.execute(statements.acquire, params)
             if not cursor.rowcount:
                 return None
-        return Execution.objects.get(pk=execution_id)
+        return Execution.objects.get(pk=execution_id), None
 
     def renew_lease(self, execution_id: str, token: str, now: datetime, ttl_seconds: float) -> bool:
         """Extend a lease still held; False if it was lost."""

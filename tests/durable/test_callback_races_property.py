@@ -132,7 +132,7 @@ def drive(execution_id: str) -> Execution:
 
 def test_the_handler_sees_what_the_sender_was_told(monkeypatch):
     rng = random.Random(int(os.environ.get("CALLBACK_RACE_SEED", "13")))
-    for name in ("load_operation", "load_journal"):
+    for name in ("load_operation", "load_journal", "acquire_lease"):  # PostgreSQL reads the journal with the lease
         real = getattr(SqlJournalStore, name)
 
         def slow(*args, _real=real, **kwargs):
