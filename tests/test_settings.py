@@ -13,7 +13,7 @@ def test_sqlite_is_tuned_for_a_journal():
         cursor.execute("PRAGMA busy_timeout")
         assert cursor.fetchone()[0] >= 5000
         cursor.execute("PRAGMA wal_autocheckpoint")
-        assert cursor.fetchone()[0] == 10000
+        assert cursor.fetchone()[0] == 0  # checkpoints from a thread of ours (durable.backends.sqlite3)
     assert connection.settings_dict["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert connection.settings_dict["ENGINE"] == "durable.backends.sqlite3"  # writers take turns
 
