@@ -5,6 +5,9 @@ checkpoints are off, and the WAL stays as small as SQLite's would have kept it."
 from __future__ import annotations
 
 import os
+import sqlite3
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +74,81 @@ def test_every_n_commits_a_thread_checkpoints_and_the_wal_stays_small(engine_sql
     assert wal_bytes(engine_sqlite) > 200 * len(ROW) > checkpointed
     with engine_sqlite.cursor() as cursor:
         assert cursor.execute("SELECT count(*) FROM t").fetchone() == (400,)
+
+
+def test_under_writes_that_never_pause_the_wal_still_restarts_from_its_start(
+    tmp_path, django_db_blocker, monkeypatch, request
+):
+    """Two writers committing back to back, never waiting for the checkpoint thread. A PASSIVE
+    checkpoint alone copied the WAL but never let it restart (a commit always came between its
+    end and the next writer), so the WAL grew by every commit; the RESTART pass, run under the
+    writers' lock, brings it back to its start every batch."""
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 100)
+    # As in a worker (its timer thread sets it): the checkpoint thread waits less for the GIL
+    # that the two writing threads pass between them.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    request.addfinalizer(lambda: sys.setswitchinterval(switch))
+    handler = ConnectionHandler({"default": database(str(tmp_path / "journal.sqlite3"))})
+    commits = 3000
+    with django_db_blocker.unblock():
+        with handler["default"].cursor() as cursor:
+            cursor.execute("CREATE TABLE t (v BLOB)")
+
+        def other_writer() -> None:
+            commit_rows(handler["default"], commits)  # its own connection (one per thread)
+            handler["default"].close()
+
+        other = threading.Thread(target=other_writer)
+        other.start()
+        commit_rows(handler["default"], commits)
+        other.join(60)
+        assert not other.is_alive()
+        path = str(handler["default"].settings_dict["NAME"])
+        assert base.checkpointer(path).restarts > 0
+        # Without a restart it holds every commit (two pages and more each, 100 MB); with them, a
+        # few batches' (4 to 7 MB here).
+        assert wal_bytes(handler["default"]) < 2 * commits * len(ROW) / 4
+        with handler["default"].cursor() as cursor:
+            assert cursor.execute("SELECT count(*) FROM t").fetchone() == (2 * commits,)
+        handler["default"].close()
+
+
+def test_a_long_reader_delays_the_restart_not_the_writers(engine_sqlite, monkeypatch):
+    """A read transaction left open keeps the WAL from restarting: the RESTART pass gives up after
+    RESTART_WAIT (the writers go on meanwhile), and the first pass after it ends restarts it; the
+    first commit after that cuts the file back to `journal_size_limit` (ours is 64 MB)."""
+    monkeypatch.setattr(base, "CHECKPOINT_EVERY", 20)
+    path = str(engine_sqlite.settings_dict["NAME"])
+    with engine_sqlite.cursor() as cursor:
+        assert cursor.execute("PRAGMA journal_size_limit").fetchone() == (64 * 1024 * 1024,)
+        cursor.execute("PRAGMA journal_size_limit=200000")  # small enough to see the cut here
+    checkpoints = base.checkpointer(path)
+
+    def batch() -> None:
+        """CHECKPOINT_EVERY commits, then the pass they asked for."""
+        done = checkpoints.done
+        commit_rows(engine_sqlite, 20)
+        deadline = time.monotonic() + 10
+        while checkpoints.done == done:  # bounded by the deadline
+            assert time.monotonic() < deadline, "no checkpoint was run"
+            time.sleep(0.01)
+
+    batch()
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # holds its snapshot of the WAL
+    for _ in range(5):
+        batch()
+    assert (checkpoints.done, checkpoints.restarts) == (6, 1)  # the reader held back every later one
+    grown = wal_bytes(engine_sqlite)
+    assert grown > 100 * len(ROW)
+    reader.execute("COMMIT")
+    reader.close()
+    batch()
+    assert (checkpoints.done, checkpoints.restarts) == (7, 2)
+    commit_rows(engine_sqlite, 1)  # from the WAL's start, cutting the file
+    assert wal_bytes(engine_sqlite) <= 200000 < grown
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")

@@ -5,7 +5,8 @@ checkpoints rather than every commit, IMMEDIATE takes the write lock at BEGIN (n
 upgrade from a read lock), and writers wait rather than fail at once. The backend (`base`) adds
 a queue for writers across processes, and runs checkpoints (WAL pages copied into the database,
 with two fsyncs) from a thread of each process rather than inside a commit, so SQLite's own are
-off (`wal_autocheckpoint=0`; see the README's benchmark notes).
+off (`wal_autocheckpoint=0`; see the README's benchmark notes). A WAL that grew while a long
+reader held it back is cut to 64 MB when it next restarts (`journal_size_limit`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def database(name: str, *, test_name: str | None = None) -> dict[str, Any]:
         "OPTIONS": {
             "init_command": (
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-                "PRAGMA wal_autocheckpoint=0;"
+                "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;"
             ),
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,

@@ -20,8 +20,16 @@ Checkpoints (WAL pages copied into the database file, with two fsyncs) are not S
 automatic ones, which run inside the COMMIT that crosses the threshold, so inside the writers'
 lock: every writer on the machine waited for the fsyncs, several times a second under load.
 Our settings turn them off (`wal_autocheckpoint=0`) and each process instead asks a thread of
-its own, with a connection of its own, for a PASSIVE checkpoint every CHECKPOINT_EVERY commits
-(after the lock is let go): the same checkpoint SQLite would run, off every writer's path.
+its own, with a connection of its own, for a checkpoint every CHECKPOINT_EVERY commits (after
+the lock is let go). The thread runs a PASSIVE one, off every writer's path: it copies what the
+WAL holds and runs the fsyncs. That alone never let the WAL restart from its start under steady
+load (some commit always came between the copy's end and the next writer, and only a writer
+finding it all copied restarts it): the WAL grew by every commit, 650 MB in a 10-second bench,
+every read slower for it, until the writers paused. So the next write transaction of the
+process, holding the writers' lock, first runs a RESTART checkpoint: it copies the few commits
+made meanwhile and waits (RESTART_WAIT at most) for the WAL's readers to finish, and its commit
+then writes the WAL from its start. The thread could not take the writers' lock for that itself:
+a lock that is not fair left it waiting behind busy writers (40 ms, with the WAL growing).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.backends.sqlite3 import base
@@ -42,27 +51,63 @@ log = logging.getLogger("durable.sqlite")
 # Commits of one connection between two checkpoints it asks for: about 16 MB of WAL at a
 # journal's 60-odd KB per commit (SQLite's automatic threshold was 1,000 pages, ours 10,000).
 CHECKPOINT_EVERY = 256
+# How long the RESTART checkpoint waits for the WAL's readers (their statements last a fraction
+# of a millisecond), holding the writers' lock; a reader that takes longer leaves it for the next.
+RESTART_WAIT = 0.02
+
+
+def _lock_file(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+@contextlib.contextmanager
+def _checkpointing(fd: int) -> Iterator[bool]:
+    """Whether this is the only checkpoint of the file running on the machine (the others' are
+    skipped rather than waited for: two at a time copy the same pages, and a RESTART waiting
+    for a PASSIVE would hold the writers' lock meanwhile)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class Checkpointer(threading.Thread):
     """A process's checkpoints of one database file, run when asked, one at a time."""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str) -> None:
         super().__init__(name="durable-sqlite-checkpoints", daemon=True)
-        self.path, self.timeout = path, timeout
+        self.path = path
         self.asked = threading.Event()
-        self.done = 0  # checkpoints run (for tests and curious operators)
+        self.done = 0  # PASSIVE checkpoints run (for tests and curious operators)
+        self.restart_wanted = False  # the next writer of the process runs the RESTART one
+        self.restarts = 0  # RESTART checkpoints after which the next commit wrote the WAL from its start
 
     def run(self) -> None:
         connection: sqlite3.Connection | None = None
+        running = _lock_file(f"{self.path}-checkpoint.lock")
+        waited = False
         while True:
             self.asked.wait()
             self.asked.clear()
+            if self.restart_wanted and not waited:
+                # The last one's RESTART has not run yet (a writer found a checkpoint running
+                # elsewhere): the next writer runs it, unless this pass holds it off again.
+                waited = True
+                continue
+            waited = False
             try:
                 if connection is None:
-                    connection = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.done += 1
+                    connection = sqlite3.connect(self.path, check_same_thread=False)
+                with _checkpointing(running) as alone:
+                    if alone:
+                        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        self.done += 1
+                        self.restart_wanted = True
             except sqlite3.Error:
                 log.warning("checkpoint of %s failed; the next one copies what it left", self.path, exc_info=True)
                 if connection is not None:
@@ -75,11 +120,11 @@ _checkpointers: dict[str, Checkpointer] = {}
 _checkpointers_lock = threading.Lock()
 
 
-def checkpointer(path: str, timeout: float = 30.0) -> Checkpointer:
+def checkpointer(path: str) -> Checkpointer:
     with _checkpointers_lock:
         found = _checkpointers.get(path)
         if found is None or not found.is_alive():
-            found = _checkpointers[path] = Checkpointer(path, timeout)
+            found = _checkpointers[path] = Checkpointer(path)
             found.start()
         return found
 
@@ -100,16 +145,19 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._writers_fd: int | None = None
         self._holding_writers_lock = False
         self._commits = 0
+        self._path = ""  # the database file's, set at each connection (a test's database is named later)
+        self._checkpoint_fd: int | None = None
 
     def create_cursor(self, name: str | None = None) -> Any:
         return self.connection.cursor(factory=CursorWrapper)
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
+        self._path = os.fspath(self.settings_dict["NAME"])
         if not self.is_in_memory_db():
             try:
                 path = f"{os.fspath(self.settings_dict['NAME'])}-writers.lock"
-                self._writers_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._writers_fd = _lock_file(path)
             except OSError:
                 self._writers_fd = None  # a read-only directory: SQLite's busy handler alone
         return connection
@@ -117,10 +165,37 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _start_transaction_under_autocommit(self) -> None:
         self._take_writers_lock()
         try:
+            checkpoints = _checkpointers.get(self._path) if self._holding_writers_lock else None
+            if checkpoints is not None and checkpoints.restart_wanted:
+                checkpoints.restart_wanted = False
+                self._restart_wal(checkpoints)
             super()._start_transaction_under_autocommit()  # type: ignore[misc]
         except BaseException:
             self._let_go_writers_lock()
             raise
+
+    def _restart_wal(self, checkpoints: Checkpointer) -> None:
+        """The RESTART checkpoint, before a transaction, holding the writers' lock: what the
+        PASSIVE one left (the commits made while it ran), then the WAL reset once its readers are
+        done, RESTART_WAIT at most; a reader that takes longer leaves it for the next time, and
+        a checkpoint running elsewhere for the next transaction."""
+        raw = self.connection
+        try:
+            if self._checkpoint_fd is None:
+                self._checkpoint_fd = _lock_file(f"{self._path}-checkpoint.lock")
+            with _checkpointing(self._checkpoint_fd) as alone:
+                if not alone:
+                    checkpoints.restart_wanted = True
+                    return
+                (timeout,) = raw.execute("PRAGMA busy_timeout").fetchone()
+                raw.execute(f"PRAGMA busy_timeout={int(RESTART_WAIT * 1000)}")
+                try:
+                    (busy, _, _), *_ = raw.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={int(timeout)}")
+            checkpoints.restarts += not busy
+        except (sqlite3.Error, OSError):
+            log.warning("checkpoint of %s failed; the next one copies what it left", self._path, exc_info=True)
 
     def _commit(self) -> None:
         try:
@@ -129,7 +204,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             self._let_go_writers_lock()
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0 and self._writers_fd is not None:
-            checkpointer(os.fspath(self.settings_dict["NAME"])).asked.set()
+            checkpointer(self._path).asked.set()
 
     def _rollback(self) -> None:
         try:
@@ -142,10 +217,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
             super()._close()  # type: ignore[misc]
         finally:
             self._let_go_writers_lock()
-            if self._writers_fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._writers_fd)
-                self._writers_fd = None
+            for fd in (self._writers_fd, self._checkpoint_fd):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self._writers_fd = self._checkpoint_fd = None
 
     def _take_writers_lock(self) -> None:
         if self._writers_fd is None or self._holding_writers_lock:
