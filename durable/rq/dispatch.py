@@ -9,6 +9,7 @@ database until the sweep finds them due.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,16 @@ from rq.job import JobStatus
 from rq.utils import now as rq_now
 
 from durable import clock, conf
-from durable.rq.jobs import INVOKE, JOB_FAILURE_TTL, JOB_RESULT_TTL, job_id, queue, timers_channel, timers_key
+from durable.rq.jobs import (
+    INVOKE,
+    JOB_FAILURE_TTL,
+    JOB_RESULT_TTL,
+    execution_of,
+    job_id,
+    queue,
+    timers_channel,
+    timers_key,
+)
 
 log = logging.getLogger("durable.worker")
 
@@ -51,35 +61,50 @@ return queued
 """
 _enqueue_scripts: dict[int, Any] = {}
 
-# Add timers to the set, and nudge the timer mover (durable.rq.timers), which sleeps until the
-# earliest one, if one of them is earlier than every timer already there.
-# KEYS: the timers set, its nudge channel. ARGV: score, member, score, member...
+# Add timers to the set, each with its job's hash built ahead (the mover then queues it without a
+# round trip of its own or any Python: `durable.rq.timers`), and nudge the timer mover, which
+# sleeps until the earliest one, if one of them is earlier than every timer already there.
+# KEYS: the timers set, its nudge channel.
+# ARGV: per timer: score, member, the built hash's time to live (ms), n, n field/value pairs.
 _SCHEDULE = """
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local earliest = nil
-for i = 1, #ARGV, 2 do
-  local score = tonumber(ARGV[i])
-  redis.call('ZADD', KEYS[1], score, ARGV[i + 1])
-  if earliest == nil or score < earliest then earliest = score end
+local earliest, earliest_arg, i = nil, nil, 1
+while i <= #ARGV do
+  local score, member, n = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 3])
+  redis.call('ZADD', KEYS[1], score, member)
+  local built = KEYS[1] .. ':job:' .. member
+  redis.call('DEL', built)
+  redis.call('HSET', built, unpack(ARGV, i + 4, i + 3 + 2 * n))
+  redis.call('PEXPIRE', built, ARGV[i + 2])
+  if earliest == nil or score < earliest then earliest, earliest_arg = score, ARGV[i] end
+  i = i + 4 + 2 * n
 end
 if earliest ~= nil and (#first == 0 or earliest < tonumber(first[2])) then
-  redis.call('PUBLISH', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', KEYS[2], earliest_arg)
 end
 """
 _schedule_scripts: dict[int, Any] = {}
 
+# How long a timer's built job hash outlives its time: a mover that takes it later than that
+# (every worker stopped meanwhile) builds the hash again, as the sweep's dispatch does.
+BUILT_JOB_GRACE_SECONDS = 3600
+
 
 def schedule_wake_ups(timers: dict[str, float]) -> None:
-    """Put wake-ups (job id: Unix time) in the timers set, nudging the mover if one is the earliest."""
+    """Put wake-ups (job id: Unix time) in the timers set with their jobs' hashes, nudging the
+    mover if one is the earliest."""
     if not timers:
         return
     q = queue()
     script = _schedule_scripts.get(id(q))
     if script is None:
         script = _schedule_scripts[id(q)] = q.connection.register_script(_SCHEDULE)
+    now = time.time()
     args: list[Any] = []
     for wake_up, when in timers.items():
-        args += (repr(when), wake_up)
+        fields = _job_fields(q, execution_of(wake_up), wake_up)
+        ttl_ms = int((max(when - now, 0) + BUILT_JOB_GRACE_SECONDS) * 1000)
+        args += (repr(when), wake_up, ttl_ms, len(fields) // 2, *fields)
     script(keys=[timers_key(q.name), timers_channel(q.name)], args=args)
 
 

@@ -24,7 +24,8 @@ import time
 from typing import Any
 
 import redis
-from rq.utils import as_text
+from rq.utils import as_text, utcformat
+from rq.utils import now as rq_now
 
 from durable import clock
 from durable.rq.dispatch import enqueue_wake_ups
@@ -45,13 +46,39 @@ TIMER_SWITCH_INTERVAL = 0.0005
 _SHORTEST_SLEEP = 0.0002
 
 
-# Take the timers that are due out of the set, atomically, so two movers never both take one;
-# and return the earliest time left (false if none), which the mover sleeps until.
+# Take the timers that are due out of the set, atomically, so two movers never both take one, and
+# queue each as `durable.rq.dispatch`'s enqueue does, from the job hash built when it was
+# scheduled (unless its job is already queued or running); return how many were due, those with
+# no hash built (scheduled otherwise, or the hash expired), which Python queues, and the earliest
+# time left (false if none), which the mover sleeps until.
+# KEYS: the timers set, rq:queues, the queue's key, its intermediate queue's key.
+# ARGV: now, batch size, RQ's job key prefix, the enqueued_at time as RQ writes it.
 _DUE_TIMERS = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+local unbuilt = {}
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+  redis.call('SADD', KEYS[2], KEYS[3])
+  for _, id in ipairs(due) do
+    local built, key = KEYS[1] .. ':job:' .. id, ARGV[3] .. id
+    if redis.call('EXISTS', built) == 0 then
+      unbuilt[#unbuilt + 1] = id
+    else
+      local taken = redis.call('LREM', KEYS[4], 1, id) > 0
+      if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+        redis.call('DEL', key)
+        redis.call('RENAME', built, key)
+        redis.call('PERSIST', key)
+        redis.call('HSET', key, 'status', 'queued', 'enqueued_at', ARGV[4])
+        redis.call('RPUSH', KEYS[3], id)
+      else
+        redis.call('DEL', built)
+      end
+    end
+  end
+end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {due, next[2] or false}
+return {#due, unbuilt, next[2] or false}
 """
 
 
@@ -63,12 +90,13 @@ def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | N
     the sweep re-dispatches it once it is overdue by REDISPATCH_GRACE.
     """
     q = queue()
-    due, earliest = (script or connection.register_script(_DUE_TIMERS))(
-        keys=[timers_key(q.name)], args=[repr(clock.now().timestamp()), TIMER_BATCH]
+    count, unbuilt, earliest = (script or connection.register_script(_DUE_TIMERS))(
+        keys=[timers_key(q.name), q.redis_queues_keys, q.key, q.intermediate_queue_key],
+        args=[repr(clock.now().timestamp()), TIMER_BATCH, q.job_class.redis_job_namespace_prefix, utcformat(rq_now())],
     )
-    wake_ups = [as_text(member) for member in due]
-    enqueue_wake_ups([(execution_of(wake_up), wake_up) for wake_up in wake_ups])
-    return len(wake_ups), float(earliest) if earliest is not None else None
+    if unbuilt:
+        enqueue_wake_ups([(execution_of(as_text(w)), as_text(w)) for w in unbuilt])
+    return int(count), float(earliest) if earliest is not None else None
 
 
 def release_due_timers(connection: Any, script: Any = None) -> int:

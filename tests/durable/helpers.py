@@ -1,8 +1,10 @@
-"""Shared helpers for engine tests: crash simulation and lease expiry on the fake clock."""
+"""Shared helpers for engine tests: crash simulation and lease expiry on the fake clock, and an
+operation with every column set."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from durable import conf
+from durable.models import Operation
 from durable.runtime import run_invocation
 from durable.testing import DurableTestRunner
 
@@ -23,3 +25,24 @@ def crash_then_expire_lease(runner: DurableTestRunner, execution_id: str) -> Non
         raise AssertionError("the invocation was expected to crash")
     assert runner.clock is not None
     runner.clock.advance_to(runner.clock.current + timedelta(seconds=conf.get("LEASE_SECONDS") + 1))
+
+
+def set_every_column(execution_id: str, name: str) -> datetime:
+    """Give the operation `name` a value in every column a load reads (datetimes with
+    microseconds and a year apart, a JSON error with a non-ASCII message, numbers); returns the
+    time they are set around."""
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    Operation.objects.filter(execution_id=execution_id, name=name).update(
+        status="PENDING",
+        attempt=3,
+        error={"ErrorType": "ValueError", "ErrorMessage": "nope \u00e9", "StackTrace": ["a", "b"]},
+        next_attempt_at=at,
+        wait_until=at + timedelta(seconds=1),
+        callback_deadline=at + timedelta(seconds=2),
+        heartbeat_deadline=at + timedelta(seconds=3),
+        heartbeat_seconds=30,
+        started_at=at - timedelta(days=400),
+        ended_at=at + timedelta(microseconds=1),
+        max_attempts=6,
+    )
+    return at

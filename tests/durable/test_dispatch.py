@@ -5,6 +5,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+import redis
 from django.core.management import call_command
 from django.db import transaction
 
@@ -88,6 +89,84 @@ def test_a_timer_is_released_to_the_queue_at_its_time_never_before(redis_dispatc
     assert scheduled_ids() == []
     job = queue().fetch_job(wake_up)
     assert (job.func_name, job.args) == ("durable.rq.jobs.invoke", (str(execution.pk),))
+
+
+def _job_hash(wake_up: str) -> dict[bytes, bytes]:
+    fields = queue().connection.hgetall(queue().job_class.key_for(wake_up))
+    return {k: v for k, v in fields.items() if k not in (b"created_at", b"enqueued_at")}
+
+
+def test_a_timer_is_queued_from_the_job_hash_built_when_it_was_scheduled(redis_dispatch, monkeypatch):
+    """Its job's hash is built with the timer (where an invocation suspends), so the mover
+    queues it in its one script: the same job as a dispatch of a due wake-up makes."""
+    connection = queue().connection
+    execution = start_execution(workflows.three_steps, {})
+    queue().empty()
+    now = clock.now()
+    dispatch(str(execution.pk), now)  # due: queued at once, the hash built then
+    immediate = job_id(str(execution.pk), now)
+    expected = _job_hash(immediate)
+    assert expected[b"status"] == b"queued"
+    assert expected[b"data"]
+    queue().empty()
+    connection.delete(queue().job_class.key_for(immediate))
+    fake = clock.FakeClock(now)
+    soon = now + timedelta(seconds=30)
+    with clock.use_clock(fake):
+        dispatch(str(execution.pk), soon)
+        wake_up = job_id(str(execution.pk), soon)
+        built = f"{timers_key(queue().name)}:job:{wake_up}"
+        assert connection.exists(built)
+        assert connection.pttl(built) > 0
+        assert not connection.exists(queue().job_class.key_for(wake_up))
+        fake.advance_to(soon)
+        sent: list[str] = []
+        send = redis.Redis.execute_command
+
+        def counted(self, *args, **options):
+            sent.append(str(args[0]))
+            return send(self, *args, **options)
+
+        monkeypatch.setattr(redis.Redis, "execute_command", counted)
+        assert release_due_timers(connection) == 1
+        monkeypatch.undo()
+        assert sent == ["EVALSHA"]  # one round trip: no other command
+    assert queued_ids() == [wake_up]
+    assert not connection.exists(built)
+    assert connection.ttl(queue().job_class.key_for(wake_up)) == -1  # kept as RQ keeps a queued job
+    assert _job_hash(wake_up) == expected
+    job = queue().fetch_job(wake_up)
+    assert (job.func_name, job.args, job.get_status()) == ("durable.rq.jobs.invoke", (str(execution.pk),), "queued")
+
+
+def test_a_due_timer_with_no_job_hash_built_is_queued_all_the_same(redis_dispatch):
+    """Scheduled before hashes were built with timers, or its hash expired (every worker
+    stopped past BUILT_JOB_GRACE_SECONDS): the mover builds it then."""
+    connection = queue().connection
+    execution = start_execution(workflows.three_steps, {})
+    queue().empty()
+    wake_up = job_id(str(execution.pk), clock.now())
+    connection.zadd(timers_key(queue().name), {wake_up: clock.now().timestamp()})
+    assert release_due_timers(connection) == 1
+    assert queued_ids() == [wake_up]
+    assert queue().fetch_job(wake_up).args == (str(execution.pk),)
+
+
+def test_a_due_timer_whose_job_is_already_queued_is_not_queued_twice(redis_dispatch):
+    connection = queue().connection
+    execution = start_execution(workflows.three_steps, {})
+    queue().empty()
+    fake = clock.FakeClock()
+    soon = fake.current + timedelta(seconds=5)
+    with clock.use_clock(fake):
+        dispatch(str(execution.pk), soon)
+        fake.advance_to(soon)
+        dispatch(str(execution.pk), soon)  # the sweep, say, queued it meanwhile
+        wake_up = job_id(str(execution.pk), soon)
+        assert queued_ids() == [wake_up]
+        assert release_due_timers(connection) == 1
+    assert queued_ids() == [wake_up]
+    assert not connection.exists(f"{timers_key(queue().name)}:job:{wake_up}")
 
 
 def test_one_timer_poller_at_a_time_and_another_takes_over_when_it_stops(redis_dispatch, monkeypatch):

@@ -24,6 +24,7 @@ from durable.state import Checkpoint, OperationRecord, OperationStatus, Operatio
 from durable.store import journal_store, sql
 from durable.store.base import SqlJournalStore
 from durable.testing import DurableTestRunner
+from tests.durable.helpers import set_every_column
 
 pytestmark = pytest.mark.django_db
 
@@ -96,20 +97,7 @@ def _varied_journal() -> str:
     with DurableTestRunner(held) as runner:
         execution_id = runner.run_async(json.dumps({"steps": 3}))
         assert runner.step_once(execution_id)
-    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
-    Operation.objects.filter(execution_id=execution_id, name="s1").update(
-        status="PENDING",
-        attempt=3,
-        error={"ErrorType": "ValueError", "ErrorMessage": "nope \u00e9", "StackTrace": ["a", "b"]},
-        next_attempt_at=at,
-        wait_until=at + timedelta(seconds=1),
-        callback_deadline=at + timedelta(seconds=2),
-        heartbeat_deadline=at + timedelta(seconds=3),
-        heartbeat_seconds=30,
-        started_at=at - timedelta(days=400),
-        ended_at=at + timedelta(microseconds=1),
-        max_attempts=6,
-    )
+    set_every_column(execution_id, "s1")
     return execution_id
 
 

@@ -17,6 +17,7 @@ from durable.serdes import deserialize
 from durable.state import ExecutionState, Journal, OperationRecord, OperationStatus, OperationType, waking_records
 from durable.store import journal_store, sql
 from durable.testing import DurableTestRunner
+from tests.durable.helpers import set_every_column
 
 pytestmark = pytest.mark.django_db
 
@@ -62,20 +63,7 @@ def test_the_raw_load_reads_every_column_as_the_orm_does():
     with DurableTestRunner(chain) as runner:
         execution_id = runner.run_async(json.dumps({"steps": 2}))
         assert runner.step_once(execution_id)
-    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
-    Operation.objects.filter(execution_id=execution_id, name="s1").update(
-        status="PENDING",
-        attempt=3,
-        error={"ErrorType": "ValueError", "ErrorMessage": "nope \u00e9", "StackTrace": ["a", "b"]},
-        next_attempt_at=at,
-        wait_until=at + timedelta(seconds=1),
-        callback_deadline=at + timedelta(seconds=2),
-        heartbeat_deadline=at + timedelta(seconds=3),
-        heartbeat_seconds=30,
-        started_at=at - timedelta(days=400),
-        ended_at=at + timedelta(microseconds=1),
-        max_attempts=6,
-    )
+    at = set_every_column(execution_id, "s1")
     loaded = journal_store().load_journal(execution_id)
     assert isinstance(loaded, Journal)
     orm = [
