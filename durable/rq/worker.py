@@ -7,6 +7,7 @@ idle dequeue, the worker's state during a job); all of that is here, checked aga
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -70,6 +71,13 @@ class SweepingWorkerMixin:
         self._loop_at = time.monotonic()  # when the work loop last came round (its heartbeat)
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        # What the process holds once set up (Django, the apps, their modules: 140,000-odd
+        # objects) lives as long as it does: out of the collector's way. A full collection walked
+        # all of it, 24 ms during which every queued invocation waited (a burst of timers came
+        # 10 ms later at p50 when one fell in it); now it walks what the jobs allocate. A forking
+        # worker's children share those pages untouched, too.
+        gc.collect()
+        gc.freeze()
         poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
         poller.start()
         heartbeat = liveness.Heartbeat(conf.get("WORKER_HEARTBEAT_FILE"), self.answering)
