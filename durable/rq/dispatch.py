@@ -43,13 +43,21 @@ log = logging.getLogger("durable.worker")
 # 3.0.0); the hash's fields come from RQ's own Job.to_dict, so only the layout is assumed.
 # KEYS: rq:queues, the queue's key, its intermediate queue's key.
 # ARGV: then per job: its key, its id, n, n field/value pairs.
-_ENQUEUE = """
+# MAY_QUEUE, the test above, is shared with the timer mover's script (`durable.rq.timers`).
+MAY_QUEUE = """
+local function may_queue(intermediate, key, id)
+  local taken = redis.call('LREM', intermediate, 1, id) > 0
+  return taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
+end
+"""
+_ENQUEUE = (
+    MAY_QUEUE
+    + """
 redis.call('SADD', KEYS[1], KEYS[2])
 local queued, i = 0, 1
 while i <= #ARGV do
   local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local taken = redis.call('LREM', KEYS[3], 1, id) > 0
-  if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+  if may_queue(KEYS[3], key, id) then
     redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
     redis.call('RPUSH', KEYS[2], id)
@@ -59,6 +67,7 @@ while i <= #ARGV do
 end
 return queued
 """
+)
 _enqueue_scripts: dict[int, Any] = {}
 
 # Add timers to the set, each with its job's hash built ahead (the mover then queues it without a

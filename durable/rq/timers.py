@@ -28,7 +28,7 @@ from rq.utils import as_text, utcformat
 from rq.utils import now as rq_now
 
 from durable import clock
-from durable.rq.dispatch import enqueue_wake_ups
+from durable.rq.dispatch import MAY_QUEUE, enqueue_wake_ups
 from durable.rq.jobs import execution_of, queue, timers_channel, timers_key
 from durable.rq.outage import Backoff
 
@@ -53,7 +53,9 @@ _SHORTEST_SLEEP = 0.0002
 # time left (false if none), which the mover sleeps until.
 # KEYS: the timers set, rq:queues, the queue's key, its intermediate queue's key.
 # ARGV: now, batch size, RQ's job key prefix, the enqueued_at time as RQ writes it.
-_DUE_TIMERS = """
+_DUE_TIMERS = (
+    MAY_QUEUE
+    + """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local unbuilt = {}
 if #due > 0 then
@@ -64,8 +66,7 @@ if #due > 0 then
     if redis.call('EXISTS', built) == 0 then
       unbuilt[#unbuilt + 1] = id
     else
-      local taken = redis.call('LREM', KEYS[4], 1, id) > 0
-      if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+      if may_queue(KEYS[4], key, id) then
         redis.call('DEL', key)
         redis.call('RENAME', built, key)
         redis.call('PERSIST', key)
@@ -80,6 +81,7 @@ end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, unbuilt, next[2] or false}
 """
+)
 
 
 def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | None]:
