@@ -104,6 +104,14 @@ SETTINGS = AppSettings(
         "LEASE_SECONDS": Setting(
             60.0, "DURABLE_LEASE_SECONDS", float, "How long an invocation's lease lasts without renewal."
         ),
+        "POSTGRES_PREPARED_STATEMENTS": Setting(
+            True,
+            "DURABLE_POSTGRES_PREPARED_STATEMENTS",
+            boolean,
+            "PostgreSQL: run the journal's statements as statements prepared once per connection (no "
+            "planning per write). A process whose statements go missing (a pooler in transaction mode) "
+            "stops preparing by itself; false never prepares.",
+        ),
         "EXECUTION_TIMEOUT": Setting(
             366 * 24 * 3600, "DURABLE_EXECUTION_TIMEOUT", int, "Seconds, for functions that set none (366 days)."
         ),

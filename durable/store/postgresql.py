@@ -14,10 +14,19 @@ The lease and the journal's load are one round trip too: the lease's UPDATE, the
 SELECT, which reads rows only if that UPDATE gave this invocation the lease and it is not the
 execution's first (whose journal is empty). Both run in the query's one implicit transaction,
 so the execution's row stays locked from the lease until the journal is read.
+
+Each statement of those queries runs as EXECUTE of a statement prepared once per connection,
+the PREPARE sent in the same query the first time (no round trip more): planning an UPDATE of the
+executions table (a dozen indexes to consider) cost more of the server's time than running it.
+See `_Prepared`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
@@ -29,6 +38,7 @@ from django.db import DatabaseError, connection
 from django.db.models import QuerySet
 from psycopg.types.datetime import TimestamptzLoader
 
+from durable import conf
 from durable.exceptions import LeaseLostError
 from durable.models import Execution, Operation
 from durable.outbox import OutboxRecord
@@ -39,10 +49,137 @@ from durable.store.base import SqlJournalStore
 from durable.store.leased import LeasedJournal, checkpoint_guard
 
 _DIVISION_BY_ZERO = "22012"
+log = logging.getLogger("durable.store")
+
+# Statements with more placeholders are sent as they are (a batch of many rows is rare, and each
+# row count would be a statement of its own on the server).
+MOST_PREPARED_PARAMETERS = 160
 
 
 @cache
-def _lease_and_journal() -> str:
+def _prepared_form(statement: str) -> tuple[str, str, int] | None:
+    """(a name, the PREPARE, the number of parameters) for `statement` (with %s placeholders), or
+    None if it is sent as it is (too many parameters, or a literal % the placeholders would
+    confuse). The name is the text's digest: one name, one text, on every connection."""
+    parts = statement.split("%s")
+    if len(parts) - 1 > MOST_PREPARED_PARAMETERS or any("%" in part for part in parts):
+        return None
+    name = "durable_" + hashlib.blake2b(statement.encode(), digest_size=12).hexdigest()
+    body = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+    _bodies[name] = body
+    return name, body, len(parts) - 1
+
+
+_bodies: dict[str, str] = {}  # a prepared statement's name (less its generation) -> its text
+_PREPARE = re.compile(r"PREPARE (durable_[0-9a-f]{24})(?:_\d+)? AS [^;]*; ")
+_EXECUTE = re.compile(r"EXECUTE (durable_[0-9a-f]{24})(?:_\d+)?(?:\((?:[^()']|'(?:[^']|'')*')*\))?")
+
+
+def readable(query: str) -> str:
+    """A query this module sent as it reads without prepared statements: its PREPAREs left out,
+    each EXECUTE replaced by its statement (with $1, $2... for the parameters). For logs and tests."""
+    query = _PREPARE.sub("", query)
+    return _EXECUTE.sub(lambda match: _bodies.get(match.group(1), match.group(0)), query)
+
+
+class _Prepared:
+    """The statements prepared on one connection of the server's (PREPARE outlives transactions,
+    rolled back or not, and lasts as long as the session). `generation` names a fresh set once
+    some went missing, so a PREPARE never collides with a statement left from before."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.generation = 0
+
+    def query(self, statements: Sequence[str]) -> tuple[str, set[str]]:
+        """The statements as one query, PREPAREs first for those not prepared yet, then an
+        EXECUTE for each; and the names it prepares (prepared once the server ran the query, or
+        failed in it: the PREPAREs ran first)."""
+        prepares, executes, names = [], [], set()
+        for statement in statements:
+            form = _prepared_form(statement)
+            if form is None:
+                executes.append(statement)
+                continue
+            digest, body, count = form
+            name = f"{digest}_{self.generation}" if self.generation else digest
+            if name not in self.names and name not in names:
+                prepares.append(f"PREPARE {name} AS {body}")
+                names.add(name)
+            executes.append(f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}")
+        return "; ".join(prepares + executes), names
+
+    def forget(self) -> None:
+        self.names = set()
+        self.generation += 1
+
+
+_prepared: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
+# A process whose prepared statements went missing this many times stops preparing: behind a
+# pooler in transaction mode (PgBouncer), each transaction may run on another server session.
+MOST_LOSSES = 5
+_losses = 0
+
+
+def _missing_statement(exc: BaseException) -> bool:
+    """Whether this error says the prepared statements are not as this process believes: one is
+    gone (its session was reset or is another: a pooler, DISCARD ALL), one no longer fits its
+    tables (a migration changed a result), or one exists already."""
+    cause = exc.__cause__
+    code = getattr(cause, "sqlstate", None)
+    return code in ("26000", "42P05") or (code == "0A000" and "cached plan" in str(cause))
+
+
+def _lost() -> None:
+    global _losses
+    _losses += 1
+    if _losses == MOST_LOSSES:
+        log.warning(
+            "prepared statements went missing %d times (a connection pooler in transaction mode?): "
+            "this process sends its statements unprepared from now on; set "
+            "DURABLE_POSTGRES_PREPARED_STATEMENTS=false to say so at start",
+            _losses,
+        )
+
+
+def preparing() -> bool:
+    return _losses < MOST_LOSSES and bool(conf.get("POSTGRES_PREPARED_STATEMENTS"))
+
+
+def _run(cursor: Any, statements: Sequence[str], params: Sequence[Any]) -> None:
+    """Run `statements` as one query (one round trip, one implicit transaction), the cursor left
+    at the first one's result, as prepared statements while `preparing()`. If the server says a
+    prepared statement is missing, the query (rolled back whole) is sent again, preparing anew."""
+    if preparing():
+        connection.ensure_connection()
+        prepared = _prepared.get(connection.connection)
+        if prepared is None:
+            prepared = _prepared[connection.connection] = _Prepared()
+        for _ in range(2):
+            query, names = prepared.query(statements)
+            try:
+                cursor.execute(query, params)
+            except DatabaseError as exc:
+                if not _missing_statement(exc):
+                    if getattr(exc.__cause__, "sqlstate", None) is not None:
+                        prepared.names |= names  # the server ran the PREPAREs, then failed a statement
+                    raise
+                prepared.forget()
+                _lost()
+                if connection.in_atomic_block:
+                    raise  # the caller's transaction is aborted: nothing to run again in it
+                if not preparing():
+                    break
+                continue
+            prepared.names |= names
+            for _ in names:
+                cursor.nextset()  # past each PREPARE's result, to the first statement's
+            return
+    cursor.execute("; ".join(statements), params)
+
+
+@cache
+def _lease_and_journal() -> tuple[str, str]:
     """The lease's UPDATE ... RETURNING the execution; then the journal's SELECT, whose rows
     come only if the execution's row now carries the new token (this invocation took the lease)
     and this is not its first invocation. Parameters: the lease's, then the execution's pk
@@ -59,7 +196,7 @@ def _lease_and_journal() -> str:
         f"SELECT {', '.join(qn(c) for c in sql.RECORD_FIELDS)} FROM {statements.op_table} "
         f"WHERE {qn(Operation._meta.get_field('execution').column)} = %s AND EXISTS ({taken}) ORDER BY {qn('id')}"
     )
-    return f"{statements.returning_execution}; {journal}"
+    return statements.returning_execution, journal
 
 
 @cache
@@ -92,7 +229,7 @@ class PostgresJournalStore(SqlJournalStore):
         with connection.cursor() as cursor:
             if tz is UTC:
                 cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
-            cursor.execute(_lease_and_journal(), [*params, pk, pk, token])
+            _run(cursor, _lease_and_journal(), [*params, pk, pk, token])
             row = cursor.fetchone()
             cursor.nextset()
             rows = cursor.fetchall()
@@ -153,7 +290,7 @@ class PostgresJournalStore(SqlJournalStore):
             woke = False
             try:
                 with connection.cursor() as cursor:
-                    cursor.execute("; ".join(queries), params)
+                    _run(cursor, queries, params)
                     if watched:
                         while cursor.nextset():  # to the last statement's result (it stays there)
                             pass
@@ -185,7 +322,7 @@ class PostgresJournalStore(SqlJournalStore):
             params += [value for row in event_rows for value in row]
         outbox_queries, outbox_params = outbox_store.statements(outbox)
         with connection.cursor() as cursor:
-            cursor.execute("; ".join(queries + outbox_queries), params + outbox_params)
+            _run(cursor, queries + outbox_queries, params + outbox_params)
         outbox_store.after_commit(outbox, written=bool(outbox_queries))
         return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
 

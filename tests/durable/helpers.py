@@ -2,6 +2,7 @@
 operation with every column set."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from durable import conf
 from durable.models import Operation
@@ -46,3 +47,11 @@ def set_every_column(execution_id: str, name: str) -> datetime:
         max_attempts=6,
     )
     return at
+
+
+def statements(captured: Any) -> list[str]:
+    """The statements a CaptureQueriesContext saw, as they read without PostgreSQL's prepared
+    statements (durable.store.postgresql.readable; SQLite's are as they were sent)."""
+    from durable.store.postgresql import readable
+
+    return [readable(q["sql"]) for q in captured.captured_queries]

@@ -15,6 +15,7 @@ from durable.models import Execution, HistoryEvent, Operation
 from durable.runtime import run_invocation
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import journal_store
+from tests.durable.helpers import statements
 from tests.durable.test_runtime import many_steps, three_steps
 
 # Not wrapped in a test transaction: the writes run as a worker's do.
@@ -26,7 +27,7 @@ def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql(
     with CaptureQueriesContext(connection) as captured:
         outcome = run_invocation(str(execution.pk))
     assert outcome.status == "SUCCEEDED"
-    sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+    sqls = [q.lstrip().upper() for q in statements(captured)]
     sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
     assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"')  # the lease
     if connection.vendor == "postgresql":
@@ -65,7 +66,7 @@ def test_with_a_receiver_the_end_and_its_event_are_one_write_and_the_delivery_on
     finally:
         execution_status_changed.disconnect(receiver)
     assert outcome.status == "SUCCEEDED"
-    sqls = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+    sqls = [q.lstrip().upper() for q in statements(captured)]
     sqls = [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
     # After the end's commit, the signal is sent and its delivery recorded: one UPDATE.
     assert sqls[-1].startswith('UPDATE "DURABLE_EVENTDELIVERY"'), sqls

@@ -23,6 +23,7 @@ from durable.runtime import run_invocation
 from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
 from durable.store import journal_store, sql
 from durable.store.base import SqlJournalStore
+from durable.store.postgresql import readable
 from durable.testing import DurableTestRunner
 from tests.durable.helpers import set_every_column
 
@@ -44,7 +45,7 @@ def steps(event: dict, context: DurableContext) -> int:
 def _statements(execution_id: str) -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         run_invocation(execution_id)
-    return [q["sql"] for q in captured.captured_queries]
+    return [readable(q["sql"]) for q in captured.captured_queries]
 
 
 def _resume_statements(clock: FakeClock, steps_before: int) -> list[str]:

@@ -17,7 +17,7 @@ from durable.serdes import deserialize
 from durable.state import ExecutionState, Journal, OperationRecord, OperationStatus, OperationType, waking_records
 from durable.store import journal_store, sql
 from durable.testing import DurableTestRunner
-from tests.durable.helpers import set_every_column
+from tests.durable.helpers import set_every_column, statements
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +41,7 @@ def _replay_queries(steps: int) -> list[str]:
         with CaptureQueriesContext(connection) as replay:
             assert run_invocation(execution_id).status == "SUCCEEDED"
     assert Execution.objects.get(pk=execution_id).result == str(sum(range(steps)))
-    return [q["sql"] for q in replay.captured_queries]
+    return statements(replay)
 
 
 def test_replaying_10_or_1000_steps_takes_the_same_queries_and_one_reads_the_journal():

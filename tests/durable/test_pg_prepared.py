@@ -1,0 +1,140 @@
+"""PostgreSQL runs the journal's statements prepared once per connection (durable/store/postgresql.py):
+the PREPARE rides in the first query that needs it (no round trip more), statements that went
+missing are prepared again, and a process that keeps losing them (a pooler in transaction mode)
+stops preparing. On SQLite, which caches its compiled statements itself, nothing of this runs.
+
+Not wrapped in a test transaction: the writes run as a worker's do."""
+
+import logging
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from durable.client import start_execution
+from durable.exceptions import LeaseLostError
+from durable.models import Execution, Operation
+from durable.runtime import run_invocation
+from durable.state import Checkpoint, OperationRecord, OperationStatus, OperationType
+from durable.store import journal_store
+from durable.store import postgresql as pg
+from tests.durable.test_runtime import three_steps
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+POSTGRES = connection.vendor == "postgresql"
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch):
+    """A new server session (no statement prepared yet) and no losses counted before."""
+    monkeypatch.setattr(pg, "_losses", 0)
+    connection.close()
+    yield
+    connection.close()
+
+
+def ours_prepared() -> dict[str, str]:
+    """The durable_ statements prepared in this connection's session: name -> its statement."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'durable%%'")
+        return {name: statement.split(" AS ", 1)[1] for name, statement in cursor.fetchall()}
+
+
+def run_three_steps() -> list[str]:
+    execution = start_execution(three_steps, {})
+    with CaptureQueriesContext(connection) as captured:
+        assert run_invocation(str(execution.pk)).status == "SUCCEEDED"
+    assert [op.result for op in Operation.objects.filter(execution_id=execution.pk).order_by("id")] == ["0", "1", "2"]
+    return [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN IMMEDIATE", "COMMIT")]
+
+
+def test_statements_are_prepared_in_the_query_that_first_needs_them_then_executed():
+    first, second = run_three_steps(), run_three_steps()
+    assert len(first) == len(second)  # preparing costs no round trip
+    if not POSTGRES:
+        assert not any("EXECUTE durable_" in q or "PREPARE durable_" in q for q in first + second)
+        return
+    assert first[0].startswith("PREPARE durable_")  # the lease's, in the lease's own query
+    assert any("PREPARE" in q for q in first[1:])  # the fence's, in the first write
+    assert not any("PREPARE" in q for q in second), second  # then only EXECUTE
+    assert all(q.startswith("EXECUTE durable_") for q in second), second
+    prepared = ours_prepared()
+    assert any("lease_owner" in text and text.lstrip().startswith("UPDATE") for text in prepared.values())
+    assert any(text.startswith("WITH fenced AS (UPDATE") for text in prepared.values())
+    # What a log or a test reads: the statements, without the prepared statements' names.
+    readable = [pg.readable(q) for q in second]
+    assert readable[0].startswith('UPDATE "durable_execution" SET "lease_token" = $1'), readable[0]
+    assert all(q.startswith("WITH fenced AS (UPDATE") for q in readable[1:]), readable
+
+
+def test_statements_gone_from_the_session_are_prepared_again():
+    run_three_steps()
+    if POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")  # as DISCARD ALL or a server restart's session would
+        assert ours_prepared() == {}
+    again = run_three_steps()
+    if POSTGRES:
+        assert pg._losses == 1  # the lease's query failed once, then ran with fresh statements
+        assert ours_prepared(), "prepared anew"
+        assert all(name.endswith("_1") for name in ours_prepared())  # names of the new generation
+        assert not any("PREPARE" in q for q in run_three_steps())
+    else:
+        assert not any("EXECUTE" in q for q in again)
+
+
+def test_a_lost_lease_writes_nothing_through_prepared_statements_and_the_next_write_still_runs():
+    execution = start_execution(three_steps, {})
+    execution_id = str(execution.pk)
+    store = journal_store()
+    now = execution.created_at
+    stale = store.acquire_lease(execution_id, "a", now, 60)
+    assert stale is not None
+    record = OperationRecord("op-1", OperationType.STEP, "Step", "s", OperationStatus.SUCCEEDED, result="1")
+    store.leased(execution_id, stale.token, lambda: now).write([Checkpoint(record, [])])  # prepares the fence
+    from datetime import timedelta
+
+    fresh = store.acquire_lease(execution_id, "b", now + timedelta(seconds=61), 60)
+    assert fresh is not None
+    late = OperationRecord("op-2", OperationType.STEP, "Step", "late", OperationStatus.SUCCEEDED, result="2")
+    with pytest.raises(LeaseLostError):
+        store.leased(execution_id, stale.token, lambda: now).write([Checkpoint(late, [])])
+    assert not Operation.objects.filter(execution_id=execution_id, operation_id="op-2").exists()
+    store.leased(execution_id, fresh.token, lambda: now).write([Checkpoint(late, [])])
+    assert Operation.objects.get(execution_id=execution_id, operation_id="op-2").result == "2"
+    assert Execution.objects.get(pk=execution_id).lease_token == fresh.token
+    assert pg._losses == 0
+
+
+def test_a_process_that_keeps_losing_its_statements_stops_preparing(caplog):
+    """A pooler in transaction mode runs each transaction on any server session: a statement
+    prepared in one is missing in the next. Simulated: every query that only EXECUTEs finds the
+    session's statements gone."""
+
+    def another_session(execute, sql, params, many, context):
+        if "EXECUTE durable_" in sql and "PREPARE" not in sql:
+            context["cursor"].execute("DEALLOCATE ALL")
+        return execute(sql, params, many, context)
+
+    run_three_steps()  # prepared
+    with caplog.at_level(logging.WARNING, logger="durable.store"), connection.execute_wrapper(another_session):
+        for _ in range(pg.MOST_LOSSES):
+            run_three_steps()  # each run correct (run_three_steps checks its journal)
+        if POSTGRES:
+            assert pg._losses == pg.MOST_LOSSES
+            assert not pg.preparing()
+            after = run_three_steps()
+            assert not any("EXECUTE durable_" in q or "PREPARE durable_" in q for q in after), after
+    if POSTGRES:
+        assert "unprepared from now on" in caplog.text
+    else:
+        assert pg._losses == 0
+
+
+def test_the_setting_off_prepares_nothing(settings):
+    settings.DURABLE = {**getattr(settings, "DURABLE", {}), "POSTGRES_PREPARED_STATEMENTS": False}
+    queries = run_three_steps()
+    assert not any("EXECUTE durable_" in q or "PREPARE durable_" in q for q in queries), queries
+    if POSTGRES:
+        assert ours_prepared() == {}
