@@ -81,21 +81,23 @@ class BoundedLabel:
 
 
 class Children:
-    """`metric.labels(label(value))` per value, remembered: a step's observation then costs a
-    dict lookup, not prometheus_client's label checks and lock (the memory is bounded too)."""
+    """`metric.labels(label(value), *rest)` per value, remembered: an observation then costs a
+    dict lookup, not prometheus_client's label checks and lock (the memory is bounded too).
+    `rest`: the other labels' values, from small fixed sets (a status, an outcome)."""
 
     def __init__(self, metric: Any, label: BoundedLabel) -> None:
         self.metric = metric
         self.label = label
-        self.cache: dict[str, Any] = {}
+        self.cache: dict[tuple[str, ...], Any] = {}
 
-    def __call__(self, value: str | None) -> Any:
-        child = self.cache.get(value or UNNAMED)
+    def __call__(self, value: str | None, *rest: str) -> Any:
+        key = (value or UNNAMED, *rest)
+        child = self.cache.get(key)
         if child is None:
-            label = self.label(value)
-            child = self.cache.get(label) or self.metric.labels(label)
-            if len(self.cache) < 2 * self.label.limit:
-                self.cache[value or UNNAMED] = self.cache[label] = child
+            bounded = (self.label(value), *rest)
+            child = self.cache.get(bounded) or self.metric.labels(*bounded)
+            if len(self.cache) < 16 * self.label.limit:
+                self.cache[key] = self.cache[bounded] = child
         return child
 
 
@@ -136,24 +138,29 @@ SWEEP_DURATION = Histogram("durable_sweep_duration_seconds", "Time a sweep took.
 SINK_DELIVERIES = Counter("durable_sink_deliveries", "Deliveries tried to a webhook or event sink.", ["sink"])
 SINK_FAILURES = Counter("durable_sink_delivery_failures", "Deliveries to a sink that failed.", ["sink"])
 _step_durations = Children(STEP_DURATION, step_label)
+_started = Children(EXECUTIONS_STARTED, function_label)
+_ended = Children(EXECUTIONS_ENDED, function_label)
+_invocations = Children(INVOCATIONS, function_label)
+_invocation_durations = Children(INVOCATION_DURATION, function_label)
+_deliveries = Children(SINK_DELIVERIES, sink_label)
+_delivery_failures = Children(SINK_FAILURES, sink_label)
 
 
 def execution_started(function_name: str) -> None:
-    EXECUTIONS_STARTED.labels(function_label(function_name)).inc()
+    _started(function_name).inc()
 
 
 def execution_ended(function_name: str, status: str) -> None:
-    EXECUTIONS_ENDED.labels(function_label(function_name), str(status)).inc()
+    _ended(function_name, str(status)).inc()
 
 
 def invocation_ended(function_name: str, started: float, status: str | None, ran: bool) -> None:
     """`started`: time.perf_counter() when it began. Outcome: the execution's status after it
     (RUNNING: it suspended), "skipped" (its lease was held elsewhere) or "unrecorded"."""
     outcome = str(status) if status else ("unrecorded" if ran else "skipped")
-    function = function_label(function_name)
-    INVOCATIONS.labels(function, outcome).inc()
+    _invocations(function_name, outcome).inc()
     if ran:
-        INVOCATION_DURATION.labels(function).observe(time.perf_counter() - started)
+        _invocation_durations(function_name).observe(time.perf_counter() - started)
 
 
 def step_ran(name: str | None, seconds: float) -> None:
@@ -199,7 +206,6 @@ def _woken_by(record: Any, wake_at: datetime) -> str | None:
 
 def sink_delivery(sink: str, ok: bool) -> None:
     """Count one delivery to a webhook or event sink (`sink` names it: "webhook", "eventbridge")."""
-    label = sink_label(sink)
-    SINK_DELIVERIES.labels(label).inc()
+    _deliveries(sink).inc()
     if not ok:
-        SINK_FAILURES.labels(label).inc()
+        _delivery_failures(sink).inc()

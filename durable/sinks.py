@@ -72,12 +72,17 @@ def configured() -> list[Sink]:
     return found
 
 
-def sink_names(*, status_change: bool) -> list[str]:
-    """The sinks an event goes to: the signal takes execution status changes, when it has
-    receivers (every process of a project connects the same ones, when its apps are ready). An
-    event with no sink to go to is not written: nobody listening costs nothing."""
+def sink_names(*, status_change: bool, sinks: list[Sink] | None = None) -> list[str]:
+    """The sinks an event goes to (of `sinks`, default `configured()`): the signal takes
+    execution status changes, when it has receivers (every process of a project connects the
+    same ones, when its apps are ready). An event with no sink to go to is not written: nobody
+    listening costs nothing."""
     listened = signals.execution_status_changed.has_listeners()
-    return [sink.name for sink in configured() if sink.type != SIGNAL or (status_change and listened)]
+    return [
+        sink.name
+        for sink in (configured() if sinks is None else sinks)
+        if sink.type != SIGNAL or (status_change and listened)
+    ]
 
 
 def _delivered(sink_name: str, ok: bool) -> None:
@@ -370,10 +375,11 @@ def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
     Never raises."""
     delivered: list[store.Claim] = []
     try:
-        sinks = {sink.name: sink for sink in configured()}
-        skip = {name for name, until in _cooling.items() if until > time.monotonic()}
+        found = configured()
+        sinks = {sink.name: sink for sink in found}
+        skip = {name for name, until in _cooling.items() if until > time.monotonic()} if _cooling else set()
         for record in records:
-            for name in sink_names(status_change=record.detail_type == STATUS_CHANGE):
+            for name in sink_names(status_change=record.detail_type == STATUS_CHANGE, sinks=found):
                 if name not in skip and not _attempt(store.first_attempt(record, name), sinks, delivered):
                     skip.add(name)  # the pass retries; this process leaves it alone for a while
                     _cool(name)

@@ -42,9 +42,12 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.sqlite3 import base
+from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteOperations
 
 log = logging.getLogger("durable.sqlite")
 
@@ -139,7 +142,20 @@ def _forget_checkpointers() -> None:
 os.register_at_fork(after_in_child=_forget_checkpointers)
 
 
+class DatabaseOperations(SQLiteOperations):
+    def adapt_datetimefield_value(self, value: Any) -> Any:
+        """Django's, with the engine's case first: an aware datetime in UTC, written to a
+        connection whose zone is UTC (USE_TZ, no TIME_ZONE of the database's) is its naive UTC
+        text at once. Django's general path (an expression check, an `is_aware` call, the
+        settings, a time-zone conversion) cost about twenty microseconds per invocation."""
+        if value.__class__ is datetime and value.tzinfo is UTC and settings.USE_TZ and self.connection.timezone is UTC:
+            return str(value.replace(tzinfo=None))
+        return super().adapt_datetimefield_value(value)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._writers_fd: int | None = None
