@@ -90,27 +90,42 @@ class _Prepared:
     def __init__(self) -> None:
         self.names: set[str] = set()
         self.generation = 0
+        # statement -> (its name, its PREPARE, its EXECUTE) in this generation; None: sent as it is.
+        self.forms: dict[str, tuple[str, str, str] | None] = {}
+
+    def _form(self, statement: str) -> tuple[str, str, str] | None:
+        found = _prepared_form(statement)
+        if found is None:
+            return None
+        digest, body, count = found
+        name = f"{digest}_{self.generation}" if self.generation else digest
+        execute = f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
+        return name, f"PREPARE {name} AS {body}", execute
 
     def query(self, statements: Sequence[str]) -> tuple[str, set[str]]:
         """The statements as one query, PREPAREs first for those not prepared yet, then an
         EXECUTE for each; and the names it prepares (prepared once the server ran the query, or
         failed in it: the PREPAREs ran first)."""
         prepares, executes, names = [], [], set()
+        forms = self.forms
         for statement in statements:
-            form = _prepared_form(statement)
+            try:
+                form = forms[statement]
+            except KeyError:
+                form = forms[statement] = self._form(statement)
             if form is None:
                 executes.append(statement)
                 continue
-            digest, body, count = form
-            name = f"{digest}_{self.generation}" if self.generation else digest
+            name, prepare, execute = form
             if name not in self.names and name not in names:
-                prepares.append(f"PREPARE {name} AS {body}")
+                prepares.append(prepare)
                 names.add(name)
-            executes.append(f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}")
-        return "; ".join(prepares + executes), names
+            executes.append(execute)
+        return "; ".join(prepares + executes) if prepares else "; ".join(executes), names
 
     def forget(self) -> None:
         self.names = set()
+        self.forms = {}
         self.generation += 1
 
 

@@ -138,3 +138,35 @@ def test_the_setting_off_prepares_nothing(settings):
     assert not any("EXECUTE durable_" in q or "PREPARE durable_" in q for q in queries), queries
     if POSTGRES:
         assert ours_prepared() == {}
+
+
+def test_the_generic_plans_of_the_lease_and_the_fences_go_by_the_primary_key():
+    """A prepared statement's generic plan is made without its parameters' values. The lease's
+    and the fences' once scanned an index that begins with the status (every RUNNING execution)
+    instead of the key: at 100,000 waiting executions, a scan of them all per write."""
+    run_three_steps()
+    if not POSTGRES:
+        from durable.store import sql
+
+        assert '"status" = %s' in sql.statements().fence(())
+        assert "IS TRUE" not in sql.statements().acquire
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, cardinality(parameter_types) FROM pg_prepared_statements "
+            "WHERE name LIKE 'durable%%' AND statement LIKE '%%UPDATE \"durable_execution\"%%'"
+        )
+        updates = cursor.fetchall()
+        plans = {}
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            for name, count in updates:
+                cursor.execute(f"EXPLAIN EXECUTE {name}({', '.join(['NULL'] * count)})")
+                plans[name] = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("RESET plan_cache_mode")
+    updating = {name: plan for name, plan in plans.items() if "Update on durable_execution" in plan}
+    assert len(updating) >= 2, plans  # the lease and at least one fence
+    for plan in updating.values():
+        assert "Index Scan using durable_execution_pkey on durable_execution" in plan, plan
+        assert "durable_exec_" not in plan, plan
