@@ -32,6 +32,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -98,6 +99,11 @@ def run_invocation(
     # Every log line of the invocation carries these ids (durable.logcontext).
     with logcontext.bound(execution_id=str(execution_id), invocation_id=logcontext.new_invocation_id()):
         return _run_invocation(execution_id, owner, kill_on_budget, wait_if_early)
+
+
+# What runs as an invocation begins its last write, if set: the worker (durable.rq.worker) sends
+# for its next job then, so that round trip to Redis overlaps the write. Must not raise.
+ENDING: ContextVar[Callable[[], None] | None] = ContextVar("durable_invocation_ending", default=None)
 
 
 def _run_invocation(
@@ -305,6 +311,8 @@ class Invocation:
     ) -> InvocationOutcome:
         """The invocation's last transaction: its checkpoints, its events, the execution's new
         state, the lease released; then the wake-up or the status signal."""
+        if (ending := ENDING.get()) is not None:
+            ending()
         now = clock.now()
         self.details["EndTimestamp"] = now.isoformat()
         history = [events.invocation_completed(self.details, now)]

@@ -70,6 +70,16 @@ def three_steps(event: dict, context: DurableContext) -> int:
     return total
 
 
+@durable_execution
+def stops_its_worker(event: dict, context: DurableContext) -> str:
+    """Asks its own worker process to stop (SIGTERM: a warm shut down) while it runs."""
+    import os
+    import signal
+
+    context.step(lambda _: os.kill(os.getpid(), signal.SIGTERM), name="stop")
+    return "done"
+
+
 def effect(tag: str, step: str) -> None:
     """A side effect outside the journal: a row in chaos_effect (created by the chaos test)."""
     import os

@@ -20,7 +20,7 @@ from rq.exceptions import NoSuchJobError, StopRequested
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
-from durable import conf, sinks
+from durable import conf, runtime, sinks
 from durable.exceptions import DatabaseUnreachableError
 from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
@@ -228,6 +228,9 @@ return {id, redis.call('HGETALL', ARGV[2] .. id)}
 """
 
 
+_UNANSWERED = object()  # no answer to a next-job request sent early (see _take_next_early)
+
+
 @dataclass(frozen=True)
 class _Nudge:
     """An invocation job as the fast path needs it: its id names the execution."""
@@ -265,6 +268,10 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._database = Backoff("the database", log)
         self._database_error: DatabaseUnreachableError | None = None
         self._invoking = False
+        # The fast path's next-job request sent as the running invocation began its last write:
+        # (the connection it was sent on, the queue, the running job's id, which it finishes).
+        self._early: tuple[Any, Any, str] | None = None
+        self._running: tuple[str, Any] | None = None  # the running invocation job's id and queue, on the fast path
 
     def get_state(self) -> str:
         # Busy while an invocation runs, although the fast path never writes that state to Redis:
@@ -316,12 +323,16 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
                 return found
 
     def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
+        early, self._early = self._early, None
         while True:
-            finished, self._finished_job = self._finished_job, None
-            found = self._next_job(
-                keys=[queue.key, queue.intermediate_queue_key],
-                args=[finished or "", self.job_class.redis_job_namespace_prefix, JOB_PREFIX],
-            )
+            found: Any = self._early_answer(early) if early is not None else _UNANSWERED
+            early = None
+            if found is _UNANSWERED:
+                finished, self._finished_job = self._finished_job, None
+                found = self._next_job(
+                    keys=[queue.key, queue.intermediate_queue_key],
+                    args=[finished or "", self.job_class.redis_job_namespace_prefix, JOB_PREFIX],
+                )
             if not found:
                 return None
             if not found[1]:
@@ -332,6 +343,65 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
             job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
             return job, queue
+
+    def _take_next_early(self) -> None:
+        """The running invocation begins its last write: send the fast path's next-job request
+        now, on a connection of its own, finishing the running job's records as the script does
+        after a job; the next dequeue reads the answer. The round trip to Redis (a quarter of a
+        short invocation's time on one worker) then overlaps the write. The job it takes waits
+        in this worker's intermediate queue for the write to end, a few milliseconds at most
+        (the invocation's code has run), as a job taken after it would. Never raises: anything
+        amiss and the next dequeue asks as before."""
+        if self._early is not None or self._running is None or self._redis.failing:
+            return
+        job_id_, queue = self._running
+        pool = self.connection.connection_pool
+        try:
+            sent = pool.get_connection()
+        except Exception:  # noqa: BLE001 - the ordinary request will tell
+            return
+        try:
+            sent.send_command(
+                "EVALSHA",
+                self._next_job.sha,
+                2,
+                queue.key,
+                queue.intermediate_queue_key,
+                job_id_,
+                self.job_class.redis_job_namespace_prefix,
+                JOB_PREFIX,
+            )
+        except Exception:  # noqa: BLE001
+            sent.disconnect()
+            pool.release(sent)
+            return
+        self._early = (sent, queue, job_id_)
+
+    def _early_answer(self, early: tuple[Any, Any, str]) -> Any:
+        """The answer to a request `_take_next_early` sent, or _UNANSWERED if there is none (the
+        script was not loaded, Redis failed): then the running job's records are finished by
+        the next ordinary request, as if none had been sent."""
+        sent, _, finished = early
+        pool = self.connection.connection_pool
+        try:
+            return sent.read_response()
+        except Exception as exc:  # noqa: BLE001 - NOSCRIPT, a connection error: ask as before
+            if not isinstance(exc, redis.ResponseError):
+                sent.disconnect()  # it may hold half an answer
+            self._finished_job = finished
+            return _UNANSWERED
+        finally:
+            pool.release(sent)
+
+    def _drop_early(self) -> None:
+        """Read the answer of a next-job request sent early, if any, and put the job it took back
+        at the head of its queue (the worker is stopping, or leaving the fast path)."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        found = self._early_answer(early)
+        if found is not _UNANSWERED and found:
+            self._put_back(as_text(found[0]), early[1])
 
     def _wait_for_job(self, queue: Any, seconds: float) -> tuple[Any, Any] | None:
         """The next job of `queue`, moved to RQ's intermediate queue as RQ does, if one comes
@@ -364,19 +434,26 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         # RQ's maintenance, and if it had not run it, the sweep queues the wake-up again.
         finished = True
         self._invoking = True
+        fast = len(self._ordered_queues) == 1 and queue is self._ordered_queues[0]
+        self._running = (job.id, queue) if fast else None
+        ending = runtime.ENDING.set(self._take_next_early if fast else None)
         try:
             invoke_once(*job.args)
             self._database.recovered()  # it took its lease
         except DatabaseUnreachableError as exc:
             finished = False
             self._database_error = exc
+            self._drop_early()
             self._put_back(job.id, queue)
         finally:
+            runtime.ENDING.reset(ending)
+            self._running = None
             self._invoking = False
             sinks.flush_marks(due_only=True)
             if finished:
-                self._finished_job = job.id
                 self._finished_queue = queue
+                if self._early is None:  # (a request sent early finishes it)
+                    self._finished_job = job.id
 
     def _put_back(self, job_id_: str, queue: Any) -> None:
         """Return a job not run to the head of its queue, for this worker or another to run."""
@@ -402,6 +479,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._database.pause(error)
 
     def _forget_finished_job(self) -> None:
+        self._drop_early()
         finished, self._finished_job = self._finished_job, None
         if finished is not None:
             with self.connection.pipeline() as pipeline:

@@ -1,0 +1,91 @@
+"""The fast path sends for its next job as the running invocation begins its last write
+(durable.rq.worker._take_next_early), so the round trip to Redis overlaps that write; a worker
+told to stop meanwhile puts the job it took back at the head of the queue. Real worker
+processes on a real Redis."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from django.db import connection
+
+from durable.client import start_execution
+from durable.models import Execution
+from durable.rq.jobs import queue
+from tests import workflows
+from tests.processes import database_url
+
+pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+def run_worker(redis_url: str, script: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.durable.settings",
+        "DATABASE_URL": database_url(connection.settings_dict),
+        "REDIS_URL": redis_url,
+    }
+    prelude = textwrap.dedent(
+        """
+        import django
+        django.setup()
+        from durable.rq.jobs import queue
+        from durable.rq.worker import DurableWorker
+        from durable.store.leased import LeasedJournal
+        q = queue()
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_next_job_is_asked_for_before_each_last_write_and_nothing_is_left_behind(redis_dispatch):
+    ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(6)]
+    done = run_worker(
+        redis_dispatch.url,
+        """
+        order = []
+        early, finish = DurableWorker._take_next_early, LeasedJournal.finish
+        def take_next_early(self):
+            order.append("early")
+            early(self)
+            order.append("sent" if self._early is not None else "not sent")
+        def finished(self, *args, **kwargs):
+            order.append("write")
+            return finish(self, *args, **kwargs)
+        DurableWorker._take_next_early, LeasedJournal.finish = take_next_early, finished
+        DurableWorker([q], connection=q.connection).work(burst=True)
+        print(" ".join(order))
+        """,
+    )
+    order = done.stdout.split()
+    # Each invocation: its request for the next job sent, then its last write.
+    assert order == ["early", "sent", "write"] * len(ids), order
+    assert {e.status for e in Execution.objects.filter(pk__in=ids)} == {"SUCCEEDED"}
+    redis = redis_dispatch.client()
+    q = queue()
+    assert redis.llen(q.key) == 0
+    assert redis.llen(q.intermediate_queue_key) == 0  # every job's records finished
+    assert not redis.keys(f"{q.job_class.redis_job_namespace_prefix}*")
+
+
+def test_a_worker_stopped_during_an_invocation_puts_the_job_it_took_early_back(redis_dispatch):
+    stopping = str(start_execution(workflows.stops_its_worker, {}).pk)
+    waiting = str(start_execution(workflows.three_steps, {}).pk)
+    q = queue()
+    redis = redis_dispatch.client()
+    queued = [job_id.decode() for job_id in redis.lrange(q.key, 0, -1)]
+    assert len(queued) == 2
+    run_worker(redis_dispatch.url, "DurableWorker([q], connection=q.connection).work(burst=True)")
+    # The first ran to its end (a warm shut down waits for it); the second, taken early, is
+    # back at the head of the queue, not stranded in the stopped worker's intermediate queue.
+    assert Execution.objects.get(pk=stopping).status == "SUCCEEDED"
+    assert Execution.objects.get(pk=waiting).status == "RUNNING"
+    assert Execution.objects.get(pk=waiting).invocation_count == 0
+    assert [job_id.decode() for job_id in redis.lrange(q.key, 0, -1)] == queued[1:]
+    assert redis.llen(q.intermediate_queue_key) == 0
