@@ -327,6 +327,8 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         while True:
             found: Any = self._early_answer(early) if early is not None else _UNANSWERED
             early = None
+            if not found:
+                found = _UNANSWERED  # the queue was empty then: ask again before waiting, a job may have come
             if found is _UNANSWERED:
                 finished, self._finished_job = self._finished_job, None
                 found = self._next_job(

@@ -89,3 +89,27 @@ def test_a_worker_stopped_during_an_invocation_puts_the_job_it_took_early_back(r
     assert Execution.objects.get(pk=waiting).invocation_count == 0
     assert [job_id.decode() for job_id in redis.lrange(q.key, 0, -1)] == queued[1:]
     assert redis.llen(q.intermediate_queue_key) == 0
+
+
+def test_an_early_request_that_found_the_queue_empty_is_asked_again_before_the_worker_waits(redis_dispatch):
+    """A job queued between the early request and the end of the invocation (a timer coming due
+    then) is taken at once, not after the worker went idle and blocked for it."""
+    from durable.rq.jobs import job_id
+    from durable.rq.worker import DurableWorker
+
+    q = queue()
+    worker = DurableWorker([q], connection=q.connection)
+    running = str(start_execution(workflows.three_steps, {}).pk)  # queued by its start
+    taken = worker._take_next_job(q)
+    assert taken is not None
+    assert taken[0].id == job_id(running, Execution.objects.get(pk=running).wake_at, 0)
+    worker._running = (taken[0].id, q)
+    worker._take_next_early()  # as the invocation begins its last write: the queue is empty
+    assert worker._early is not None
+    later = str(start_execution(workflows.three_steps, {}).pk)  # queued meanwhile
+    found = worker._take_next_job(q)
+    assert found is not None
+    assert found[0].id == job_id(later, Execution.objects.get(pk=later).wake_at, 0)
+    redis = redis_dispatch.client()
+    # The first job's records were finished by the early request; the second is the one taken.
+    assert [i.decode() for i in redis.lrange(q.intermediate_queue_key, 0, -1)] == [found[0].id]
