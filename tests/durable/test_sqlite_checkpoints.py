@@ -107,8 +107,9 @@ def test_under_writes_that_never_pause_the_wal_still_restarts_from_its_start(
         path = str(handler["default"].settings_dict["NAME"])
         assert base.checkpointer(path).restarts > 0
         # Without a restart it holds every commit (two pages and more each, 100 MB); with them, a
-        # few batches' (4 to 7 MB here).
-        assert wal_bytes(handler["default"]) < 2 * commits * len(ROW) / 4
+        # few batches' (4 to 7 MB here; 21 MB once, when the checkpoint thread waited long for
+        # the GIL the two writers pass between them: the file keeps the largest extent reached).
+        assert wal_bytes(handler["default"]) < 2 * commits * len(ROW) / 2
         with handler["default"].cursor() as cursor:
             assert cursor.execute("SELECT count(*) FROM t").fetchone() == (2 * commits,)
         handler["default"].close()
