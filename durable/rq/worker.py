@@ -228,9 +228,6 @@ return {id, redis.call('HGETALL', ARGV[2] .. id)}
 """
 
 
-_UNANSWERED = object()  # no answer to a next-job request sent early (see _take_next_early)
-
-
 @dataclass(frozen=True)
 class _Nudge:
     """An invocation job as the fast path needs it: its id names the execution."""
@@ -325,16 +322,14 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
         early, self._early = self._early, None
         while True:
-            found: Any = self._early_answer(early) if early is not None else _UNANSWERED
+            # An early answer that found the queue empty (or none came) is asked again: a job may
+            # have come since.
+            found: Any = self._early_answer(early) if early is not None else None
             early = None
             if not found:
-                found = _UNANSWERED  # the queue was empty then: ask again before waiting, a job may have come
-            if found is _UNANSWERED:
                 finished, self._finished_job = self._finished_job, None
-                found = self._next_job(
-                    keys=[queue.key, queue.intermediate_queue_key],
-                    args=[finished or "", self.job_class.redis_job_namespace_prefix, JOB_PREFIX],
-                )
+                keys, args = self._next_job_arguments(queue, finished or "")
+                found = self._next_job(keys=keys, args=args)
             if not found:
                 return None
             if not found[1]:
@@ -345,6 +340,11 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
             job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
             return job, queue
+
+    def _next_job_arguments(self, queue: Any, finished: str) -> tuple[list[str], list[str]]:
+        """The keys and arguments of the fast path's script (_NEXT_JOB)."""
+        keys = [queue.key, queue.intermediate_queue_key]
+        return keys, [finished, self.job_class.redis_job_namespace_prefix, JOB_PREFIX]
 
     def _take_next_early(self) -> None:
         """The running invocation begins its last write: send the fast path's next-job request
@@ -362,17 +362,9 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             sent = pool.get_connection()
         except Exception:  # noqa: BLE001 - the ordinary request will tell
             return
+        keys, args = self._next_job_arguments(queue, job_id_)
         try:
-            sent.send_command(
-                "EVALSHA",
-                self._next_job.sha,
-                2,
-                queue.key,
-                queue.intermediate_queue_key,
-                job_id_,
-                self.job_class.redis_job_namespace_prefix,
-                JOB_PREFIX,
-            )
+            sent.send_command("EVALSHA", self._next_job.sha, len(keys), *keys, *args)
         except Exception:  # noqa: BLE001
             sent.disconnect()
             pool.release(sent)
@@ -380,9 +372,9 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         self._early = (sent, queue, job_id_)
 
     def _early_answer(self, early: tuple[Any, Any, str]) -> Any:
-        """The answer to a request `_take_next_early` sent, or _UNANSWERED if there is none (the
-        script was not loaded, Redis failed): then the running job's records are finished by
-        the next ordinary request, as if none had been sent."""
+        """The answer to a request `_take_next_early` sent, or None if none came (the script was
+        not loaded, Redis failed): then the running job's records are finished by the next
+        ordinary request, as if none had been sent."""
         sent, _, finished = early
         pool = self.connection.connection_pool
         try:
@@ -391,7 +383,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             if not isinstance(exc, redis.ResponseError):
                 sent.disconnect()  # it may hold half an answer
             self._finished_job = finished
-            return _UNANSWERED
+            return None
         finally:
             pool.release(sent)
 
@@ -402,7 +394,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if early is None:
             return
         found = self._early_answer(early)
-        if found is not _UNANSWERED and found:
+        if found:
             self._put_back(as_text(found[0]), early[1])
 
     def _wait_for_job(self, queue: Any, seconds: float) -> tuple[Any, Any] | None:

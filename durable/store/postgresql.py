@@ -121,7 +121,7 @@ class _Prepared:
                 prepares.append(prepare)
                 names.add(name)
             executes.append(execute)
-        return "; ".join(prepares + executes) if prepares else "; ".join(executes), names
+        return "; ".join(prepares + executes), names
 
     def forget(self) -> None:
         self.names = set()
