@@ -8,19 +8,25 @@ database until the sweep finds them due.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from datetime import datetime
+import zlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+from rq import VERSION as RQ_VERSION
 from rq.job import JobStatus
 from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from durable import clock, conf
 from durable.rq.jobs import (
     INVOKE,
     JOB_FAILURE_TTL,
+    JOB_PREFIX,
     JOB_RESULT_TTL,
     execution_of,
     job_id,
@@ -70,6 +76,26 @@ return queued
 )
 _enqueue_scripts: dict[int, Any] = {}
 
+# Which of these jobs MAY_QUEUE would queue, changing nothing: a batch of CHECK_FIRST or more
+# wake-ups (the sweep's, re-dispatching what is due, most of it usually waiting in the queue)
+# first asks this, so that only the missing jobs' hashes are built and sent. Below that size,
+# building them all costs less than the round trip.
+# KEYS: the intermediate queue's key. ARGV: per job: its key, its id. Returns their positions (from 1).
+_MISSING = """
+local missing, i = {}, 1
+while i <= #ARGV do
+  local key, id = ARGV[i], ARGV[i + 1]
+  local taken = redis.call('LPOS', KEYS[1], id)
+  if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+    missing[#missing + 1] = (i + 1) / 2
+  end
+  i = i + 2
+end
+return missing
+"""
+_missing_scripts: dict[int, Any] = {}
+CHECK_FIRST = 8
+
 # Add timers to the set, each with its job's hash built ahead (the mover then queues it without a
 # round trip of its own or any Python: `durable.rq.timers`), and nudge the timer mover, which
 # sleeps until the earliest one, if one of them is earlier than every timer already there.
@@ -110,30 +136,40 @@ def schedule_wake_ups(timers: dict[str, float]) -> None:
         script = _schedule_scripts[id(q)] = q.connection.register_script(_SCHEDULE)
     now = time.time()
     args: list[Any] = []
+    job_hash = _job_hashes(q)
     for wake_up, when in timers.items():
-        fields = _job_fields(q, execution_of(wake_up), wake_up)
+        fields = job_hash(execution_of(wake_up))
         ttl_ms = int((max(when - now, 0) + BUILT_JOB_GRACE_SECONDS) * 1000)
         args += (repr(when), wake_up, ttl_ms, len(fields) // 2, *fields)
     script(keys=[timers_key(q.name), timers_channel(q.name)], args=args)
 
 
-def _job_fields(q: Any, execution_id: str, job_id_: str) -> list[Any]:
-    """The hash of an invocation job, as RQ's own enqueue would save it."""
+def _job_hashes(q: Any) -> Callable[[str], list[Any]]:
+    """What builds the hash of an invocation job of `q` queued now (by its execution id), as RQ's
+    own enqueue would save it: a copy of the queue's template (_JobHash) with the job's fields."""
+    timeout = 2 * max(conf.get("INVOCATION_TIMEOUT"), 900)  # a backstop: the lease keeper stops overruns
+    template = _templates.get((id(q), timeout))
+    if template is None:
+        template = _templates[(id(q), timeout)] = _JobHash.of(q, timeout)
+    return functools.partial(template.fields, stamp=utcformat(rq_now()))
+
+
+def _rq_job_fields(q: Any, execution_id: str, timeout: int, at: datetime) -> list[Any]:
+    """The hash as RQ makes it (Job.create, then to_dict)."""
     job = q.job_class.create(
         INVOKE,
         args=(execution_id,),
         connection=q.connection,
-        id=job_id_,
+        id=f"{JOB_PREFIX}{execution_id}",  # not in the hash (its key)
         result_ttl=JOB_RESULT_TTL,
         failure_ttl=JOB_FAILURE_TTL,
-        # A backstop only: the lease keeper stops an overrunning invocation at its own budget.
-        timeout=2 * max(conf.get("INVOCATION_TIMEOUT"), 900),
-        description=f"durable invocation of {execution_id}",
+        timeout=timeout,
+        description=_description(execution_id),
         origin=q.name,
         serializer=q.serializer,
         status=JobStatus.QUEUED,
     )
-    job.enqueued_at = rq_now()
+    job.created_at = job.enqueued_at = at
     fields: list[Any] = []
     for name, value in job.to_dict().items():
         if value is not None:
@@ -141,20 +177,85 @@ def _job_fields(q: Any, execution_id: str, job_id_: str) -> list[Any]:
     return fields
 
 
+def _description(execution_id: str) -> str:
+    return f"durable invocation of {execution_id}"
+
+
+class _JobHash:
+    """RQ's hash of an invocation job, made by RQ once per queue and timeout; each job copies it
+    and fills in the fields that vary (its data, description and times). Made by RQ each time
+    (Job.create, then to_dict), the hash cost a tenth of a start, and a sweep re-dispatching a
+    backlog as much per execution. The template checks itself against RQ when it is made: if
+    a copy filled in for another job differs from RQ's own hash of it (another RQ), RQ makes
+    every job's."""
+
+    VARYING = ("data", "description", "created_at", "enqueued_at")
+
+    def __init__(self, q: Any, timeout: int, template: list[Any] | None) -> None:
+        self.q = q
+        self.timeout = timeout
+        self.template = template
+        self.at: dict[str, int] = {}
+        if template is not None:
+            names = template[0::2]
+            self.at = {name: 2 * names.index(name) + 1 for name in self.VARYING}
+
+    @classmethod
+    def of(cls, q: Any, timeout: int) -> _JobHash:
+        # The copy of one job's hash, filled in for another job, must be RQ's hash of the other.
+        at = rq_now()
+        one = _rq_job_fields(q, "00000000-0000-4000-8000-000000000001", timeout, at)
+        other, at_other = "00000000-0000-4000-8000-000000000002", at + timedelta(seconds=1)
+        if all(name in one[0::2] for name in cls.VARYING):
+            copying = cls(q, timeout, one)
+            if copying.fields(other, utcformat(at_other)) == _rq_job_fields(q, other, timeout, at_other):
+                return copying
+        log.warning("RQ's job hash is not the one expected (rq %s): RQ makes each job's", RQ_VERSION)
+        return cls(q, timeout, None)
+
+    def fields(self, execution_id: str, stamp: str) -> list[Any]:
+        """The hash's fields and values, in a list; `stamp`: the time, formatted as RQ does."""
+        if self.template is None:
+            return _rq_job_fields(self.q, execution_id, self.timeout, rq_now())
+        fields = self.template.copy()
+        at = self.at
+        fields[at["data"]] = zlib.compress(self.q.serializer.dumps((INVOKE, None, (execution_id,), {})))
+        fields[at["description"]] = _description(execution_id)
+        fields[at["created_at"]] = fields[at["enqueued_at"]] = stamp
+        return fields
+
+
+_templates: dict[tuple[int, int], _JobHash] = {}
+
+
 def enqueue_wake_ups(wake_ups: list[tuple[str, str]]) -> int:
-    """Queue invocation jobs (execution id, job id) not already in Redis, in one round trip;
-    returns how many were queued."""
+    """Queue invocation jobs (execution id, job id) not already in Redis, in one round trip (two
+    for a batch of CHECK_FIRST or more); returns how many were queued."""
+    q = queue()
+    if len(wake_ups) >= CHECK_FIRST:
+        wake_ups = _missing(q, wake_ups)
     if not wake_ups:
         return 0
-    q = queue()
     script = _enqueue_scripts.get(id(q))
     if script is None:
         script = _enqueue_scripts[id(q)] = q.connection.register_script(_ENQUEUE)
     args: list[Any] = []
+    job_hash = _job_hashes(q)
     for execution_id, job_id_ in wake_ups:
-        fields = _job_fields(q, execution_id, job_id_)
+        fields = job_hash(execution_id)
         args += (q.job_class.key_for(job_id_), job_id_, len(fields) // 2, *fields)
     return int(script(keys=[q.redis_queues_keys, q.key, q.intermediate_queue_key], args=args))
+
+
+def _missing(q: Any, wake_ups: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The wake-ups whose jobs the queue's script would queue (their jobs are not waiting)."""
+    script = _missing_scripts.get(id(q))
+    if script is None:
+        script = _missing_scripts[id(q)] = q.connection.register_script(_MISSING)
+    args: list[Any] = []
+    for _, job_id_ in wake_ups:
+        args += (q.job_class.key_for(job_id_), job_id_)
+    return [wake_ups[position - 1] for position in script(keys=[q.intermediate_queue_key], args=args)]
 
 
 def dispatch(execution_id: str, when: datetime, generation: int = 0) -> None:

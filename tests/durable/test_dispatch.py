@@ -1,5 +1,6 @@
 """Dispatch to a real Redis: after commit only, one job per wake-up, far timers left to the sweep."""
 
+import itertools
 import time
 from datetime import timedelta
 from io import StringIO
@@ -20,6 +21,14 @@ from tests import workflows
 from tests.processes import wait_until
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
+
+
+def load_scripts() -> None:
+    """Load the dispatch's scripts into Redis, so that round trips can be counted from the first call."""
+    from durable.rq.dispatch import _ENQUEUE, _MISSING, _SCHEDULE
+
+    for script in (_ENQUEUE, _MISSING, _SCHEDULE):
+        queue().connection.script_load(script)
 
 
 def queued_ids() -> list[str]:
@@ -274,6 +283,7 @@ def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_rep
     from durable.rq.dispatch import dispatch_many
 
     executions = [start_execution(workflows.three_steps, {}) for _ in range(30)]
+    load_scripts()
     queue().empty()
     dispatch(str(executions[0].pk), executions[0].wake_at)  # already queued: absorbed below
     soon = clock.now() + timedelta(minutes=5)
@@ -289,7 +299,7 @@ def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_rep
         + [(str(executions[2].pk), executions[2].wake_at, 3)]  # a new generation: a job of its own
     )
     monkeypatch.undo()
-    assert len(calls) == 2  # the queue's script, the timers' ZADD
+    assert len(calls) == 3  # which jobs are missing, the queue's script, the timers' script
     ids = queued_ids()
     assert len(ids) == 31
     assert len(set(ids)) == 31
@@ -324,7 +334,8 @@ def test_the_sweep_re_dispatches_a_backlog_with_a_few_queries_and_one_round_trip
         monkeypatch.undo()
         return len(report.dispatched_due), len(captured.captured_queries), len(calls)
 
-    for _ in range(3):  # (these load the script)
+    load_scripts()
+    for _ in range(3):
         start_execution(workflows.three_steps, {})
     queue().empty()
     due, queries_small, trips = sweep_cost()
@@ -333,9 +344,13 @@ def test_the_sweep_re_dispatches_a_backlog_with_a_few_queries_and_one_round_trip
     for _ in range(60):
         start_execution(workflows.three_steps, {})
     due, queries_large, trips = sweep_cost()
-    assert (due, trips) == (63, 1)
+    assert (due, trips) == (63, 1)  # all waiting in the queue: one round trip that only asks
     assert queries_large == queries_small  # not one per execution
-    assert len(queued_ids()) == 63  # the three already queued were not queued again
+    assert len(queued_ids()) == 63
+    queue().empty()
+    due, _, trips = sweep_cost()
+    assert (due, trips) == (63, 2)  # which jobs are missing, then the queue's script for them
+    assert len(queued_ids()) == 63
 
 
 @pytest.mark.parametrize("completion", ["success", "failure"])
@@ -360,3 +375,57 @@ def test_completing_a_callback_dispatches_its_execution_after_commit(redis_dispa
         assert queued_ids() == []  # nothing before the commit
     execution.refresh_from_db()
     assert queued_ids() == [job_id(str(execution.pk), execution.wake_at)]
+
+
+def test_a_large_batch_builds_and_sends_only_the_jobs_missing_from_redis(redis_dispatch, monkeypatch):
+    from durable.rq.dispatch import _JobHash, enqueue_wake_ups
+
+    executions = [start_execution(workflows.three_steps, {}) for _ in range(20)]
+    connection = queue().connection
+    wake_ups = [(str(e.pk), job_id(str(e.pk), e.wake_at)) for e in executions]
+    # Missing from Redis: one whose job was lost, one taken by a worker killed before its lease
+    # (its hash remains, its id in the intermediate queue), one that RQ failed.
+    lost, taken, failed = wake_ups[3], wake_ups[7], wake_ups[11]
+    connection.lrem(queue().key, 1, lost[1])
+    connection.delete(queue().job_class.key_for(lost[1]))
+    connection.lrem(queue().key, 1, taken[1])
+    connection.rpush(queue().intermediate_queue_key, taken[1])
+    connection.lrem(queue().key, 1, failed[1])
+    connection.hset(queue().job_class.key_for(failed[1]), "status", "failed")
+    built = []
+    original = _JobHash.fields
+    monkeypatch.setattr(_JobHash, "fields", lambda self, e, **k: (built.append(e), original(self, e, **k))[1])
+
+    assert enqueue_wake_ups(wake_ups) == 3
+    assert sorted(built) == sorted([lost[0], taken[0], failed[0]])
+    assert sorted(queued_ids()) == sorted(j for _, j in wake_ups)
+    assert connection.llen(queue().intermediate_queue_key) == 0
+    assert queue().fetch_job(failed[1]).get_status() == "queued"
+    built.clear()
+    assert enqueue_wake_ups(wake_ups) == 0  # all waiting: nothing built, nothing sent
+    assert built == []
+
+
+def test_job_hashes_are_copies_of_rqs_own_and_rq_makes_them_if_its_hash_changed(redis_dispatch, monkeypatch, caplog):
+    from rq.utils import now as rq_now
+    from rq.utils import utcformat
+
+    from durable.rq.dispatch import _JobHash, _rq_job_fields
+
+    q = queue()
+    execution_id = "0a1b2c3d-0000-4000-8000-00000000abcd"
+    at = rq_now()
+    copied = _JobHash.of(q, 1800)
+    assert copied.template is not None
+    assert copied.fields(execution_id, stamp=utcformat(at)) == _rq_job_fields(q, execution_id, 1800, at)
+
+    # Another RQ whose hash has a field of its own per job: the copy would be wrong, so RQ makes each.
+    original, nonces = q.job_class.to_dict, itertools.count()
+    monkeypatch.setattr(q.job_class, "to_dict", lambda self, **k: {**original(self, **k), "nonce": next(nonces)})
+    with caplog.at_level("WARNING", logger="durable.worker"):
+        made = _JobHash.of(q, 1800)
+    assert made.template is None
+    assert "RQ's job hash is not the one expected" in caplog.text
+    fields = made.fields(execution_id, stamp="ignored")
+    assert "nonce" in fields[0::2]
+    assert fields[fields.index("description") + 1] == f"durable invocation of {execution_id}"
