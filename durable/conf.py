@@ -1,14 +1,16 @@
 """Settings of the engine (and a helper for apps built on it): each setting is declared once.
 
-A setting's value is, in order: the project's `settings.DURABLE[key]` (read on every call, so
-`override_settings` works), the environment variable it declares (12-factor: `DURABLE_*`), its
-default. A project needs to write nothing for the defaults to work; its settings module never
-restates them. `check()` parses every variable at start-up so a bad one fails there, by name.
+A setting's value is, in order: the project's `settings.DURABLE[key]` (looked up again when
+Django's settings object changes, so `override_settings` works), the environment variable it declares
+(12-factor: `DURABLE_*`, read on every call), its default. A project needs to write nothing
+for the defaults to work; its settings module never restates them. `check()` parses every
+variable at start-up so a bad one fails there, by name.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +64,14 @@ class AppSettings:
     def __init__(self, name: str, declared: Mapping[str, Setting]) -> None:
         self.name = name
         self.declared = dict(declared)
+        # The project's dict, looked up again only when Django's settings object is another
+        # (override_settings and the test settings fixture put one in place, and back): a look-up
+        # of a setting the project does not have raises and catches inside Django's LazySettings,
+        # a few microseconds on paths that read settings many times per invocation.
+        self._overrides: Mapping[str, Any] = {}
+        self._overrides_of: object = None
+        # Variables' parsed values, by their text: the environment is still read on every call.
+        self._parsed: dict[tuple[str, str], Any] = {}
 
     def from_environment(self, key: str, default: Any = _DECLARED) -> Any:
         """The value without the project's settings dict: the variable's, else the default (the
@@ -72,15 +82,24 @@ class AppSettings:
             if default is not _DECLARED:
                 return default
             return setting.default(settings) if callable(setting.default) else setting.default
+        parsed = self._parsed.get((key, text), _DECLARED)
+        if parsed is not _DECLARED:
+            return parsed
         try:
-            return setting.parse(text)
+            parsed = setting.parse(text)
         except ValueError as exc:
             raise ImproperlyConfigured(f"{setting.env}={text!r}: {exc}") from None
+        if parsed is None or isinstance(parsed, str | int | float):  # immutable: safe to share
+            self._parsed[(key, text)] = parsed
+        return parsed
 
     def get(self, key: str) -> Any:
         if key not in self.declared:
             raise KeyError(f"{self.name} has no setting {key!r}")
-        overrides = getattr(settings, self.name, None) or {}
+        overrides = self._overrides
+        if settings._wrapped is not self._overrides_of:
+            overrides = self._overrides = getattr(settings, self.name, None) or {}
+            self._overrides_of = settings._wrapped
         return overrides[key] if key in overrides else self.from_environment(key)
 
     def check(self) -> None:
@@ -93,8 +112,6 @@ class AppSettings:
 
 
 def _environ() -> Mapping[str, str]:
-    import os
-
     return os.environ
 
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from durable import DurableContext, durable_execution
@@ -278,6 +279,14 @@ def test_settings_are_declared_once_and_read_from_the_environment(settings, monk
     assert conf.get("LEASE_SECONDS") == 7.5
     settings.DURABLE = {"LEASE_SECONDS": 3}
     assert conf.get("LEASE_SECONDS") == 3
+    # The project's dict is remembered between changes of settings, and looked up again after each.
+    with override_settings(DURABLE={"LEASE_SECONDS": 9}):
+        assert conf.get("LEASE_SECONDS") == 9
+    assert conf.get("LEASE_SECONDS") == 3
+    settings.DURABLE["LEASE_SECONDS"] = 4  # the same dict, changed in place
+    assert conf.get("LEASE_SECONDS") == 4
+    del settings.DURABLE
+    assert conf.get("LEASE_SECONDS") == 7.5
     monkeypatch.setenv("DURABLE_DISPATCHER", "")
     settings.DURABLE = {}
     assert conf.get("DISPATCHER") is None  # empty: nobody dispatches
