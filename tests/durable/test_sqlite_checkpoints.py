@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.db.utils import ConnectionHandler
 
-from durable.backends.sqlite3 import base, database
+from durable.backends.sqlite3 import PAGE_SIZE, base, database
 
 ROW = b"x" * 8000  # two pages and more per commit
 
@@ -51,6 +51,29 @@ def test_sqlites_own_checkpoints_are_off(engine_sqlite):
     with engine_sqlite.cursor() as cursor:
         assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         assert cursor.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_new_database_gets_small_pages_and_one_that_exists_keeps_its_own(engine_sqlite, tmp_path, django_db_blocker):
+    # Each commit writes every page it touched to the WAL whole: smaller pages, fewer bytes.
+    with engine_sqlite.cursor() as cursor:
+        assert cursor.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
+        assert PAGE_SIZE < 4096
+    made_before = tmp_path / "made-before.sqlite3"
+    raw = sqlite3.connect(made_before)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("CREATE TABLE t (v)")
+    raw.execute("INSERT INTO t VALUES (1)")
+    raw.commit()
+    raw.close()
+    connection = ConnectionHandler({"default": database(str(made_before))})["default"]
+    with django_db_blocker.unblock():
+        try:
+            with connection.cursor() as cursor:
+                assert cursor.execute("PRAGMA page_size").fetchone() == (4096,)
+                cursor.execute("INSERT INTO t VALUES (2)")
+                assert cursor.execute("SELECT count(*) FROM t").fetchone() == (2,)
+        finally:
+            connection.close()
 
 
 def test_every_n_commits_a_thread_checkpoints_and_the_wal_stays_small(engine_sqlite, monkeypatch):
