@@ -241,6 +241,8 @@ class _Nudge:
 
 # How long the fast path blocks for a job at most before it checks for maintenance (the sweep).
 FAST_WAIT_SECONDS = 1.0
+# How long it waits before it records held delivery marks and says it is idle.
+BRIEF_WAIT_SECONDS = 0.05
 # Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
 HOUSEKEEPING_SECONDS = 1.0
 
@@ -310,13 +312,18 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._redis_answered()
             if found is not None or timeout is None:  # timeout None: burst mode, done
                 return found
-            # Nothing queued: wait a moment for the next job with one blocking call (RQ's own
-            # wait costs a few round trips, a job hash read and a log line per job), no longer
-            # than until the next try for the sweep lock.
+            # Nothing queued: wait for the next job with one blocking call (RQ's own wait costs a
+            # few round trips, a job hash read and a log line per job), no longer than until the
+            # next try for the sweep lock. Held delivery marks (durable.sinks) are recorded if
+            # the wait lasts: with more workers than the jobs keep busy, each found the queue
+            # empty between two jobs and made an UPDATE of one or two marks each time.
+            longest = min(FAST_WAIT_SECONDS, lock_try_seconds())
+            if (found := self._wait_for_job(queue, min(BRIEF_WAIT_SECONDS, longest))) is not None:
+                return found
             sinks.flush_marks()
             self.set_state(WorkerStatus.IDLE)
             self.heartbeat()
-            if (found := self._wait_for_job(queue, min(FAST_WAIT_SECONDS, lock_try_seconds()))) is not None:
+            if (found := self._wait_for_job(queue, max(longest - BRIEF_WAIT_SECONDS, 0.01))) is not None:
                 return found
 
     def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:

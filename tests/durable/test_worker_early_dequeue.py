@@ -113,3 +113,41 @@ def test_an_early_request_that_found_the_queue_empty_is_asked_again_before_the_w
     redis = redis_dispatch.client()
     # The first job's records were finished by the early request; the second is the one taken.
     assert [i.decode() for i in redis.lrange(q.intermediate_queue_key, 0, -1)] == [found[0].id]
+
+
+def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_dispatch, monkeypatch):
+    """Between two jobs a worker may find the queue empty for a moment: it waits briefly before it
+    records the delivery marks it holds (an UPDATE), so jobs coming a few milliseconds apart do
+    not cost one each; a wait that lasts records them."""
+    import threading
+    import time
+
+    from durable import sinks
+    from durable.rq.worker import BRIEF_WAIT_SECONDS, DurableWorker
+
+    flushed: list[float] = []
+    monkeypatch.setattr(sinks, "flush_marks", lambda *, due_only=False: due_only or flushed.append(time.monotonic()))
+    q = queue()
+    worker = DurableWorker([q], connection=q.connection)
+    worker._last_sweep = time.monotonic() + 3600  # no sweep in the way
+
+    def start_in(seconds: float) -> threading.Thread:
+        def start() -> None:
+            time.sleep(seconds)
+            start_execution(workflows.three_steps, {})
+
+        thread = threading.Thread(target=start)
+        thread.start()
+        return thread
+
+    for delay in (0.005, 0.01, 0.02):  # jobs a few milliseconds apart: no UPDATE between them
+        thread = start_in(delay)
+        assert worker._dequeue(timeout=1, max_idle_time=None) is not None
+        thread.join()
+    assert flushed == []
+    thread = start_in(BRIEF_WAIT_SECONDS * 4)  # a wait that lasts: the marks are recorded meanwhile
+    began = time.monotonic()
+    assert worker._dequeue(timeout=1, max_idle_time=None) is not None
+    thread.join()
+    assert len(flushed) == 1
+    assert flushed[0] - began >= BRIEF_WAIT_SECONDS
