@@ -97,9 +97,11 @@ class AppSettings:
         if key not in self.declared:
             raise KeyError(f"{self.name} has no setting {key!r}")
         overrides = self._overrides
-        if settings._wrapped is not self._overrides_of:
+        # What Django's lazy settings stand for now (another object under override_settings),
+        # read past LazyObject's own __getattribute__.
+        if object.__getattribute__(settings, "_wrapped") is not self._overrides_of:
             overrides = self._overrides = getattr(settings, self.name, None) or {}
-            self._overrides_of = settings._wrapped
+            self._overrides_of = object.__getattribute__(settings, "_wrapped")  # (set up by the look-up)
         return overrides[key] if key in overrides else self.from_environment(key)
 
     def check(self) -> None:

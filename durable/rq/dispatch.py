@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from rq import VERSION as RQ_VERSION
 from rq.job import JobStatus
 from rq.utils import now as rq_now
 from rq.utils import utcformat
+from rq.version import VERSION as RQ_VERSION
 
 from durable import clock, conf
 from durable.rq.jobs import (
