@@ -123,6 +123,8 @@ def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_di
     import time
 
     from durable import sinks
+    from durable.rq.dispatch import enqueue_wake_ups
+    from durable.rq.jobs import job_id
     from durable.rq.worker import BRIEF_WAIT_SECONDS, DurableWorker
 
     flushed: list[float] = []
@@ -131,21 +133,26 @@ def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_di
     worker = DurableWorker([q], connection=q.connection)
     worker._last_sweep = time.monotonic() + 3600  # no sweep in the way
 
-    def start_in(seconds: float) -> threading.Thread:
-        def start() -> None:
-            time.sleep(seconds)
-            start_execution(workflows.three_steps, {})
+    # The executions are started here; their jobs go to Redis from a thread a moment later
+    # (Redis alone, no database connection to open in the thread: a slow machine adds little).
+    executions = [start_execution(workflows.three_steps, {}) for _ in range(4)]
+    q.empty()
 
-        thread = threading.Thread(target=start)
+    def queue_in(seconds: float, execution: Execution) -> threading.Thread:
+        def enqueue() -> None:
+            time.sleep(seconds)
+            enqueue_wake_ups([(str(execution.pk), job_id(str(execution.pk), execution.wake_at))])
+
+        thread = threading.Thread(target=enqueue)
         thread.start()
         return thread
 
-    for delay in (0.005, 0.01, 0.02):  # jobs a few milliseconds apart: no UPDATE between them
-        thread = start_in(delay)
+    for delay, execution in zip((0.005, 0.01, 0.02), executions, strict=False):  # jobs ms apart: no UPDATE
+        thread = queue_in(delay, execution)
         assert worker._dequeue(timeout=1, max_idle_time=None) is not None
         thread.join()
     assert flushed == []
-    thread = start_in(BRIEF_WAIT_SECONDS * 4)  # a wait that lasts: the marks are recorded meanwhile
+    thread = queue_in(BRIEF_WAIT_SECONDS * 4, executions[3])  # a wait that lasts: marks recorded meanwhile
     began = time.monotonic()
     assert worker._dequeue(timeout=1, max_idle_time=None) is not None
     thread.join()
