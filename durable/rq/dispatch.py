@@ -49,10 +49,17 @@ log = logging.getLogger("durable.worker")
 # 3.0.0); the hash's fields come from RQ's own Job.to_dict, so only the layout is assumed.
 # KEYS: rq:queues, the queue's key, its intermediate queue's key.
 # ARGV: then per job: its key, its id, n, n field/value pairs.
-# MAY_QUEUE, the test above, is shared with the timer mover's script (`durable.rq.timers`).
+# MAY_QUEUE, the test above, is shared with the timer mover's script (`durable.rq.timers`) and
+# _MISSING; `take` removes the id from the intermediate queue (to queue the job again), else the
+# test only looks.
 MAY_QUEUE = """
-local function may_queue(intermediate, key, id)
-  local taken = redis.call('LREM', intermediate, 1, id) > 0
+local function may_queue(intermediate, key, id, take)
+  local taken
+  if take then
+    taken = redis.call('LREM', intermediate, 1, id) > 0
+  else
+    taken = redis.call('LPOS', intermediate, id)
+  end
   return taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
 end
 """
@@ -63,7 +70,7 @@ redis.call('SADD', KEYS[1], KEYS[2])
 local queued, i = 0, 1
 while i <= #ARGV do
   local key, id, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if may_queue(KEYS[3], key, id) then
+  if may_queue(KEYS[3], key, id, true) then
     redis.call('DEL', key)
     redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * n))
     redis.call('RPUSH', KEYS[2], id)
@@ -81,18 +88,19 @@ _enqueue_scripts: dict[int, Any] = {}
 # first asks this, so that only the missing jobs' hashes are built and sent. Below that size,
 # building them all costs less than the round trip.
 # KEYS: the intermediate queue's key. ARGV: per job: its key, its id. Returns their positions (from 1).
-_MISSING = """
+_MISSING = (
+    MAY_QUEUE
+    + """
 local missing, i = {}, 1
 while i <= #ARGV do
-  local key, id = ARGV[i], ARGV[i + 1]
-  local taken = redis.call('LPOS', KEYS[1], id)
-  if taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed' then
+  if may_queue(KEYS[1], ARGV[i], ARGV[i + 1], false) then
     missing[#missing + 1] = (i + 1) / 2
   end
   i = i + 2
 end
 return missing
 """
+)
 _missing_scripts: dict[int, Any] = {}
 CHECK_FIRST = 8
 

@@ -66,7 +66,7 @@ if #due > 0 then
     if redis.call('EXISTS', built) == 0 then
       unbuilt[#unbuilt + 1] = id
     else
-      if may_queue(KEYS[4], key, id) then
+      if may_queue(KEYS[4], key, id, true) then
         redis.call('DEL', key)
         redis.call('RENAME', built, key)
         redis.call('PERSIST', key)
