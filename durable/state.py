@@ -163,6 +163,9 @@ class HistoryRecord:
 class Checkpoint:
     record: OperationRecord
     events: list[HistoryRecord]
+    # A replay comes to the same change from the journal alone (a wait's end, once its time has
+    # come): no step's side effects wait for it to be on disk; it rides with the next write.
+    rederivable: bool = False
 
 
 class JournalWriter(Protocol):
@@ -356,8 +359,11 @@ class ExecutionState:
         """True until the handler reaches the first operation not completed before this invocation."""
         return self._replaying
 
-    def checkpoint(self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True) -> None:
-        """Apply a change to the journal; write it now if `sync`, else with the next write.
+    def checkpoint(
+        self, record: OperationRecord, events: list[HistoryRecord], *, sync: bool = True, rederivable: bool = False
+    ) -> None:
+        """Apply a change to the journal; write it now if `sync`, else with the next write
+        (`rederivable`: see Checkpoint).
 
         Raises OrphanedChildException in an item its batch no longer waits for."""
         now = self.now()
@@ -368,7 +374,7 @@ class ExecutionState:
         with self.funnel.lock:
             refuse_if_orphaned()
             self.operations[record.operation_id] = record
-            self._buffer.append(Checkpoint(snapshot, events))
+            self._buffer.append(Checkpoint(snapshot, events, rederivable))
         if sync:
             self.flush()
 
@@ -446,6 +452,15 @@ class ExecutionState:
         """Write what is buffered, on the invocation's thread. Whoever writes takes the whole
         buffer at that moment, so writes go out in the order the checkpoints were made."""
         self.funnel.on_owner(self._write_buffered)
+
+    def flush_before_side_effects(self) -> None:
+        """Write what is buffered before a step's body runs, unless a replay would re-derive
+        all of it: a resumed wait's end then rides with the step's own write, one transaction
+        fewer for every wait (and none of the step's effects can depend on it being on disk)."""
+        with self.funnel.lock:
+            if all(c.rederivable for c in self._buffer):
+                return
+        self.flush()
 
     def _write_buffered(self) -> None:
         with self.funnel.lock:

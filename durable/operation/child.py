@@ -73,7 +73,10 @@ def run_child(
     record.status = OperationStatus.SUCCEEDED
     record.result = payload
     record.ended_at = state.now()
-    state.checkpoint(record, [events.context_succeeded()])
+    # A wait for a callback returns the callback's result, which its sender wrote: a replay
+    # comes to the same end from the journal, so it rides with the next write.
+    derived = sub_type == OperationSubType.WAIT_FOR_CALLBACK.value
+    state.checkpoint(record, [events.context_succeeded()], sync=not derived, rederivable=derived)
     if payload is None:
         return None  # type: ignore[return-value]
     value = deserialize(config.serdes, payload, operation_id, state.execution_id)

@@ -128,8 +128,8 @@ class StepOperation:
         record.next_attempt_at = None
         at_most_once = self.config.step_semantics is StepSemantics.AT_MOST_ONCE_PER_RETRY
         # Whatever earlier operations left buffered (an at-least-once step's SUCCEEDED) is on
-        # disk before this body's side effects begin.
-        self.state.flush()
+        # disk before this body's side effects begin, but for what a replay re-derives.
+        self.state.flush_before_side_effects()
         # At-most-once must have STARTED on disk before the body runs; at-least-once lets it
         # ride with the SUCCEEDED write, saving a transaction per step.
         self.state.checkpoint(record, [events.step_started()], sync=at_most_once)

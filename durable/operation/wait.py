@@ -42,4 +42,5 @@ def run_wait(state: ExecutionState, operation_id: str, parent_id: str | None, se
         record.status = OperationStatus.SUCCEEDED
         record.ended_at = now
         seconds = int((record.wait_until - record.started_at).total_seconds()) if record.started_at else seconds
-        state.checkpoint(record, [events.wait_succeeded(seconds)], sync=False)
+        # Its time has come: a replay finds it over from the journal and the clock alone.
+        state.checkpoint(record, [events.wait_succeeded(seconds)], sync=False, rederivable=True)
