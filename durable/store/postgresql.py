@@ -55,6 +55,24 @@ log = logging.getLogger("durable.store")
 # row count would be a statement of its own on the server).
 MOST_PREPARED_PARAMETERS = 160
 
+# psycopg binds parameters client-side here, splitting the query at its placeholders first, and
+# keeps that split only for queries of 50 parameters at most (and 4,096 bytes): an invocation's
+# end (67 parameters, more with the product's events or several operations) and a start with
+# the product's event (52) were split again every time, 130 and 80 µs of a process's CPU each.
+# Our queries are a few fixed texts, so the bound is raised for the process; the cache stays
+# psycopg's (its least recently used entries go first), and the length bound stays.
+MOST_CACHED_PARAMETERS = 256
+
+
+def _cache_long_queries() -> None:
+    from psycopg import _queries
+
+    if isinstance(getattr(_queries, "MAX_CACHED_STATEMENT_PARAMS", None), int):
+        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, MOST_CACHED_PARAMETERS)
+
+
+_cache_long_queries()
+
 
 @cache
 def _prepared_form(statement: str) -> tuple[str, str, int] | None:

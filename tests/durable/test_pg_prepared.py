@@ -170,3 +170,29 @@ def test_the_generic_plans_of_the_lease_and_the_fences_go_by_the_primary_key():
     for plan in updating.values():
         assert "Index Scan using durable_execution_pkey on durable_execution" in plan, plan
         assert "durable_exec_" not in plan, plan
+
+
+@pytest.mark.skipif(not POSTGRES, reason="psycopg is PostgreSQL's driver")
+def test_psycopg_splits_each_query_of_an_invocation_once_whatever_its_parameters(monkeypatch):
+    from psycopg import _queries
+
+    run_invocation(str(start_execution(three_steps, {}).pk))  # every query's text seen once
+    split_again: list[int] = []
+    uncached = _queries._query2pg_client_nocache  # what psycopg calls for a query it does not cache
+
+    def counted(query, encoding):
+        split_again.append(query.count(b"%s"))
+        return uncached(query, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_client_nocache", counted)
+    sizes: list[int] = []
+
+    def sized(execute, sql, params, many, context):
+        sizes.append(len(params or ()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(sized):
+        outcome = run_invocation(str(start_execution(three_steps, {}).pk))
+    assert outcome.status == "SUCCEEDED"
+    assert max(sizes) > 50  # the end's query: more than psycopg's own bound
+    assert split_again == []
