@@ -61,7 +61,7 @@ from durable.models import Execution, ExecutionStatus
 from durable.outbox import OutboxRecord
 from durable.state import ExecutionState, waking_records
 from durable.storable import utf8_size
-from durable.store import Lease, children, journal_store
+from durable.store import Lease, NextLease, children, journal_store
 from durable.store import outbox as outbox_store
 from durable.store.leased import checkpoint_guard
 
@@ -102,8 +102,13 @@ def run_invocation(
 
 
 # What runs as an invocation begins its last write, if set: the worker (durable.rq.worker) sends
-# for its next job then, so that round trip to Redis overlaps the write. Must not raise.
-ENDING: ContextVar[Callable[[], None] | None] = ContextVar("durable_invocation_ending", default=None)
+# for its next job then, so that round trip to Redis overlaps the write. It may give back a
+# function that names the execution of that job (None: none), called as the write's transaction
+# begins: the write takes that execution's lease too (SqlJournalStore.next_lease), and the
+# worker's next invocation finds it taken. Neither may raise.
+ENDING: ContextVar[Callable[[], Callable[[], str | None] | None] | None] = ContextVar(
+    "durable_invocation_ending", default=None
+)
 
 
 def _run_invocation(
@@ -300,6 +305,13 @@ class Invocation:
             error=error,
         )
 
+    def next_lease(self, next_execution: Callable[[], str | None] | None) -> Callable[[], NextLease | None] | None:
+        """For the last write: the lease of the execution `next_execution` names, to take with it."""
+        if next_execution is None:
+            return None
+        store = self.store
+        return lambda: store.next_lease(next_execution(), default_owner(), clock.now(), conf.get("LEASE_SECONDS"))
+
     def end(
         self,
         status: ExecutionStatus,
@@ -311,8 +323,7 @@ class Invocation:
     ) -> InvocationOutcome:
         """The invocation's last transaction: its checkpoints, its events, the execution's new
         state, the lease released; then the wake-up or the status signal."""
-        if (ending := ENDING.get()) is not None:
-            ending()
+        next_execution = ending() if (ending := ENDING.get()) is not None else None
         now = clock.now()
         self.details["EndTimestamp"] = now.isoformat()
         history = [events.invocation_completed(self.details, now)]
@@ -330,7 +341,14 @@ class Invocation:
         ended_event = [] if status is ExecutionStatus.RUNNING else [self.status_change(status, now, error)]
         try:
             if status is ExecutionStatus.RUNNING or self.execution.parent_execution_id is None:
-                if self.journal.finish(checkpoints, history, watched_callbacks=watched, outbox=ended_event, **changes):
+                if self.journal.finish(
+                    checkpoints,
+                    history,
+                    watched_callbacks=watched,
+                    outbox=ended_event,
+                    next_lease=self.next_lease(next_execution),
+                    **changes,
+                ):
                     changes["wake_at"] = clock.now()
             else:
                 # A child's end completes its parent's invoke in the same transaction.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ from durable.rq import liveness
 from durable.rq.jobs import INVOKE, JOB_PREFIX, execution_of, invoke_once, is_invocation, set_process_disposable
 from durable.rq.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
 from durable.rq.timers import TimerPoller
+from durable.store import journal_store
 from durable.sweep import lock_try_seconds, sweep_with_lock
 
 # The same logger as the job's: one name for everything a worker says.
@@ -270,6 +272,9 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         # The fast path's next-job request sent as the running invocation began its last write:
         # (the connection it was sent on, the queue, the running job's id, which it finishes).
         self._early: tuple[Any, Any, str] | None = None
+        # Its answer, read during that write (_next_execution): (the script's answer, the job it
+        # names as _job_from gives it, the queue).
+        self._early_read: tuple[Any, Any, Any] | None = None
         self._running: tuple[str, Any] | None = None  # the running invocation job's id and queue, on the fast path
 
     def get_state(self) -> str:
@@ -328,55 +333,88 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
 
     def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
         early, self._early = self._early, None
+        read, self._early_read = self._early_read, None
         while True:
             # An early answer that found the queue empty (or none came) is asked again: a job may
             # have come since.
-            found: Any = self._early_answer(early) if early is not None else None
-            early = None
-            if not found:
+            if read is not None:
+                taken = read[1]
+            else:
+                taken = self._job_from(self._early_answer(early), queue) if early is not None else None
+            read = early = None
+            if taken is None:
                 finished, self._finished_job = self._finished_job, None
                 keys, args = self._next_job_arguments(queue, finished or "")
-                found = self._next_job(keys=keys, args=args)
-            if not found:
-                return None
-            if not found[1]:
+                taken = self._job_from(self._next_job(keys=keys, args=args), queue)
+                if taken is None:
+                    return None
+            if not isinstance(taken, tuple):
                 continue  # the job's hash is gone (cancelled or expired): take the next one
-            if isinstance(found[1], int):
-                return _Nudge(as_text(found[0])), queue
-            job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
-            job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
-            job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
-            return job, queue
+            return taken
+
+    def _job_from(self, found: Any, queue: Any) -> tuple[Any, Any] | bool | None:
+        """The job an answer of the fast path's script names, with its queue: None if the queue
+        was empty (or no answer came), False if the job's hash is gone."""
+        if not found:
+            return None
+        if not found[1]:
+            return False
+        if isinstance(found[1], int):
+            return _Nudge(as_text(found[0])), queue
+        job = self.job_class(as_text(found[0]), connection=self.connection, serializer=self.serializer)
+        job.restore(dict(zip(found[1][::2], found[1][1::2], strict=True)))
+        job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+        return job, queue
 
     def _next_job_arguments(self, queue: Any, finished: str) -> tuple[list[str], list[str]]:
         """The keys and arguments of the fast path's script (_NEXT_JOB)."""
         keys = [queue.key, queue.intermediate_queue_key]
         return keys, [finished, self.job_class.redis_job_namespace_prefix, JOB_PREFIX]
 
-    def _take_next_early(self) -> None:
+    def _take_next_early(self) -> Callable[[], str | None] | None:
         """The running invocation begins its last write: send the fast path's next-job request
         now, on a connection of its own, finishing the running job's records as the script does
         after a job; the next dequeue reads the answer. The round trip to Redis (a quarter of a
         short invocation's time on one worker) then overlaps the write. The job it takes waits
         in this worker's intermediate queue for the write to end, a few milliseconds at most
         (the invocation's code has run), as a job taken after it would. Never raises: anything
-        amiss and the next dequeue asks as before."""
+        amiss and the next dequeue asks as before.
+
+        Gives back `_next_execution`, for the write to take the lease of the job's execution."""
         if self._early is not None or self._running is None or self._redis.failing:
-            return
+            return None
         job_id_, queue = self._running
         pool = self.connection.connection_pool
         try:
             sent = pool.get_connection()
         except Exception:  # noqa: BLE001 - the ordinary request will tell
-            return
+            return None
         keys, args = self._next_job_arguments(queue, job_id_)
         try:
             sent.send_command("EVALSHA", self._next_job.sha, len(keys), *keys, *args)
         except Exception:  # noqa: BLE001
             sent.disconnect()
             pool.release(sent)
-            return
+            return None
         self._early = (sent, queue, job_id_)
+        return self._next_execution
+
+    def _next_execution(self) -> str | None:
+        """The execution of the invocation job the early request took, its answer read now (as
+        the running invocation's last write begins, which then takes that execution's lease:
+        durable.store.base.SqlJournalStore.next_lease); None if it took none, or the worker is
+        stopping. Never raises."""
+        early, self._early = self._early, None
+        if early is None:
+            return None
+        taken = self._job_from(found := self._early_answer(early), early[1])
+        self._early_read = (found, taken, early[1])
+        if not isinstance(taken, tuple) or self._stop_requested:
+            return None
+        job = taken[0]
+        if isinstance(job, _Nudge) or job.func_name == INVOKE:
+            return str(job.args[0])
+        return None
 
     def _early_answer(self, early: tuple[Any, Any, str]) -> Any:
         """The answer to a request `_take_next_early` sent, or None if none came (the script was
@@ -395,14 +433,19 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             pool.release(sent)
 
     def _drop_early(self) -> None:
-        """Read the answer of a next-job request sent early, if any, and put the job it took back
-        at the head of its queue (the worker is stopping, or leaving the fast path)."""
+        """Put the job a next-job request sent early took back at the head of its queue (the
+        worker is stopping, or leaving the fast path), its answer read now if not yet; and let go
+        of the lease its execution's was taken ahead with, if it was."""
         early, self._early = self._early, None
-        if early is None:
-            return
-        found = self._early_answer(early)
+        read, self._early_read = self._early_read, None
+        found, queue = None, None
+        if early is not None:
+            found, queue = self._early_answer(early), early[1]
+        elif read is not None:
+            found, _, queue = read
         if found:
-            self._put_back(as_text(found[0]), early[1])
+            self._put_back(as_text(found[0]), queue)
+        journal_store().let_go_handed_lease()
 
     def _wait_for_job(self, queue: Any, seconds: float) -> tuple[Any, Any] | None:
         """The next job of `queue`, moved to RQ's intermediate queue as RQ does, if one comes
@@ -453,7 +496,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             sinks.flush_marks(due_only=True)
             if finished:
                 self._finished_queue = queue
-                if self._early is None:  # (a request sent early finishes it)
+                if self._early is None and self._early_read is None:  # (a request sent early finishes it)
                     self._finished_job = job.id
 
     def _put_back(self, job_id_: str, queue: Any) -> None:

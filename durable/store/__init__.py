@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from django.db import connection
 
-from durable.store.base import JournalStore, Lease, SqlJournalStore
+from durable.store.base import JournalStore, Lease, NextLease, SqlJournalStore
 from durable.store.leased import LeasedJournal
 from durable.store.postgresql import PostgresJournalStore
 from durable.store.sqlite import SqliteJournalStore
 
-__all__ = ["JournalStore", "Lease", "LeasedJournal", "journal_store"]
+__all__ = ["JournalStore", "Lease", "LeasedJournal", "NextLease", "journal_store"]
 
 _DIALECTS: dict[str, type[SqlJournalStore]] = {"postgresql": PostgresJournalStore, "sqlite": SqliteJournalStore}
 _stores: dict[str, SqlJournalStore] = {}

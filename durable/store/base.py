@@ -12,15 +12,17 @@ its single writer lock) are held only while they run.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q, QuerySet
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q, QuerySet
 
 from durable.events import callback_completed
 from durable.exceptions import (
@@ -48,6 +50,23 @@ class Lease:
     # The journal, where the database read it in the lease's own round trip (PostgreSQL); None
     # where the invocation loads it next (load_journal).
     journal: dict[str, OperationRecord] | None = None
+
+
+@dataclass(frozen=True)
+class NextLease:
+    """The lease of the execution a worker runs next, to be taken in the transaction of its
+    running invocation's last write (see `SqlJournalStore.next_lease`)."""
+
+    execution_id: str
+    token: str
+    params: list[Any]  # the lease's UPDATE's, as `acquire_lease` makes them
+
+    @property
+    def pk(self) -> Any:
+        return self.params[4]
+
+
+log = logging.getLogger("durable.store")
 
 
 class JournalStore(Protocol):
@@ -169,11 +188,31 @@ class SqlJournalStore:
 
     # Leases.
 
+    # A lease taken ahead for this process's next invocation (next_lease): the execution's id,
+    # the lease, and when it was taken (time.monotonic()).
+    _handed: tuple[str, Lease, float] | None = None
+
     def acquire_lease(self, execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> Lease | None:
         """Take the lease of a RUNNING execution if it is free or expired; None if not taken.
+        A lease this process took ahead for this execution (next_lease) is used instead.
 
         Raises DatabaseUnreachableError if the database does not answer (nothing else has run).
         """
+        handed = self._take_handed_lease(execution_id, ttl_seconds)
+        if handed is not None:
+            return handed
+        token, params = self._lease_params(execution_id, owner, now, ttl_seconds)
+        try:
+            taken = self._take_lease(execution_id, params)
+        except (OperationalError, InterfaceError) as exc:
+            raise DatabaseUnreachableError(" ".join(str(exc).split())) from exc
+        if taken is None:
+            return None
+        execution, journal = taken
+        return Lease(execution, token, took_over=execution.consecutive_deaths > 0, journal=journal)
+
+    def _lease_params(self, execution_id: str, owner: str, now: datetime, ttl_seconds: float) -> tuple[str, list[Any]]:
+        """A new token, and the lease's UPDATE's parameters with it."""
         token = secrets.token_hex(16)
         ops = connection.ops
         params = [
@@ -185,14 +224,61 @@ class SqlJournalStore:
             ExecutionStatus.RUNNING.value,
             ops.adapt_datetimefield_value(now),
         ]
-        try:
-            taken = self._take_lease(execution_id, params)
-        except (OperationalError, InterfaceError) as exc:
-            raise DatabaseUnreachableError(" ".join(str(exc).split())) from exc
-        if taken is None:
+        return token, params
+
+    # Leases handed over: a worker knows the job it runs next before its running invocation's
+    # last write (durable.rq.worker sends for it then), so that write takes the next execution's
+    # lease in its own transaction (one transaction, one round trip, less per invocation) and
+    # keeps it here for the next acquire_lease. The lease's UPDATE is the one acquire_lease
+    # runs, with the same test (RUNNING, free or expired) and the same count of a dead holder.
+
+    def next_lease(self, execution_id: str | None, owner: str, now: datetime, ttl_seconds: float) -> NextLease | None:
+        """The lease of `execution_id` for the last write of the running invocation to take; None
+        if there is none to take, or the database cannot read the row back in the UPDATE."""
+        if execution_id is None or sql.statements().returning_execution is None:
             return None
-        execution, journal = taken
-        return Lease(execution, token, took_over=execution.consecutive_deaths > 0, journal=journal)
+        token, params = self._lease_params(execution_id, owner, now, ttl_seconds)
+        return NextLease(execution_id, token, params)
+
+    def handed_over(
+        self, lease: NextLease, row: tuple[Any, ...] | None, journal: dict[str, OperationRecord] | None = None
+    ) -> None:
+        """After the commit of the write that carried `lease`: keep it for the next acquire_lease,
+        if taken (`row`: the execution's, read back by the UPDATE)."""
+        self.let_go_handed_lease()
+        if row is not None:
+            execution = sql.statements().execution_from_row(row)
+            taken = Lease(execution, lease.token, took_over=execution.consecutive_deaths > 0, journal=journal)
+            self._handed = (lease.execution_id, taken, time.monotonic())
+
+    def _take_handed_lease(self, execution_id: str, ttl_seconds: float) -> Lease | None:
+        handed, self._handed = self._handed, None
+        if handed is None:
+            return None
+        handed_id, lease, taken_at = handed
+        if handed_id == execution_id and time.monotonic() - taken_at < ttl_seconds / 2:
+            return lease
+        self._let_go(handed_id, lease.token)
+        return None
+
+    def let_go_handed_lease(self) -> None:
+        """Let go of a lease taken ahead that no invocation will use (the worker is stopping, or
+        put the job back), as if never taken: the execution is free at once, not after the lease
+        ran out and counted as a dead invocation."""
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            self._let_go(handed[0], handed[1].token)
+
+    def _let_go(self, execution_id: str, token: str) -> None:
+        try:
+            Execution.objects.filter(pk=execution_id, lease_token=token).update(
+                lease_token=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                invocation_count=F("invocation_count") - 1,
+            )
+        except DatabaseError as exc:
+            log.warning("could not let go of the lease of execution %s (it runs out instead): %s", execution_id, exc)
 
     def _lease_transaction(self) -> AbstractContextManager[Any]:
         """What the lease's UPDATE runs in (SQLite: a transaction of its own)."""
@@ -253,9 +339,10 @@ class SqlJournalStore:
         changes: dict[str, Any],
         watched_callbacks: list[str] | None,
         outbox: Sequence[OutboxRecord] = (),
+        next_lease: Callable[[], NextLease | None] | None = None,
     ) -> bool:
         """A write under `journal`'s lease (see LeasedJournal.write_in_transaction)."""
-        return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks, outbox)
+        return journal.write_in_transaction(checkpoints, events, changes, watched_callbacks, outbox, next_lease)
 
     def pipelined(self) -> AbstractContextManager[Any]:
         """What a write's statements are sent in (PostgreSQL: without waiting for each reply)."""

@@ -8,6 +8,7 @@ and cancels a race's losing callbacks (durable.store.children, durable.store.can
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -23,7 +24,9 @@ from durable.store import outbox as outbox_store
 from durable.store import sql
 
 if TYPE_CHECKING:
-    from durable.store.base import SqlJournalStore
+    from durable.store.base import NextLease, SqlJournalStore
+
+log = logging.getLogger("durable.store")
 
 # What an invocation's last transaction sets besides its outcome: the lease let go, counters reset.
 _RELEASED: dict[str, Any] = {
@@ -142,6 +145,7 @@ class LeasedJournal:
         *,
         watched_callbacks: list[str] | None = None,
         outbox: Sequence[OutboxRecord] = (),
+        next_lease: Callable[[], NextLease | None] | None = None,
         **changes: Any,
     ) -> bool:
         """End the invocation: last checkpoints, the execution's new state (and its `outbox`
@@ -149,8 +153,20 @@ class LeasedJournal:
 
         `watched_callbacks` are the callbacks this invocation suspended on. One completed
         meanwhile makes the execution due now, so its completion is never lost. Returns True if so.
+
+        `next_lease`, called as the write's transaction is about to begin, gives the lease of the
+        execution this process runs next, taken in the same transaction (SqlJournalStore.next_lease).
+        A write that fails with it is written again without it: the next lease never costs this end.
         """
-        return self.store.write(self, checkpoints, events, {**_RELEASED, **changes}, watched_callbacks, outbox)
+        changes = {**_RELEASED, **changes}
+        if next_lease is not None:
+            try:
+                return self.store.write(self, checkpoints, events, changes, watched_callbacks, outbox, next_lease)
+            except (CheckpointFailedError, CheckpointRefusedError) as exc:
+                log.warning(
+                    "the end of %s failed with the next lease in it, written again without: %s", self.execution_id, exc
+                )
+        return self.store.write(self, checkpoints, events, changes, watched_callbacks, outbox)
 
     def write_in_transaction(
         self,
@@ -159,15 +175,20 @@ class LeasedJournal:
         changes: dict[str, Any],
         watched_callbacks: list[str] | None,
         outbox: Sequence[OutboxRecord] = (),
+        next_lease: Callable[[], NextLease | None] | None = None,
     ) -> bool:
         """The fence, the operations (the last state of each), the events, `changes` and the
         outbox's events in one transaction; the fence failing rolls it back. Returns whether a
-        watched callback completed meanwhile (see `finish`)."""
+        watched callback completed meanwhile (see `finish`). Then the next lease, if asked for
+        and this transaction is the outermost (it commits here)."""
+        woke = False
         with checkpoint_guard(self.execution_id):
             fence_sql, fence_params = self.fence(changes)
             operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
             event_rows += [sql.event_params(self.pk, e) for e in events]
             statements = sql.statements()
+            taking = next_lease() if next_lease is not None and not connection.in_atomic_block else None
+            taken = None
             with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
                 with self.store.pipelined():
                     fence.execute(fence_sql, fence_params)
@@ -185,8 +206,13 @@ class LeasedJournal:
                     .exists()
                 ):
                     Execution.objects.filter(pk=self.execution_id).update(wake_at=self.clock())
-                    return True
-        return False
+                    woke = True
+                if taking is not None and statements.returning_execution is not None:
+                    cursor.execute(statements.returning_execution, taking.params)
+                    taken = cursor.fetchone()
+        if taking is not None:
+            self.store.handed_over(taking, taken)
+        return woke
 
     def function_error(self, function_name: str) -> dict[str, Any] | None:
         from durable.store import children

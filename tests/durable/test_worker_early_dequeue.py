@@ -158,3 +158,74 @@ def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_di
     thread.join()
     assert len(flushed) == 1
     assert flushed[0] - began >= BRIEF_WAIT_SECONDS
+
+
+def test_a_worker_runs_each_next_job_under_the_lease_its_last_write_took(redis_dispatch):
+    """Each invocation's last write takes the lease of the job the early request took, and the
+    next invocation uses it: one lease taken on its own for a burst of queued jobs."""
+    ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(6)]
+    done = run_worker(
+        redis_dispatch.url,
+        """
+        from durable.store import journal_store
+        Store = type(journal_store())
+        taken, handed = [], []
+        take, hand = Store._take_lease, Store.handed_over
+        def take_lease(self, execution_id, params):
+            taken.append(execution_id)
+            return take(self, execution_id, params)
+        def handed_over(self, lease, row, journal=None):
+            handed.append(lease.execution_id if row is not None else "none")
+            return hand(self, lease, row, journal)
+        Store._take_lease, Store.handed_over = take_lease, handed_over
+        DurableWorker([q], connection=q.connection).work(burst=True)
+        print(" ".join(taken))
+        print(" ".join(handed))
+        """,
+    )
+    taken, handed = (line.split() for line in done.stdout.splitlines()[-2:])
+    assert taken == ids[:1]  # the first job's lease only; each next one came with a last write
+    assert handed == ids[1:]
+    rows = Execution.objects.filter(pk__in=ids)
+    assert {(e.status, e.invocation_count, e.consecutive_deaths, e.lease_token) for e in rows} == {
+        ("SUCCEEDED", 1, 0, None)
+    }
+    redis = redis_dispatch.client()
+    q = queue()
+    assert redis.llen(q.key) == 0
+    assert redis.llen(q.intermediate_queue_key) == 0
+
+
+def test_a_worker_leaving_a_job_taken_early_puts_it_back_and_lets_its_lease_go(redis_dispatch):
+    """The job the early request took, whose lease the last write took, is not run here (the
+    worker stops, or leaves the fast path): it goes back to the head of the queue, and its lease
+    is let go at once, as if never taken, not left to run out and count a death."""
+    from durable import runtime
+    from durable.rq.worker import DurableWorker
+    from durable.runtime import run_invocation
+
+    q = queue()
+    worker = DurableWorker([q], connection=q.connection)
+    first = str(start_execution(workflows.three_steps, {}).pk)
+    second = str(start_execution(workflows.three_steps, {}).pk)
+    taken = worker._take_next_job(q)
+    assert taken is not None
+    worker._running = (taken[0].id, q)
+    ending = runtime.ENDING.set(worker._take_next_early)
+    try:
+        assert run_invocation(first).status == "SUCCEEDED"
+    finally:
+        runtime.ENDING.reset(ending)
+    worker._running = None
+    held = Execution.objects.get(pk=second)
+    assert held.lease_token is not None
+    assert held.invocation_count == 1
+    redis = redis_dispatch.client()
+    second_job = [i.decode() for i in redis.lrange(q.intermediate_queue_key, 0, -1)]
+    assert len(second_job) == 1  # the first's records finished by the early request; the second taken
+
+    worker._drop_early()
+    assert [i.decode() for i in redis.lrange(q.key, 0, -1)] == second_job  # back at the head
+    row = Execution.objects.get(pk=second)
+    assert (row.lease_token, row.lease_owner, row.invocation_count, row.consecutive_deaths) == (None, None, 0, 0)
+    assert run_invocation(second).status == "SUCCEEDED"
