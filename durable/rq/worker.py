@@ -313,7 +313,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         while True:
             if self.should_run_maintenance_tasks and not self._redis.failing:
                 self.run_maintenance_tasks()
-            found = self._take_next_job(queue)
+            found = self._take_next_job(queue, ask_again=timeout is None)
             self._redis_answered()
             if found is not None or timeout is None:  # timeout None: burst mode, done
                 return found
@@ -331,18 +331,23 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             if (found := self._wait_for_job(queue, max(longest - BRIEF_WAIT_SECONDS, 0.01))) is not None:
                 return found
 
-    def _take_next_job(self, queue: Any) -> tuple[Any, Any] | None:
+    def _take_next_job(self, queue: Any, *, ask_again: bool = True) -> tuple[Any, Any] | None:
+        """The next job, from the answer of the request sent early if there was one. An early
+        answer that found the queue empty is asked again if `ask_again` (a burst worker, which
+        stops when it finds none); otherwise the wait for the next job that follows (BLMOVE)
+        takes one that came since at once, and the request would be a round trip for nothing."""
         early, self._early = self._early, None
         read, self._early_read = self._early_read, None
         while True:
-            # An early answer that found the queue empty (or none came) is asked again: a job may
-            # have come since.
+            answered = read is not None or early is not None
             if read is not None:
                 taken = read[1]
             else:
                 taken = self._job_from(self._early_answer(early), queue) if early is not None else None
             read = early = None
             if taken is None:
+                if answered and not ask_again and self._finished_job is None:
+                    return None  # it found the queue empty (and finished the running job's records)
                 finished, self._finished_job = self._finished_job, None
                 keys, args = self._next_job_arguments(queue, finished or "")
                 taken = self._job_from(self._next_job(keys=keys, args=args), queue)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from django.db import connection
@@ -91,28 +92,41 @@ def test_a_worker_stopped_during_an_invocation_puts_the_job_it_took_early_back(r
     assert redis.llen(q.intermediate_queue_key) == 0
 
 
-def test_an_early_request_that_found_the_queue_empty_is_asked_again_before_the_worker_waits(redis_dispatch):
+def test_an_early_request_that_found_the_queue_empty_leaves_a_job_queued_since_to_the_wait(redis_dispatch):
     """A job queued between the early request and the end of the invocation (a timer coming due
-    then) is taken at once, not after the worker went idle and blocked for it."""
+    then) is taken at once by the wait for the next job (BLMOVE on a queue that is not empty),
+    with no second request: with more workers than jobs, most early requests find the queue
+    empty, and asking again cost each job a round trip. A burst worker, which stops when it
+    finds no job, asks again."""
     from durable.rq.jobs import job_id
     from durable.rq.worker import DurableWorker
 
     q = queue()
-    worker = DurableWorker([q], connection=q.connection)
-    running = str(start_execution(workflows.three_steps, {}).pk)  # queued by its start
-    taken = worker._take_next_job(q)
-    assert taken is not None
-    assert taken[0].id == job_id(running, Execution.objects.get(pk=running).wake_at, 0)
-    worker._running = (taken[0].id, q)
-    worker._take_next_early()  # as the invocation begins its last write: the queue is empty
-    assert worker._early is not None
-    later = str(start_execution(workflows.three_steps, {}).pk)  # queued meanwhile
-    found = worker._take_next_job(q)
-    assert found is not None
-    assert found[0].id == job_id(later, Execution.objects.get(pk=later).wake_at, 0)
     redis = redis_dispatch.client()
-    # The first job's records were finished by the early request; the second is the one taken.
-    assert [i.decode() for i in redis.lrange(q.intermediate_queue_key, 0, -1)] == [found[0].id]
+    for burst in (False, True):
+        worker = DurableWorker([q], connection=q.connection)
+        worker._last_sweep = time.monotonic() + 3600  # no sweep in the way
+        running = str(start_execution(workflows.three_steps, {}).pk)  # queued by its start
+        taken = worker._take_next_job(q)
+        assert taken is not None
+        assert taken[0].id == job_id(running, Execution.objects.get(pk=running).wake_at, 0)
+        worker._running = (taken[0].id, q)
+        worker._take_next_early()  # as the invocation begins its last write: the queue is empty
+        assert worker._early is not None
+        worker._running = None
+        later = str(start_execution(workflows.three_steps, {}).pk)  # queued meanwhile
+        redis.config_resetstat()
+        found = worker._dequeue(timeout=None if burst else 1, max_idle_time=None)
+        assert found is not None
+        assert found[0].id == job_id(later, Execution.objects.get(pk=later).wake_at, 0)
+        calls = {name: stats["calls"] for name, stats in redis.info("commandstats").items()}
+        if burst:
+            assert (calls.get("cmdstat_evalsha"), calls.get("cmdstat_blmove")) == (1, None), calls
+        else:
+            assert (calls.get("cmdstat_evalsha"), calls.get("cmdstat_blmove")) == (None, 1), calls
+        # The first job's records were finished by the early request; the second is the one taken.
+        assert [i.decode() for i in redis.lrange(q.intermediate_queue_key, 0, -1)] == [found[0].id]
+        redis.delete(q.intermediate_queue_key)
 
 
 def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_dispatch, monkeypatch):
