@@ -187,6 +187,7 @@ class LeasedJournal:
             operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
             event_rows += [sql.event_params(self.pk, e) for e in events]
             statements = sql.statements()
+            outbox_rows = outbox_store.prepare(self.with_operation_events(checkpoints, outbox))
             taking = next_lease() if next_lease is not None and not connection.in_atomic_block else None
             taken = None
             with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
@@ -199,7 +200,7 @@ class LeasedJournal:
                 # What was sent after the fence is in this transaction, which this rolls back.
                 if not fence.rowcount:
                     raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
-                outbox_store.write(self.with_operation_events(checkpoints, outbox))
+                outbox_rows.write()
                 if watched_callbacks and (
                     Operation.objects.filter(execution_id=self.execution_id, operation_id__in=watched_callbacks)
                     .exclude(status=OperationStatus.STARTED)

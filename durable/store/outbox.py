@@ -111,16 +111,35 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
-    if not records:
-        return  # most journal writes (a step's) tell of no status change
-    count_ends(records)
-    events, deliveries = _rows(records)
-    if not events:
-        return
-    with connection.cursor() as cursor:
-        cursor.executemany(_insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, 1, connection.vendor), events)
-        cursor.executemany(_insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), deliveries)
-    _after_commit(records)
+    prepare(records).write()
+
+
+class Prepared:
+    """An outbox write whose rows are made before the caller's transaction begins: on SQLite the
+    rows' Python work (sinks, field conversions) then runs outside the writers' lock."""
+
+    def __init__(self, records: Sequence[OutboxRecord]) -> None:
+        self.records = records
+        self.events, self.deliveries = _rows(records) if records else ([], [])
+
+    def write(self) -> None:
+        """In the caller's transaction: the inserts; the end count and the deliveries' first try
+        once it commits."""
+        if not self.records:
+            return  # most journal writes (a step's) tell of no status change
+        count_ends(self.records)
+        if not self.events:
+            return
+        with connection.cursor() as cursor:
+            cursor.executemany(_insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, 1, connection.vendor), self.events)
+            cursor.executemany(
+                _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), self.deliveries
+            )
+        _after_commit(self.records)
+
+
+def prepare(records: Sequence[OutboxRecord]) -> Prepared:
+    return Prepared(records)
 
 
 def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
