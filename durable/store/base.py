@@ -296,11 +296,15 @@ class SqlJournalStore:
             if statements.returning_execution:
                 cursor.execute(statements.returning_execution, params)
                 row = cursor.fetchone()
-                return (statements.execution_from_row(row), None) if row is not None else None
-            cursor.execute(statements.acquire, params)
-            if not cursor.rowcount:
-                return None
-        return Execution.objects.get(pk=execution_id), None
+            else:
+                cursor.execute(statements.acquire, params)
+                if not cursor.rowcount:
+                    return None
+                row = None
+        if not statements.returning_execution:
+            return Execution.objects.get(pk=execution_id), None
+        # Converted once the transaction is over (on SQLite, the writers' lock let go).
+        return (statements.execution_from_row(row), None) if row is not None else None
 
     def renew_lease(self, execution_id: str, token: str, now: datetime, ttl_seconds: float) -> bool:
         """Extend a lease still held; False if it was lost."""
