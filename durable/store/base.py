@@ -393,7 +393,7 @@ class SqlJournalStore:
         params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
-        outbox_rows = outbox_store.prepare(outbox)
+        outbox_rows = outbox_store.Prepared(outbox)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statements.insert_execution, params)
             cursor.executemany(statements.insert_events(1), event_rows)

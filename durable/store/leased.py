@@ -187,7 +187,7 @@ class LeasedJournal:
             operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
             event_rows += [sql.event_params(self.pk, e) for e in events]
             statements = sql.statements()
-            outbox_rows = outbox_store.prepare(self.with_operation_events(checkpoints, outbox))
+            outbox_rows = outbox_store.Prepared(self.with_operation_events(checkpoints, outbox))
             taking = next_lease() if next_lease is not None and not connection.in_atomic_block else None
             taken = None
             with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:

@@ -111,7 +111,7 @@ def _after_commit(records: Sequence[OutboxRecord]) -> None:
 
 def write(records: Sequence[OutboxRecord]) -> None:
     """Insert the events and their deliveries in the caller's transaction; try them after it commits."""
-    prepare(records).write()
+    Prepared(records).write()
 
 
 class Prepared:
@@ -136,10 +136,6 @@ class Prepared:
                 _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), self.deliveries
             )
         _after_commit(self.records)
-
-
-def prepare(records: Sequence[OutboxRecord]) -> Prepared:
-    return Prepared(records)
 
 
 def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:

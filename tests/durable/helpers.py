@@ -55,3 +55,10 @@ def statements(captured: Any) -> list[str]:
     from durable.store.postgresql import readable
 
     return [readable(q["sql"]) for q in captured.captured_queries]
+
+
+def sent_statements(captured: Any) -> list[str]:
+    """The statements sent (as `statements` reads them), upper-cased, without SQLite's
+    transaction statements."""
+    sqls = [q.lstrip().upper() for q in statements(captured)]
+    return [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]

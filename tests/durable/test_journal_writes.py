@@ -17,17 +17,11 @@ from durable.models import Execution, HistoryEvent, Operation
 from durable.runtime import run_invocation
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import journal_store
-from tests.durable.helpers import Crash, statements
+from tests.durable.helpers import Crash, sent_statements
 from tests.durable.test_runtime import many_steps, three_steps
 
 # Not wrapped in a test transaction: the writes run as a worker's do.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _sent(captured: CaptureQueriesContext) -> list[str]:
-    """The statements sent, upper-cased, without SQLite's transaction statements."""
-    sqls = [q.lstrip().upper() for q in statements(captured)]
-    return [q for q in sqls if q not in ("BEGIN IMMEDIATE", "COMMIT")]
 
 
 def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql():
@@ -35,7 +29,7 @@ def test_each_step_boundary_is_one_transaction_and_one_round_trip_on_postgresql(
     with CaptureQueriesContext(connection) as captured:
         outcome = run_invocation(str(execution.pk))
     assert outcome.status == "SUCCEEDED"
-    sqls = _sent(captured)
+    sqls = sent_statements(captured)
     assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"')  # the lease
     if connection.vendor == "postgresql":
         # Fence, upserts and events of each boundary in one query the server runs as one
@@ -73,7 +67,7 @@ def test_with_a_receiver_the_end_and_its_event_are_one_write_and_the_delivery_on
     finally:
         execution_status_changed.disconnect(receiver)
     assert outcome.status == "SUCCEEDED"
-    sqls = _sent(captured)
+    sqls = sent_statements(captured)
     # After the end's commit, the signal is sent and its delivery recorded: one UPDATE.
     assert sqls[-1].startswith('UPDATE "DURABLE_EVENTDELIVERY"'), sqls
     assert not any(q.startswith('UPDATE "DURABLE_EVENTDELIVERY"') for q in sqls[:-1]), sqls
@@ -181,7 +175,7 @@ def callback_then_steps(event: dict, context: DurableContext) -> str:
 
 def _writes(captured: CaptureQueriesContext) -> int:
     """The fenced write transactions among the statements (the lease's UPDATE is not one)."""
-    sqls = _sent(captured)
+    sqls = sent_statements(captured)
     assert sqls[0].startswith('UPDATE "DURABLE_EXECUTION"'), sqls  # the lease
     fenced = ("WITH FENCED AS (UPDATE", 'UPDATE "DURABLE_EXECUTION" SET "UPDATED_AT"')
     return sum(q.startswith(fenced) for q in sqls[1:])

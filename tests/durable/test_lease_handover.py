@@ -10,17 +10,19 @@ In-process on real SQLite and PostgreSQL; the worker's side with a real worker o
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from durable import runtime
+from durable import DurableContext, clock, durable_execution, runtime
 from durable.client import start_execution
 from durable.models import Execution
 from durable.runtime import default_owner, run_invocation
 from durable.store import journal_store
-from tests.durable.helpers import statements
+from durable.store.base import SqlJournalStore
+from tests.durable.helpers import sent_statements
 from tests.durable.test_runtime import three_steps
 
 # Not wrapped in a test transaction: the writes commit as a worker's do.
@@ -48,10 +50,6 @@ def next_job(execution_id: str | None) -> Iterator[list[str | None]]:
         runtime.ENDING.reset(token)
 
 
-def _sent(captured: CaptureQueriesContext) -> list[str]:
-    return [q.lstrip().upper() for q in statements(captured) if q.lstrip().upper() not in ("BEGIN IMMEDIATE", "COMMIT")]
-
-
 @pytest.fixture(autouse=True)
 def _nothing_handed_over():
     yield
@@ -64,7 +62,7 @@ def test_the_last_write_takes_the_next_lease_and_the_next_invocation_takes_none(
     with next_job(second) as asked, CaptureQueriesContext(connection) as captured:
         assert run_invocation(first).status == "SUCCEEDED"
     assert asked == [second]  # asked once, as the last write began
-    sqls = _sent(captured)
+    sqls = sent_statements(captured)
     # The first invocation's own lease first; the second's in its last write.
     assert next(q for q in sqls if LEASE in q) == sqls[0]
     if connection.vendor == "postgresql":
@@ -82,7 +80,7 @@ def test_the_last_write_takes_the_next_lease_and_the_next_invocation_takes_none(
 
     with CaptureQueriesContext(connection) as captured:
         assert run_invocation(second).status == "SUCCEEDED"
-    assert not [q for q in _sent(captured) if LEASE in q]  # no lease taken: it had one
+    assert not [q for q in sent_statements(captured) if LEASE in q]  # no lease taken: it had one
     done = Execution.objects.get(pk=second)
     assert (done.status, done.result, done.invocation_count, done.lease_token) == ("SUCCEEDED", "3", 1, None)
     assert Execution.objects.get(pk=first).status == "SUCCEEDED"
@@ -101,10 +99,6 @@ def test_an_invocation_of_the_same_execution_next_takes_its_lease_again_in_its_e
 
 
 def test_a_next_lease_held_elsewhere_is_not_taken_and_the_end_is_written():
-    from datetime import timedelta
-
-    from durable import clock
-
     first = str(start_execution(three_steps, {}).pk)
     second = str(start_execution(three_steps, {}).pk)
     held = journal_store().acquire_lease(second, "elsewhere", clock.now(), 60)
@@ -119,8 +113,6 @@ def test_a_next_lease_held_elsewhere_is_not_taken_and_the_end_is_written():
 
 
 def test_a_lost_lease_at_the_end_takes_no_next_lease():
-    from durable import DurableContext, durable_execution
-
     first = str(start_execution(three_steps, {}).pk)
     second = str(start_execution(three_steps, {}).pk)
     stolen = []
@@ -165,8 +157,6 @@ def test_a_lease_taken_ahead_for_a_job_not_run_next_is_let_go_as_if_never_taken(
 
 def test_an_end_that_fails_with_the_next_lease_is_written_again_without_it(monkeypatch):
     """The next lease never costs an end: a write that fails with it is written alone."""
-    from durable.store.base import SqlJournalStore
-
     first = str(start_execution(three_steps, {}).pk)
     second = str(start_execution(three_steps, {}).pk)
     real = SqlJournalStore.next_lease
