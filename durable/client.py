@@ -32,7 +32,7 @@ from durable.models import Execution, ExecutionStatus
 from durable.redrive import failure_units
 from durable.state import OperationStatus
 from durable.storable import storable_json, unstorable_reason, utf8_size
-from durable.store import children, journal_store
+from durable.store import children, journal_store, sql
 from durable.timeline import OperationView, operation_views
 
 __all__ = [
@@ -94,24 +94,25 @@ def start_execution(
     if existing:
         return existing
     now = clock.now()
-    execution = Execution(
-        id=execution_id,
-        function_name=fn.name,
-        execution_name=name,
-        input=payload,
-        input_hash=digest,
-        created_at=now,
-        updated_at=now,
-        timeout_seconds=timeout,
-        timeout_at=now + timedelta(seconds=timeout),
-        wake_at=now,
-        trace_parent=tracing.current_traceparent(),
-        label=label,
+    values = sql.statements().new_execution(
+        {
+            "id": execution_id,
+            "function_name": fn.name,
+            "execution_name": name,
+            "input": payload,
+            "input_hash": digest,
+            "created_at": now,
+            "updated_at": now,
+            "timeout_seconds": timeout,
+            "timeout_at": now + timedelta(seconds=timeout),
+            "wake_at": now,
+            "trace_parent": tracing.current_traceparent(),
+            "label": label,
+        }
     )
-    values = {f.attname: getattr(execution, f.attname) for f in Execution._meta.concrete_fields}
     try:
         started = outbox.status_change(
-            execution_id=str(execution.pk),
+            execution_id=str(execution_id),
             function_name=fn.name,
             execution_name=name,
             status=ExecutionStatus.RUNNING,

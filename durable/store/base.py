@@ -390,7 +390,7 @@ class SqlJournalStore:
         work, on the path that starts every execution."""
         statements = sql.statements()
         fields = statements.execution_fields
-        params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+        params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
         outbox_rows = outbox_store.Prepared(outbox)

@@ -65,26 +65,27 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
         journal.store.write(journal, checkpoints, [], {}, None)
         if existing is None:
             digest = hashlib.sha256(child.payload.encode()).hexdigest()
-            row = Execution(
-                id=child_id,
-                function_name=fn.name,
-                execution_name=f"{parent_id}:{child.parent_operation_id}",
-                input=child.payload,
-                input_hash=digest,
-                created_at=now,
-                updated_at=now,
-                timeout_seconds=timeout,
-                timeout_at=now + timedelta(seconds=timeout),
-                wake_at=now,
-                parent_execution_id=parent_id,
-                parent_operation_id=child.parent_operation_id,
-                trace_parent=tracing.current_traceparent(),  # the parent invocation's span
+            values = sql.statements().new_execution(
+                {
+                    "id": child_id,
+                    "function_name": fn.name,
+                    "execution_name": f"{parent_id}:{child.parent_operation_id}",
+                    "input": child.payload,
+                    "input_hash": digest,
+                    "created_at": now,
+                    "updated_at": now,
+                    "timeout_seconds": timeout,
+                    "timeout_at": now + timedelta(seconds=timeout),
+                    "wake_at": now,
+                    "parent_execution_id": parent_id,
+                    "parent_operation_id": child.parent_operation_id,
+                    "trace_parent": tracing.current_traceparent(),  # the parent invocation's span
+                }
             )
-            values = {f.attname: getattr(row, f.attname) for f in Execution._meta.concrete_fields}
             started = outbox.status_change(
                 execution_id=child_id,
                 function_name=fn.name,
-                execution_name=row.execution_name,
+                execution_name=values["execution_name"],
                 status=ExecutionStatus.RUNNING,
                 previous_status="",
                 started_at=now,

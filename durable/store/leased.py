@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
@@ -59,6 +60,11 @@ def checkpoint_guard(execution_id: str) -> Iterator[None]:
         ) from exc
 
 
+@cache
+def _fields(columns: tuple[str, ...]) -> list[Any]:
+    return [Execution._meta.get_field(name) for name in columns]
+
+
 class LeasedJournal:
     """The JournalWriter of one invocation: writes fenced by its lease token."""
 
@@ -100,8 +106,7 @@ class LeasedJournal:
     def fence(self, changes: dict[str, Any]) -> tuple[str, list[Any]]:
         """The fence with `changes` to the execution row, and its parameters."""
         columns = tuple(changes)
-        fields: list[Any] = [Execution._meta.get_field(name) for name in columns]
-        params = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
+        params = [sql.db_value(field, changes[name]) for name, field in zip(columns, _fields(columns), strict=True)]
         now = connection.ops.adapt_datetimefield_value(self.clock())
         return sql.statements().fence(columns), [now, *params, self.pk, self.token, ExecutionStatus.RUNNING.value]
 

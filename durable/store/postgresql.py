@@ -377,7 +377,7 @@ class PostgresJournalStore(SqlJournalStore):
             return super().insert_execution(values, events, outbox)
         statements = sql.statements()
         fields = statements.execution_fields
-        params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+        params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
         queries = [statements.insert_execution]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import connection, models
 
 from durable.models import Execution, HistoryEvent, Operation
 from durable.state import (
@@ -106,6 +106,7 @@ class Statements:
             f"INSERT INTO {self.exec_table} ({', '.join(qn(f.column) for f in self.execution_fields)}) "
             f"VALUES {_values(len(self.execution_fields), 1)}"
         )
+        self._execution_attnames = frozenset(f.attname for f in self.execution_fields)
         self.execution_converters = []
         for f in self.execution_fields:
             col = f.get_col(Execution._meta.db_table)
@@ -170,6 +171,15 @@ class Statements:
                 f"WHERE {qn('id')} = %s AND {qn('lease_token')} = %s AND {self._status_is}"
             )
         return self._fences[columns]
+
+    def new_execution(self, given: dict[str, Any]) -> dict[str, Any]:
+        """A new execution's columns by attribute name: `given`, and each other field's default,
+        as the model's constructor fills them in, without building a model on the path that
+        starts every execution (its keyword handling cost more than the insert's parameters)."""
+        unknown = given.keys() - self._execution_attnames
+        if unknown:
+            raise TypeError(f"executions have no field {', '.join(sorted(unknown))}")
+        return {f.attname: given[f.attname] if f.attname in given else f.get_default() for f in self.execution_fields}
 
     def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
         values = []
@@ -242,6 +252,50 @@ def records(rows: Iterable[Sequence[Any]]) -> Journal:
         else:
             waking.append(record)
     return journal
+
+
+_TEXT, _WHOLE, _MOMENT, _OTHER = range(4)
+_kinds: dict[Any, int] = {}
+
+
+def _kind(field: Any) -> int:
+    kind = _kinds.get(field)
+    if kind is None:
+        if isinstance(field, (models.CharField, models.TextField)):
+            kind = _TEXT
+        elif isinstance(field, models.IntegerField):
+            kind = _WHOLE
+        elif isinstance(field, models.DateTimeField):
+            kind = _MOMENT
+        else:
+            kind = _OTHER
+        kind = _kinds[field] = kind
+    return kind
+
+
+def db_value(field: Any, value: Any) -> Any:
+    """`field.get_db_prep_save(value, connection)`, with the values the engine writes most taken
+    at once: text and whole numbers as they are, an aware UTC datetime adapted directly, NULL.
+    Django's general path (to_python, time-zone checks) cost 1 to 3 microseconds a field, and a
+    start writes 28 of them."""
+    kind = _kind(field)
+    if kind == _TEXT:
+        if value is None or value.__class__ is str:
+            return value
+    elif kind == _WHOLE:
+        if value is None or value.__class__ is int:
+            return value
+    elif kind == _MOMENT:
+        if value is None:
+            return None
+        if value.__class__ is datetime and value.tzinfo is UTC:
+            return connection.ops.adapt_datetimefield_value(value)
+    return field.get_db_prep_save(value, connection)
+
+
+def execution_params(values: dict[str, Any]) -> list[Any]:
+    """The parameters of `Statements.insert_execution` for an execution's columns by attribute name."""
+    return [db_value(f, values[f.attname]) for f in statements().execution_fields]
 
 
 def adapt_json(value: Any) -> Any:
