@@ -189,7 +189,7 @@ class LeasedJournal:
         woke = False
         with checkpoint_guard(self.execution_id):
             fence_sql, fence_params = self.fence(changes)
-            operations, event_rows = sql.checkpoint_rows(self.execution_id, checkpoints)
+            operations, event_rows = sql.checkpoint_rows(self.pk, checkpoints)
             event_rows += [sql.event_params(self.pk, e) for e in events]
             statements = sql.statements()
             outbox_rows = outbox_store.Prepared(self.with_operation_events(checkpoints, outbox))

@@ -56,7 +56,7 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     from durable import sinks
 
     ops = connection.ops
-    grace = timedelta(seconds=float(conf.get("EVENT_AFTER_COMMIT_GRACE")))
+    grace: timedelta | None = None  # read once a record has a sink to go to
     uuid_field = OutboxEvent._meta.get_field("id")
     json_field = OutboxEvent._meta.get_field("detail")
     events, deliveries = [], []
@@ -68,6 +68,8 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
         names = names_of[status_change]
         if not names:
             continue
+        if grace is None:
+            grace = timedelta(seconds=float(conf.get("EVENT_AFTER_COMMIT_GRACE")))
         pk = uuid_field.get_db_prep_value(record.id, connection)
         at = ops.adapt_datetimefield_value(record.created_at)
         events.append(

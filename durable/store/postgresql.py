@@ -317,7 +317,7 @@ class PostgresJournalStore(SqlJournalStore):
         with checkpoint_guard(journal.execution_id):
             fence_sql, params = journal.fence(changes)
             queries = [f"WITH fenced AS ({fence_sql} RETURNING 1) SELECT 1 / (SELECT count(*) FROM fenced)"]
-            operations, event_rows = sql.checkpoint_rows(journal.execution_id, checkpoints)
+            operations, event_rows = sql.checkpoint_rows(journal.pk, checkpoints)
             event_rows += [sql.event_params(journal.pk, e) for e in events]
             statements = sql.statements()
             if operations:

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 from durable.models import Execution, HistoryEvent, Operation
 from durable.state import (
@@ -106,12 +106,16 @@ class Statements:
             f"INSERT INTO {self.exec_table} ({', '.join(qn(f.column) for f in self.execution_fields)}) "
             f"VALUES {_values(len(self.execution_fields), 1)}"
         )
-        self._execution_attnames = frozenset(f.attname for f in self.execution_fields)
+        self._execution_attname_list = [f.attname for f in self.execution_fields]
+        self._execution_attnames = frozenset(self._execution_attname_list)
         self.execution_converters = []
         for f in self.execution_fields:
             col = f.get_col(Execution._meta.db_table)
             converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             self.execution_converters.append((col, converters))
+        self._converted_execution_columns = [
+            (i, col, converters) for i, (col, converters) in enumerate(self.execution_converters) if converters
+        ]
         # A callback's time-out, written only if it is still pending and past a deadline when
         # the statement runs: a completion or heartbeat that committed first wins.
         self.time_out_callback = (
@@ -182,12 +186,18 @@ class Statements:
         return {f.attname: given[f.attname] if f.attname in given else f.get_default() for f in self.execution_fields}
 
     def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
-        values = []
-        for value, (col, converters) in zip(row, self.execution_converters, strict=True):
+        """The model of an execution's row (its columns in `execution_fields`' order), its values
+        converted as the ORM converts them (only the columns that have a converter are visited)."""
+        if len(row) != len(self.execution_fields):
+            raise ValueError(f"an execution row has {len(self.execution_fields)} columns, not {len(row)}")
+        values = list(row)
+        conn = connections[DEFAULT_DB_ALIAS]  # what `connection` stands for, looked up once
+        for i, col, converters in self._converted_execution_columns:
+            value = values[i]
             for converter in converters:
-                value = converter(value, col, connection)
-            values.append(value)
-        return Execution.from_db(connection.alias, [f.attname for f in self.execution_fields], values)
+                value = converter(value, col, conn)
+            values[i] = value
+        return Execution.from_db(conn.alias, self._execution_attname_list, values)
 
 
 @cache
@@ -328,16 +338,16 @@ def event_params(pk: Any, event: HistoryRecord, ops: Any = None) -> list[Any]:
     ]
 
 
-def checkpoint_rows(execution_id: str, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
-    """The parameters of the operations' upserts (the last state of each) and of their events:
-    what every journal write made under a lease is built from."""
+def checkpoint_rows(pk: Any, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The parameters of the operations' upserts (the last state of each) and of their events,
+    for the execution whose key, as the database takes it, is `pk` (`execution_pk`): what every
+    journal write made under a lease is built from."""
     latest: dict[str, OperationRecord] = {}
     events: list[HistoryRecord] = []
     for checkpoint in checkpoints:
         latest[checkpoint.record.operation_id] = checkpoint.record
         events.extend(checkpoint.events)
     ops = connection.ops
-    pk = execution_pk(execution_id)
     operations = [
         [pk] + [_adapt(ops, field, getattr(op, field)) for field in OPERATION_FIELDS] for op in latest.values()
     ]
