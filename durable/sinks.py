@@ -369,13 +369,14 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
         )
 
 
-def deliver_after_commit(records: Sequence[OutboxRecord]) -> None:
+def deliver_after_commit(records: Sequence[OutboxRecord], found: list[Sink] | None = None) -> None:
     """Try each delivery of these just-committed events once, in this process (one UPDATE
     records the successes of one or several commits, see `hold_marks`; one more each failure).
+    `found`: the configured sinks their deliveries were written for (default: read again).
     Never raises."""
     delivered: list[store.Claim] = []
     try:
-        found = configured()
+        found = configured() if found is None else found
         sinks = {sink.name: sink for sink in found}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()} if _cooling else set()
         for record in records:

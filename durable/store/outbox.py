@@ -51,10 +51,12 @@ def _insert(table: str, columns: tuple[str, ...], rows: int, vendor: str) -> str
     return f"INSERT INTO {_qn(table)} ({', '.join(_qn(c) for c in columns)}) VALUES {', '.join([group] * rows)}"
 
 
-def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[Any]]]:
-    """The parameters of the events' and their deliveries' rows (one per sink that takes it)."""
+def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[Any]], list[Any]]:
+    """The parameters of the events' and their deliveries' rows (one per sink that takes it), and
+    the configured sinks they were chosen from (the first attempts after the commit use them)."""
     from durable import sinks
 
+    found = sinks.configured()
     ops = connection.ops
     grace: timedelta | None = None  # read once a record has a sink to go to
     uuid_field = OutboxEvent._meta.get_field("id")
@@ -64,7 +66,7 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
     for record in records:
         status_change = record.detail_type == STATUS_CHANGE
         if status_change not in names_of:
-            names_of[status_change] = sinks.sink_names(status_change=status_change)
+            names_of[status_change] = sinks.sink_names(status_change=status_change, sinks=found)
         names = names_of[status_change]
         if not names:
             continue
@@ -89,7 +91,7 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
         # The committing process tries first; the workers' pass only once it had time to.
         due = ops.adapt_datetimefield_value(record.created_at + grace)
         deliveries += [[pk, name, EventDeliveryStatus.PENDING.value, 0, due, ""] for name in names]
-    return events, deliveries
+    return events, deliveries, found
 
 
 def count_ends(records: Sequence[OutboxRecord]) -> None:
@@ -105,10 +107,10 @@ def _count(ended: list[tuple[str, str]]) -> None:
         metrics.execution_ended(name, status)
 
 
-def _after_commit(records: Sequence[OutboxRecord]) -> None:
+def _after_commit(records: Sequence[OutboxRecord], found: list[Any]) -> None:
     from durable import sinks
 
-    transaction.on_commit(lambda: sinks.deliver_after_commit(records))
+    transaction.on_commit(lambda: sinks.deliver_after_commit(records, found))
 
 
 def write(records: Sequence[OutboxRecord]) -> None:
@@ -118,11 +120,13 @@ def write(records: Sequence[OutboxRecord]) -> None:
 
 class Prepared:
     """An outbox write whose rows are made before the caller's transaction begins: on SQLite the
-    rows' Python work (sinks, field conversions) then runs outside the writers' lock."""
+    rows' Python work (sinks, field conversions) then runs outside the writers' lock. Either
+    `write` in the caller's transaction, or `statements` in a query of the caller's and then
+    `after_commit`."""
 
     def __init__(self, records: Sequence[OutboxRecord]) -> None:
         self.records = records
-        self.events, self.deliveries = _rows(records) if records else ([], [])
+        self.events, self.deliveries, self.sinks = _rows(records) if records else ([], [], [])
 
     def write(self) -> None:
         """In the caller's transaction: the inserts; the end count and the deliveries' first try
@@ -137,29 +141,24 @@ class Prepared:
             cursor.executemany(
                 _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), self.deliveries
             )
-        _after_commit(self.records)
+        _after_commit(self.records, self.sinks)
 
+    def statements(self) -> tuple[list[str], list[Any]]:
+        """The same inserts as statements and parameters, to run in a query of the caller's."""
+        if not self.events:
+            return [], []
+        queries = [
+            _insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, len(self.events), connection.vendor),
+            _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, len(self.deliveries), connection.vendor),
+        ]
+        return queries, [value for row in self.events + self.deliveries for value in row]
 
-def statements(records: Sequence[OutboxRecord]) -> tuple[list[str], list[Any]]:
-    """The same inserts as statements and parameters, to run in a query of the caller's."""
-    if not records:
-        return [], []
-    events, deliveries = _rows(records)
-    if not events:
-        return [], []
-    queries = [
-        _insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, len(events), connection.vendor),
-        _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, len(deliveries), connection.vendor),
-    ]
-    return queries, [value for row in events + deliveries for value in row]
-
-
-def after_commit(records: Sequence[OutboxRecord], *, written: bool = True) -> None:
-    """Once the caller's write commits: count the executions these records end, and try the
-    deliveries of the events `statements` gave (`written`: it gave some, i.e. a sink takes them)."""
-    count_ends(records)
-    if written and records:
-        _after_commit(records)
+    def after_commit(self) -> None:
+        """Once the caller's query of `statements` commits: count the executions these records
+        end, and try the deliveries of the events it wrote."""
+        count_ends(self.records)
+        if self.events:
+            _after_commit(self.records, self.sinks)
 
 
 def sends_operation_events(function_name: str) -> bool:

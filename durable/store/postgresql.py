@@ -327,7 +327,8 @@ class PostgresJournalStore(SqlJournalStore):
                 queries.append(statements.insert_events(len(event_rows)))
                 params += [value for row in event_rows for value in row]
             # The outbox's events in the same query, so in the same transaction.
-            outbox_queries, outbox_params = outbox_store.statements(records)
+            prepared = outbox_store.Prepared(records)
+            outbox_queries, outbox_params = prepared.statements()
             queries += outbox_queries
             params += outbox_params
             if watched:
@@ -363,7 +364,7 @@ class PostgresJournalStore(SqlJournalStore):
                 raise
             if taking is not None:
                 self.handed_over(taking, taken, sql.records(journal_rows or []) if taken is not None else None)
-        outbox_store.after_commit(records, written=bool(outbox_queries))
+        prepared.after_commit()
         return woke
 
     def insert_execution(
@@ -384,10 +385,11 @@ class PostgresJournalStore(SqlJournalStore):
         if event_rows:
             queries.append(statements.insert_events(len(event_rows)))
             params += [value for row in event_rows for value in row]
-        outbox_queries, outbox_params = outbox_store.statements(outbox)
+        prepared = outbox_store.Prepared(outbox)
+        outbox_queries, outbox_params = prepared.statements()
         with connection.cursor() as cursor:
             _run(cursor, queries + outbox_queries, params + outbox_params)
-        outbox_store.after_commit(outbox, written=bool(outbox_queries))
+        prepared.after_commit()
         return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
 
     @contextmanager

@@ -215,7 +215,7 @@ def test_an_event_committed_but_never_sent_is_delivered_by_the_pass(settings, si
         settings.DURABLE = {**settings.DURABLE, **webhook_settings(receiver.url)}
         with DurableTestRunner(event_workflows.outcome) as runner:
             # The process "dies" right after each commit: nothing is sent by it.
-            monkeypatch.setattr(sinks, "deliver_after_commit", lambda records: None)
+            monkeypatch.setattr(sinks, "deliver_after_commit", lambda records, found=None: None)
             result = runner.run(json.dumps({}))
             assert receiver.received == []
             assert signals_sent == []
