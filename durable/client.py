@@ -95,20 +95,15 @@ def start_execution(
         return existing
     now = clock.now()
     values = sql.statements().new_execution(
-        {
-            "id": execution_id,
-            "function_name": fn.name,
-            "execution_name": name,
-            "input": payload,
-            "input_hash": digest,
-            "created_at": now,
-            "updated_at": now,
-            "timeout_seconds": timeout,
-            "timeout_at": now + timedelta(seconds=timeout),
-            "wake_at": now,
-            "trace_parent": tracing.current_traceparent(),
-            "label": label,
-        }
+        execution_id=execution_id,
+        function_name=fn.name,
+        execution_name=name,
+        payload=payload,
+        digest=digest,
+        now=now,
+        timeout_seconds=timeout,
+        trace_parent=tracing.current_traceparent(),
+        label=label,
     )
     try:
         started = outbox.status_change(

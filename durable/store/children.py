@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
@@ -64,23 +64,17 @@ def start_child(journal: LeasedJournal, checkpoints: list[Checkpoint], child: Ch
                         event.details["DurableExecutionArn"] = child_id
         journal.store.write(journal, checkpoints, [], {}, None)
         if existing is None:
-            digest = hashlib.sha256(child.payload.encode()).hexdigest()
             values = sql.statements().new_execution(
-                {
-                    "id": child_id,
-                    "function_name": fn.name,
-                    "execution_name": f"{parent_id}:{child.parent_operation_id}",
-                    "input": child.payload,
-                    "input_hash": digest,
-                    "created_at": now,
-                    "updated_at": now,
-                    "timeout_seconds": timeout,
-                    "timeout_at": now + timedelta(seconds=timeout),
-                    "wake_at": now,
-                    "parent_execution_id": parent_id,
-                    "parent_operation_id": child.parent_operation_id,
-                    "trace_parent": tracing.current_traceparent(),  # the parent invocation's span
-                }
+                execution_id=child_id,
+                function_name=fn.name,
+                execution_name=f"{parent_id}:{child.parent_operation_id}",
+                payload=child.payload,
+                digest=hashlib.sha256(child.payload.encode()).hexdigest(),
+                now=now,
+                timeout_seconds=timeout,
+                parent_execution_id=parent_id,
+                parent_operation_id=child.parent_operation_id,
+                trace_parent=tracing.current_traceparent(),  # the parent invocation's span
             )
             started = outbox.status_change(
                 execution_id=child_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -176,13 +176,38 @@ class Statements:
             )
         return self._fences[columns]
 
-    def new_execution(self, given: dict[str, Any]) -> dict[str, Any]:
-        """A new execution's columns by attribute name: `given`, and each other field's default,
-        as the model's constructor fills them in, without building a model on the path that
-        starts every execution (its keyword handling cost more than the insert's parameters)."""
+    def new_execution(
+        self,
+        *,
+        execution_id: Any,
+        function_name: str,
+        execution_name: str,
+        payload: str,
+        digest: str,
+        now: datetime,
+        timeout_seconds: int,
+        **given: Any,
+    ) -> dict[str, Any]:
+        """A new execution's columns by attribute name, due now: these, `given` (other columns by
+        attribute name), and each other field's default, as the model's constructor fills them
+        in, without building a model on the path that starts every execution (its keyword
+        handling cost more than the insert's parameters). Raises TypeError for an unknown name."""
         unknown = given.keys() - self._execution_attnames
         if unknown:
             raise TypeError(f"executions have no field {', '.join(sorted(unknown))}")
+        columns = {
+            "id": execution_id,
+            "function_name": function_name,
+            "execution_name": execution_name,
+            "input": payload,
+            "input_hash": digest,
+            "created_at": now,
+            "updated_at": now,
+            "timeout_seconds": timeout_seconds,
+            "timeout_at": now + timedelta(seconds=timeout_seconds),
+            "wake_at": now,
+        }
+        given.update(columns)
         return {f.attname: given[f.attname] if f.attname in given else f.get_default() for f in self.execution_fields}
 
     def execution_from_row(self, row: tuple[Any, ...]) -> Execution:

@@ -65,26 +65,29 @@ def test_db_value_gives_what_djangos_get_db_prep_save_gives(field):
 
 
 def test_new_execution_fills_in_what_the_models_constructor_does():
-    given = {
-        "id": uuid.uuid4(),
-        "function_name": "f",
-        "execution_name": "n",
-        "input": "{}",
-        "input_hash": "0" * 64,
-        "created_at": NOW,
-        "updated_at": NOW,
-        "timeout_seconds": 30,
-        "timeout_at": NOW + timedelta(seconds=30),
-        "wake_at": NOW,
-        "label": "a label",
-    }
-    model = Execution(**given)
-    values = sql.statements().new_execution(given)
+    execution_id = uuid.uuid4()
+    started = {"function_name": "f", "execution_name": "n", "label": "a label"}
+    values = sql.statements().new_execution(
+        execution_id=execution_id, payload="{}", digest="0" * 64, now=NOW, timeout_seconds=30, **started
+    )
+    model = Execution(
+        id=execution_id,
+        input="{}",
+        input_hash="0" * 64,
+        created_at=NOW,
+        updated_at=NOW,
+        timeout_seconds=30,
+        timeout_at=NOW + timedelta(seconds=30),
+        wake_at=NOW,
+        **started,
+    )
     assert values == {f.attname: getattr(model, f.attname) for f in Execution._meta.concrete_fields}
     assert values["status"] == ExecutionStatus.RUNNING
     assert values["invocation_count"] == 0
     with pytest.raises(TypeError, match="no field nonsense"):
-        sql.statements().new_execution({**given, "nonsense": 1})
+        sql.statements().new_execution(
+            execution_id=execution_id, payload="{}", digest="", now=NOW, timeout_seconds=30, nonsense=1, **started
+        )
 
 
 def test_a_records_copy_is_equal_and_independent():
