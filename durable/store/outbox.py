@@ -1,8 +1,9 @@
 """The event outbox's SQL: events written in the transaction of the change they tell of, one
 delivery row per (event, sink), and the delivery pass's claims, outcomes and clean-up.
 
-`write` runs inside the caller's transaction (each status write of the store calls it there);
-`statements` gives the same inserts as statements for PostgreSQL's one-query journal write.
+`write` (or `Prepared(...).write`, its rows made before the transaction) runs inside the
+caller's transaction (each status write of the store calls it there); `Prepared.statements`
+gives the same inserts as statements for PostgreSQL's one-query journal writes.
 Either way the deliveries are tried once the transaction commits (`durable.sinks`), and the
 workers' pass retries what that did not deliver: at least once, whatever dies when.
 """
