@@ -389,7 +389,6 @@ class SqlJournalStore:
         outbox event, in one transaction, with raw SQL: the ORM's insert machinery cost more than the database's
         work, on the path that starts every execution."""
         statements = sql.statements()
-        fields = statements.execution_fields
         params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
@@ -398,7 +397,7 @@ class SqlJournalStore:
             cursor.execute(statements.insert_execution, params)
             cursor.executemany(statements.insert_events(1), event_rows)
             outbox_rows.write()
-        return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
+        return statements.execution_from_values(values)
 
     def stop_execution(
         self,

@@ -377,7 +377,6 @@ class PostgresJournalStore(SqlJournalStore):
         if connection.in_atomic_block:
             return super().insert_execution(values, events, outbox)
         statements = sql.statements()
-        fields = statements.execution_fields
         params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
@@ -390,7 +389,7 @@ class PostgresJournalStore(SqlJournalStore):
         with connection.cursor() as cursor:
             _run(cursor, queries + outbox_queries, params + outbox_params)
         prepared.after_commit()
-        return Execution.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])
+        return statements.execution_from_values(values)
 
     @contextmanager
     def pipelined(self) -> Iterator[None]:

@@ -195,20 +195,27 @@ class Statements:
         unknown = given.keys() - self._execution_attnames
         if unknown:
             raise TypeError(f"executions have no field {', '.join(sorted(unknown))}")
-        columns = {
-            "id": execution_id,
-            "function_name": function_name,
-            "execution_name": execution_name,
-            "input": payload,
-            "input_hash": digest,
-            "created_at": now,
-            "updated_at": now,
-            "timeout_seconds": timeout_seconds,
-            "timeout_at": now + timedelta(seconds=timeout_seconds),
-            "wake_at": now,
-        }
-        given.update(columns)
+        given.update(
+            {
+                "id": execution_id,
+                "function_name": function_name,
+                "execution_name": execution_name,
+                "input": payload,
+                "input_hash": digest,
+                "created_at": now,
+                "updated_at": now,
+                "timeout_seconds": timeout_seconds,
+                "timeout_at": now + timedelta(seconds=timeout_seconds),
+                "wake_at": now,
+            }
+        )
         return {f.attname: given[f.attname] if f.attname in given else f.get_default() for f in self.execution_fields}
+
+    def execution_from_values(self, values: dict[str, Any]) -> Execution:
+        """The model of an execution just inserted from `values` (`new_execution`'s)."""
+        return Execution.from_db(
+            connection.alias, self._execution_attname_list, [values[n] for n in self._execution_attname_list]
+        )
 
     def execution_from_row(self, row: tuple[Any, ...]) -> Execution:
         """The model of an execution's row (its columns in `execution_fields`' order), its values
@@ -290,22 +297,17 @@ def records(rows: Iterable[Sequence[Any]]) -> Journal:
 
 
 _TEXT, _WHOLE, _MOMENT, _OTHER = range(4)
-_kinds: dict[Any, int] = {}
 
 
+@cache
 def _kind(field: Any) -> int:
-    kind = _kinds.get(field)
-    if kind is None:
-        if isinstance(field, (models.CharField, models.TextField)):
-            kind = _TEXT
-        elif isinstance(field, models.IntegerField):
-            kind = _WHOLE
-        elif isinstance(field, models.DateTimeField):
-            kind = _MOMENT
-        else:
-            kind = _OTHER
-        kind = _kinds[field] = kind
-    return kind
+    if isinstance(field, (models.CharField, models.TextField)):
+        return _TEXT
+    if isinstance(field, models.IntegerField):
+        return _WHOLE
+    if isinstance(field, models.DateTimeField):
+        return _MOMENT
+    return _OTHER
 
 
 def db_value(field: Any, value: Any) -> Any:
