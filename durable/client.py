@@ -33,6 +33,7 @@ from durable.redrive import failure_units
 from durable.state import OperationStatus
 from durable.storable import storable_json, unstorable_reason, utf8_size
 from durable.store import children, journal_store, sql
+from durable.store.base import CallbackOutcome
 from durable.timeline import OperationView, operation_views
 
 __all__ = [
@@ -342,9 +343,9 @@ def send_callback_failure(callback_id: str, error: BaseException | dict[str, Any
     )
 
 
-def _wake(operation: Any) -> None:
+def _wake(outcome: CallbackOutcome) -> None:
     """The completed callback's execution is due: dispatch it after the commit (not the sweep)."""
-    dispatch.on_commit_wake(str(operation.execution_id), operation.ended_at)
+    dispatch.on_commit_wake(outcome.execution_id, outcome.at)
 
 
 def send_callback_heartbeat(callback_id: str) -> None:

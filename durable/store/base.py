@@ -66,6 +66,16 @@ class NextLease:
         return self.params[4]
 
 
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """What a callback's completion (or heartbeat) wrote: its execution, the operation as it is
+    now, and the time read once the execution's row was held (the completion's `ended_at`)."""
+
+    execution_id: str
+    operation: OperationRecord
+    at: datetime
+
+
 log = logging.getLogger("durable.store")
 
 
@@ -116,7 +126,7 @@ class JournalStore(Protocol):
         result: str | None = None,
         error: dict[str, Any] | None = None,
         heartbeat: bool = False,
-    ) -> Operation: ...
+    ) -> CallbackOutcome: ...
 
     # The sweep.
     def due(self, now: datetime, limit: int) -> list[tuple[Any, datetime | None]]: ...
@@ -465,7 +475,7 @@ class SqlJournalStore:
         result: str | None = None,
         error: dict[str, Any] | None = None,
         heartbeat: bool = False,
-    ) -> Operation:
+    ) -> CallbackOutcome:
         """Complete (or, with `heartbeat`, extend) a pending callback and make its execution due.
 
         Whoever commits first wins: the time is read (`now()`) once this holds the execution's
@@ -473,40 +483,59 @@ class SqlJournalStore:
         comes after finds the callback completed (or its heartbeat deadline moved) and writes
         nothing. Raises CallbackNotFoundError, CallbackAlreadyCompletedError,
         CallbackExpiredError; in each case nothing is written.
+
+        Raw SQL from `sql.Statements`, in two batches (on PostgreSQL each one round trip): the
+        execution's row held and the operation read, then the writes.
         """
-        with transaction.atomic():
-            op = Operation.objects.filter(callback_id=callback_id).first()
-            if op is None:
-                raise CallbackNotFoundError(f"no callback with id {callback_id!r}")
-            # Lock order: the execution row first, as invocations do, then the operation.
-            running = _running().filter(pk=op.execution_id).update(updated_at=now())
+        statements = sql.statements()
+        ops = connection.ops
+        with transaction.atomic(), connection.cursor() as hold, connection.cursor() as read:
+            # Lock order: the execution's row first, as invocations do, then the operation, read
+            # by a statement that runs once the row is held (and sees what committed before).
+            with self.pipelined():
+                hold.execute(
+                    statements.hold_callback_execution,
+                    [ops.adapt_datetimefield_value(now()), callback_id, ExecutionStatus.RUNNING.value],
+                )
+                read.execute(statements.read_callback, [callback_id])
+            running = hold.fetchone()
+            row = read.fetchone()
             at = now()
-            op.refresh_from_db()
-            if op.status == OperationStatus.TIMED_OUT:
+            if row is None:
+                raise CallbackNotFoundError(f"no callback with id {callback_id!r}")
+            pk, record = row[0], next(iter(sql.records([row[1:]]).values()))
+            if record.status == OperationStatus.TIMED_OUT:
                 raise CallbackExpiredError(f"callback {callback_id!r} timed out before this arrived")
-            if op.status != OperationStatus.STARTED:
-                raise CallbackAlreadyCompletedError(f"callback {callback_id!r} was already completed ({op.status})")
-            if not running:
+            if record.status != OperationStatus.STARTED:
+                raise CallbackAlreadyCompletedError(
+                    f"callback {callback_id!r} was already completed ({record.status.value})"
+                )
+            if running is None:
                 raise CallbackNotFoundError(f"callback {callback_id!r} belongs to an execution that has ended")
-            for deadline in (op.callback_deadline, op.heartbeat_deadline):
+            for deadline in (record.callback_deadline, record.heartbeat_deadline):
                 if deadline is not None and at >= deadline:
                     raise CallbackExpiredError(f"callback {callback_id!r} expired at {deadline.isoformat()}")
-            record = sql.record(tuple(getattr(op, f) for f in sql.OPERATION_FIELDS))
+            execution_pk, names = running[0], (running[1], running[2])
+            execution_id = str(sql.execution_uuid(execution_pk))
             if heartbeat:
-                if op.heartbeat_seconds:
-                    op.heartbeat_deadline = at + timedelta(seconds=op.heartbeat_seconds)
-                    op.save(update_fields=["heartbeat_deadline"])
-                return op
-            op.status, op.result, op.error, op.ended_at = status, result, error, at
-            op.save(update_fields=["status", "result", "error", "ended_at"])
-            _running().filter(pk=op.execution_id).update(wake_at=at)
+                if record.heartbeat_seconds:
+                    extended = at + timedelta(seconds=record.heartbeat_seconds)
+                    hold.execute(statements.extend_callback, [ops.adapt_datetimefield_value(extended), pk])
+                    record = replace(record, heartbeat_deadline=extended)
+                return CallbackOutcome(execution_id, record, at)
+            moment = ops.adapt_datetimefield_value(at)
             event = callback_completed(
                 record, succeeded=status is OperationStatus.SUCCEEDED, has_result=result is not None, error=error, at=at
             )
-            self.append_events(str(op.execution_id), [event])
             ended = replace(record, status=status, result=result, error=error, ended_at=at)
-            outbox_store.write_operation_events(str(op.execution_id), [ended], at)
-        return op
+            outbox = outbox_store.Prepared(outbox_store.operation_events(execution_id, names, [ended], at))
+            with self.pipelined():
+                stored_error = None if error is None else sql.adapt_json(error)
+                hold.execute(statements.complete_callback, [status.value, result, stored_error, moment, pk])
+                hold.execute(statements.wake_execution, [moment, execution_pk])
+                hold.execute(statements.insert_events(1), sql.event_params(execution_pk, event, ops))
+                outbox.write()
+        return CallbackOutcome(execution_id, ended, at)
 
     # The sweep: range scans on indexes of RUNNING executions.
 

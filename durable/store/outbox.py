@@ -177,22 +177,29 @@ def write_operation_events(execution_id: str, records: Sequence[OperationRecord]
     callback sent or timed out, an invoked child's outcome), if the execution's function sends them."""
     if not records:
         return
-    row = Execution.objects.filter(pk=execution_id).values_list("function_name", "execution_name").first()
-    if row is None or not sends_operation_events(row[0]):
-        return
-    function_name, execution_name = row
-    write(
-        [
-            operation_change(
-                execution_id=str(execution_id),
-                function_name=function_name,
-                execution_name=execution_name,
-                operation=record,
-                at=record.ended_at or at,
-            )
-            for record in records
-        ]
-    )
+    names = Execution.objects.filter(pk=execution_id).values_list("function_name", "execution_name").first()
+    if names is not None:
+        write(operation_events(execution_id, names, records, at))
+
+
+def operation_events(
+    execution_id: str, names: tuple[str, str], records: Sequence[OperationRecord], at: datetime
+) -> list[OutboxRecord]:
+    """The events of `write_operation_events` for an execution whose (function name, execution
+    name) the caller has read: none if its function does not send them."""
+    function_name, execution_name = names
+    if not records or not sends_operation_events(function_name):
+        return []
+    return [
+        operation_change(
+            execution_id=str(execution_id),
+            function_name=function_name,
+            execution_name=execution_name,
+            operation=record,
+            at=record.ended_at or at,
+        )
+        for record in records
+    ]
 
 
 # The delivery pass.

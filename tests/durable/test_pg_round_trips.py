@@ -243,3 +243,37 @@ def test_a_lost_lease_at_an_end_that_watches_callbacks_writes_nothing():
         )
     kept = Execution.objects.get(pk=execution_id)
     assert (kept.lease_token, kept.status) == (fresh.token, "RUNNING")
+
+
+@pytest.mark.django_db(transaction=True)  # as a web request sends it: no test transaction around it
+def test_a_callback_completion_is_five_statements_the_row_held_before_the_callback_is_read():
+    """A sender's transaction, pinned: the execution's row held (found through the callback),
+    the callback read, its completion, the execution due, the event. Before raw SQL it was nine
+    ORM queries (the callback read twice, the execution's names read for the outbox once more);
+    on PostgreSQL the first two and the last three are each sent without waiting for a reply."""
+    clock = FakeClock()
+    with use_clock(clock):
+        execution_id = str(start_execution(awaits, {}).pk)
+        run_invocation(execution_id)
+        callback = Operation.objects.get(execution_id=execution_id, type="CALLBACK")
+        with CaptureQueriesContext(connection) as captured:
+            send_callback_success(callback.callback_id, '"yes"')
+    statements = [q["sql"] for q in captured.captured_queries if q["sql"] not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT")]
+    assert len(statements) == 5, statements
+    hold, read, complete, wake, event = statements
+    assert hold.startswith(f'UPDATE "{Execution._meta.db_table}"')
+    assert "RETURNING" in hold
+    assert read.startswith("SELECT")
+    assert f'FROM "{Operation._meta.db_table}"' in read
+    assert complete.startswith(f'UPDATE "{Operation._meta.db_table}"')
+    assert "SUCCEEDED" in complete
+    assert wake.startswith(f'UPDATE "{Execution._meta.db_table}"')
+    assert '"wake_at"' in wake
+    assert event.startswith('INSERT INTO "durable_historyevent"')
+    assert "CallbackSucceeded" in event
+    execution = Execution.objects.get(pk=execution_id)
+    assert execution.wake_at == clock.current  # due now
+    callback.refresh_from_db()
+    assert (callback.status, callback.result, callback.ended_at) == ("SUCCEEDED", '"yes"', clock.current)
+    assert run_invocation(execution_id).status == "SUCCEEDED"
+    assert json.loads(execution.__class__.objects.get(pk=execution_id).result) == '"yes"'
