@@ -402,6 +402,13 @@ def deliver_now(event_ids: Sequence[Any]) -> None:
         log.exception("events %s: delivery failed; the workers' pass will retry", list(event_ids))
 
 
+# The outbox's retention runs in this process's pass at most once per PURGE_EVERY (by the
+# engine's clock; again at once if the clock went back): its query cost 1.7 ms of the 7 ms an idle
+# sweep took on PostgreSQL, every second, for events that age by days.
+PURGE_EVERY = timedelta(seconds=60)
+_last_purge: datetime | None = None
+
+
 @dataclass
 class DeliveryReport:
     attempted: int = 0
@@ -413,8 +420,9 @@ class DeliveryReport:
 
 
 def deliver_due(*, limit: int | None = None, seconds: float | None = None) -> DeliveryReport:
-    """One pass: up to `limit` (EVENT_BATCH) due attempts, for at most about `seconds`; then the
-    outbox's retention (delivered events older than EVENT_RETENTION_SECONDS, one batch)."""
+    """One pass: up to `limit` (EVENT_BATCH) due attempts, for at most about `seconds`; then,
+    at most once per PURGE_EVERY, the outbox's retention (delivered events older than
+    EVENT_RETENTION_SECONDS, one batch)."""
     report = DeliveryReport()
     limit = int(conf.get("EVENT_BATCH")) if limit is None else limit
     deadline = time.monotonic() + (seconds if seconds is not None else float(conf.get("SWEEP_INTERVAL")))
@@ -428,8 +436,13 @@ def deliver_due(*, limit: int | None = None, seconds: float | None = None) -> De
         if not _attempt(claim, sinks):
             report.retry_later += 1
             down.append(claim.sink)  # one probe per pass while a sink is failing
-    retention = float(conf.get("EVENT_RETENTION_SECONDS"))
-    report.purged = store.purge_delivered(clock.now() - timedelta(seconds=retention), limit)
+    now = clock.now()
+    global _last_purge
+    if _last_purge is None or not _last_purge <= now < _last_purge + PURGE_EVERY:
+        retention = float(conf.get("EVENT_RETENTION_SECONDS"))
+        report.purged = store.purge_delivered(now - timedelta(seconds=retention), limit)
+        # A full batch: more are due, the next pass purges again.
+        _last_purge = None if report.purged >= limit else now
     return report
 
 

@@ -264,6 +264,8 @@ def claim(
         due = due.filter(event_id__in=list(event_ids))
     if skip_sinks:
         due = due.exclude(sink__in=list(skip_sinks))
+    if not due.exists():
+        return None  # most passes: a plain read, without a transaction (or SQLite's writers' lock)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             due = due.select_for_update(skip_locked=True)

@@ -5,6 +5,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from durable import sinks
 from durable.client import invoked_execution_ids, redrive_execution, start_execution, stop_execution
@@ -316,6 +318,34 @@ def test_delivered_events_are_deleted_after_the_retention_period(settings):
     assert purged == 2
     assert events_of(kept.execution_id) == []
     assert len(events_of(failed.execution_id)) == 2  # a failed delivery keeps its event
+
+
+def test_the_outbox_retention_runs_at_most_once_a_minute_unless_a_batch_was_full(settings):
+    """Its query ran in every pass (every second); delivered events age by days."""
+    settings.DURABLE = {**settings.DURABLE, "EVENT_RETENTION_SECONDS": 3600}
+
+    def one_pass() -> tuple[int, int]:
+        """(events purged, retention queries run) by a pass that purges one event at most."""
+        with CaptureQueriesContext(connection) as captured:
+            report = sinks.deliver_due(limit=1)
+        return report.purged, sum("DISTINCT" in q["sql"] for q in captured.captured_queries)
+
+    with DurableTestRunner(event_workflows.outcome) as runner:
+        runner.run(json.dumps({}))
+        runner.run(json.dumps({}))
+        assert OutboxEvent.objects.count() == 4  # each run's start and end
+        clock = runner.clock
+        clock.advance_to(clock.current + timedelta(days=1))
+        # A full batch (one event) leaves the next pass to purge again at once; the first pass
+        # that finds fewer is the minute's last.
+        assert [one_pass() for _ in range(6)] == [(1, 1)] * 4 + [(0, 1), (0, 0)]
+        clock.advance_to(clock.current + timedelta(seconds=59))
+        assert one_pass() == (0, 0)
+        clock.advance_to(clock.current + timedelta(seconds=1))
+        assert one_pass() == (0, 1)
+        clock.current -= timedelta(hours=1)  # a clock set back: at once
+        assert one_pass() == (0, 1)
+    assert OutboxEvent.objects.count() == 0
 
 
 def test_bad_sink_settings_are_refused_by_name(settings):

@@ -102,3 +102,21 @@ def test_the_sweep_times_out_late_callbacks_and_executions():
         result = runner.wait_for_result(late_callback)
     assert result.status == "FAILED"
     assert result.error["ErrorType"] == "CallbackTimeoutError"
+
+
+@pytest.mark.django_db(transaction=True)  # as in a worker: no test transaction around it
+def test_a_sweep_with_nothing_to_do_opens_no_transaction():
+    """Most sweeps find nothing: their reads take no writer's lock (SQLite's BEGIN IMMEDIATE) and
+    no transaction (PostgreSQL's BEGIN, SELECT ... FOR UPDATE, COMMIT), each second. Before, the
+    time-out claim and the outbox's claim each opened one."""
+    from durable.sweep import deliver_events
+
+    make_waiting(50)
+    with CaptureQueriesContext(connection) as captured:
+        report = sweep()
+        report.events = deliver_events()
+    assert not report.acted
+    statements = [q["sql"].upper() for q in captured.captured_queries]
+    assert statements, "the sweep read nothing"
+    assert all(s.startswith("SELECT") for s in statements), statements
+    assert not any("FOR UPDATE" in s for s in statements), statements
