@@ -42,27 +42,53 @@ log = logging.getLogger("durable.worker")
 # waiting in the queue or running, save the job's hash as RQ would and push its id, and register
 # the queue, as RQ's unique enqueue does in three round trips per job. A job whose hash exists is
 # waiting or running, unless RQ failed it or its id sits in the intermediate queue: a worker took
-# it and has not taken the lease yet (the sweep only re-dispatches executions whose lease is free),
-# so that worker was killed, or is about to run it and a second delivery is harmless (the lease
-# decides). Such a job is moved back to the queue at once instead of waiting REDISPATCH_GRACE.
+# it and has not taken the lease yet (the sweep only re-dispatches executions whose lease is free).
+# That worker is about to take it (a few milliseconds: it took the job as its last write began,
+# or has just taken it), or it was killed. Taking the job back at first sight made every sweep
+# that fell in those milliseconds deliver the job twice (the lease decided, but the second copy
+# was a job run for nothing, and a worker sweeping in a thread of its own met it at its first
+# job); so the first sight is only recorded (when, in a hash beside the intermediate queue), and
+# the job is taken back (moved to the queue) only when seen there again TAKEN_STUCK_MS later
+# (the next sweep), long before REDISPATCH_GRACE. The hash is bounded: past 10,000 entries it
+# starts again (a stuck job is then taken back one sweep later).
 # An RQ internal: the job hash and the rq:queues registry as RQ writes them (checked against rq
 # 3.0.0); the hash's fields come from RQ's own Job.to_dict, so only the layout is assumed.
 # KEYS: rq:queues, the queue's key, its intermediate queue's key.
 # ARGV: then per job: its key, its id, n, n field/value pairs.
 # MAY_QUEUE, the test above, is shared with the timer mover's script (`durable.rq.timers`) and
 # _MISSING; `take` removes the id from the intermediate queue (to queue the job again), else the
-# test only looks.
+# test only looks (and records a first sight).
+TAKEN_STUCK_MS = 2000
 MAY_QUEUE = """
 local function may_queue(intermediate, key, id, take)
-  local taken
-  if take then
-    taken = redis.call('LREM', intermediate, 1, id) > 0
-  else
-    taken = redis.call('LPOS', intermediate, id)
+  if redis.call('LPOS', intermediate, id) then
+    local seen = 'durable:taken-seen:' .. intermediate
+    local now = redis.call('TIME')
+    local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+    local first = tonumber(redis.call('HGET', seen, id))
+    if not first then
+      if redis.call('HLEN', seen) >= 10000 then redis.call('DEL', seen) end
+      redis.call('HSET', seen, id, string.format('%d', ms))
+      redis.call('PEXPIRE', seen, 600000)
+      return false
+    end
+    if ms - first < STUCK_MS then return false end
+    if take then
+      redis.call('LREM', intermediate, 1, id)
+      redis.call('HDEL', seen, id)
+    end
+    return true
   end
-  return taken or redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
+  return redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
 end
-"""
+""".replace("STUCK_MS", str(TAKEN_STUCK_MS))
+
+
+def taken_seen_key(intermediate_queue_key: str) -> str:
+    """Where MAY_QUEUE records when it first saw a job in the intermediate queue."""
+    return f"durable:taken-seen:{intermediate_queue_key}"
+
+
 _ENQUEUE = (
     MAY_QUEUE
     + """

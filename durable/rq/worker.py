@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import redis
 from django.db import close_old_connections, connections
 from rq import SimpleWorker, Worker
-from rq.exceptions import NoSuchJobError, StopRequested
+from rq.exceptions import NoSuchJobError
 from rq.utils import as_text
 from rq.worker import WorkerStatus
 
@@ -49,8 +50,8 @@ def wait_for_redis(connection: Any) -> None:
 
 
 class SweepingWorkerMixin:
-    """Runs the engine's sweep between jobs (and while a long job runs) whenever it gets the sweep
-    lock, and rides out a Redis outage instead of quitting.
+    """Runs the engine's sweep in a thread of its own (the sweeper) whenever it gets the sweep
+    lock, beside the jobs, and rides out a Redis outage instead of quitting.
 
     RQ 3.0's `Worker.work` (checked against 3.0.0) retries only its blocking dequeue on a Redis
     connection error; one raised by its heartbeats, suspension check, maintenance or state writes
@@ -69,6 +70,7 @@ class SweepingWorkerMixin:
         super().__init__(*args, **kwargs)
         self._last_sweep = 0.0
         self._last_purge = 0.0
+        self._stop_sweeping = threading.Event()
         self._redis = Backoff("Redis", log)
         self._loop_at = time.monotonic()  # when the work loop last came round (its heartbeat)
 
@@ -84,11 +86,31 @@ class SweepingWorkerMixin:
         poller.start()
         heartbeat = liveness.Heartbeat(conf.get("WORKER_HEARTBEAT_FILE"), self.answering)
         heartbeat.start()
+        self._stop_sweeping.clear()
+        sweeper = threading.Thread(target=self._sweep_until_stopped, name="durable-sweep", daemon=True)
+        sweeper.start()
         try:
             return bool(super().work(*args, **kwargs))  # type: ignore[misc]
         finally:
             heartbeat.stop()
             poller.stop()
+            self._stop_sweeping.set()
+            sweeper.join(SWEEP_JOIN_SECONDS)  # a sweep under way ends first (its writes are short)
+
+    def _sweep_until_stopped(self) -> None:
+        """The sweeper thread: the sweep (and the purge) whenever this worker gets their locks,
+        off the work loop, with database connections of its own. In the loop, a lone worker took
+        no job while it swept (3 to 27 ms about once a second in the bench), and a burst of
+        timers due then was as late as the sweep was long (the README's "Against DBOS")."""
+        try:
+            while not self._stop_sweeping.wait(max(0.0, self._last_sweep + lock_try_seconds() - time.monotonic())):
+                try:
+                    self.sweep()
+                    self.purge()
+                except Exception:  # each logs its own failures; this thread must go on
+                    log.exception("sweeper thread: unexpected failure; will try again")
+        finally:
+            connections.close_all()  # this thread's own
 
     def answering(self) -> bool:
         """Whether the work loop came round lately, or an invocation is running (for liveness)."""
@@ -97,8 +119,8 @@ class SweepingWorkerMixin:
 
     @property
     def dequeue_timeout(self) -> int:
-        # Wake up between jobs often enough to try for the sweep lock on time (RQ's own dequeue).
-        return max(1, int(lock_try_seconds()))
+        # Wake up between jobs every second (RQ's own dequeue): heartbeats, RQ's maintenance.
+        return 1
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while True:
@@ -139,27 +161,18 @@ class SweepingWorkerMixin:
         except REDIS_OUTAGE as exc:
             log.warning("suspension check skipped: Redis unavailable (%s)", exc)
 
-    @property
-    def should_run_maintenance_tasks(self) -> bool:
-        return self._sweep_due() or super().should_run_maintenance_tasks  # type: ignore[misc]
-
     def run_maintenance_tasks(self) -> None:
-        if self._sweep_due():
-            self.sweep()
-            self.purge()
-        if super().should_run_maintenance_tasks:  # type: ignore[misc]
-            try:
-                super().run_maintenance_tasks()  # type: ignore[misc]
-            except REDIS_OUTAGE as exc:
-                log.warning("RQ maintenance skipped: Redis unavailable (%s)", exc)
+        # RQ's own (registries, every 30 s); the sweep is the sweeper thread's.
+        try:
+            super().run_maintenance_tasks()  # type: ignore[misc]
+        except REDIS_OUTAGE as exc:
+            log.warning("RQ maintenance skipped: Redis unavailable (%s)", exc)
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         try:
             super().maintain_heartbeats(job, execution)  # type: ignore[misc]
         except REDIS_OUTAGE as exc:
             log.warning("job heartbeat skipped: Redis unavailable (%s)", exc)
-        if self._sweep_due():
-            self.sweep()
 
     def set_shutdown_requested_date(self) -> None:
         # Called by the stop signal's handler, maybe in the middle of an invocation: never raise.
@@ -174,12 +187,10 @@ class SweepingWorkerMixin:
         except REDIS_OUTAGE as exc:
             log.warning("could not record the worker's end in Redis (%s); it expires there", exc)
 
-    def _sweep_due(self) -> bool:
-        # Try for the sweep lock several times per interval: it is free again within one
-        # interval of its last sweep, even if that sweeper died (durable.sweep explains).
-        return time.monotonic() - self._last_sweep >= lock_try_seconds()
-
     def sweep(self) -> None:
+        """One try for the sweep lock and, if taken, a sweep (the sweeper thread's). It tries
+        several times per interval: the lock is free again within one interval of its last sweep,
+        even if that sweeper died (durable.sweep explains)."""
         self._last_sweep = time.monotonic()
         try:
             report = sweep_with_lock(self.connection, periodic=True)
@@ -187,8 +198,6 @@ class SweepingWorkerMixin:
                 log.info("sweep: %s", report)
         except DATABASE_OUTAGE as exc:
             log.warning("sweep failed: the database is unreachable (%s); will try again", one_line(exc))
-        except StopRequested:
-            raise  # SIGTERM while idle, mid-sweep: RQ's work loop ends on it (swallowed, the worker never stopped)
         except Exception:
             log.exception("sweep failed; will try again")
         finally:
@@ -241,8 +250,10 @@ class _Nudge:
         return (execution_of(self.id),)
 
 
-# How long the fast path blocks for a job at most before it checks for maintenance (the sweep).
+# How long the fast path blocks for a job at most before it checks for maintenance (RQ's own).
 FAST_WAIT_SECONDS = 1.0
+# How long a stopping worker waits for its sweeper thread's sweep under way to end.
+SWEEP_JOIN_SECONDS = 10.0
 # How long it waits before it records held delivery marks and says it is idle.
 BRIEF_WAIT_SECONDS = 0.05
 # Worker heartbeats and the suspension check need not run per job: RQ's worker ttl is minutes.
@@ -318,11 +329,11 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             if found is not None or timeout is None:  # timeout None: burst mode, done
                 return found
             # Nothing queued: wait for the next job with one blocking call (RQ's own wait costs a
-            # few round trips, a job hash read and a log line per job), no longer than until the
-            # next try for the sweep lock. Held delivery marks (durable.sinks) are recorded if
+            # few round trips, a job hash read and a log line per job), no longer than a second
+            # (heartbeats, RQ's maintenance). Held delivery marks (durable.sinks) are recorded if
             # the wait lasts: with more workers than the jobs keep busy, each found the queue
             # empty between two jobs and made an UPDATE of one or two marks each time.
-            longest = min(FAST_WAIT_SECONDS, lock_try_seconds())
+            longest = FAST_WAIT_SECONDS
             if (found := self._wait_for_job(queue, min(BRIEF_WAIT_SECONDS, longest))) is not None:
                 return found
             sinks.flush_marks()
@@ -363,6 +374,10 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if not found:
             return None
         if not found[1]:
+            # The next request drops its id from the intermediate queue, where nothing else
+            # would: a job delivered twice (its id queued again while the first copy ran) is
+            # gone once that copy finished.
+            self._finished_job, self._finished_queue = as_text(found[0]), queue
             return False
         if isinstance(found[1], int):
             return _Nudge(as_text(found[0])), queue
@@ -464,6 +479,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         try:
             job = self.job_class.fetch(job_id_, connection=self.connection, serializer=self.serializer)
         except NoSuchJobError:
+            self.connection.lrem(queue.intermediate_queue_key, 1, job_id_)  # as `_job_from` does
             return None
         job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
         return job, queue

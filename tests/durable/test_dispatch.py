@@ -12,7 +12,7 @@ from django.db import transaction
 
 from durable import clock
 from durable.client import start_execution
-from durable.rq.dispatch import dispatch
+from durable.rq.dispatch import dispatch, taken_seen_key
 from durable.rq.jobs import job_id, queue, timers_key
 from durable.rq.timers import TIMER_LOCK_KEY, TimerPoller, release_due_timers
 from durable.runtime import default_owner
@@ -274,9 +274,49 @@ def test_a_wake_up_taken_by_a_worker_that_died_before_its_lease_is_queued_again(
     # the job's hash remains, which alone would absorb the sweep's re-dispatch of the wake-up.
     assert connection.lmove(queue().key, queue().intermediate_queue_key) == wake_up.encode()
     assert queued_ids() == []
+    # Seen there the first time, it is left to the worker that took it (which would take its
+    # lease within milliseconds), and again until TAKEN_STUCK_MS have passed since.
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0
+    assert queued_ids() == []
+    seen_long_ago(connection, wake_up)
     assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 1
     assert queued_ids() == [wake_up]
+    assert connection.llen(queue().intermediate_queue_key) == 0
+    assert not connection.hexists(taken_seen_key(queue().intermediate_queue_key), wake_up)
     assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0  # waiting in the queue: absorbed
+
+
+def seen_long_ago(connection, wake_up: str) -> None:
+    """As if the sweep had first seen `wake_up` in the intermediate queue a while ago."""
+    from durable.rq.dispatch import TAKEN_STUCK_MS
+
+    seen = taken_seen_key(queue().intermediate_queue_key)
+    first = int(connection.hget(seen, wake_up))
+    connection.hset(seen, wake_up, first - TAKEN_STUCK_MS - 1)
+
+
+def test_a_sweep_in_the_moment_a_worker_takes_a_job_delivers_it_once(redis_dispatch):
+    """A job a worker has just taken (in the intermediate queue, its lease not yet taken) is not
+    queued again by a sweep or a nudge that comes then: it was, the job ran twice."""
+    from durable.rq.dispatch import TAKEN_STUCK_MS, enqueue_wake_ups
+
+    execution = start_execution(workflows.three_steps, {})
+    wake_up = job_id(str(execution.pk), execution.wake_at)
+    connection = queue().connection
+    assert connection.lmove(queue().key, queue().intermediate_queue_key) == wake_up.encode()
+    # Seen by every path that may queue it: the enqueue, the batch check and the timer mover.
+    many = [(str(execution.pk), wake_up)] * 8
+    assert enqueue_wake_ups(many) == 0
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0
+    connection.zadd(timers_key(queue().name), {wake_up: 0})
+    release_due_timers(connection)
+    assert queued_ids() == []
+    assert [i.decode() for i in connection.lrange(queue().intermediate_queue_key, 0, -1)] == [wake_up]
+    # What counts is the first sight, in Redis's own time, not the last.
+    seen = int(connection.hget(taken_seen_key(queue().intermediate_queue_key), wake_up))
+    seconds, micros = connection.time()
+    assert 0 <= seconds * 1000 + micros // 1000 - seen < TAKEN_STUCK_MS
 
 
 def test_many_wake_ups_go_to_redis_in_one_round_trip_and_queued_ones_are_not_repeated(redis_dispatch, monkeypatch):
@@ -396,8 +436,12 @@ def test_a_large_batch_builds_and_sends_only_the_jobs_missing_from_redis(redis_d
     original = _JobHash.fields
     monkeypatch.setattr(_JobHash, "fields", lambda self, e, **k: (built.append(e), original(self, e, **k))[1])
 
-    assert enqueue_wake_ups(wake_ups) == 3
-    assert sorted(built) == sorted([lost[0], taken[0], failed[0]])
+    assert enqueue_wake_ups(wake_ups) == 2  # the taken one: at its first sight, left alone
+    assert sorted(built) == sorted([lost[0], failed[0]])
+    built.clear()
+    seen_long_ago(connection, taken[1])
+    assert enqueue_wake_ups(wake_ups) == 1
+    assert built == [taken[0]]
     assert sorted(queued_ids()) == sorted(j for _, j in wake_ups)
     assert connection.llen(queue().intermediate_queue_key) == 0
     assert queue().fetch_job(failed[1]).get_status() == "queued"

@@ -243,3 +243,27 @@ def test_a_worker_leaving_a_job_taken_early_puts_it_back_and_lets_its_lease_go(r
     row = Execution.objects.get(pk=second)
     assert (row.lease_token, row.lease_owner, row.invocation_count, row.consecutive_deaths) == (None, None, 0, 0)
     assert run_invocation(second).status == "SUCCEEDED"
+
+
+def test_a_job_whose_hash_is_gone_leaves_nothing_in_the_intermediate_queue(redis_dispatch):
+    """A job id queued with no hash (delivered twice and the first copy finished, cancelled, or
+    expired) is skipped, and its id dropped from RQ's intermediate queue, where nothing else
+    would: the fast path's request and the blocking wait alike."""
+    ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(2)]
+    q = queue()
+    redis = redis_dispatch.client()
+    queued = [job_id.decode() for job_id in redis.lrange(q.key, 0, -1)]
+    # The first job's hash gone, a plain RQ job id with no hash too, each queued again.
+    redis.delete(q.job_class.key_for(queued[0]))
+    redis.rpush(q.key, queued[0], "not-a-durable-job")
+    run_worker(redis_dispatch.url, "DurableWorker([q], connection=q.connection).work(burst=True)")
+    assert Execution.objects.get(pk=ids[1]).status == "SUCCEEDED"
+    assert redis.llen(q.key) == 0
+    assert redis.llen(q.intermediate_queue_key) == 0
+    # Waiting for a job: an id with no hash comes while the worker waits.
+    from durable.rq.worker import DurableWorker
+
+    worker = DurableWorker([q], connection=q.connection)
+    redis.rpush(q.key, "not-a-durable-job")
+    assert worker._wait_for_job(q, 0.1) is None
+    assert redis.llen(q.intermediate_queue_key) == 0
