@@ -25,8 +25,9 @@ from durable.runtime import run_invocation
 log = logging.getLogger("durable.worker")
 
 JOB_PREFIX = "durable-"
-# A finished job is deleted at once, so a later dispatch of the same wake-up is never blocked;
-# a failed one stays a minute for inspection (its execution is re-dispatched under a new id).
+# RQ's forking worker deletes a finished job at once (the in-process worker's fast path keeps its
+# hash FINISHED_JOB_KEEP_MS, durable.rq.worker, to absorb a sweep's late re-dispatch); a failed
+# one stays a minute for inspection (its execution is re-dispatched under a new id).
 JOB_RESULT_TTL = 0
 JOB_FAILURE_TTL = 60
 # A job that arrives a little before its wake-up (another machine's clock, say) naps until due.

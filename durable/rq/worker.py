@@ -220,15 +220,25 @@ class SweepingWorkerMixin:
             close_old_connections()
 
 
-# One round trip per invocation job: drop the job just finished (from RQ's intermediate queue,
-# and its hash), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
+# How long a finished invocation job's hash outlives it (the fast path's; RQ's forking worker
+# deletes it at once, JOB_RESULT_TTL). A sweep reads the executions that are due, then queues
+# their wake-ups unless their jobs' hashes exist: one that a worker ran to its end in between,
+# its hash deleted at once, was queued again and ran for nothing (with the sweep in a thread
+# beside the jobs, a lone worker met it at its first job). Kept this long, the hash absorbs that
+# late re-dispatch. Shorter than EARLY_TOLERANCE (durable.rq.jobs): a wake-up dispatched again
+# under the same id on purpose (a job that came too early re-schedules its own timer) comes due
+# after the hash is gone.
+FINISHED_JOB_KEEP_MS = 1000
+
+# One round trip per invocation job: drop the job just finished (from RQ's intermediate queue;
+# its hash expires), move the next job id to the intermediate queue, as RQ's LMOVE does, and read
 # its hash; for our own invocation jobs (ids starting with ARGV[3], JOB_PREFIX), whose id says all, only whether the
 # hash still exists (a cancelled or expired job has none). RQ's own dequeue costs a dozen round
 # trips (heartbeats, state, suspension check, LMOVE, HGETALL, cleanup pipeline).
 _NEXT_JOB = """
 if ARGV[1] ~= '' then
   redis.call('LREM', KEYS[2], 1, ARGV[1])
-  redis.call('DEL', ARGV[2] .. ARGV[1])
+  redis.call('PEXPIRE', ARGV[2] .. ARGV[1], ARGV[4])
 end
 local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
 if not id then return false end
@@ -389,7 +399,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
     def _next_job_arguments(self, queue: Any, finished: str) -> tuple[list[str], list[str]]:
         """The keys and arguments of the fast path's script (_NEXT_JOB)."""
         keys = [queue.key, queue.intermediate_queue_key]
-        return keys, [finished, self.job_class.redis_job_namespace_prefix, JOB_PREFIX]
+        return keys, [finished, self.job_class.redis_job_namespace_prefix, JOB_PREFIX, str(FINISHED_JOB_KEEP_MS)]
 
     def _take_next_early(self) -> Callable[[], str | None] | None:
         """The running invocation begins its last write: send the fast path's next-job request
@@ -549,7 +559,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if finished is not None:
             with self.connection.pipeline() as pipeline:
                 pipeline.lrem(self._finished_queue.intermediate_queue_key, 1, finished)
-                pipeline.delete(self.job_class.key_for(finished))
+                pipeline.pexpire(self.job_class.key_for(finished), FINISHED_JOB_KEEP_MS)
                 pipeline.execute()
 
     def work(self, *args: Any, **kwargs: Any) -> bool:

@@ -45,19 +45,7 @@ def run_worker(redis_url: str, script: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def swept_elsewhere(redis_dispatch) -> None:
-    """As if another worker had just swept: the worker's sweeper thread sweeps not during the
-    test. These tests count the jobs exactly, and a sweep beside them may queue a wake-up again
-    that it read as due just before the worker ran it (the copy finds its execution ended and does
-    nothing: the README's sweep section); with the sweep in the work loop, a lone worker never met
-    its own."""
-    from durable.sweep import LOCK_KEY
-
-    redis_dispatch.client().set(LOCK_KEY, "done elsewhere:1", px=120_000)
-
-
 def test_the_next_job_is_asked_for_before_each_last_write_and_nothing_is_left_behind(redis_dispatch):
-    swept_elsewhere(redis_dispatch)
     ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(6)]
     done = run_worker(
         redis_dispatch.url,
@@ -84,11 +72,14 @@ def test_the_next_job_is_asked_for_before_each_last_write_and_nothing_is_left_be
     q = queue()
     assert redis.llen(q.key) == 0
     assert redis.llen(q.intermediate_queue_key) == 0  # every job's records finished
-    assert not redis.keys(f"{q.job_class.redis_job_namespace_prefix}*")
+    # Their hashes expire within FINISHED_JOB_KEEP_MS (a late re-dispatch is absorbed meanwhile).
+    from durable.rq.worker import FINISHED_JOB_KEEP_MS
+
+    left = redis.keys(f"{q.job_class.redis_job_namespace_prefix}*")
+    assert all(0 < redis.pttl(key) <= FINISHED_JOB_KEEP_MS for key in left), [redis.pttl(k) for k in left]
 
 
 def test_a_worker_stopped_during_an_invocation_puts_the_job_it_took_early_back(redis_dispatch):
-    swept_elsewhere(redis_dispatch)
     stopping = str(start_execution(workflows.stops_its_worker, {}).pk)
     waiting = str(start_execution(workflows.three_steps, {}).pk)
     q = queue()
@@ -190,7 +181,6 @@ def test_a_worker_records_held_marks_only_once_its_wait_for_a_job_lasts(redis_di
 def test_a_worker_runs_each_next_job_under_the_lease_its_last_write_took(redis_dispatch):
     """Each invocation's last write takes the lease of the job the early request took, and the
     next invocation uses it: one lease taken on its own for a burst of queued jobs."""
-    swept_elsewhere(redis_dispatch)
     ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(6)]
     done = run_worker(
         redis_dispatch.url,
@@ -263,7 +253,6 @@ def test_a_job_whose_hash_is_gone_leaves_nothing_in_the_intermediate_queue(redis
     """A job id queued with no hash (delivered twice and the first copy finished, cancelled, or
     expired) is skipped, and its id dropped from RQ's intermediate queue, where nothing else
     would: the fast path's request and the blocking wait alike."""
-    swept_elsewhere(redis_dispatch)
     ids = [str(start_execution(workflows.three_steps, {}).pk) for _ in range(2)]
     q = queue()
     redis = redis_dispatch.client()
@@ -282,3 +271,33 @@ def test_a_job_whose_hash_is_gone_leaves_nothing_in_the_intermediate_queue(redis
     redis.rpush(q.key, "not-a-durable-job")
     assert worker._wait_for_job(q, 0.1) is None
     assert redis.llen(q.intermediate_queue_key) == 0
+
+
+def test_a_wake_up_dispatched_again_just_after_its_job_ran_is_absorbed(redis_dispatch):
+    """A sweep that read an execution as due, then queued its wake-up after a worker ran its job
+    to the end, queued it again (a job run for nothing): the finished job's hash now outlives it
+    FINISHED_JOB_KEEP_MS, so that late re-dispatch is absorbed; after that, the same wake-up may be
+    queued again (a job that came too early re-schedules its own timer under the same id)."""
+    from durable.rq.dispatch import enqueue_wake_ups
+    from durable.rq.jobs import job_id
+    from durable.rq.worker import FINISHED_JOB_KEEP_MS, DurableWorker
+    from durable.runtime import run_invocation
+
+    q = queue()
+    redis = redis_dispatch.client()
+    worker = DurableWorker([q], connection=q.connection)
+    worker._last_sweep = time.monotonic() + 3600
+    execution = start_execution(workflows.three_steps, {})
+    wake_up = job_id(str(execution.pk), execution.wake_at)
+    taken = worker._take_next_job(q)
+    assert taken is not None
+    assert taken[0].id == wake_up
+    assert run_invocation(str(execution.pk)).status == "SUCCEEDED"
+    worker._finished_job, worker._finished_queue = wake_up, q  # as execute_job leaves it
+    assert worker._take_next_job(q) is None  # its records finished: out of the intermediate queue
+    assert redis.llen(q.intermediate_queue_key) == 0
+    assert 0 < redis.pttl(q.job_class.key_for(wake_up)) <= FINISHED_JOB_KEEP_MS
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 0  # the sweep's late re-dispatch
+    assert redis.llen(q.key) == 0
+    time.sleep(FINISHED_JOB_KEEP_MS / 1000 + 0.1)
+    assert enqueue_wake_ups([(str(execution.pk), wake_up)]) == 1
