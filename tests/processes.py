@@ -46,6 +46,21 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{auth}{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
 
 
+def run_engine_script(script: str, redis_url: str, settings_dict: dict) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a Python process of its own, on the engine's test settings, the database
+    of `settings_dict` (the test one) and the Redis at `redis_url`; it must exit 0 (its stderr
+    is the assertion's message). Returns what it printed."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.durable.settings",
+        "DATABASE_URL": database_url(settings_dict),
+        "REDIS_URL": redis_url,
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

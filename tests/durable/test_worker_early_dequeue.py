@@ -3,9 +3,7 @@
 told to stop meanwhile puts the job it took back at the head of the queue. Real worker
 processes on a real Redis."""
 
-import os
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -16,18 +14,12 @@ from durable.client import start_execution
 from durable.models import Execution
 from durable.rq.jobs import queue
 from tests import workflows
-from tests.processes import database_url
+from tests.processes import run_engine_script
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
 
 def run_worker(redis_url: str, script: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.durable.settings",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": redis_url,
-    }
     prelude = textwrap.dedent(
         """
         import django
@@ -38,11 +30,7 @@ def run_worker(redis_url: str, script: str) -> subprocess.CompletedProcess[str]:
         q = queue()
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", prelude + textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done
+    return run_engine_script(prelude + textwrap.dedent(script), redis_url, connection.settings_dict)
 
 
 def test_the_next_job_is_asked_for_before_each_last_write_and_nothing_is_left_behind(redis_dispatch):

@@ -1,9 +1,6 @@
 """A worker keeps what it holds once set up out of the garbage collector's way (gc.freeze)."""
 
 import gc
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -12,7 +9,7 @@ from django.db import connection
 from durable.client import start_execution
 from durable.models import Execution
 from tests import workflows
-from tests.processes import database_url
+from tests.processes import run_engine_script
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -31,14 +28,7 @@ def test_a_worker_freezes_what_it_holds_then_runs_its_jobs(redis_dispatch):
         print(gc.get_freeze_count())
         """
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.durable.settings",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": redis_dispatch.url,
-    }
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = run_engine_script(script, redis_dispatch.url, connection.settings_dict)
     frozen = int(done.stdout.strip().splitlines()[-1])
     assert frozen > 50_000  # Django and the engine's modules, at least
     assert Execution.objects.get(pk=execution.pk).status == "SUCCEEDED"

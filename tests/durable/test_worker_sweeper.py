@@ -3,9 +3,6 @@ worker took no job for the 3 to 27 ms a sweep lasted, about once a second, and a
 due then was as late as the sweep was long)."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +11,7 @@ from django.db import connection
 from durable.client import start_execution
 from durable.models import Execution
 from tests import workflows
-from tests.processes import database_url
+from tests.processes import run_engine_script
 
 pytestmark = [pytest.mark.processes, pytest.mark.django_db(transaction=True)]
 
@@ -48,14 +45,7 @@ SCRIPT = textwrap.dedent(
 
 def test_a_job_queued_while_the_worker_sweeps_runs_at_once(redis_dispatch):
     execution = start_execution(workflows.three_steps, {})
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.durable.settings",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": redis_dispatch.url,
-    }
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = run_engine_script(SCRIPT, redis_dispatch.url, connection.settings_dict)
     sweeps = json.loads(done.stdout.strip().splitlines()[-1])
     ended = Execution.objects.get(pk=execution.pk)
     assert ended.status == "SUCCEEDED"
