@@ -59,10 +59,11 @@ log = logging.getLogger("durable.worker")
 # _MISSING; `take` removes the id from the intermediate queue (to queue the job again), else the
 # test only looks (and records a first sight).
 TAKEN_STUCK_MS = 2000
+TAKEN_SEEN_PREFIX = "durable:taken-seen:"
 MAY_QUEUE = """
 local function may_queue(intermediate, key, id, take)
   if redis.call('LPOS', intermediate, id) then
-    local seen = 'durable:taken-seen:' .. intermediate
+    local seen = 'TAKEN_SEEN_PREFIX' .. intermediate
     local now = redis.call('TIME')
     local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
     local first = tonumber(redis.call('HGET', seen, id))
@@ -81,12 +82,12 @@ local function may_queue(intermediate, key, id, take)
   end
   return redis.call('EXISTS', key) == 0 or redis.call('HGET', key, 'status') == 'failed'
 end
-""".replace("STUCK_MS", str(TAKEN_STUCK_MS))
+""".replace("STUCK_MS", str(TAKEN_STUCK_MS)).replace("TAKEN_SEEN_PREFIX", TAKEN_SEEN_PREFIX)
 
 
 def taken_seen_key(intermediate_queue_key: str) -> str:
     """Where MAY_QUEUE records when it first saw a job in the intermediate queue."""
-    return f"durable:taken-seen:{intermediate_queue_key}"
+    return f"{TAKEN_SEEN_PREFIX}{intermediate_queue_key}"
 
 
 _ENQUEUE = (
