@@ -18,6 +18,7 @@ Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -172,7 +173,7 @@ def main() -> None:
                     timers.append(str(start_execution(workflows.timer, {"seconds": 2}).pk))
                     time.sleep(args.timer_spacing)
                 wait_until(lambda timers=timers: all_done(timers), 120, message="timers")
-                lateness, to_wait, past_due = [], [], []
+                lateness, to_wait, past_due, dues, afters = [], [], [], [], []
                 for execution_id in timers:
                     before = json.loads(Operation.objects.get(execution_id=execution_id, name="before").result)
                     after = json.loads(Operation.objects.get(execution_id=execution_id, name="after").result)
@@ -182,6 +183,8 @@ def main() -> None:
                     # and from the wait's end (its wake-up time) to the step after.
                     to_wait.append(wait.started_at.timestamp() - before)
                     past_due.append(after - wait.wait_until.timestamp())
+                    dues.append(wait.wait_until.timestamp())
+                    afters.append(after)
                 for worker in pool:
                     worker.stop()
                 rows.append(
@@ -197,6 +200,7 @@ def main() -> None:
                         "to_wait_p50_ms": percentile(to_wait, 50) * 1000,
                         "past_due_p50_ms": percentile(past_due, 50) * 1000,
                         "past_due_p95_ms": percentile(past_due, 95) * 1000,
+                        **burst_pace(dues, afters),
                     }
                 )
     finally:
@@ -231,6 +235,17 @@ def main() -> None:
                 f"  {r['worker']}, {r['workers']} worker(s): step to wait p50 {r['to_wait_p50_ms']:.1f} ms; "
                 f"due to step p50 {r['past_due_p50_ms']:.1f} ms, p95 {r['past_due_p95_ms']:.1f} ms"
             )
+    print(
+        "the burst: its timers came due one every (median gap between due times), were resumed one every"
+        "\n(median gap between the steps after), and the lateness of its first and last (in due order); when"
+        "\nresuming takes longer than putting to sleep did, each timer waits for those ahead of it:"
+    )
+    for r in rows:
+        if "due_gap_ms" in r:
+            print(
+                f"  {r['worker']}, {r['workers']} worker(s): due every {r['due_gap_ms']:.2f} ms, resumed every "
+                f"{r['resume_gap_ms']:.2f} ms; late first {r['first_late_ms']:.1f} ms, last {r['last_late_ms']:.1f} ms"
+            )
     for r in rows:
         if r.get("cpu_ms"):
             print(
@@ -258,6 +273,28 @@ def main() -> None:
                 + f"), callback p50 {ours['cb_p50_ms'] / theirs['cb_p50_ms']:.2f}, timer lateness p50 "
                 f"{ours['timer_p50_ms'] / max(theirs['timer_p50_ms'], 0.001):.2f}"
             )
+
+
+def burst_pace(dues: list[float], afters: list[float]) -> dict[str, float]:
+    """How a burst of timers came due and was resumed: the median gap between their due times
+    (the pace at which the workers put them to sleep), the median gap between their steps after
+    the wait (the pace at which they were resumed), and the lateness past due of the first and
+    the last to come due. With one worker the burst comes due as fast as that worker put it to
+    sleep, so if resuming costs it more, lateness grows along the burst: queueing, not a stall."""
+    order = sorted(range(len(dues)), key=dues.__getitem__)
+    due_sorted = [dues[i] for i in order]
+    after_sorted = sorted(afters)
+
+    def median_gap(values: list[float]) -> float:
+        gaps = [b - a for a, b in itertools.pairwise(values)]
+        return statistics.median(gaps) * 1000 if gaps else float("nan")
+
+    return {
+        "due_gap_ms": median_gap(due_sorted),
+        "resume_gap_ms": median_gap(after_sorted),
+        "first_late_ms": (afters[order[0]] - dues[order[0]]) * 1000,
+        "last_late_ms": (afters[order[-1]] - dues[order[-1]]) * 1000,
+    }
 
 
 def cpu_parts(pool: list, redis_server: object) -> dict[str, float]:
