@@ -34,6 +34,15 @@ def optional(text: str) -> str | None:
     return text or None
 
 
+def timer_lead(text: Any) -> float:
+    """Milliseconds, 0 to 1,000 (text or a number): a wake-up the timer mover queued earlier
+    than that would find the worker's nap too long (durable.rq.jobs.EARLY_TOLERANCE is 1.5 s)."""
+    value = float(text)
+    if not 0 <= value <= 1000:
+        raise ValueError(f"not between 0 and 1000 ms: {text!r}")
+    return value
+
+
 def json_object(text: str) -> dict[str, Any]:
     """A JSON object (empty means {})."""
     import json
@@ -53,6 +62,9 @@ class Setting:
     env: str | None = None
     parse: Callable[[str], Any] = str
     doc: str = ""
+    # Checks the value whatever its source (the project's dict too, which `parse` never sees) at
+    # start-up (`check`): raises ValueError or TypeError for a bad one.
+    valid: Callable[[Any], Any] | None = None
 
 
 _DECLARED = object()
@@ -109,8 +121,13 @@ class AppSettings:
         unknown = set(getattr(settings, self.name, None) or {}) - set(self.declared)
         if unknown:
             raise ImproperlyConfigured(f"settings.{self.name} has unknown keys: {', '.join(sorted(unknown))}")
-        for key in self.declared:
-            self.get(key)
+        for key, setting in self.declared.items():
+            value = self.get(key)
+            if setting.valid is not None:
+                try:
+                    setting.valid(value)
+                except (TypeError, ValueError) as exc:
+                    raise ImproperlyConfigured(f"{self.name}[{key!r}] = {value!r}: {exc}") from None
 
 
 def _environ() -> Mapping[str, str]:
@@ -162,6 +179,15 @@ SETTINGS = AppSettings(
             "Wake-ups closer than this (s) go to Redis; later ones wait for the sweep.",
         ),
         "SWEEP_INTERVAL": Setting(5.0, "DURABLE_SWEEP_INTERVAL", float, "Seconds between sweeps inside the workers."),
+        "TIMER_LEAD_MS": Setting(
+            5.0,
+            "DURABLE_TIMER_LEAD_MS",
+            timer_lead,
+            "Milliseconds before its time the timer mover queues a wake-up (0 to 1,000): the worker "
+            "takes the lease and reads the journal meanwhile, then naps until the time (the code after "
+            "a wait never runs early). 0: queued at its time.",
+            valid=timer_lead,
+        ),
         # Retention (durable.retention): how long ended executions are kept, and their purge.
         "RETENTION_DAYS": Setting(
             30,

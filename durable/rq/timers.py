@@ -2,16 +2,22 @@
 
 One thread in one worker at a time (a Redis lock renewed every second, taken over within three
 seconds when its holder dies) moves the ones that are due to the queue, taking them out of the
-set atomically and comparing their time with the clock: a timer never fires early. It does not
-poll: it reads the earliest time left in the set and sleeps until then, on a Pub/Sub channel the
-scheduling script (`durable.rq.dispatch`) publishes to when it adds a timer earlier than every
-other, so an earlier timer scheduled meanwhile wakes it at once. The wait's time-out is the
-client's (a `select` on the socket, precise to a fraction of a millisecond), not Redis's: the
-server checks blocking commands' time-outs only `hz` times a second (100 ms late by default).
-It wakes at least once a second to renew its lock, so a nudge lost (its subscription cut and
-restored while Redis was unreachable) delays a timer by a second at most; a wake-up lost with
-Redis is the sweep's. RQ's own scheduler was used before: it compares whole seconds and polls
-once a second; then a 20 ms poll of this set (see the README's benchmarks).
+set atomically and comparing their time with the clock. It moves each `TIMER_LEAD_MS` (5 ms)
+before its time: the worker that takes it takes the execution's lease and reads its journal
+meanwhile, then naps until the time (`durable.runtime.run_invocation`'s `wait_if_early`), so
+the code after a wait never starts before its time, and when a worker is free, starts right at
+it. Queued at its time, a wake-up waited for the mover's own wake-up, its script, the queue hop
+and the lease's round trip after its time (see the README's benchmarks).
+
+The mover does not poll: it reads the earliest time left in the set and sleeps until then less
+the lead, on a Pub/Sub channel the scheduling script (`durable.rq.dispatch`) publishes to when
+it adds a timer earlier than every other, so an earlier timer scheduled meanwhile wakes it at
+once. The wait's time-out is the client's (a `select` on the socket, precise to a fraction of a
+millisecond), not Redis's: the server checks blocking commands' time-outs only `hz` times a
+second (100 ms late by default). It wakes at least once a second to renew its lock, so a nudge
+lost (its subscription cut and restored while Redis was unreachable) delays a timer by a second
+at most; a wake-up lost with Redis is the sweep's. RQ's own scheduler was used before: it
+compares whole seconds and polls once a second; then a 20 ms poll of this set.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import redis
 from rq.utils import as_text, utcformat
 from rq.utils import now as rq_now
 
-from durable import clock
+from durable import clock, conf
 from durable.rq.dispatch import MAY_QUEUE, enqueue_wake_ups
 from durable.rq.jobs import execution_of, queue, timers_channel, timers_key
 from durable.rq.outage import Backoff
@@ -84,9 +90,10 @@ return {#due, unbuilt, next[2] or false}
 )
 
 
-def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | None]:
-    """Move the wake-ups whose time has come from the timers set to the queue; returns how many,
-    and the earliest time (a Unix timestamp) of those left, None if the set is empty.
+def take_due_timers(connection: Any, script: Any = None, lead: float = 0.0) -> tuple[int, float | None]:
+    """Move the wake-ups whose time has come, or comes within `lead` seconds, from the timers
+    set to the queue; returns how many, and the earliest time (a Unix timestamp) of those left,
+    None if the set is empty.
 
     A wake-up taken from the set but not enqueued (Redis failing in between) is a lost nudge;
     the sweep re-dispatches it once it is overdue by REDISPATCH_GRACE.
@@ -94,7 +101,12 @@ def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | N
     q = queue()
     count, unbuilt, earliest = (script or connection.register_script(_DUE_TIMERS))(
         keys=[timers_key(q.name), q.redis_queues_keys, q.key, q.intermediate_queue_key],
-        args=[repr(clock.now().timestamp()), TIMER_BATCH, q.job_class.redis_job_namespace_prefix, utcformat(rq_now())],
+        args=[
+            repr(clock.now().timestamp() + lead),
+            TIMER_BATCH,
+            q.job_class.redis_job_namespace_prefix,
+            utcformat(rq_now()),
+        ],
     )
     if unbuilt:
         enqueue_wake_ups([(execution_of(as_text(w)), as_text(w)) for w in unbuilt])
@@ -104,6 +116,12 @@ def take_due_timers(connection: Any, script: Any = None) -> tuple[int, float | N
 def release_due_timers(connection: Any, script: Any = None) -> int:
     """`take_due_timers`, counting only: how many wake-ups went to the queue."""
     return take_due_timers(connection, script)[0]
+
+
+def timer_lead() -> float:
+    """How long before its time the mover queues a wake-up, in seconds (`TIMER_LEAD_MS`, held
+    within 0 to 1 s whatever the settings say: the worker naps at most EARLY_TOLERANCE)."""
+    return min(max(float(conf.get("TIMER_LEAD_MS")), 0.0), 1000.0) / 1000
 
 
 # Take or keep the timers lock: one mover at a time, across processes and machines.
@@ -176,12 +194,13 @@ class TimerPoller(threading.Thread):
             self._nudges = self._subscribe()
         while self._nudges.get_message(timeout=0) is not None:
             pass  # nudges for timers already in the set, which the read below sees
-        moved, earliest = take_due_timers(self.connection, self._due)
+        lead = timer_lead()
+        moved, earliest = take_due_timers(self.connection, self._due, lead)
         if moved >= TIMER_BATCH:
             return  # more are due: the next pass at once
         sleep = renew_at - time.monotonic()
         if earliest is not None:
-            sleep = min(sleep, earliest - clock.now().timestamp())
+            sleep = min(sleep, earliest - lead - clock.now().timestamp())
         if sleep > 0:
             self._nudges.get_message(timeout=max(sleep, _SHORTEST_SLEEP))
 

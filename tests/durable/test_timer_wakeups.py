@@ -1,7 +1,8 @@
 """The timer mover on a real Redis: it sleeps until the earliest wake-up instead of polling, an
-earlier one scheduled meanwhile wakes it, it never releases a wake-up early, it costs next to
-nothing while idle, a wake-up Redis loses is the sweep's, and another worker takes over when the
-mover's holder is killed. Bounds are for correctness, not speed."""
+earlier one scheduled meanwhile wakes it, it releases a wake-up its lead (TIMER_LEAD_MS) before
+its time and never sooner, it costs next to nothing while idle, a wake-up Redis loses is the
+sweep's, and another worker takes over when the mover's holder is killed; the code after a wait
+never runs before its time. Bounds are for correctness, not speed."""
 
 import json
 import random
@@ -16,7 +17,7 @@ from durable.client import start_execution
 from durable.models import Execution, Operation
 from durable.rq.dispatch import dispatch, schedule_wake_ups
 from durable.rq.jobs import job_id, queue, timers_channel, timers_key
-from durable.rq.timers import TIMER_LOCK_KEY, TimerPoller
+from durable.rq.timers import TIMER_LOCK_KEY, TimerPoller, timer_lead
 from tests import workflows
 from tests.processes import wait_until
 
@@ -68,7 +69,12 @@ class Arrivals(threading.Thread):
         self.join(5)
 
 
-def test_a_wake_up_is_never_released_before_its_time(redis_dispatch, mover):
+@pytest.mark.parametrize("lead_ms", [None, "0"], ids=["default lead", "no lead"])
+def test_a_wake_up_is_never_released_sooner_than_its_lead_before_its_time(redis_dispatch, mover, monkeypatch, lead_ms):
+    if lead_ms is not None:
+        monkeypatch.setenv("DURABLE_TIMER_LEAD_MS", lead_ms)
+    lead = timer_lead()
+    assert lead == (0.005 if lead_ms is None else 0.0)
     mover()
     arrivals = Arrivals(redis_dispatch.client())
     arrivals.start()
@@ -87,9 +93,30 @@ def test_a_wake_up_is_never_released_before_its_time(redis_dispatch, mover):
         wait_until(lambda: len(arrivals.arrived) == len(due), 10, message="every wake-up released")
     finally:
         arrivals.stop()
-    early = {w: due[w] - at for w, at in arrivals.arrived.items() if at < due[w]}
-    assert not early, f"released before their time (seconds early): {early}"
+    early = {w: due[w] - at for w, at in arrivals.arrived.items() if at < due[w] - lead}
+    assert not early, f"released sooner than {lead} s before their time (seconds before it): {early}"
     assert redis_dispatch.client().zcard(timers_key(queue().name)) == 0
+
+
+def test_a_wake_up_is_released_its_lead_before_its_time(redis_dispatch, mover, monkeypatch):
+    # A lead far longer than the mover takes to wake and move (the default is 5 ms), so that
+    # "before its time" holds on any machine: a wake-up lands in the lead's window.
+    monkeypatch.setenv("DURABLE_TIMER_LEAD_MS", "400")
+    mover()
+    arrivals = Arrivals(redis_dispatch.client())
+    arrivals.start()
+    due: dict[str, float] = {}
+    try:
+        for i, ahead in enumerate((1.0, 1.3, 1.6)):
+            when = time.time() + ahead
+            wake_up = f"durable-lead-{i}-{int(when * 1000)}"
+            schedule_wake_ups({wake_up: when})
+            due[wake_up] = when
+        wait_until(lambda: len(arrivals.arrived) == len(due), 10, message="every wake-up released")
+    finally:
+        arrivals.stop()
+    for wake_up, when in due.items():
+        assert when - 0.4 <= arrivals.arrived[wake_up] < when, (wake_up, when - arrivals.arrived[wake_up])
 
 
 def test_an_earlier_timer_scheduled_while_the_mover_sleeps_wakes_it(redis_dispatch, mover, monkeypatch):
@@ -105,10 +132,11 @@ def test_an_earlier_timer_scheduled_while_the_mover_sleeps_wakes_it(redis_dispat
         earlier = time.time() + 0.3
         schedule_wake_ups({"durable-earlier-1": earlier})
         wait_until(lambda: "durable-earlier-1" in arrivals.arrived, 10, message="the earlier timer")
-        assert earlier <= arrivals.arrived["durable-earlier-1"] < earlier + 1.0
+        lead = timer_lead()
+        assert earlier - lead <= arrivals.arrived["durable-earlier-1"] < earlier + 1.0
         assert "durable-later-1" not in arrivals.arrived  # still waiting for its own time
         wait_until(lambda: "durable-later-1" in arrivals.arrived, 10, message="the later timer")
-        assert later <= arrivals.arrived["durable-later-1"] < later + 1.0
+        assert later - lead <= arrivals.arrived["durable-later-1"] < later + 1.0
     finally:
         arrivals.stop()
 
@@ -176,8 +204,11 @@ def finished(execution_id) -> Execution | None:
     return execution if execution.status != "RUNNING" else None
 
 
-def test_timers_resumed_by_workers_never_run_their_next_step_early(workers):
-    workers(2)
+@pytest.mark.parametrize("lead_ms", [None, "400"], ids=["default lead", "every wake-up early"])
+def test_timers_resumed_by_workers_never_run_their_next_step_early(workers, lead_ms):
+    # With a 400 ms lead every wake-up reaches a worker long before its time: the worker takes
+    # the lease, reads the journal and naps, and the step after the wait still runs after it.
+    workers(2, **({"DURABLE_TIMER_LEAD_MS": lead_ms} if lead_ms else {}))
     rng = random.Random(7)
     executions = []
     for _ in range(24):
@@ -190,6 +221,7 @@ def test_timers_resumed_by_workers_never_run_their_next_step_early(workers):
         after = json.loads(done.result)["after"]
         assert after >= wait.wait_until.timestamp()
         assert after < wait.wait_until.timestamp() + 5  # on time, give or take a loaded machine
+        assert done.invocation_count == 2  # an early wake-up naps: it does not suspend again
 
 
 def test_a_wake_up_redis_lost_is_recovered_by_the_sweep(workers, redis_server):
