@@ -18,6 +18,7 @@ from durable.client import start_execution
 from durable.models import Execution, Operation
 from durable.rq.timers import timer_lead
 from durable.runtime import run_invocation
+from durable.store.postgresql import readable
 from tests import workflows
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +53,7 @@ def test_an_invocation_that_came_early_reads_its_journal_then_naps_until_its_tim
     assert len(naps) == 1
     seconds, queries_before = naps[0]
     assert 0 < seconds <= 0.3
-    sql = [query["sql"] for query in queries.captured_queries]
+    sql = [readable(query["sql"]) for query in queries.captured_queries]
     # The journal was read before the nap (SQLite reads it apart from the lease; PostgreSQL in
     # the lease's own query), and nothing but the last write came after it.
     assert any(READS_JOURNAL in text for text in sql[:queries_before]), sql[:queries_before]
