@@ -227,7 +227,8 @@ def main() -> None:
     print(
         "\ntimer lateness is the time from the step before the wait to the step after, less the 2 s;"
         "\nours splits into the step's checkpoint before the wait starts, and the time from the wake-up's"
-        "\ndue time to the step after (the timer mover, the queue hop, the invocation's lease, load and replay):"
+        "\ndue time to the step after (the nap's overshoot and the replay: the timer mover queues a wake-up"
+        "\nTIMER_LEAD_MS before its time, and the worker takes the lease and reads the journal before it):"
     )
     for r in rows:
         if "past_due_p50_ms" in r:
