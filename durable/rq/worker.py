@@ -26,7 +26,15 @@ from durable import conf, runtime, sinks
 from durable.exceptions import DatabaseUnreachableError
 from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
-from durable.rq.jobs import INVOKE, JOB_PREFIX, execution_of, invoke_once, is_invocation, set_process_disposable
+from durable.rq.jobs import (
+    INVOKE,
+    JOB_PREFIX,
+    execution_of,
+    invoke_once,
+    is_invocation,
+    renew_aging_connections,
+    set_process_disposable,
+)
 from durable.rq.outage import DATABASE_OUTAGE, LONGEST_PAUSE, REDIS_OUTAGE, Backoff, database_reachable, one_line
 from durable.rq.timers import TimerPoller
 from durable.store import journal_store
@@ -349,6 +357,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             sinks.flush_marks()
             self.set_state(WorkerStatus.IDLE)
             self.heartbeat()
+            renew_aging_connections()
             if (found := self._wait_for_job(queue, max(longest - BRIEF_WAIT_SECONDS, 0.01))) is not None:
                 return found
 
