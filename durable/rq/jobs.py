@@ -117,8 +117,8 @@ _last_job_ended = -HEALTH_CHECK_AFTER_IDLE
 def renew_aging_connections() -> None:
     """For a worker waiting for a job: replace now each connection past half its CONN_MAX_AGE,
     so that no job finds one expired and pays for the new one. On PostgreSQL that is a server
-    process started and the engine's statements prepared again: 11 to 12 ms before the lease, a
-    burst of timers all that late, where a bench's phases outlasted CONN_MAX_AGE. A worker that
+    process started and the engine's statements prepared again before the lease: 14 ms in a traced
+    bench run whose phases outlasted CONN_MAX_AGE, a burst of timers all that late. A worker that
     is never idle still renews them between jobs, as Django does per request. Never raises: a
     database that does not answer is the next job's to find."""
     now = time.monotonic()
