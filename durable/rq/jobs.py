@@ -15,12 +15,13 @@ from typing import Any
 
 import django_rq
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from durable import conf, logcontext
 from durable.exceptions import DatabaseUnreachableError
 from durable.rq.outage import Backoff
 from durable.runtime import run_invocation
+from durable.store import journal_store
 
 log = logging.getLogger("durable.worker")
 
@@ -118,7 +119,9 @@ def renew_aging_connections() -> None:
     """For a worker waiting for a job: replace now each connection past half its CONN_MAX_AGE,
     so that no job finds one expired and pays for the new one. On PostgreSQL that is a server
     process started and the engine's statements prepared again before the lease: 14 ms in a traced
-    bench run whose phases outlasted CONN_MAX_AGE, a burst of timers all that late. A worker that
+    bench run whose phases outlasted CONN_MAX_AGE, a burst of timers all that late. The engine's
+    new session is warmed here too (on PostgreSQL, the statements the old one had prepared are
+    prepared and planned again: SqlJournalStore.renew_connection). A worker that
     is never idle still renews them between jobs, as Django does per request. Never raises: a
     database that does not answer is the next job's to find."""
     now = time.monotonic()
@@ -128,8 +131,11 @@ def renew_aging_connections() -> None:
             continue  # none open, closed after each job (0), or kept for good (None)
         if now >= conn.close_at - max_age / 2:
             try:
-                conn.close()
-                conn.ensure_connection()
+                if conn.alias == DEFAULT_DB_ALIAS:
+                    journal_store().renew_connection()  # the engine's: warmed for the next job
+                else:
+                    conn.close()
+                    conn.ensure_connection()
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not renew the database connection %r while idle: %s", conn.alias, exc)
 

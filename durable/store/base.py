@@ -196,6 +196,15 @@ def ended(status: str, now: datetime, error: dict[str, Any] | None = None) -> di
 class SqlJournalStore:
     """The journal store on a Django database; a dialect overrides what its database does better."""
 
+    # Connections.
+
+    def renew_connection(self) -> None:
+        """Replace the default connection's session with a new one (a worker does it while it
+        waits for work, durable.rq.jobs.renew_aging_connections); a dialect warms the new one so
+        that the next invocation costs no more on it than on the old."""
+        connection.close()
+        connection.ensure_connection()
+
     # Leases.
 
     # A lease taken ahead for this process's next invocation (next_lease): the execution's id,

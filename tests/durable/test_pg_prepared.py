@@ -6,6 +6,7 @@ stops preparing. On SQLite, which caches its compiled statements itself, nothing
 Not wrapped in a test transaction: the writes run as a worker's do."""
 
 import logging
+import time
 
 import pytest
 from django.db import connection
@@ -204,3 +205,48 @@ def test_each_query_of_an_invocation_is_split_at_its_placeholders_once_whatever_
     else:
         assert _qmark.cache_info().misses == translated
         assert split_again == []  # psycopg has no part in it
+
+
+def renew() -> object:
+    """A worker's renewal of the connection while it waits (past half its CONN_MAX_AGE)."""
+    from durable.rq.jobs import renew_aging_connections
+
+    old = connection.connection
+    connection.close_at = time.monotonic() - 1
+    renew_aging_connections()
+    assert connection.connection is not None
+    assert connection.connection is not old
+    return old
+
+
+def test_a_renewed_session_has_the_old_ones_statements_prepared_with_their_generic_plans():
+    run_three_steps()
+    before = ours_prepared() if POSTGRES else {}
+    renew()
+    if POSTGRES:
+        assert before, "the first session prepared the invocation's statements"
+        # The same names (each a digest of its statement's text), on the new session.
+        assert set(ours_prepared()) == set(before)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name, generic_plans FROM pg_prepared_statements WHERE name LIKE 'durable%%'")
+            plans = dict(cursor.fetchall())
+        assert all(count >= 1 for count in plans.values()), plans  # planned while the worker waited
+    # The first invocation on the new session only executes them, and no statement went missing.
+    after = run_three_steps()
+    assert not any("PREPARE" in q for q in after), after
+    assert pg._losses == 0
+
+
+def test_a_warm_up_that_fails_leaves_a_working_session_and_prepares_at_first_use(monkeypatch, caplog):
+    """On SQLite, which caches compiled statements per connection itself, nothing is warmed."""
+    run_three_steps()
+    real = pg._Prepared.prepared_statements
+    broken = "SELECT 1 FROM durable_no_such_table WHERE id = %s"
+    monkeypatch.setattr(pg._Prepared, "prepared_statements", lambda self: [*real(self), broken])
+    with caplog.at_level(logging.WARNING, logger="durable.store"):
+        renew()
+    assert ("could not warm the new database session" in caplog.text) == POSTGRES
+    if POSTGRES:
+        assert ours_prepared(), "what came before the failure stays prepared (PREPARE outlives the rollback)"
+    assert run_three_steps()
+    assert pg._losses == 0  # what the process believes prepared is
