@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from durable.identifier import new_event_id
+
 STATUS_CHANGE = "Durable Execution Status Change"
 OPERATION_STATUS_CHANGE = "Durable Execution Operation Status Change"
 # The operation statuses that end an operation (an operation event is sent for each).
@@ -73,7 +75,7 @@ def status_change(
     if error is not None:
         detail["error"] = error
     return OutboxRecord(
-        uuid.uuid4(),
+        new_event_id(at),
         execution_id,
         STATUS_CHANGE,
         function_name,
@@ -115,7 +117,7 @@ def operation_change(
     if operation.error is not None:
         detail["error"] = operation.error
     return OutboxRecord(
-        uuid.uuid4(),
+        new_event_id(at),
         execution_id,
         OPERATION_STATUS_CHANGE,
         function_name,

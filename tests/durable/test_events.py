@@ -75,6 +75,23 @@ def test_a_successful_run_has_two_events_in_order_with_the_eventbridge_shape(sig
     assert [(d.status, d.attempts) for d in deliveries(result.execution_id, "signal")] == [("DELIVERED", 1)] * 2
 
 
+def test_event_ids_are_time_ordered_uuids_so_new_events_go_to_the_right_edge_of_their_indexes():
+    """Version 7, as execution ids: each event's id sorts after those of the events before it
+    (the millisecond first), so the events' key and the deliveries' (event, sink) index take
+    new rows at their right edge. Random ids cost about a quarter more per event beside 50,000
+    retained ones on SQLite."""
+    ids = []
+    for _ in range(3):
+        with DurableTestRunner(event_workflows.outcome) as runner:
+            result = runner.run(json.dumps({}))
+        ids += [e.pk for e in events_of(result.execution_id)]
+    assert len(ids) == 6
+    assert all(i.version == 7 for i in ids), ids
+    millis = [i.int >> 80 for i in ids]
+    assert millis == sorted(millis)
+    assert millis[-1] - millis[0] < 60_000  # the time of their writing, not a constant
+
+
 def test_a_failure_and_its_redrive_are_events_with_the_error():
     with DurableTestRunner(event_workflows.outcome) as runner:
         result = runner.run(json.dumps({"fail": True}))
