@@ -237,7 +237,7 @@ def test_a_renewed_session_has_the_old_ones_statements_prepared_with_their_gener
     assert pg._losses == 0
 
 
-def test_a_warm_up_that_fails_leaves_a_working_session_and_prepares_at_first_use(monkeypatch, caplog):
+def test_a_warm_up_that_fails_leaves_a_working_session_that_prepares_at_first_use(monkeypatch, caplog):
     """On SQLite, which caches compiled statements per connection itself, nothing is warmed."""
     run_three_steps()
     real = pg._Prepared.prepared_statements
@@ -246,7 +246,5 @@ def test_a_warm_up_that_fails_leaves_a_working_session_and_prepares_at_first_use
     with caplog.at_level(logging.WARNING, logger="durable.store"):
         renew()
     assert ("could not warm the new database session" in caplog.text) == POSTGRES
-    if POSTGRES:
-        assert ours_prepared(), "what came before the failure stays prepared (PREPARE outlives the rollback)"
-    assert run_three_steps()
+    assert run_three_steps()  # prepared anew at first use, under new names if the warm-up failed
     assert pg._losses == 0  # what the process believes prepared is
