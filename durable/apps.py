@@ -12,10 +12,21 @@ class DurableConfig(AppConfig):
 
         conf.SETTINGS.check()  # a bad DURABLE_* variable fails here, by name
         retention.check_settings()  # so does a retention period out of 1..90 days
+        check_database()
         tracing.set_enabled_check(tracing_enabled)
         threads.on_item_end(close_item_connections)
         # Durable functions live in each app's workflows.py; import them so workers know them.
         autodiscover_modules("workflows")
+
+
+def check_database() -> None:
+    """The default database's settings the journal cannot work with fail at start-up, by name."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        from durable.store.postgresql import check_binding
+
+        check_binding(connections[DEFAULT_DB_ALIAS].settings_dict)
 
 
 def close_item_connections() -> None:

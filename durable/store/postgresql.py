@@ -34,6 +34,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet
 from psycopg.types.datetime import TimestamptzLoader
@@ -62,6 +63,19 @@ MOST_PREPARED_PARAMETERS = 160
 # Our queries are a few fixed texts, so the bound is raised for the process; the cache stays
 # psycopg's (its least recently used entries go first), and the length bound stays.
 MOST_CACHED_PARAMETERS = 256
+
+
+def check_binding(settings_dict: dict[str, Any]) -> None:
+    """Refuse, at start-up, a PostgreSQL database whose OPTIONS ask psycopg for server-side
+    binding: the journal's writes are queries of several statements whose parameters psycopg
+    binds on the client, which the server refuses to take as one prepared statement (every
+    lease failed). Raises ImproperlyConfigured."""
+    if (settings_dict.get("OPTIONS") or {}).get("server_side_binding"):
+        raise ImproperlyConfigured(
+            "DATABASES['default']['OPTIONS']['server_side_binding'] is set: the durable engine's "
+            "PostgreSQL journal sends queries of several statements, whose parameters psycopg must "
+            "bind on the client; remove the option (or set it to False)"
+        )
 
 
 def _cache_long_queries() -> None:

@@ -6,6 +6,7 @@ stops preparing. On SQLite, which caches its compiled statements itself, nothing
 Not wrapped in a test transaction: the writes run as a worker's do."""
 
 import logging
+import os
 import time
 
 import pytest
@@ -248,3 +249,43 @@ def test_a_warm_up_that_fails_leaves_a_working_session_that_prepares_at_first_us
     assert ("could not warm the new database session" in caplog.text) == POSTGRES
     assert run_three_steps()  # prepared anew at first use, under new names if the warm-up failed
     assert pg._losses == 0  # what the process believes prepared is
+
+
+def test_server_side_binding_is_refused_by_name():
+    """psycopg's server-side binding cannot send the journal's queries of several statements
+    (every lease failed with "cannot insert multiple commands into a prepared statement")."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match=r"\['server_side_binding'\] is set"):
+        pg.check_binding({"OPTIONS": {"server_side_binding": True}})
+    pg.check_binding({"OPTIONS": {"server_side_binding": False}})
+    pg.check_binding({"OPTIONS": {}})
+    pg.check_binding({})
+
+
+def test_a_project_asking_for_server_side_binding_does_not_start(tmp_path):
+    """At start-up (the app's ready), before any worker takes a job; SQLite has no such option
+    and starts."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "binding_settings.py").write_text(
+        "from tests.durable.settings import *  # noqa: F403\n"
+        "DATABASES['default'].setdefault('OPTIONS', {})['server_side_binding'] = True  # noqa: F405\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "binding_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)]),
+    }
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=env, capture_output=True, text=True, timeout=60
+    )
+    if POSTGRES:
+        assert started.returncode != 0
+        assert "ImproperlyConfigured" in started.stderr
+        assert "server_side_binding" in started.stderr
+    else:
+        assert started.returncode == 0, started.stderr
