@@ -134,10 +134,10 @@ class _Prepared:
         execute = f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
         return name, f"PREPARE {name} AS {body}", execute
 
-    def query(self, statements: Sequence[str]) -> tuple[str, set[str]]:
+    def query(self, statements: Sequence[str], *, explain: bool = False) -> tuple[str, set[str]]:
         """The statements as one query, PREPAREs first for those not prepared yet, then an
-        EXECUTE for each; and the names it prepares (prepared once the server ran the query, or
-        failed in it: the PREPAREs ran first)."""
+        EXECUTE for each (`explain`: an EXPLAIN EXECUTE, planned and not run); and the names it
+        prepares (prepared once the server ran the query, or failed in it: the PREPAREs ran first)."""
         prepares, executes, names = [], [], set()
         for statement in statements:
             form = self.form(statement)
@@ -148,7 +148,7 @@ class _Prepared:
             if name not in self.names and name not in names:
                 prepares.append(prepare)
                 names.add(name)
-            executes.append(execute)
+            executes.append(f"EXPLAIN {execute}" if explain else execute)
         return "; ".join(prepares + executes), names
 
     def form(self, statement: str) -> tuple[str, str, str] | None:
@@ -201,15 +201,21 @@ def preparing() -> bool:
     return _losses < MOST_LOSSES and bool(conf.get("POSTGRES_PREPARED_STATEMENTS"))
 
 
+def _session_prepared() -> _Prepared:
+    """The statements prepared on the default connection's current session."""
+    prepared = _prepared.get(connection.connection)
+    if prepared is None:
+        prepared = _prepared[connection.connection] = _Prepared()
+    return prepared
+
+
 def _run(cursor: Any, statements: Sequence[str], params: Sequence[Any]) -> None:
     """Run `statements` as one query (one round trip, one implicit transaction), the cursor left
     at the first one's result, as prepared statements while `preparing()`. If the server says a
     prepared statement is missing, the query (rolled back whole) is sent again, preparing anew."""
     if preparing():
         connection.ensure_connection()
-        prepared = _prepared.get(connection.connection)
-        if prepared is None:
-            prepared = _prepared[connection.connection] = _Prepared()
+        prepared = _session_prepared()
         for _ in range(2):
             query, names = prepared.query(statements)
             try:
@@ -243,19 +249,9 @@ def _warm(statements: Sequence[str]) -> None:
     trip per statement the renewal took 10 to 12 ms, so 7.4 to 9.5 (the new connection alone 3.5
     to 4), and a job that arrives meanwhile waits for it. Never raises: if it fails, the
     statements are prepared anew at their first use (names of a new generation)."""
-    prepared = _prepared.get(connection.connection)
-    if prepared is None:
-        prepared = _prepared[connection.connection] = _Prepared()
-    prepares, explains, names = [], [], set()
-    for statement in statements:
-        form = prepared.form(statement)
-        if form is not None:
-            name, prepare, execute = form
-            if name not in prepared.names:
-                prepares.append(prepare)
-                names.add(name)
-            explains.append(f"EXPLAIN {execute}")
-    query = "; ".join(prepares + explains)
+    prepared = _session_prepared()
+    # (Every one of them has a prepared form: they were prepared on the old session.)
+    query, names = prepared.query(statements, explain=True)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             # The generic plan, without a custom one made for NULL parameters counted among the
