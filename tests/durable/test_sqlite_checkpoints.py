@@ -187,3 +187,63 @@ def test_a_forked_child_starts_its_own_checkpoint_thread(engine_sqlite, monkeypa
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def begin(connection) -> None:
+    """A write transaction's start, as Django's outermost atomic block starts one."""
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+
+
+def end(connection) -> None:
+    connection.commit()
+    connection.set_autocommit(True)
+
+
+def test_a_write_transaction_begins_immediate_and_fails_as_djangos_would(engine_sqlite):
+    """The backend sends BEGIN and COMMIT on the connection itself (not through a Django cursor):
+    the transaction still holds SQLite's write lock from its BEGIN, a BEGIN that cannot take it
+    raises Django's OperationalError, and the writers' lock is let go either way."""
+    import fcntl
+
+    from django.db import OperationalError
+
+    path = engine_sqlite.settings_dict["NAME"]
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    begin(engine_sqlite)
+    # Another connection cannot write while this one's transaction is open, before it wrote.
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
+    end(engine_sqlite)
+    other.execute("BEGIN IMMEDIATE")  # free once it committed
+    try:
+        with engine_sqlite.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout=0")
+        with pytest.raises(OperationalError, match="locked"):
+            begin(engine_sqlite)
+    finally:
+        other.execute("ROLLBACK")
+        engine_sqlite.set_autocommit(True)
+        with engine_sqlite.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout=30000")
+    lock = os.open(f"{path}-writers.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the writers' lock was let go
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)
+    begin(engine_sqlite)
+    with engine_sqlite.cursor() as cursor:
+        cursor.execute("INSERT INTO t VALUES (%s)", [b"after"])
+    end(engine_sqlite)
+    assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    other.close()
+
+
+def test_a_logged_connection_shows_the_transactions_statements(engine_sqlite, settings):
+    settings.DEBUG = True  # Django's query log, as with DEBUG on
+    engine_sqlite.queries_log.clear()
+    begin(engine_sqlite)
+    with engine_sqlite.cursor() as cursor:
+        cursor.execute("INSERT INTO t VALUES (%s)", [b"logged"])
+    end(engine_sqlite)
+    assert [q["sql"].split()[0] for q in engine_sqlite.queries] == ["BEGIN", "INSERT", "COMMIT"]
