@@ -185,13 +185,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if checkpoints is not None and checkpoints.restart_wanted:
                 checkpoints.restart_wanted = False
                 self._restart_wal(checkpoints)
-            if self.queries_logged:
-                super()._start_transaction_under_autocommit()  # type: ignore[misc]  (logged as a query)
+            if self.queries_logged:  # Django's path, which logs the BEGIN as a query
+                super()._start_transaction_under_autocommit()  # type: ignore[misc]
             else:
                 # Django's BEGIN, straight on the connection (which set_autocommit has just
                 # ensured): its cursor, wrappers and health check cost more than the statement,
                 # once per write transaction (about 10 us of 40 for an empty atomic block).
-                mode = self.transaction_mode
+                mode = self.transaction_mode  # type: ignore[attr-defined]
                 with self.wrap_database_errors:
                     self.connection.execute("BEGIN" if mode is None else f"BEGIN {mode}")
         except BaseException:
