@@ -202,7 +202,7 @@ class TimerPoller(threading.Thread):
             self.moves += 1
         if moved >= TIMER_BATCH:
             return  # more are due: the next pass at once
-        sleep = renew_at - time.monotonic()
+        sleep = until_renewal = renew_at - time.monotonic()
         if earliest is not None:
             sleep = min(sleep, earliest - lead - clock.now().timestamp())
             if moved:
@@ -211,7 +211,7 @@ class TimerPoller(threading.Thread):
                 # taking the GIL from the invocation this worker runs (0.25 ms of it a pass,
                 # measured). Whatever is left is due after the lead, so each wake-up still goes
                 # at least lead/2 before its time; a nudge still wakes the mover at once.
-                sleep = max(sleep, min(lead / 2, renew_at - time.monotonic()))
+                sleep = max(sleep, min(lead / 2, until_renewal))
         if sleep > 0:
             self._nudges.get_message(timeout=max(sleep, _SHORTEST_SLEEP))
 

@@ -31,14 +31,23 @@ def engine_sqlite(tmp_path: Path, django_db_blocker):
         connection.close()
 
 
+def begin(connection) -> None:
+    """A write transaction's start, as Django's outermost atomic block starts one."""
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+
+
+def end(connection) -> None:
+    connection.commit()
+    connection.set_autocommit(True)
+
+
 def commit_rows(connection, count: int, *, then=None) -> None:
     """`count` write transactions as Django runs them (BEGIN IMMEDIATE ... COMMIT)."""
     for n in range(1, count + 1):
-        connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+        begin(connection)
         with connection.cursor() as cursor:
             cursor.execute("INSERT INTO t VALUES (%s)", [ROW])
-        connection.commit()
-        connection.set_autocommit(True)
+        end(connection)
         if then:
             then(n)
 
@@ -187,16 +196,6 @@ def test_a_forked_child_starts_its_own_checkpoint_thread(engine_sqlite, monkeypa
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-
-
-def begin(connection) -> None:
-    """A write transaction's start, as Django's outermost atomic block starts one."""
-    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
-
-
-def end(connection) -> None:
-    connection.commit()
-    connection.set_autocommit(True)
 
 
 def test_a_write_transaction_begins_immediate_and_fails_as_djangos_would(engine_sqlite):
