@@ -87,6 +87,7 @@ def test_a_new_database_gets_small_pages_and_one_that_exists_keeps_its_own(engin
 
 def test_every_n_commits_a_thread_checkpoints_and_the_wal_stays_small(engine_sqlite, monkeypatch):
     monkeypatch.setattr(base, "CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(base, "RESTART_BYTES", 0)  # a restart after every pass
     path = str(engine_sqlite.settings_dict["NAME"])
 
     def after(n: int) -> None:
@@ -108,14 +109,18 @@ def test_every_n_commits_a_thread_checkpoints_and_the_wal_stays_small(engine_sql
         assert cursor.execute("SELECT count(*) FROM t").fetchone() == (400,)
 
 
+@pytest.mark.parametrize("restart_bytes", [0, 4 * 1024 * 1024])
 def test_under_writes_that_never_pause_the_wal_still_restarts_from_its_start(
-    tmp_path, django_db_blocker, monkeypatch, request
+    tmp_path, django_db_blocker, monkeypatch, request, restart_bytes
 ):
     """Two writers committing back to back, never waiting for the checkpoint thread. A PASSIVE
     checkpoint alone copied the WAL but never let it restart (a commit always came between its
     end and the next writer), so the WAL grew by every commit; the RESTART pass, run under the
-    writers' lock, brings it back to its start every batch."""
+    writers' lock, brings it back to its start, once the WAL holds RESTART_BYTES (0: after
+    every pass). Each RESTART holds the writers' lock for its fsyncs, so they are asked for by
+    the WAL's size: more processes writing, each with its passes, do not make more of them."""
     monkeypatch.setattr(base, "CHECKPOINT_EVERY", 100)
+    monkeypatch.setattr(base, "RESTART_BYTES", restart_bytes)
     # As in a worker (its timer thread sets it): the checkpoint thread waits less for the GIL
     # that the two writing threads pass between them.
     switch = sys.getswitchinterval()
@@ -137,7 +142,10 @@ def test_under_writes_that_never_pause_the_wal_still_restarts_from_its_start(
         other.join(60)
         assert not other.is_alive()
         path = str(handler["default"].settings_dict["NAME"])
-        assert base.checkpointer(path).restarts > 0
+        checkpoints = base.checkpointer(path)
+        assert checkpoints.restarts > 0
+        if restart_bytes:  # a pass copies about a megabyte here: one restart per four passes or so
+            assert checkpoints.restarts * 2 <= checkpoints.done
         # Without a restart it holds every commit (two pages and more each, 100 MB); with them, a
         # few batches' (4 to 7 MB here; 21 MB once, when the checkpoint thread waited long for
         # the GIL the two writers pass between them: the file keeps the largest extent reached).
@@ -152,6 +160,7 @@ def test_a_long_reader_delays_the_restart_not_the_writers(engine_sqlite, monkeyp
     RESTART_WAIT (the writers go on meanwhile), and the first pass after it ends restarts it; the
     first commit after that cuts the file back to `journal_size_limit` (ours is 64 MB)."""
     monkeypatch.setattr(base, "CHECKPOINT_EVERY", 20)
+    monkeypatch.setattr(base, "RESTART_BYTES", 0)
     path = str(engine_sqlite.settings_dict["NAME"])
     with engine_sqlite.cursor() as cursor:
         assert cursor.execute("PRAGMA journal_size_limit").fetchone() == (64 * 1024 * 1024,)

@@ -25,11 +25,14 @@ the lock is let go). The thread runs a PASSIVE one, off every writer's path: it 
 WAL holds and runs the fsyncs. That alone never let the WAL restart from its start under steady
 load (some commit always came between the copy's end and the next writer, and only a writer
 finding it all copied restarts it): the WAL grew by every commit, 650 MB in a 10-second bench,
-every read slower for it, until the writers paused. So the next write transaction of the
-process, holding the writers' lock, first runs a RESTART checkpoint: it copies the few commits
-made meanwhile and waits (RESTART_WAIT at most) for the WAL's readers to finish, and its commit
-then writes the WAL from its start. The thread could not take the writers' lock for that itself:
-a lock that is not fair left it waiting behind busy writers (40 ms, with the WAL growing).
+every read slower for it, until the writers paused. So once a pass finds the WAL holding
+RESTART_BYTES, the next write transaction of the process, holding the writers' lock, first runs
+a RESTART checkpoint: it copies the few commits made meanwhile and waits (RESTART_WAIT at most)
+for the WAL's readers to finish, and its commit then writes the WAL from its start. (A restart
+after every pass was eight a second under load, each a stall of 3 to 5 ms for every writer; at
+32 MB, two, with the WAL at most about 48 MB.) The thread could not take the writers' lock for
+that itself: a lock that is not fair left it waiting behind busy writers (40 ms, with the WAL
+growing).
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ CHECKPOINT_EVERY = 256
 # How long the RESTART checkpoint waits for the WAL's readers (their statements last a fraction
 # of a millisecond), holding the writers' lock; a reader that takes longer leaves it for the next.
 RESTART_WAIT = 0.02
+# The WAL's size from which a PASSIVE checkpoint asks for the RESTART one (under the writers'
+# lock: 3 to 5 ms on this machine, two fsyncs, every writer of the machine waiting, a burst's
+# timers among them). A restart after every pass was one per CHECKPOINT_EVERY commits of the
+# machine (59 for 3,000 executions in one process, against 14 at this size).
+RESTART_BYTES = 32 * 1024 * 1024
 
 
 def _lock_file(path: str) -> int:
@@ -92,6 +100,7 @@ class Checkpointer(threading.Thread):
 
     def run(self) -> None:
         connection: sqlite3.Connection | None = None
+        page_size: int | None = None
         running = _lock_file(f"{self.path}-checkpoint.lock")
         waited = False
         while True:
@@ -108,9 +117,11 @@ class Checkpointer(threading.Thread):
                     connection = sqlite3.connect(self.path, check_same_thread=False)
                 with _checkpointing(running) as alone:
                     if alone:
-                        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        ((_, frames, _),) = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                         self.done += 1
-                        self.restart_wanted = True
+                        if page_size is None:
+                            ((page_size,),) = connection.execute("PRAGMA page_size").fetchall()
+                        self.restart_wanted = frames * page_size >= RESTART_BYTES
             except sqlite3.Error:
                 log.warning("checkpoint of %s failed; the next one copies what it left", self.path, exc_info=True)
                 if connection is not None:
