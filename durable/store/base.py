@@ -309,7 +309,7 @@ class SqlJournalStore:
         """The lease's UPDATE (`acquire`'s parameters, the new token first): the execution's row
         if taken, and its journal where the dialect reads it in the same round trip."""
         statements = sql.statements()
-        with self._lease_transaction(), connection.cursor() as cursor:
+        with self._lease_transaction(), sql.cursor() as cursor:
             # Raw SQL: this runs once per invocation, and the ORM's statement building cost more
             # than the database's work. RETURNING reads the execution in the same statement.
             if statements.returning_execution:
@@ -381,7 +381,7 @@ class SqlJournalStore:
         """
         if first_invocation:
             return {}
-        with connection.cursor() as cursor:
+        with sql.cursor() as cursor:
             cursor.execute(sql.statements().load_journal, [sql.execution_pk(execution_id)])
             rows = cursor.fetchall()
         return sql.records(rows)
@@ -396,7 +396,7 @@ class SqlJournalStore:
 
     def append_events(self, execution_id: str, events: Iterable[HistoryRecord]) -> None:
         rows = [sql.event_params(sql.execution_pk(execution_id), e) for e in events]
-        with connection.cursor() as cursor:
+        with sql.cursor() as cursor:
             cursor.executemany(sql.statements().insert_events(1), rows)
 
     # Executions, outside any lease.
@@ -412,7 +412,7 @@ class SqlJournalStore:
         pk = sql.execution_pk(str(values["id"]))
         event_rows = [sql.event_params(pk, e) for e in events]
         outbox_rows = outbox_store.Prepared(outbox)
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), sql.cursor() as cursor:
             cursor.execute(statements.insert_execution, params)
             cursor.executemany(statements.insert_events(1), event_rows)
             outbox_rows.write()
@@ -498,7 +498,7 @@ class SqlJournalStore:
         """
         statements = sql.statements()
         ops = connection.ops
-        with transaction.atomic(), connection.cursor() as hold, connection.cursor() as read:
+        with transaction.atomic(), sql.cursor() as hold, sql.cursor() as read:
             # Lock order: the execution's row first, as invocations do, then the operation, read
             # by a statement that runs once the row is held (and sees what committed before).
             with self.pipelined():

@@ -132,7 +132,7 @@ class LeasedJournal:
             params += [self.pk, record.operation_id, OperationStatus.STARTED.value, at, at]
             event_rows = [sql.event_params(self.pk, e) for e in events]
             statements = sql.statements()
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(), sql.cursor() as cursor:
                 cursor.execute(fence_sql, fence_params)
                 if not cursor.rowcount:
                     raise LeaseLostError(f"lost the lease of execution {self.execution_id}")
@@ -195,7 +195,7 @@ class LeasedJournal:
             outbox_rows = outbox_store.Prepared(self.with_operation_events(checkpoints, outbox))
             taking = next_lease() if next_lease is not None and not connection.in_atomic_block else None
             taken = None
-            with transaction.atomic(), connection.cursor() as fence, connection.cursor() as cursor:
+            with transaction.atomic(), sql.cursor() as fence, sql.cursor() as cursor:
                 with self.store.pipelined():
                     fence.execute(fence_sql, fence_params)
                     if operations:

@@ -26,6 +26,7 @@ from durable.execution import get_function
 from durable.models import EventDelivery, EventDeliveryStatus, Execution, OutboxEvent
 from durable.outbox import STATUS_CHANGE, OutboxRecord, operation_change
 from durable.state import OperationRecord
+from durable.store import sql
 
 _EVENT_COLUMNS = (
     "id",
@@ -137,7 +138,7 @@ class Prepared:
         count_ends(self.records)
         if not self.events:
             return
-        with connection.cursor() as cursor:
+        with sql.cursor() as cursor:
             cursor.executemany(_insert(OutboxEvent._meta.db_table, _EVENT_COLUMNS, 1, connection.vendor), self.events)
             cursor.executemany(
                 _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), self.deliveries

@@ -260,6 +260,14 @@ def statements() -> Statements:
     return for_vendor(connection.vendor)
 
 
+def cursor() -> Any:
+    """The cursor the journal's raw statements run on: our SQLite backend's lean one (the same
+    statements and errors, less Django's layers, which ran inside the writers' lock), else Django's."""
+    db = connections[DEFAULT_DB_ALIAS]
+    lean = getattr(db, "journal_cursor", None)
+    return lean() if lean is not None else db.cursor()
+
+
 # Row codecs.
 
 

@@ -178,6 +178,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def create_cursor(self, name: str | None = None) -> Any:
         return self.connection.cursor(factory=CursorWrapper)
 
+    def journal_cursor(self) -> Any:
+        """A cursor for the engine's own statements (`durable.store.sql.cursor`): Django's, less
+        its layers (the thread and health checks of each cursor made, the wrappers around each
+        statement), which ran inside the writers' lock on every journal write; the same
+        placeholders and the same errors. With DEBUG on (`queries_logged`), Django's, so the
+        query log still shows the journal's statements."""
+        if self.queries_logged:
+            return self.cursor()
+        if self.connection is None:
+            self.ensure_connection()
+        return JournalCursor(self)
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
         self._path = os.fspath(self.settings_dict["NAME"])
@@ -293,3 +305,44 @@ class CursorWrapper(base.SQLiteCursorWrapper):
         if param_names is None:
             return _qmark(query)
         return str(super().convert_query(query, param_names=param_names))
+
+
+class JournalCursor:
+    """`DatabaseWrapper.journal_cursor`'s: SQLite's cursor (ours, see CursorWrapper) with
+    Django's error translation, and nothing else; a context manager that closes it."""
+
+    __slots__ = ("_cursor", "_errors")
+
+    def __init__(self, db: DatabaseWrapper) -> None:
+        db.validate_no_broken_transaction()
+        self._errors = db.wrap_database_errors
+        self._cursor = db.connection.cursor(factory=CursorWrapper)
+
+    def execute(self, query: str, params: Any = None) -> Any:
+        with self._errors:
+            return self._cursor.execute(query, params)
+
+    def executemany(self, query: str, params: Any) -> Any:
+        with self._errors:
+            return self._cursor.executemany(query, params)
+
+    def fetchone(self) -> Any:
+        with self._errors:
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> Any:
+        with self._errors:
+            return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    def close(self) -> None:
+        self._cursor.close()
+
+    def __enter__(self) -> JournalCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.close()

@@ -1,0 +1,90 @@
+"""The journal's statements on SQLite run on a lean cursor (`DatabaseWrapper.journal_cursor`):
+SQLite's own with Django's placeholders and error translation, without Django's layers around
+each cursor and statement (they ran inside the writers' lock on every journal write). With
+DEBUG's query log on, Django's cursor, so the log still shows them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, OperationalError
+from django.db.transaction import TransactionManagementError
+from django.db.utils import ConnectionHandler
+
+from durable.backends.sqlite3 import base, database
+
+
+@pytest.fixture
+def journal_db(tmp_path: Path, django_db_blocker):
+    """Our backend on a file of its own (whatever database the tests run on)."""
+    handler = ConnectionHandler({"default": database(str(tmp_path / "journal.sqlite3"))})
+    connection = handler["default"]
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE t (k TEXT UNIQUE, v INTEGER)")
+        yield connection
+        connection.close()
+
+
+def begin(connection) -> None:
+    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+
+
+def test_the_journal_cursor_runs_djangos_statements_and_raises_djangos_errors(journal_db):
+    begin(journal_db)
+    with journal_db.journal_cursor() as cursor:
+        assert isinstance(cursor, base.JournalCursor)
+        cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["a", 1])
+        cursor.executemany("INSERT INTO t (k, v) VALUES (%s, %s)", [["b", 2], ["c", 3]])
+        cursor.execute("UPDATE t SET v = v + %s WHERE k IN (%s, %s)", [10, "a", "b"])
+        assert cursor.rowcount == 2
+        cursor.execute("SELECT k, v FROM t WHERE v > %s ORDER BY k", [1])
+        assert cursor.fetchone() == ("a", 11)
+        assert cursor.fetchall() == [("b", 12), ("c", 3)]
+        with pytest.raises(IntegrityError):  # Django's, as a statement on Django's cursor raises
+            cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["a", 4])
+        with pytest.raises(OperationalError):
+            cursor.execute("SELECT nothing FROM nowhere")
+    journal_db.commit()
+    journal_db.set_autocommit(True)
+    with journal_db.cursor() as cursor:
+        cursor.execute("SELECT count(*), sum(v) FROM t")
+        assert cursor.fetchone() == (3, 26)
+    # The writers' lock was let go at the commit: another transaction takes it.
+    begin(journal_db)
+    with journal_db.journal_cursor() as cursor:
+        cursor.execute("DELETE FROM t WHERE k = %s", ["c"])
+        assert cursor.rowcount == 1
+    journal_db.commit()
+    journal_db.set_autocommit(True)
+    assert not journal_db._holding_writers_lock
+
+
+def test_a_broken_transaction_refuses_the_journal_cursor_as_djangos(journal_db):
+    begin(journal_db)
+    journal_db.in_atomic_block = True
+    journal_db.needs_rollback = True  # what an error caught inside atomic() leaves
+    try:
+        with pytest.raises(TransactionManagementError):
+            journal_db.journal_cursor()
+        with pytest.raises(TransactionManagementError):
+            journal_db.cursor().execute("SELECT 1")
+    finally:
+        journal_db.needs_rollback = False
+        journal_db.in_atomic_block = False
+        journal_db.rollback()
+        journal_db.set_autocommit(True)
+
+
+def test_a_logged_connection_gets_djangos_cursor_and_logs_the_statements(journal_db):
+    journal_db.force_debug_cursor = True
+    try:
+        with journal_db.journal_cursor() as cursor:
+            assert not isinstance(cursor, base.JournalCursor)
+            cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["logged", 1])
+        assert "INSERT INTO t (k, v) VALUES ('logged', 1)" in [q["sql"] for q in journal_db.queries]
+    finally:
+        journal_db.force_debug_cursor = False
+    with journal_db.journal_cursor() as cursor:
+        assert isinstance(cursor, base.JournalCursor)
