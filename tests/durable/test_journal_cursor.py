@@ -5,10 +5,11 @@ DEBUG's query log on, Django's cursor, so the log still shows them."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
-from django.db import IntegrityError, OperationalError
+from django.db import DatabaseError, IntegrityError, OperationalError
 from django.db.transaction import TransactionManagementError
 from django.db.utils import ConnectionHandler
 
@@ -75,6 +76,22 @@ def test_a_broken_transaction_refuses_the_journal_cursor_as_djangos(journal_db):
         journal_db.in_atomic_block = False
         journal_db.rollback()
         journal_db.set_autocommit(True)
+
+
+def test_the_journal_cursor_refuses_another_threads_connection_as_djangos(journal_db):
+    raised = []
+
+    def other() -> None:
+        try:
+            journal_db.journal_cursor()
+        except DatabaseError as exc:  # Django's "objects created in a thread can only be used in that same thread"
+            raised.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(10)
+    assert raised
+    assert "same thread" in str(raised[0])
 
 
 def test_a_logged_connection_gets_djangos_cursor_and_logs_the_statements(journal_db):

@@ -180,9 +180,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def journal_cursor(self) -> Any:
         """A cursor for the engine's own statements (`durable.store.sql.cursor`): Django's, less
-        its layers (the thread and health checks of each cursor made, the wrappers around each
+        its layers (the health check and wrappers of each cursor made, the wrappers around each
         statement), which ran inside the writers' lock on every journal write; the same
-        placeholders and the same errors. With DEBUG on (`queries_logged`), Django's, so the
+        placeholders, errors and thread and transaction checks. With DEBUG on (`queries_logged`), Django's, so the
         query log still shows the journal's statements."""
         if self.queries_logged:
             return self.cursor()
@@ -314,6 +314,7 @@ class JournalCursor:
     __slots__ = ("_cursor", "_errors")
 
     def __init__(self, db: DatabaseWrapper) -> None:
+        db.validate_thread_sharing()
         db.validate_no_broken_transaction()
         self._errors = db.wrap_database_errors
         self._cursor = db.connection.cursor(factory=CursorWrapper)
