@@ -6,56 +6,47 @@ DEBUG's query log on, Django's cursor, so the log still shows them."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from django.db import DatabaseError, IntegrityError, OperationalError
 from django.db.transaction import TransactionManagementError
-from django.db.utils import ConnectionHandler
 
-from durable.backends.sqlite3 import base, database
+from durable.backends.sqlite3 import base
+from tests.durable.test_sqlite_checkpoints import begin, engine_sqlite  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def journal_db(tmp_path: Path, django_db_blocker):
-    """Our backend on a file of its own (whatever database the tests run on)."""
-    handler = ConnectionHandler({"default": database(str(tmp_path / "journal.sqlite3"))})
-    connection = handler["default"]
-    with django_db_blocker.unblock():
-        with connection.cursor() as cursor:
-            cursor.execute("CREATE TABLE t (k TEXT UNIQUE, v INTEGER)")
-        yield connection
-        connection.close()
-
-
-def begin(connection) -> None:
-    connection.set_autocommit(False, force_begin_transaction_with_broken_autocommit=True)
+def journal_db(engine_sqlite):  # noqa: F811 (the fixture imported above)
+    """Our backend on a file of its own (whatever database the tests run on), with a table of keys."""
+    with engine_sqlite.cursor() as cursor:
+        cursor.execute("CREATE TABLE j (k TEXT UNIQUE, v INTEGER)")
+    return engine_sqlite
 
 
 def test_the_journal_cursor_runs_djangos_statements_and_raises_djangos_errors(journal_db):
     begin(journal_db)
     with journal_db.journal_cursor() as cursor:
         assert isinstance(cursor, base.JournalCursor)
-        cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["a", 1])
-        cursor.executemany("INSERT INTO t (k, v) VALUES (%s, %s)", [["b", 2], ["c", 3]])
-        cursor.execute("UPDATE t SET v = v + %s WHERE k IN (%s, %s)", [10, "a", "b"])
+        cursor.execute("INSERT INTO j (k, v) VALUES (%s, %s)", ["a", 1])
+        cursor.executemany("INSERT INTO j (k, v) VALUES (%s, %s)", [["b", 2], ["c", 3]])
+        cursor.execute("UPDATE j SET v = v + %s WHERE k IN (%s, %s)", [10, "a", "b"])
         assert cursor.rowcount == 2
-        cursor.execute("SELECT k, v FROM t WHERE v > %s ORDER BY k", [1])
+        cursor.execute("SELECT k, v FROM j WHERE v > %s ORDER BY k", [1])
         assert cursor.fetchone() == ("a", 11)
         assert cursor.fetchall() == [("b", 12), ("c", 3)]
         with pytest.raises(IntegrityError):  # Django's, as a statement on Django's cursor raises
-            cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["a", 4])
+            cursor.execute("INSERT INTO j (k, v) VALUES (%s, %s)", ["a", 4])
         with pytest.raises(OperationalError):
             cursor.execute("SELECT nothing FROM nowhere")
     journal_db.commit()
     journal_db.set_autocommit(True)
     with journal_db.cursor() as cursor:
-        cursor.execute("SELECT count(*), sum(v) FROM t")
+        cursor.execute("SELECT count(*), sum(v) FROM j")
         assert cursor.fetchone() == (3, 26)
     # The writers' lock was let go at the commit: another transaction takes it.
     begin(journal_db)
     with journal_db.journal_cursor() as cursor:
-        cursor.execute("DELETE FROM t WHERE k = %s", ["c"])
+        cursor.execute("DELETE FROM j WHERE k = %s", ["c"])
         assert cursor.rowcount == 1
     journal_db.commit()
     journal_db.set_autocommit(True)
@@ -99,8 +90,8 @@ def test_a_logged_connection_gets_djangos_cursor_and_logs_the_statements(journal
     try:
         with journal_db.journal_cursor() as cursor:
             assert not isinstance(cursor, base.JournalCursor)
-            cursor.execute("INSERT INTO t (k, v) VALUES (%s, %s)", ["logged", 1])
-        assert "INSERT INTO t (k, v) VALUES ('logged', 1)" in [q["sql"] for q in journal_db.queries]
+            cursor.execute("INSERT INTO j (k, v) VALUES (%s, %s)", ["logged", 1])
+        assert "INSERT INTO j (k, v) VALUES ('logged', 1)" in [q["sql"] for q in journal_db.queries]
     finally:
         journal_db.force_debug_cursor = False
     with journal_db.journal_cursor() as cursor:
