@@ -182,8 +182,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
         """A cursor for the engine's own statements (`durable.store.sql.cursor`): Django's, less
         its layers (the health check and wrappers of each cursor made, the wrappers around each
         statement), which ran inside the writers' lock on every journal write; the same
-        placeholders, errors and thread and transaction checks. With DEBUG on (`queries_logged`), Django's, so the
-        query log still shows the journal's statements."""
+        placeholders, errors and thread and transaction checks. With DEBUG on (`queries_logged`),
+        Django's, so the query log still shows the journal's statements."""
         if self.queries_logged:
             return self.cursor()
         if self.connection is None:
@@ -309,7 +309,8 @@ class CursorWrapper(base.SQLiteCursorWrapper):
 
 class JournalCursor:
     """`DatabaseWrapper.journal_cursor`'s: SQLite's cursor (ours, see CursorWrapper) with
-    Django's error translation, and nothing else; a context manager that closes it."""
+    Django's error translation and its thread and transaction checks, nothing else; a context
+    manager that closes it."""
 
     __slots__ = ("_cursor", "_errors")
 
