@@ -12,7 +12,7 @@ from django.db import DatabaseError, IntegrityError, OperationalError
 from django.db.transaction import TransactionManagementError
 
 from durable.backends.sqlite3 import base
-from tests.durable.test_sqlite_checkpoints import begin, engine_sqlite  # noqa: F401 (a fixture)
+from tests.durable.test_sqlite_checkpoints import begin, end, engine_sqlite  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
@@ -38,8 +38,7 @@ def test_the_journal_cursor_runs_djangos_statements_and_raises_djangos_errors(jo
             cursor.execute("INSERT INTO j (k, v) VALUES (%s, %s)", ["a", 4])
         with pytest.raises(OperationalError):
             cursor.execute("SELECT nothing FROM nowhere")
-    journal_db.commit()
-    journal_db.set_autocommit(True)
+    end(journal_db)
     with journal_db.cursor() as cursor:
         cursor.execute("SELECT count(*), sum(v) FROM j")
         assert cursor.fetchone() == (3, 26)
@@ -48,8 +47,7 @@ def test_the_journal_cursor_runs_djangos_statements_and_raises_djangos_errors(jo
     with journal_db.journal_cursor() as cursor:
         cursor.execute("DELETE FROM j WHERE k = %s", ["c"])
         assert cursor.rowcount == 1
-    journal_db.commit()
-    journal_db.set_autocommit(True)
+    end(journal_db)
     assert not journal_db._holding_writers_lock
 
 

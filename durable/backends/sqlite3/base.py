@@ -347,4 +347,4 @@ class JournalCursor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._cursor.close()
+        self.close()
