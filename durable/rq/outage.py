@@ -51,11 +51,17 @@ class Backoff:
         time.sleep(self._pause)
         self._pause = min(2 * self._pause, LONGEST_PAUSE)
 
-    def recovered(self) -> None:
-        """`what` answered: log how long it was away, and start the next outage's pauses short."""
+    def answered(self) -> None:
+        """`what` answered a check: log how long it was away. The pauses keep their length until
+        `recovered`: a check can answer while the work itself still fails (a lock time-out)."""
         if self.since is not None:
             self.log.warning("%s is reachable again after %.1f s", self.what, time.monotonic() - self.since)
         self.since = None
+
+    def recovered(self) -> None:
+        """The work went through: log the outage's end if not yet said, and start the next
+        outage's pauses short."""
+        self.answered()
         self._pause = FIRST_PAUSE
 
 

@@ -561,6 +561,9 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         while not database_reachable():
             self.heartbeat()
             self._database.pause(error)
+        # Said now, not when this worker next takes a lease: other workers may run every queued
+        # wake-up while this one pauses, leaving it none to take for as long as the queue stays empty.
+        self._database.answered()
 
     def _forget_finished_job(self) -> None:
         self._drop_early()

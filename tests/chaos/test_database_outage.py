@@ -52,7 +52,7 @@ def test_wake_ups_queued_while_the_database_restarts_wait_for_it_and_run(workers
     )
     for worker in pool:
         # The other worker may have run every wake-up while this one still waited out its
-        # back-off: it says so when it next looks (bounded), not necessarily by now.
+        # back-off: it says so when its next check answers (within a pause), not necessarily by now.
         wait_until(lambda w=worker: "the database is reachable again" in w.output(), 30, message="back-off ended")
         output = worker.output()
         assert not FAILED.findall(output), output

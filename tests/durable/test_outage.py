@@ -12,7 +12,7 @@ from django.db import OperationalError
 from durable.client import get_execution, start_execution
 from durable.exceptions import DatabaseUnreachableError
 from durable.rq import outage
-from durable.rq.jobs import invoke_once
+from durable.rq.jobs import invoke_once, queue
 from durable.store import journal_store
 from durable.store.base import SqlJournalStore
 from tests import workflows
@@ -35,6 +35,48 @@ def test_pauses_double_up_to_their_bound_and_start_short_again_after_a_recovery(
     assert messages[0] == "Redis is unreachable (refused); waiting for it, with back-off"
     assert messages[1].startswith("Redis is reachable again after")
     assert len(messages) == 3
+
+
+def test_a_check_that_answers_ends_the_outage_but_not_the_growth_of_the_pauses(monkeypatch, caplog):
+    slept: list[float] = []
+    monkeypatch.setattr(outage, "time", SimpleNamespace(sleep=slept.append, monotonic=time.monotonic))
+    backoff = outage.Backoff("the database", logging.getLogger("test"))
+    with caplog.at_level(logging.WARNING, logger="test"):
+        backoff.pause(ConnectionError("refused"))
+        backoff.answered()
+        backoff.pause(ConnectionError("locked"))  # the work failed again: a new outage, said again
+        backoff.answered()
+        backoff.recovered()  # already said: not said twice
+        backoff.pause(ConnectionError("refused"))
+    assert slept == [0.1, 0.2, 0.1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(" (")[0].split(" after")[0] for m in messages] == [
+        "the database is unreachable",
+        "the database is reachable again",
+        "the database is unreachable",
+        "the database is reachable again",
+        "the database is unreachable",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_says_the_database_is_back_when_it_answers_not_when_a_job_next_comes(
+    redis_dispatch, monkeypatch, caplog
+):
+    """Other workers may run every queued wake-up while this one pauses; it must not stay silent
+    (and look still in the outage) for as long as the queue then stays empty."""
+    from durable.rq.worker import DurableWorker
+
+    q = queue()
+    worker = DurableWorker([q], connection=q.connection)
+    monkeypatch.setattr(outage, "time", SimpleNamespace(sleep=lambda s: None, monotonic=time.monotonic))
+    worker._database_error = DatabaseUnreachableError("connection refused")  # as a failed lease leaves it
+    with caplog.at_level(logging.WARNING, logger="durable.worker"):
+        worker._wait_for_database()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("the database is unreachable (connection refused)")
+    assert messages[1].startswith("the database is reachable again after")
+    assert worker._database_error is None
 
 
 @pytest.mark.django_db(transaction=True)
