@@ -11,11 +11,12 @@ def _durable_settings(settings):
     if hasattr(settings, "API_RATE_LIMIT"):  # the product's settings (not the engine's own tests')
         settings.API_RATE_LIMIT = {**settings.API_RATE_LIMIT, "CACHE": "default"}
     yield
-    # Delivery marks this process still holds name this test's rows: not the next test's.
+    # Delivery marks and deliveries this process still holds name this test's rows: not the next test's.
     from durable import sinks
 
     with sinks._held_lock:
         sinks._held.clear()
+        sinks._deliveries.clear()
 
 
 @pytest.fixture(scope="session")

@@ -335,6 +335,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
         if self._database_error is not None:
             self._wait_for_database()
         if len(self._ordered_queues) > 1 or max_idle_time is not None:
+            sinks.deliver_held()
             sinks.flush_marks()
             self._forget_finished_job()
             return super()._dequeue(timeout, max_idle_time)  # not our simple case: RQ's own dequeue
@@ -346,6 +347,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             self._redis_answered()
             if found is not None or timeout is None:  # timeout None: burst mode, done
                 return found
+            sinks.deliver_held()  # the queue is empty: the sinks' turn (durable.sinks)
             # Nothing queued: wait for the next job with one blocking call (RQ's own wait costs a
             # few round trips, a job hash read and a log line per job), no longer than a second
             # (heartbeats, RQ's maintenance). Held delivery marks (durable.sinks) are recorded if
@@ -533,6 +535,7 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
             runtime.ENDING.reset(ending)
             self._running = None
             self._invoking = False
+            sinks.deliver_held(due_only=True)
             sinks.flush_marks(due_only=True)
             if finished:
                 self._finished_queue = queue
@@ -576,11 +579,14 @@ class DurableWorker(SweepingWorkerMixin, SimpleWorker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         # Delivery marks are held while this works: flushed after a job when due, before it waits
-        # for work, and when it stops (durable.sinks.hold_marks).
+        # for work, and when it stops (durable.sinks.hold_marks). After-commit deliveries too:
+        # made when the queue is empty, after a job once due, and when it stops (hold_deliveries).
         sinks.hold_marks(True)
+        sinks.hold_deliveries(True)
         try:
             return super().work(*args, **kwargs)
         finally:
+            sinks.hold_deliveries(False)  # (their marks held: recorded next)
             sinks.hold_marks(False)
 
     def teardown(self) -> None:
