@@ -287,6 +287,10 @@ def test_settings_are_declared_once_and_read_from_the_environment(settings, monk
     assert conf.get("LEASE_SECONDS") == 4
     del settings.DURABLE
     assert conf.get("LEASE_SECONDS") == 7.5
+    monkeypatch.setenv("DURABLE_EVENT_SOURCE", "caf\u00e9.r\u00e9sum\u00e9")  # decoded as os.environ decodes it
+    assert conf.get("EVENT_SOURCE") == "caf\u00e9.r\u00e9sum\u00e9"
+    monkeypatch.delenv("DURABLE_EVENT_SOURCE")
+    assert conf.get("EVENT_SOURCE") == conf.SETTINGS.declared["EVENT_SOURCE"].default
     monkeypatch.setenv("DURABLE_DISPATCHER", "")
     settings.DURABLE = {}
     assert conf.get("DISPATCHER") is None  # empty: nobody dispatches
