@@ -177,8 +177,10 @@ class Worker:
 
 
 def blocked_on_the_queue(client: redis.Redis) -> int:
-    """How many workers wait for a job now (an idle worker blocks in BLMOVE)."""
-    return sum(1 for c in client.client_list() if c.get("cmd") == "blmove")
+    """How many workers wait for a job now (an idle worker blocks in BLMOVE). Blocked now (flag
+    `b`), not only last seen in BLMOVE: a test that ran a worker's dequeue in its own process
+    leaves a pooled connection whose last command was one, open for the rest of the session."""
+    return sum(1 for c in client.client_list() if c.get("cmd") == "blmove" and "b" in c.get("flags", ""))
 
 
 def record_in_redis(key: str, value: str) -> str:

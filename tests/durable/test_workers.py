@@ -12,7 +12,7 @@ import pytest
 from durable.client import get_execution, send_callback_success, start_execution
 from durable.models import Execution, HistoryEvent, Operation
 from tests import workflows
-from tests.processes import wait_until
+from tests.processes import blocked_on_the_queue, wait_until
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(90)]
 
@@ -146,9 +146,7 @@ def test_other_rq_jobs_on_the_queue_run_beside_invocations_and_leave_nothing_beh
     wait_until(lambda: all(finished(e) for e in first), 30, message="the first executions")
     # ... and each alone into an idle worker (its blocking wait).
     # The worker is idle once it blocks on the empty queue (BLMOVE).
-    wait_until(
-        lambda: any(c.get("cmd") == "blmove" for c in client.client_list()), 10, message="a worker blocked on BLMOVE"
-    )
+    wait_until(lambda: blocked_on_the_queue(client) >= 1, 10, message="a worker blocked on BLMOVE")
     plain("idle-1")
     wait_until(lambda: client.llen("plain-jobs") == 3, 10, message="the job sent to an idle worker")
     later = str(start_execution(workflows.three_steps, {}).pk)
