@@ -348,6 +348,13 @@ def _start_flusher() -> None:
         _flusher.start()
 
 
+def _first_held() -> None:
+    """A first mark or delivery is held (called under _held_lock): the flusher waits for it, not
+    for each one."""
+    _start_flusher()
+    _marks_held.notify()
+
+
 def _forget_after_fork() -> None:
     """A forked child starts with no flusher and no lock held; the parent records its own marks
     (the child's copy of them would be a second UPDATE that changes nothing) and makes its own
@@ -370,8 +377,7 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
         with _held_lock:
             if not _held:
                 _held_since = time.monotonic()
-                _start_flusher()
-                _marks_held.notify()  # the flusher waits for a first mark (not for each one)
+                _first_held()
             _held.extend(delivered)
         flush_marks(due_only=True)
         return
@@ -383,7 +389,7 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
         )
 
 
-# After-commit deliveries held in a worker (while `hold_marks`) until its queue is empty, for at
+# After-commit deliveries held in a worker (while `hold_deliveries`) until its queue is empty, for at
 # most DELIVERY_HOLD_SECONDS: a burst of wake-ups (timers due together) then runs each
 # invocation without the sinks' work of the ones before it, which was a tenth of a resume's
 # time with the product's receiver. The worker makes them when it finds no job waiting, and
@@ -413,6 +419,8 @@ def _delivery_hold_seconds() -> float:
 def deliver_held(*, due_only: bool = False) -> None:
     """Make the held after-commit deliveries (`due_only`: only once the oldest was held
     DELIVERY_HOLD_SECONDS). Never raises."""
+    if not _deliveries:
+        return  # most calls (after each job): nothing held, no lock taken (one held meanwhile waits for the next)
     with _held_lock:
         if not _deliveries or (due_only and time.monotonic() - _deliveries_since < _delivery_hold_seconds()):
             return
@@ -433,8 +441,7 @@ def deliver_after_commit(records: Sequence[OutboxRecord], found: list[Sink] | No
         with _held_lock:
             if not _deliveries:
                 _deliveries_since = time.monotonic()
-                _start_flusher()
-                _marks_held.notify()
+                _first_held()
             _deliveries.append((records, found))
         return
     _deliver(records, found)
