@@ -27,10 +27,18 @@ def pending_callback(execution_id) -> str | None:
     )
 
 
+def timer_waiting(execution_id) -> bool:
+    return Operation.objects.filter(execution_id=execution_id, name="timer", type="WAIT", status="STARTED").exists()
+
+
 def test_a_callback_before_the_timer_wins_and_cancels_the_timer(workers):
     workers(1)
     execution = start_execution(workflows.approval_or_timer, {"seconds": 30})
     callback_id = wait_until(lambda: pending_callback(execution.pk), 30, message="the callback")
+    # The branches run in order: a completion that lands before the approval branch reads its
+    # callback wins before the timer branch starts (test_race.py's settles-at-once test), so
+    # this test sends it once the timer is waiting too.
+    wait_until(lambda: timer_waiting(execution.pk), 30, message="the timer branch to wait")
     sent = time.time()
     send_callback_success(callback_id, "approved")
     done = wait_until(lambda: finished(execution.pk), 20, message="the race to end")
