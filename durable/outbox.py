@@ -39,6 +39,11 @@ class OutboxRecord:
     detail: dict[str, Any]
     created_at: datetime
 
+    @property
+    def pk(self) -> uuid.UUID:
+        """Its id, as the stored event's (a sink sends either, durable.sinks)."""
+        return self.id
+
 
 def execution_arn(function_name: str, execution_name: str, execution_id: str) -> str:
     """An id in the shape of a durable execution's ARN (function, then execution name and id)."""

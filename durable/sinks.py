@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from django.db import connections
 
 from durable import clock, conf, metrics, signals, webhooks
 from durable.models import OutboxEvent
-from durable.outbox import STATUS_CHANGE, OutboxRecord, envelope
+from durable.outbox import OutboxRecord, envelope
 from durable.store import outbox as store
 
 log = logging.getLogger("durable.sinks")
@@ -50,13 +51,27 @@ class Sink:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
+# The last settings `configured` read and what it made of them: every write of an event reads
+# them, and they rarely change (a copy is compared, so a list changed in place counts).
+_configured: tuple[tuple[Any, ...], list[Sink]] | None = None
+
+
 def configured() -> list[Sink]:
     """The signal, then EVENT_SINKS, then the sinks the simple variables name. Raises
     ImproperlyConfigured (unknown type, a webhook without url, two sinks with one name)."""
-    configs = [dict(c) for c in conf.get("EVENT_SINKS") or []]
-    if url := conf.get("EVENT_WEBHOOK_URL"):
+    global _configured
+    key = (conf.get("EVENT_SINKS") or [], conf.get("EVENT_WEBHOOK_URL"), conf.get("EVENTBRIDGE_BUS"))
+    last = _configured
+    if last is None or last[0] != key:
+        last = _configured = (copy.deepcopy(key), _configured_from(*key))
+    return list(last[1])
+
+
+def _configured_from(sink_configs: list[dict[str, Any]], url: str, bus: str) -> list[Sink]:
+    configs = [dict(c) for c in sink_configs]
+    if url:
         configs.append({"type": "webhook", "name": "webhook", "url": url})
-    if bus := conf.get("EVENTBRIDGE_BUS"):
+    if bus:
         configs.append({"type": "eventbridge", "name": "eventbridge", "event_bus_name": bus})
     found = [Sink(SIGNAL, SIGNAL)]
     for config in configs:
@@ -95,7 +110,7 @@ def _delivered(sink_name: str, ok: bool) -> None:
 # webhooks.RefusedError / webhooks.UnsafeURLError (do not).
 
 
-def _send_signal(event: OutboxEvent) -> None:
+def _send_signal(event: OutboxEvent | OutboxRecord) -> None:
     detail = event.detail
     responses = signals.send_status_changed(
         execution_id=str(event.execution_id),
@@ -111,7 +126,7 @@ def _send_signal(event: OutboxEvent) -> None:
         raise webhooks.DeliveryError(f"{len(broken)} receiver(s) raised: {'; '.join(broken)}"[:2000])
 
 
-def _envelope(event: OutboxEvent, sink: Sink) -> dict[str, Any]:
+def _envelope(event: OutboxEvent | OutboxRecord, sink: Sink) -> dict[str, Any]:
     return envelope(
         event_id=str(event.pk),
         detail_type=event.detail_type,
@@ -137,7 +152,7 @@ def webhook_secret(sink: Sink) -> str:
     return conf.environment_secret(str(variable)) if variable else str(conf.get("EVENT_WEBHOOK_SECRET") or "")
 
 
-def _send_webhook(event: OutboxEvent, sink: Sink) -> None:
+def _send_webhook(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
     secret = webhook_secret(sink)
     if not secret:
         raise webhooks.RefusedError(
@@ -174,7 +189,7 @@ def eventbridge_client(sink: Sink) -> Any:
     return _clients[key]
 
 
-def eventbridge_entry(event: OutboxEvent, sink: Sink) -> dict[str, Any]:
+def eventbridge_entry(event: OutboxEvent | OutboxRecord, sink: Sink) -> dict[str, Any]:
     """The put_events entry of an event (its detail as EventBridge's targets receive it)."""
     wrapped = _envelope(event, sink)
     return {
@@ -187,7 +202,7 @@ def eventbridge_entry(event: OutboxEvent, sink: Sink) -> dict[str, Any]:
     }
 
 
-def _send_eventbridge(event: OutboxEvent, sink: Sink) -> None:
+def _send_eventbridge(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
     from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     try:
@@ -201,7 +216,7 @@ def _send_eventbridge(event: OutboxEvent, sink: Sink) -> None:
         )
 
 
-def _send(event: OutboxEvent, sink: Sink) -> None:
+def _send(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
     if sink.type == SIGNAL:
         _send_signal(event)
     elif sink.type == "webhook":
@@ -397,7 +412,9 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
 # A held delivery lost with its process is made by the workers' pass after the grace, as ever;
 # none is held longer than a mark (half the grace), so the pass never takes one only held back.
 DELIVERY_HOLD_SECONDS = 0.05
-_deliveries: list[tuple[Sequence[OutboxRecord], list[Sink] | None]] = []
+# Each: the events a commit wrote (each with the sinks its deliveries were written for), and the
+# configured sinks.
+_deliveries: list[tuple[Written, list[Sink]]] = []
 _deliveries_since = 0.0  # monotonic time of the oldest held delivery
 _holding_deliveries = False  # True: this process's worker loop makes them (deliver_held)
 
@@ -426,35 +443,38 @@ def deliver_held(*, due_only: bool = False) -> None:
             return
         held = _deliveries[:]
         _deliveries.clear()
-    for records, found in held:
-        _deliver(records, found)
+    for written, found in held:
+        _deliver(written, found)
 
 
-def deliver_after_commit(records: Sequence[OutboxRecord], found: list[Sink] | None = None) -> None:
+Written = Sequence[tuple[OutboxRecord, Sequence[str]]]
+
+
+def deliver_after_commit(written: Written, found: list[Sink]) -> None:
     """Try each delivery of these just-committed events once, in this process (one UPDATE
     records the successes of one or several commits, see `hold_marks`; one more each failure);
     in a worker, once its queue is empty (within DELIVERY_HOLD_SECONDS: `deliver_held`).
-    `found`: the configured sinks their deliveries were written for (default: read again).
-    Never raises."""
+    `written`: each event with the names of the sinks its deliveries were written for, of
+    `found`, the configured sinks then. Never raises."""
     global _deliveries_since
     if _holding_deliveries and _delivery_hold_seconds() > 0:
         with _held_lock:
             if not _deliveries:
                 _deliveries_since = time.monotonic()
                 _first_held()
-            _deliveries.append((records, found))
+            _deliveries.append((written, found))
         return
-    _deliver(records, found)
+    _deliver(written, found)
 
 
-def _deliver(records: Sequence[OutboxRecord], found: list[Sink] | None) -> None:
+def _deliver(written: Written, found: list[Sink]) -> None:
     delivered: list[store.Claim] = []
+    records = [record for record, _ in written]
     try:
-        found = configured() if found is None else found
         sinks = {sink.name: sink for sink in found}
         skip = {name for name, until in _cooling.items() if until > time.monotonic()} if _cooling else set()
-        for record in records:
-            for name in sink_names(status_change=record.detail_type == STATUS_CHANGE, sinks=found):
+        for record, names in written:
+            for name in names:
                 if name not in skip and not _attempt(store.first_attempt(record, name), sinks, delivered):
                     skip.add(name)  # the pass retries; this process leaves it alone for a while
                     _cool(name)

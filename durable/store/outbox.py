@@ -10,6 +10,7 @@ workers' pass retries what that did not deliver: at least once, whatever dies wh
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -53,17 +54,28 @@ def _insert(table: str, columns: tuple[str, ...], rows: int, vendor: str) -> str
     return f"INSERT INTO {_qn(table)} ({', '.join(_qn(c) for c in columns)}) VALUES {', '.join([group] * rows)}"
 
 
-def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[Any]], list[Any]]:
-    """The parameters of the events' and their deliveries' rows (one per sink that takes it), and
-    the configured sinks they were chosen from (the first attempts after the commit use them)."""
+def _uuid(value: Any, native: bool) -> Any:
+    """A UUID (or its text) as UUIDField.get_db_prep_value gives it to the database, less its
+    layers (an execution's id as the engine writes it, `str(UUID)`, without parsing it again)."""
+    if not native and value.__class__ is str and len(value) == 36 and value.islower():
+        return value.replace("-", "")
+    value = value if value.__class__ is uuid.UUID else uuid.UUID(str(value))
+    return value if native else value.hex
+
+
+def _rows(
+    records: Sequence[OutboxRecord],
+) -> tuple[list[list[Any]], list[list[Any]], list[Any], list[tuple[OutboxRecord, list[str]]]]:
+    """The parameters of the events' and their deliveries' rows (one per sink that takes it), the
+    configured sinks they were chosen from, and each event written with the names of the sinks
+    its deliveries were written for (the first attempts after the commit make those)."""
     from durable import sinks
 
     found = sinks.configured()
     ops = connection.ops
+    native = connection.features.has_native_uuid_field
     grace: timedelta | None = None  # read once a record has a sink to go to
-    uuid_field = OutboxEvent._meta.get_field("id")
-    json_field = OutboxEvent._meta.get_field("detail")
-    events, deliveries = [], []
+    events, deliveries, written = [], [], []
     names_of: dict[bool, list[str]] = {}
     for record in records:
         status_change = record.detail_type == STATUS_CHANGE
@@ -74,26 +86,27 @@ def _rows(records: Sequence[OutboxRecord]) -> tuple[list[list[Any]], list[list[A
             continue
         if grace is None:
             grace = timedelta(seconds=float(conf.get("EVENT_AFTER_COMMIT_GRACE")))
-        pk = uuid_field.get_db_prep_value(record.id, connection)
+        pk = _uuid(record.id, native)
         at = ops.adapt_datetimefield_value(record.created_at)
         events.append(
             [
                 pk,
-                uuid_field.get_db_prep_value(record.execution_id, connection),
+                _uuid(record.execution_id, native),
                 record.detail_type,
                 record.function_name,
                 record.execution_name,
                 record.status,
                 record.previous_status,
                 record.operation_id,
-                json_field.get_db_prep_save(record.detail, connection),
+                ops.adapt_json_value(record.detail, None),  # JSONField's get_db_prep_save (no encoder)
                 at,
             ]
         )
         # The committing process tries first; the workers' pass only once it had time to.
         due = ops.adapt_datetimefield_value(record.created_at + grace)
         deliveries += [[pk, name, EventDeliveryStatus.PENDING.value, 0, due, ""] for name in names]
-    return events, deliveries, found
+        written.append((record, names))
+    return events, deliveries, found, written
 
 
 def count_ends(records: Sequence[OutboxRecord]) -> None:
@@ -109,10 +122,10 @@ def _count(ended: list[tuple[str, str]]) -> None:
         metrics.execution_ended(name, status)
 
 
-def _after_commit(records: Sequence[OutboxRecord], found: list[Any]) -> None:
+def _after_commit(written: list[tuple[OutboxRecord, list[str]]], found: list[Any]) -> None:
     from durable import sinks
 
-    transaction.on_commit(lambda: sinks.deliver_after_commit(records, found))
+    transaction.on_commit(lambda: sinks.deliver_after_commit(written, found))
 
 
 def write(records: Sequence[OutboxRecord]) -> None:
@@ -128,7 +141,7 @@ class Prepared:
 
     def __init__(self, records: Sequence[OutboxRecord]) -> None:
         self.records = records
-        self.events, self.deliveries, self.sinks = _rows(records) if records else ([], [], [])
+        self.events, self.deliveries, self.sinks, self.written = _rows(records) if records else ([], [], [], [])
 
     def write(self) -> None:
         """In the caller's transaction: the inserts; the end count and the deliveries' first try
@@ -143,7 +156,7 @@ class Prepared:
             cursor.executemany(
                 _insert(EventDelivery._meta.db_table, _DELIVERY_COLUMNS, 1, connection.vendor), self.deliveries
             )
-        _after_commit(self.records, self.sinks)
+        _after_commit(self.written, self.sinks)
 
     def statements(self) -> tuple[list[str], list[Any]]:
         """The same inserts as statements and parameters, to run in a query of the caller's."""
@@ -160,7 +173,7 @@ class Prepared:
         end, and try the deliveries of the events it wrote."""
         count_ends(self.records)
         if self.events:
-            _after_commit(self.records, self.sinks)
+            _after_commit(self.written, self.sinks)
 
 
 def sends_operation_events(function_name: str) -> bool:
@@ -222,24 +235,13 @@ class Claim:
     delivery_id: int | None
     sink: str
     attempt: int
-    event: OutboxEvent
+    event: OutboxEvent | OutboxRecord
 
 
 def first_attempt(record: OutboxRecord, sink: str) -> Claim:
-    """The committing process's attempt of a delivery it just wrote (no query: it has the event)."""
-    event = OutboxEvent(
-        id=record.id,
-        execution_id=record.execution_id,
-        detail_type=record.detail_type,
-        function_name=record.function_name,
-        execution_name=record.execution_name,
-        status=record.status,
-        previous_status=record.previous_status,
-        operation_id=record.operation_id,
-        detail=record.detail,
-        created_at=record.created_at,
-    )
-    return Claim(None, sink, 1, event)
+    """The committing process's attempt of a delivery it just wrote (no query: it has the event,
+    whose fields the sinks read as the stored event's)."""
+    return Claim(None, sink, 1, record)
 
 
 def _row(claim: Claim) -> QuerySet[EventDelivery]:

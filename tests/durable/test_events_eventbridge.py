@@ -63,7 +63,7 @@ THROTTLED = {
 def unsent(monkeypatch):
     """Events written but not sent after their commit (so each request is stubbed knowing its
     event): the workers' pass sends them."""
-    monkeypatch.setattr(sinks, "deliver_after_commit", lambda records, found=None: None)
+    monkeypatch.setattr(sinks, "deliver_after_commit", lambda written, found: None)
 
 
 def test_each_status_change_is_put_with_its_detail(eventbridge, unsent):

@@ -55,7 +55,7 @@ def test_the_workers_pass_delivers_an_event_its_process_never_sent(workers, sett
     with WebhookReceiver() as receiver:
         settings.DURABLE = {**settings.DURABLE, **webhook_settings(receiver.url)}
         # This process commits the start and "dies" before sending it: only the outbox has it.
-        monkeypatch.setattr(sinks, "deliver_after_commit", lambda records, found=None: None)
+        monkeypatch.setattr(sinks, "deliver_after_commit", lambda written, found: None)
         execution = start_execution(event_workflows.outcome, {})
         execution_id = str(execution.pk)
         (start,) = deliveries(execution_id, "webhook")
