@@ -19,6 +19,48 @@ def _durable_settings(settings):
         sinks._deliveries.clear()
 
 
+# Whether this process's Redis commands first read the answers to the wake-ups it sent (below).
+_SETTLE_FIRST = [True]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _redis_reads_after_own_wake_ups():
+    """Every Redis command of the test process runs after the wake-ups it sent. A commit's
+    wake-ups go out without waiting for Redis's answer (durable.rq.sender), and Redis does not
+    promise to run them before a command another connection sends next, such as a test's look at
+    the queue. So each command first reads those answers (`durable.rq.dispatch.settle`), as a
+    reader in production that must see them does. Tests of the unanswered sends themselves turn
+    this off (`unsettled`). Worker processes are not touched: they run as in production."""
+    import redis
+    import redis.client
+
+    from durable.rq import sender as wake_ups
+
+    command, pipeline = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def execute_command(self, *args, **options):
+        if _SETTLE_FIRST[0] and wake_ups.unread():
+            wake_ups.settle()
+        return command(self, *args, **options)
+
+    def execute(self, *args, **options):
+        if _SETTLE_FIRST[0] and wake_ups.unread():
+            wake_ups.settle()
+        return pipeline(self, *args, **options)
+
+    redis.Redis.execute_command, redis.client.Pipeline.execute = execute_command, execute
+    yield
+    redis.Redis.execute_command, redis.client.Pipeline.execute = command, pipeline
+
+
+@pytest.fixture
+def unsettled():
+    """This test's Redis commands do not wait for the answers to its wake-ups (see above)."""
+    _SETTLE_FIRST[0] = False
+    yield
+    _SETTLE_FIRST[0] = True
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     from tests.processes import RedisServer

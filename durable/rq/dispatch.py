@@ -34,6 +34,8 @@ from durable.rq.jobs import (
     timers_channel,
     timers_key,
 )
+from durable.rq.sender import sender
+from durable.rq.sender import settle as settle  # wait for this process's wake-ups sent unanswered
 
 log = logging.getLogger("durable.worker")
 
@@ -271,15 +273,33 @@ def enqueue_wake_ups(wake_ups: list[tuple[str, str]]) -> int:
         wake_ups = _missing(q, wake_ups)
     if not wake_ups:
         return 0
+    script = _enqueue_script(q)
+    return int(script(keys=[q.redis_queues_keys, q.key, q.intermediate_queue_key], args=_enqueue_args(q, wake_ups)))
+
+
+def send_wake_ups(wake_ups: list[tuple[str, str]]) -> None:
+    """`enqueue_wake_ups` for a few wake-ups, without waiting for Redis's answer
+    (durable.rq.sender; `settle` reads it): how many were queued is not known. Raises RedisError
+    if Redis cannot be reached."""
+    q = queue()
+    keys = [q.redis_queues_keys, q.key, q.intermediate_queue_key]
+    sender(q.connection).call(_enqueue_script(q), keys, _enqueue_args(q, wake_ups))
+
+
+def _enqueue_script(q: Any) -> Any:
     script = _enqueue_scripts.get(id(q))
     if script is None:
         script = _enqueue_scripts[id(q)] = q.connection.register_script(_ENQUEUE)
+    return script
+
+
+def _enqueue_args(q: Any, wake_ups: list[tuple[str, str]]) -> list[Any]:
     args: list[Any] = []
     job_hash = _job_hashes(q)
     for execution_id, job_id_ in wake_ups:
         fields = job_hash(execution_id)
         args += (q.job_class.key_for(job_id_), job_id_, len(fields) // 2, *fields)
-    return int(script(keys=[q.redis_queues_keys, q.key, q.intermediate_queue_key], args=args))
+    return args
 
 
 def _missing(q: Any, wake_ups: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -318,8 +338,11 @@ def dispatch_many(wake_ups: list[tuple[str, datetime, int]]) -> None:
         else:
             timers[wake_up] = when.timestamp()
     try:
-        if due:
+        if len(due) >= CHECK_FIRST:
             enqueue_wake_ups(due)
+        elif due:
+            # A commit's (a start, a callback's completion): its answer is not waited for.
+            send_wake_ups(due)
         schedule_wake_ups(timers)
     except redis.RedisError as exc:
         # Losing a nudge loses nothing: the sweep re-dispatches what is due.
