@@ -23,11 +23,14 @@ restart loses, the sweep queues it. And Redis does not promise to run two connec
 in the order one process wrote them: a reader in this process that must see the wake-ups it
 sent (a test, say) calls `settle` first.
 
-A forked child makes its own sender; the parent reads its own answers.
+A forked child makes its own sender; the parent reads its own answers. A process that exits
+reads its answers first (`atexit`): closing a socket with an answer unread resets the
+connection, which could drop a command Redis had not read yet.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -71,6 +74,9 @@ def settle() -> None:
     for found in list(_senders.values()):
         if found.pid == pid and found.unread:
             found.flush()
+
+
+atexit.register(settle)
 
 
 class Sender:

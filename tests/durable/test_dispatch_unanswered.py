@@ -3,8 +3,10 @@ answer is read later, and a restart, flushed scripts, a fork, threads or an unre
 no wake-up that the wait would have kept. These tests look at the unread answers themselves, so
 their Redis commands do not settle them first (`unsettled`, tests/conftest.py)."""
 
+import json
 import logging
 import os
+import textwrap
 import threading
 import uuid
 
@@ -151,3 +153,33 @@ def test_an_unreachable_redis_loses_the_wake_up_with_a_warning_and_the_start_sta
     assert Execution.objects.get(pk=execution.pk).status == "RUNNING"  # the sweep's to dispatch
     assert "the sweep will" in caplog.text
     assert not sender(queue().connection).unread
+
+
+EXITING = textwrap.dedent(
+    """
+    import json
+    import django
+    django.setup()
+    from durable.client import start_execution
+    from durable.rq.jobs import job_id, queue
+    from durable.rq.sender import unread
+    from tests import workflows
+
+    first = start_execution(workflows.three_steps, {})  # loads the script: its answer is read
+    queue().connection.client_pause(500, all=True)  # Redis reads the next one, runs it later
+    second = start_execution(workflows.three_steps, {})
+    print(json.dumps({"jobs": [job_id(str(e.pk), e.wake_at) for e in (first, second)], "unread": unread()}))
+    """
+)
+
+
+def test_a_process_that_exits_reads_its_answers_first_so_no_wake_up_is_dropped(redis_dispatch):
+    from django.db import connection
+
+    from tests.processes import run_engine_script
+
+    done = run_engine_script(EXITING, redis_dispatch.url, connection.settings_dict)
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed["unread"] >= 1  # it exited with an answer to read
+    # Closed with the command unread by a paused Redis, the wake-up would have been dropped.
+    assert queued_ids() == set(printed["jobs"])
