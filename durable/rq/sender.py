@@ -34,6 +34,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -67,16 +68,20 @@ def unread() -> int:
     return sum(len(s.unread) for s in list(_senders.values()) if s.pid == pid)
 
 
-def settle() -> None:
-    """Read the answers to every wake-up this process sent (waiting for them): once it returns,
-    Redis has run them all, and a command sent after it sees their jobs queued. Never raises."""
+def settle(timeout: float | None = None) -> None:
+    """Read the answers to every wake-up this process sent (waiting for them, at most `timeout`
+    seconds): once it returns, Redis has run them all, and a command sent after it sees their
+    jobs queued. Never raises (answers not read in time are logged and left to the sweep)."""
     pid = os.getpid()
+    deadline = None if timeout is None else time.monotonic() + timeout
     for found in list(_senders.values()):
         if found.pid == pid and found.unread:
-            found.flush()
+            found.flush(deadline)
 
 
-atexit.register(settle)
+# At exit, a Redis that hangs holds the process back at most this long.
+EXIT_SETTLE_SECONDS = 5.0
+atexit.register(settle, EXIT_SETTLE_SECONDS)
 
 
 class Sender:
@@ -104,19 +109,23 @@ class Sender:
             if len(self.unread) > MAX_UNREAD:
                 self.read(wait=True, keep=MAX_UNREAD // 2)
 
-    def flush(self) -> None:
-        """Read every answer still unread (waiting for them). Never raises."""
+    def flush(self, deadline: float | None = None) -> None:
+        """Read every answer still unread (waiting for them, until `deadline`, monotonic time).
+        Never raises."""
         with self.lock:
             try:
-                self.read(wait=True)
+                self.read(wait=True, deadline=deadline)
             except redis.RedisError as exc:
                 count = len(self.unread)
                 log.warning("could not read Redis's answers to %d wake-up(s) (%s); the sweep will", count, exc)
                 self.unread.clear()
 
-    def read(self, *, wait: bool, keep: int = 0) -> None:
-        """Read the answers that have come (all that are due if `wait`, until `keep` remain)."""
+    def read(self, *, wait: bool, keep: int = 0, deadline: float | None = None) -> None:
+        """Read the answers that have come (all that are due if `wait`, until `keep` remain;
+        raises TimeoutError if one has not come by `deadline`)."""
         while len(self.unread) > keep:
+            if deadline is not None and not self._answered_by(deadline):
+                raise redis.TimeoutError("Redis did not answer in time")
             try:
                 if not wait and not self.connection.can_read(timeout=0):
                     return
@@ -137,6 +146,13 @@ class Sender:
                 self._send_again()
                 continue
             self.unread.popleft()
+
+    def _answered_by(self, deadline: float) -> bool:
+        """Whether an answer (or the connection's end) has come by `deadline`."""
+        try:
+            return bool(self.connection.can_read(timeout=max(0.0, deadline - time.monotonic())))
+        except (redis.ConnectionError, OSError):
+            return True  # read it: the read finds the connection broken
 
     def _send(self, commands: list[tuple[tuple[Any, ...], int]], *, again: bool = True) -> None:
         try:

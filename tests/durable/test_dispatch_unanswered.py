@@ -183,3 +183,22 @@ def test_a_process_that_exits_reads_its_answers_first_so_no_wake_up_is_dropped(r
     assert printed["unread"] >= 1  # it exited with an answer to read
     # Closed with the command unread by a paused Redis, the wake-up would have been dropped.
     assert queued_ids() == set(printed["jobs"])
+
+
+def test_a_process_that_exits_waits_for_a_redis_that_hangs_no_longer_than_the_bound(redis_dispatch):
+    import time
+
+    from django.db import connection
+
+    from durable.rq.sender import EXIT_SETTLE_SECONDS
+    from tests.processes import run_engine_script
+
+    # A Redis that hangs for 30 s (its writes: the test can still lift the pause).
+    script = EXITING.replace("client_pause(500, all=True)", "client_pause(30_000, all=False)")
+    assert script != EXITING
+    began = time.monotonic()
+    done = run_engine_script(script, redis_dispatch.url, connection.settings_dict)
+    took = time.monotonic() - began
+    assert EXIT_SETTLE_SECONDS <= took < EXIT_SETTLE_SECONDS + 10, took
+    assert "the sweep will" in done.stderr  # the wake-up it could not see answered, said so
+    redis_dispatch.client().client_unpause()
