@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
 import logging
 import os
 import sqlite3
@@ -162,6 +163,20 @@ class DatabaseOperations(SQLiteOperations):
         if value.__class__ is datetime and value.tzinfo is UTC and settings.USE_TZ and self.connection.timezone is UTC:
             return str(value.replace(tzinfo=None))
         return super().adapt_datetimefield_value(value)
+
+    def adapt_json_value(self, value: Any, encoder: Any) -> Any:
+        """Django's (`json.dumps(value, cls=encoder)`), with one encoder made per class: given a
+        class, json.dumps makes an encoder per call, and every history event written is one."""
+        if encoder is None:
+            return json.dumps(value)
+        made = _encoders.get(encoder)
+        if made is None:
+            made = _encoders[encoder] = encoder()  # json.dumps's own arguments are its defaults
+        return made.encode(value)
+
+
+# JSON encoders by class (their `encode` keeps no state between calls: safe to share).
+_encoders: dict[type, json.JSONEncoder] = {}
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
