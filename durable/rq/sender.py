@@ -79,6 +79,15 @@ def settle(timeout: float | None = None) -> None:
             found.flush(deadline)
 
 
+def _forget_after_fork() -> None:
+    """A child forked while another thread of its parent was making a sender starts with a lock
+    of its own (the parent's copy would stay taken). Its senders are made anew (`sender`)."""
+    global _senders_lock
+    _senders_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
 # At exit, a Redis that hangs holds the process back at most this long.
 EXIT_SETTLE_SECONDS = 5.0
 atexit.register(settle, EXIT_SETTLE_SECONDS)

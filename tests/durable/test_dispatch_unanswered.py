@@ -144,6 +144,33 @@ def test_a_forked_child_sends_on_a_connection_of_its_own(redis_dispatch):
     assert queued_ids() == {before[1], in_child[1], after[1]}
 
 
+def test_a_child_forked_while_its_parent_makes_a_sender_is_not_held_by_its_lock(redis_dispatch):
+    import time
+
+    from durable.rq import sender as senders
+
+    in_child = wake_up()
+    with senders._senders_lock:  # as if another thread were making a sender as the process forks
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 1
+            try:
+                send_wake_ups([in_child])  # makes its sender: a lock still taken would hang here
+                senders.settle()
+                code = 0
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 20
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on its parent's lock")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert queued_ids() == {in_child[1]}
+
+
 def test_an_unreachable_redis_loses_the_wake_up_with_a_warning_and_the_start_stands(redis_dispatch, settings, caplog):
     from tests.processes import free_port
 
