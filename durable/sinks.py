@@ -51,6 +51,11 @@ class Sink:
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
+# An event as a sink reads it: stored (the pass's claims) or just written (the first attempt).
+Event = OutboxEvent | OutboxRecord
+# The events a commit wrote, each with the names of the sinks its deliveries were written for.
+Written = Sequence[tuple[OutboxRecord, Sequence[str]]]
+
 # The last settings `configured` read and what it made of them: every write of an event reads
 # them, and they rarely change (a copy is compared, so a list changed in place counts).
 _configured: tuple[tuple[Any, ...], list[Sink]] | None = None
@@ -110,7 +115,7 @@ def _delivered(sink_name: str, ok: bool) -> None:
 # webhooks.RefusedError / webhooks.UnsafeURLError (do not).
 
 
-def _send_signal(event: OutboxEvent | OutboxRecord) -> None:
+def _send_signal(event: Event) -> None:
     detail = event.detail
     responses = signals.send_status_changed(
         execution_id=str(event.execution_id),
@@ -126,7 +131,7 @@ def _send_signal(event: OutboxEvent | OutboxRecord) -> None:
         raise webhooks.DeliveryError(f"{len(broken)} receiver(s) raised: {'; '.join(broken)}"[:2000])
 
 
-def _envelope(event: OutboxEvent | OutboxRecord, sink: Sink) -> dict[str, Any]:
+def _envelope(event: Event, sink: Sink) -> dict[str, Any]:
     return envelope(
         event_id=str(event.pk),
         detail_type=event.detail_type,
@@ -152,7 +157,7 @@ def webhook_secret(sink: Sink) -> str:
     return conf.environment_secret(str(variable)) if variable else str(conf.get("EVENT_WEBHOOK_SECRET") or "")
 
 
-def _send_webhook(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
+def _send_webhook(event: Event, sink: Sink) -> None:
     secret = webhook_secret(sink)
     if not secret:
         raise webhooks.RefusedError(
@@ -189,7 +194,7 @@ def eventbridge_client(sink: Sink) -> Any:
     return _clients[key]
 
 
-def eventbridge_entry(event: OutboxEvent | OutboxRecord, sink: Sink) -> dict[str, Any]:
+def eventbridge_entry(event: Event, sink: Sink) -> dict[str, Any]:
     """The put_events entry of an event (its detail as EventBridge's targets receive it)."""
     wrapped = _envelope(event, sink)
     return {
@@ -202,7 +207,7 @@ def eventbridge_entry(event: OutboxEvent | OutboxRecord, sink: Sink) -> dict[str
     }
 
 
-def _send_eventbridge(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
+def _send_eventbridge(event: Event, sink: Sink) -> None:
     from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     try:
@@ -216,7 +221,7 @@ def _send_eventbridge(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
         )
 
 
-def _send(event: OutboxEvent | OutboxRecord, sink: Sink) -> None:
+def _send(event: Event, sink: Sink) -> None:
     if sink.type == SIGNAL:
         _send_signal(event)
     elif sink.type == "webhook":
@@ -412,8 +417,7 @@ def _record(delivered: list[store.Claim], records: Sequence[OutboxRecord]) -> No
 # A held delivery lost with its process is made by the workers' pass after the grace, as ever;
 # none is held longer than a mark (half the grace), so the pass never takes one only held back.
 DELIVERY_HOLD_SECONDS = 0.05
-# Each: the events a commit wrote (each with the sinks its deliveries were written for), and the
-# configured sinks.
+# Each: the events a commit wrote, and the sinks configured then.
 _deliveries: list[tuple[Written, list[Sink]]] = []
 _deliveries_since = 0.0  # monotonic time of the oldest held delivery
 _holding_deliveries = False  # True: this process's worker loop makes them (deliver_held)
@@ -445,9 +449,6 @@ def deliver_held(*, due_only: bool = False) -> None:
         _deliveries.clear()
     for written, found in held:
         _deliver(written, found)
-
-
-Written = Sequence[tuple[OutboxRecord, Sequence[str]]]
 
 
 def deliver_after_commit(written: Written, found: list[Sink]) -> None:
