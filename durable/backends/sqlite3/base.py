@@ -52,6 +52,7 @@ from typing import Any
 from django.conf import settings
 from django.db.backends.sqlite3 import base
 from django.db.backends.sqlite3.operations import DatabaseOperations as SQLiteOperations
+from django.db.backends.sqlite3.schema import DatabaseSchemaEditor as SQLiteSchemaEditor
 
 log = logging.getLogger("durable.sqlite")
 
@@ -179,8 +180,37 @@ class DatabaseOperations(SQLiteOperations):
 _encoders: dict[type, json.JSONEncoder] = {}
 
 
+# The journal's tables whose integer keys only order rows (an execution's operations and
+# history, an event's deliveries): made without AUTOINCREMENT (DatabaseSchemaEditor).
+ROWID_TABLES = frozenset({"durable_operation", "durable_historyevent", "durable_eventdelivery"})
+
+
+class DatabaseSchemaEditor(SQLiteSchemaEditor):
+    """Django's, except that the tables in ROWID_TABLES get a plain `INTEGER PRIMARY KEY` (the
+    rowid) where Django writes `AUTOINCREMENT`. With it, SQLite reads and rewrites the table's row
+    in `sqlite_sequence` at every INSERT statement, and each write transaction of the journal wrote
+    that table's page to the WAL besides its own (a step's flush: 11 pages instead of 10; 8 us
+    a transaction of three inserts on this machine). What AUTOINCREMENT adds is that a key is
+    never used twice: without it, a new row gets the largest key in the table plus one, so the
+    key of the newest row, once deleted, is given again. These tables' keys order the rows of
+    one execution (or event) and every new key is still larger than every key left in the
+    table, so that order holds. A table made before keeps AUTOINCREMENT (SQLite cannot drop it
+    but by making the table again)."""
+
+    def table_sql(self, model: Any) -> tuple[str, list[Any]]:
+        sql, params = super().table_sql(model)
+        # The sqlite schema editor makes a table again as "new__<table>" and renames it.
+        if model._meta.db_table.removeprefix("new__") in ROWID_TABLES:
+            marker = " PRIMARY KEY AUTOINCREMENT"
+            if sql.count(marker) != 1:
+                raise ValueError(f"{model._meta.db_table}: no single AUTOINCREMENT key in {sql!r}")
+            sql = sql.replace(marker, " PRIMARY KEY")
+        return sql, params
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     ops_class = DatabaseOperations
+    SchemaEditorClass = DatabaseSchemaEditor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
