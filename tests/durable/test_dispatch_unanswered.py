@@ -145,7 +145,7 @@ def test_a_forked_child_sends_on_a_connection_of_its_own(redis_dispatch):
 
 
 def test_a_child_forked_while_its_parent_makes_a_sender_is_not_held_by_its_lock(redis_dispatch):
-    import time
+    import select
 
     from durable.rq import sender as senders
 
@@ -160,9 +160,13 @@ def test_a_child_forked_while_its_parent_makes_a_sender_is_not_held_by_its_lock(
                 code = 0
             finally:
                 os._exit(code)
-    deadline = time.monotonic() + 20
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # Its end, waited for 20 s at most (waitpid has no time-out; a pidfd is readable once it exits).
+    exited = os.pidfd_open(pid)
+    try:
+        select.select([exited], [], [], 20)
+    finally:
+        os.close(exited)
+    done = os.waitpid(pid, os.WNOHANG)
     if done[0] == 0:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
