@@ -29,11 +29,15 @@ class ApprovalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from approvals import conf, receivers
+        from approvals import conf, receivers, workflows
         from durable.signals import execution_status_changed
 
         conf.SETTINGS.check()
         post_migrate.connect(ensure_reviewers_group, sender=self)
+        # The document workflow's executions only: no other function's status change makes an
+        # event for it (durable.signals).
         execution_status_changed.connect(
-            receivers.execution_status_changed, dispatch_uid="approvals.follow_document_executions"
+            receivers.execution_status_changed,
+            sender=workflows.summarize_approve_persist,
+            dispatch_uid="approvals.follow_document_executions",
         )

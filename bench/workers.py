@@ -12,7 +12,7 @@ With --dbos, DBOS 3.4 does the same work on the same database with the same conc
 measured in --rounds rounds, each ours then DBOS; the tables show medians.
 
 Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 3] [--fork] [--dbos]
-       [--only timers] [--timer-spacing 0.05] [--engine-only]
+       [--only timers] [--timer-spacing 0.05] [--engine-only] [--listen]
 """
 
 from __future__ import annotations
@@ -56,6 +56,13 @@ def main() -> None:
         action="store_true",
         help="the engine's own settings (tests.durable.settings): no product, so no receiver and no outbox",
     )
+    parser.add_argument(
+        "--listen",
+        action="store_true",
+        help="a receiver of the status changes of the bench's functions in every process (bench/workflows.py), so "
+        "that each is an event of the outbox, written and delivered (the product's own receiver follows only "
+        "its document workflow)",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
 
@@ -71,6 +78,8 @@ def main() -> None:
         DJANGO_DEBUG="false",
         DURABLE_SWEEP_INTERVAL="1",
     )
+    if args.listen:
+        os.environ["BENCH_LISTEN"] = "1"  # read by bench/workflows.py in this process and the workers
     from rq import Worker as RQWorker
 
     from tests.processes import RedisServer, Worker, wait_until
@@ -210,7 +219,14 @@ def main() -> None:
         redis_server.stop()
 
     spacing = f", timers started {args.timer_spacing} s apart" if args.timer_spacing else ""
-    project = "engine only (no event receiver)" if args.engine_only else "the product's settings (event outbox active)"
+    project = (
+        "engine only" if args.engine_only else "the product's settings (its receiver follows its document workflow)"
+    )
+    project += (
+        ", a receiver of these functions' status changes (an outbox event each)"
+        if args.listen
+        else ", no receiver of these functions' status changes (no event)"
+    )
     print(
         f"{database}, real Redis, {project}; {args.executions} executions of a 3-step workflow; "
         f"{args.samples} samples{spacing}\n"

@@ -153,6 +153,11 @@ def register(fn: DurableFunction) -> DurableFunction:
     return fn
 
 
+def registered(name: str) -> DurableFunction | None:
+    """The function registered under `name` in this process, None if none is (no import)."""
+    return _registry.get(name)
+
+
 def get_function(name: str) -> DurableFunction:
     """Find a registered function, importing its module if the name is `module.qualname`.
 

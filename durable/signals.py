@@ -9,6 +9,13 @@ one. Keyword arguments:
 - `status` (str, the new status) and `previous_status` (str)
 - `error` (dict in the journal's error shape, or None), `timestamp` (datetime of the change)
 
+The sender is the durable function whose execution changed (the `DurableFunction` registered
+under its name in the sending process; None if none is): a receiver connected with
+`sender=<the decorated function>` hears that function's executions only, and when no receiver
+listens to a function's executions (and no other sink takes them) its status changes write no
+event at all. One connected without a sender hears every function's. A function registered
+again (`durable.execution.register`, a fixed version) is a new sender: connect to it too.
+
 It is one sink of the event outbox (`durable.sinks`): the change and its event commit together,
 and the signal is sent after the commit, normally by the process that made the change. Delivery
 is AT LEAST ONCE: if that process dies first, or a receiver raises, a worker's delivery pass
@@ -26,9 +33,16 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from durable.execution import registered
+
 log = logging.getLogger("durable.signals")
 
 execution_status_changed = Signal()
+
+
+def listened(function_name: str) -> bool:
+    """Whether a receiver of this process hears the status changes of `function_name`'s executions."""
+    return execution_status_changed.has_listeners(registered(function_name))
 
 
 def send_status_changed(
@@ -44,7 +58,7 @@ def send_status_changed(
     """Send `execution_status_changed` now (the outbox's signal sink does, after the commit);
     returns what each receiver returned or raised (raising ones are logged)."""
     responses = execution_status_changed.send_robust(
-        sender=None,
+        sender=registered(function_name),
         execution_id=str(execution_id),
         function_name=function_name,
         execution_name=execution_name,

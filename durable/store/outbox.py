@@ -76,12 +76,14 @@ def _rows(
     native = connection.features.has_native_uuid_field
     grace: timedelta | None = None  # read once a record has a sink to go to
     events, deliveries, written = [], [], []
-    names_of: dict[bool, list[str]] = {}
+    names_of: dict[tuple[bool, str], list[str]] = {}
     for record in records:
         status_change = record.detail_type == STATUS_CHANGE
-        if status_change not in names_of:
-            names_of[status_change] = sinks.sink_names(status_change=status_change, sinks=found)
-        names = names_of[status_change]
+        function_name = record.function_name
+        key = (status_change, function_name)
+        if key not in names_of:
+            names_of[key] = sinks.sink_names(status_change=status_change, function_name=function_name, sinks=found)
+        names = names_of[key]
         if not names:
             continue
         if grace is None:

@@ -11,7 +11,8 @@ from approvals.errors import ReviewClosedError
 from approvals.models import Document, Review
 from approvals.services import document_submit, review_decide
 from durable import clock
-from durable.models import Execution
+from durable.execution import DurableFunction, register, registered
+from durable.models import Execution, OutboxEvent
 from durable.signals import execution_status_changed
 from durable.testing import DurableTestRunner
 from tests.approvals.fixtures import TEXT, make_people
@@ -41,7 +42,7 @@ def awaiting(runner, people, **extra) -> tuple[Document, Review]:
 def send(document_or_id, status, previous="RUNNING", *, error=None, at=None, function="summarize_approve_persist"):
     execution_id = document_or_id.execution_id if isinstance(document_or_id, Document) else document_or_id
     execution_status_changed.send(
-        sender=None,
+        sender=registered(function),  # as the engine sends it: the function is the sender
         execution_id=str(execution_id),
         function_name=function,
         execution_name="whatever",
@@ -160,3 +161,15 @@ def test_the_document_page_says_it_stopped_and_stops_polling(runner, people):
     assert "hx-trigger" not in page.split('id="live"')[1].split(">")[0]  # no more polling
     live = reviewer.get(f"/documents/{document.pk}/live/", HTTP_HX_REQUEST="true")
     assert live.status_code == 286  # htmx: stop polling
+
+
+def test_the_product_listens_to_the_document_workflow_only(runner, people):
+    """Its receiver is connected with the document workflow as sender: another function's
+    executions make no event at all (nobody else listens in the product's settings)."""
+    other = DurableFunction(name="tests.approvals.not_a_document", func=lambda event, context: "done")
+    register(other)
+    with DurableTestRunner(other) as other_runner:
+        assert other_runner.run("{}").status == "SUCCEEDED"
+    assert not OutboxEvent.objects.exists()
+    document, _ = awaiting(runner, people)
+    assert list(OutboxEvent.objects.values_list("execution_id", "status")) == [(document.execution_id, "RUNNING")]
