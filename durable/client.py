@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 
-from durable import clock, conf, dispatch, events, metrics, outbox, sinks, tracing
+from durable import clock, conf, dispatch, events, metrics, outbox, tracing
 from durable.config import Duration
 from durable.errors import ErrorObject
 from durable.exceptions import (
@@ -106,25 +106,19 @@ def start_execution(
         trace_parent=tracing.current_traceparent(),
         label=label,
     )
-    # Its RUNNING event, if any sink takes it (most executions of a project that follows a few
-    # functions have none: the event is not even made).
-    started = (
-        [
-            outbox.status_change(
-                execution_id=str(execution_id),
-                function_name=fn.name,
-                execution_name=name,
-                status=ExecutionStatus.RUNNING,
-                previous_status="",
-                started_at=now,
-                at=now,
-            )
-        ]
-        if sinks.takes_status_changes(fn.name)
-        else []
-    )
     try:
-        execution = journal_store().insert_execution(values, [events.execution_started(payload, timeout, now)], started)
+        started = outbox.status_change(
+            execution_id=str(execution_id),
+            function_name=fn.name,
+            execution_name=name,
+            status=ExecutionStatus.RUNNING,
+            previous_status="",
+            started_at=now,
+            at=now,
+        )
+        execution = journal_store().insert_execution(
+            values, [events.execution_started(payload, timeout, now)], [started]
+        )
     except IntegrityError:
         # Another caller started the same name between our read and our insert.
         existing = _existing(fn.name, name, digest)

@@ -92,19 +92,13 @@ def _configured_from(sink_configs: list[dict[str, Any]], url: str, bus: str) -> 
     return found
 
 
-def sink_names(*, status_change: bool, function_name: str = "", sinks: list[Sink] | None = None) -> list[str]:
+def sink_names(*, status_change: bool, function_name: str, sinks: list[Sink] | None = None) -> list[str]:
     """The sinks an event of `function_name`'s execution goes to (of `sinks`, default
     `configured()`): the signal takes execution status changes, when it has receivers for that
     function's executions (every process of a project connects the same ones, when its apps are
     ready). An event with no sink to go to is not written: nobody listening costs nothing."""
     listened = status_change and signals.listened(function_name)
     return [sink.name for sink in (configured() if sinks is None else sinks) if sink.type != SIGNAL or listened]
-
-
-def takes_status_changes(function_name: str) -> bool:
-    """Whether a status change of `function_name`'s executions has a sink to go to (if not, its
-    event is not even made)."""
-    return bool(sink_names(status_change=True, function_name=function_name))
 
 
 def _delivered(sink_name: str, ok: bool) -> None:
