@@ -2,7 +2,7 @@
 and failures by function, over the last hours or days.
 
 Every query is bounded by a time window on an indexed column (executions' `created_at`, history
-events' `(event_type, timestamp)`) and aggregated by the database (COUNT ... GROUP BY); step
+events' `(timestamp, event_type)`) and aggregated by the database (COUNT ... GROUP BY); step
 latency pairs each attempt's start with its end from at most MAX_LATENCY_EVENTS events and takes
 percentiles here, as SQLite has no percentile function.
 """
@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncDay, TruncHour
 
 from durable import clock
@@ -105,9 +105,9 @@ def backlog(now: datetime) -> dict[str, int]:
 
 def failures_by_function(since: datetime) -> list[tuple[str, int]]:
     """Executions that failed or timed out since `since`, by function, most first (from their
-    history's end events: the (event_type, timestamp) index)."""
+    history's end events: the (timestamp, event_type) index)."""
     rows = (
-        HistoryEvent.objects.filter(event_type__in=_FAILED_ENDS, timestamp__gte=since)
+        failure_events(since)
         .values(function=F("execution__function_name"))
         .annotate(n=Count("pk"))
         .order_by("-n", "function")[:20]
@@ -115,16 +115,27 @@ def failures_by_function(since: datetime) -> list[tuple[str, int]]:
     return [(row["function"], row["n"]) for row in rows]
 
 
+def failure_events(since: datetime) -> QuerySet[HistoryEvent]:
+    """The history's failed and timed-out ends since `since` (a range of its time index)."""
+    return HistoryEvent.objects.filter(event_type__in=_FAILED_ENDS, timestamp__gte=since)
+
+
+def attempt_events(since: datetime) -> QuerySet[HistoryEvent]:
+    """Step attempts' starts and ends since `since`, newest first (the time index read backwards,
+    no sort)."""
+    return HistoryEvent.objects.filter(
+        event_type__in=("StepStarted", *_ATTEMPT_ENDS), timestamp__gte=since, operation_id__isnull=False
+    ).order_by("-timestamp")
+
+
 def step_latency(since: datetime, unit: str) -> tuple[list[Latency], bool]:
     """p50 and p95 of step attempts (from StepStarted to the attempt's StepSucceeded or
     StepFailed) by the bucket the attempt ended in; True when the window held more events
     than are read (the newest MAX_LATENCY_EVENTS are)."""
     rows = list(
-        HistoryEvent.objects.filter(
-            event_type__in=("StepStarted", *_ATTEMPT_ENDS), timestamp__gte=since, operation_id__isnull=False
-        )
-        .order_by("-timestamp")
-        .values_list("execution_id", "operation_id", "event_type", "timestamp")[: MAX_LATENCY_EVENTS + 1]
+        attempt_events(since).values_list("execution_id", "operation_id", "event_type", "timestamp")[
+            : MAX_LATENCY_EVENTS + 1
+        ]
     )
     sampled = len(rows) > MAX_LATENCY_EVENTS
     started: dict[tuple[object, str], datetime] = {}

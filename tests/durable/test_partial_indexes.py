@@ -1,0 +1,136 @@
+"""Issue 19: the indexes a journal's commits write least into. The sweep's due and lease indexes
+and the purge's ended index hold only the rows with a wake-up, a lease or an end (an execution's
+start and end write no entry into them), the history's chart index leads with the time (a commit's
+events share one page of it), the admin list's indexes are ascending (a start's entries go to their
+right edge), and every query that read them still reads them, on both databases, with rows
+outside them that a scan would show (the list's: tests/durable/test_scale.py)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from durable import clock
+from durable.dashboard import attempt_events, failure_events
+from durable.models import Execution, HistoryEvent
+from durable.store.base import due_query, expired_leases_query
+from durable.store.purge import expired_query
+from tests.durable.test_write_indexes import assert_index_read
+
+pytestmark = pytest.mark.django_db
+
+
+def index_sql(name: str) -> str:
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = %s", [name])
+        else:
+            cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [name])
+        row = cursor.fetchone()
+    assert row, f"no index {name}"
+    return " ".join(row[0].replace('"', "").split()).upper()
+
+
+@pytest.mark.parametrize(
+    ("name", "columns", "condition"),
+    [
+        ("durable_exec_due", "STATUS, WAKE_AT", "WAKE_AT IS NOT NULL"),
+        ("durable_exec_lease", "STATUS, LEASE_EXPIRES_AT", "LEASE_EXPIRES_AT IS NOT NULL"),
+        ("durable_exec_ended", "FUNCTION_NAME, ENDED_AT", "ENDED_AT IS NOT NULL"),
+    ],
+)
+def test_the_sweep_and_purge_indexes_hold_only_rows_that_have_their_column(name, columns, condition):
+    sql = index_sql(name)
+    assert columns in sql, sql
+    assert "WHERE" in sql, sql
+    assert condition in sql, sql
+
+
+def test_the_history_chart_index_leads_with_the_time():
+    sql = index_sql("durable_history_time_type")
+    assert "(TIMESTAMP, EVENT_TYPE)" in sql, sql
+    with connection.cursor() as cursor:
+        names = set(connection.introspection.get_constraints(cursor, "durable_historyevent"))
+    assert "durable_history_type_time" not in names  # replaced, not kept beside it
+
+
+def rows(count: int) -> None:
+    """Executions of every state the indexes leave out or keep: running without a wake-up or a
+    lease, running and due later, leased, ended; and history over two days."""
+    now = clock.now()
+    base = {
+        "function_name": "tests.partial",
+        "input": "{}",
+        "input_hash": "0" * 64,
+        "created_at": now,
+        "updated_at": now,
+        "timeout_seconds": 3600,
+        "timeout_at": now + timedelta(hours=1),
+    }
+    made = []
+    for n in range(count):
+        state = n % 4
+        fields = dict(base, execution_name=f"partial-{n}", status="RUNNING")
+        if state == 1:
+            fields["wake_at"] = now + timedelta(days=30)
+        elif state == 2:
+            fields.update(lease_token="t" * 32, lease_owner="w", lease_expires_at=now + timedelta(minutes=1))
+        elif state == 3:
+            fields.update(status="SUCCEEDED", ended_at=now - timedelta(days=n % 50))
+        made.append(Execution(**fields))
+    Execution.objects.bulk_create(made)
+    events = []
+    for n, execution in enumerate(made[:400]):
+        at = now - timedelta(hours=n)
+        for kind in ("ExecutionStarted", "StepStarted", "StepSucceeded", "InvocationCompleted"):
+            events.append(HistoryEvent(execution=execution, event_type=kind, operation_id="op", timestamp=at))
+    HistoryEvent.objects.bulk_create(events, batch_size=1000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def test_the_queries_that_read_them_still_read_them():
+    rows(2000)
+    now = clock.now()
+    assert_index_read(due_query(now).values_list("pk"), "durable_exec_due")
+    assert_index_read(expired_leases_query(now).values_list("pk"), "durable_exec_lease")
+    assert_index_read(expired_query("tests.partial", now - timedelta(days=10)), "durable_exec_ended")
+    assert_index_read(failure_events(now - timedelta(days=1)), "durable_history_time_type")
+    assert_index_read(attempt_events(now - timedelta(days=1)), "durable_history_time_type")
+    if connection.vendor == "sqlite":  # read newest first along the index: no sort of the window
+        assert "TEMP B-TREE" not in attempt_events(now - timedelta(days=1)).explain()
+
+
+def test_what_the_partial_indexes_leave_out_is_still_found_right():
+    rows(200)
+    now = clock.now()
+    later = now + timedelta(days=31)
+    # Due: only the running executions whose wake-up has come (the lease-free ones).
+    assert due_query(now).count() == 0
+    assert due_query(later).count() == 50
+    # Leases: the fifty leased ones, once their lease has lapsed.
+    assert expired_leases_query(now).count() == 0
+    assert expired_leases_query(now + timedelta(minutes=2)).count() == 50
+    # Ended: the purge's candidates, by their end.
+    cutoff = now - timedelta(days=10)
+    expected = Execution.objects.filter(status="SUCCEEDED", ended_at__lt=cutoff).count()
+    assert expected > 0
+    assert expired_query("tests.partial", cutoff).count() == expected
+    # The charts' events: those of the window, whatever their kind.
+    assert failure_events(now - timedelta(days=1)).count() == 0
+    in_window = HistoryEvent.objects.filter(timestamp__gte=now - timedelta(hours=24)).count()
+    assert attempt_events(now - timedelta(hours=24)).count() == in_window // 2
+
+
+@pytest.mark.parametrize(
+    ("name", "columns"),
+    [
+        ("durable_exec_list", "(CREATED_AT, ID)"),
+        ("durable_exec_list_status", "(STATUS, CREATED_AT, ID)"),
+        ("durable_exec_list_function", "(FUNCTION_NAME, CREATED_AT, ID)"),
+    ],
+)
+def test_the_admin_list_indexes_are_ascending_and_read_backwards(name, columns):
+    sql = index_sql(name)
+    assert columns in sql.replace(" ASC", ""), sql
+    assert " DESC" not in sql, sql
