@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from durable import clock
 from durable.exceptions import ValidationError
-from durable.models import Execution, ExecutionStatus, Operation
+from durable.models import OPEN_STATUSES, Execution, ExecutionStatus, Operation
 
 # However many rows are asked for, one listing reads at most this many.
 MAX_LISTED = 1000
@@ -169,7 +169,7 @@ class Wait:
 def _wait_operations() -> Q:
     """The operations an execution waits on: open callbacks, waits and invokes, and steps with
     a retry (or a condition's next poll) scheduled."""
-    return Q(status__in=("STARTED", "PENDING")) & (
+    return Q(status__literal_in=OPEN_STATUSES) & (
         Q(type__in=("CALLBACK", "WAIT", "CHAINED_INVOKE")) | Q(next_attempt_at__isnull=False)
     )
 

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from django.db import models
-from django.db.models import Q
+from django.db.models import Lookup, Q
 
 from durable.identifier import new_execution_id
+
+_WORD = re.compile(r"[A-Z][A-Z_]*")
+
+
+class LiteralIn(Lookup):
+    """`field__literal_in=(...)`: IN, its values written into the statement rather than bound.
+    SQLite uses a partial index only for a query whose conditions it can see imply the index's,
+    and it cannot see through a bound value; with the index's own words written out (in its
+    order) it can. For the engine's constant words only: anything else is refused, not quoted."""
+
+    lookup_name = "literal_in"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, tuple[Any, ...]]:
+        lhs, params = self.process_lhs(compiler, connection)
+        words = tuple(self.rhs)
+        if not words or not all(isinstance(w, str) and _WORD.fullmatch(w) for w in words):
+            raise ValueError(f"literal_in takes upper-case words only, not {words!r}")
+        return f"{lhs} IN ({', '.join(repr(w) for w in words)})", tuple(params)
 
 
 class ExecutionStatus(models.TextChoices):
@@ -112,6 +134,11 @@ class Execution(models.Model):
         return f"{self.function_name} {self.execution_name} ({self.status})"
 
 
+# The statuses of an operation that is still open (what an execution waits on): the condition of
+# the partial index durable_op_open, which its queries repeat word for word (LiteralIn).
+OPEN_STATUSES = ("STARTED", "PENDING")
+
+
 class Operation(models.Model):
     """One operation of an execution; its primary key orders the journal."""
 
@@ -153,13 +180,21 @@ class Operation(models.Model):
             models.Index(
                 fields=["child_execution"], condition=Q(child_execution__isnull=False), name="durable_op_child"
             ),
-            # What executions wait on (the admin's "waiting for" filter): the open operations of a
-            # kind. Not a partial index: SQLite cannot use one for a query whose values are bound.
-            models.Index(fields=["type", "status", "execution"], name="durable_op_open"),
+            # What executions wait on (the admin's "waiting for" filter, the sweep's expired
+            # callbacks): the open operations of a kind, and only those (issue 19): a step that
+            # succeeds at once writes no entry. Its queries say `status__literal_in=OPEN_STATUSES`.
+            models.Index(
+                fields=["type", "status", "execution"],
+                condition=Q(status__in=OPEN_STATUSES),
+                name="durable_op_open",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.name or self.operation_id[:12]} ({self.status})"
+
+
+Operation._meta.get_field("status").register_lookup(LiteralIn)
 
 
 class HistoryEvent(models.Model):

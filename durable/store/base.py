@@ -32,7 +32,7 @@ from durable.exceptions import (
     DatabaseUnreachableError,
     LeaseLostError,
 )
-from durable.models import Execution, ExecutionStatus, Operation
+from durable.models import OPEN_STATUSES, Execution, ExecutionStatus, Operation
 from durable.outbox import OutboxRecord
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import outbox as outbox_store
@@ -174,7 +174,9 @@ def expired_leases_query(now: datetime) -> QuerySet[Execution]:
 
 
 def _expired_callbacks(now: datetime) -> QuerySet[Operation]:
-    return Operation.objects.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED).filter(
+    """Callbacks past a deadline (index durable_op_open, whose condition the query repeats)."""
+    pending = Operation.objects.filter(status__literal_in=OPEN_STATUSES)
+    return pending.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED).filter(
         Q(callback_deadline__lte=now) | Q(heartbeat_deadline__lte=now)
     )
 

@@ -1,9 +1,10 @@
 """Issue 19: the indexes a journal's commits write least into. The sweep's due and lease indexes
 and the purge's ended index hold only the rows with a wake-up, a lease or an end (an execution's
-start and end write no entry into them), the history's chart index leads with the time (a commit's
-events share one page of it), the admin list's indexes are ascending (a start's entries go to their
-right edge), and every query that read them still reads them, on both databases, with rows
-outside them that a scan would show (the list's: tests/durable/test_scale.py)."""
+start and end write no entry into them), the history's chart index leads with the time (a
+commit's events share one page of it), the admin list's indexes are ascending (a start's entries
+go to their right edge), the open operations' index holds open operations only; and every query
+that read them still reads them, on both databases, with rows outside them that a scan would
+show (the list's: tests/durable/test_scale.py)."""
 
 from datetime import timedelta
 
@@ -12,10 +13,11 @@ from django.db import connection
 
 from durable import clock
 from durable.dashboard import attempt_events, failure_events
-from durable.models import Execution, HistoryEvent
-from durable.store.base import due_query, expired_leases_query
+from durable.listing import open_operations
+from durable.models import OPEN_STATUSES, Execution, HistoryEvent, Operation
+from durable.store.base import _expired_callbacks, due_query, expired_leases_query
 from durable.store.purge import expired_query
-from tests.durable.test_write_indexes import assert_index_read
+from tests.durable.test_write_indexes import assert_index_read, family
 
 pytestmark = pytest.mark.django_db
 
@@ -134,3 +136,24 @@ def test_the_admin_list_indexes_are_ascending_and_read_backwards(name, columns):
     sql = index_sql(name)
     assert columns in sql.replace(" ASC", ""), sql
     assert " DESC" not in sql, sql
+
+
+def test_the_open_operations_index_holds_only_open_operations_and_the_sweep_reads_it():
+    sql = index_sql("durable_op_open")
+    assert "WHERE" in sql, sql
+    assert "STARTED" in sql, sql
+    assert "PENDING" in sql, sql
+    assert "SUCCEEDED" not in sql, sql
+    family()  # many operations, every one a succeeded step, but for one callback
+    now = clock.now()
+    assert_index_read(_expired_callbacks(now).values_list("pk"), "durable_op_open")
+    assert_index_read(open_operations("callback").values_list("execution_id"), "durable_op_open")
+
+
+def test_the_literal_lookup_writes_words_only():
+    with pytest.raises(ValueError, match="upper-case words only"):
+        list(Operation.objects.filter(status__literal_in=("STARTED') OR 1=1 --",)))
+    with pytest.raises(ValueError, match="upper-case words only"):
+        list(Operation.objects.filter(status__literal_in=()))
+    sql = str(Operation.objects.filter(status__literal_in=OPEN_STATUSES).query)
+    assert "IN ('STARTED', 'PENDING')" in sql, sql
