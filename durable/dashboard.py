@@ -19,7 +19,7 @@ from django.db.models.functions import TruncDay, TruncHour
 
 from durable import clock
 from durable.listing import WaitKind, on_a_worker, waits_on
-from durable.models import Execution, ExecutionStatus, HistoryEvent
+from durable.models import CHARTED_EVENTS, Execution, ExecutionStatus, HistoryEvent
 
 # The windows the page offers: (key, length, bucket).
 WINDOWS = {"24h": (timedelta(hours=24), "hour"), "7d": (timedelta(days=7), "day"), "30d": (timedelta(days=30), "day")}
@@ -117,15 +117,22 @@ def failures_by_function(since: datetime) -> list[tuple[str, int]]:
 
 def failure_events(since: datetime) -> QuerySet[HistoryEvent]:
     """The history's failed and timed-out ends since `since` (a range of its time index)."""
-    return HistoryEvent.objects.filter(event_type__in=_FAILED_ENDS, timestamp__gte=since)
+    return _charted().filter(event_type__in=_FAILED_ENDS, timestamp__gte=since)
 
 
 def attempt_events(since: datetime) -> QuerySet[HistoryEvent]:
     """Step attempts' starts and ends since `since`, newest first (the time index read backwards,
     no sort)."""
-    return HistoryEvent.objects.filter(
-        event_type__in=("StepStarted", *_ATTEMPT_ENDS), timestamp__gte=since, operation_id__isnull=False
-    ).order_by("-timestamp")
+    return (
+        _charted()
+        .filter(event_type__in=("StepStarted", *_ATTEMPT_ENDS), timestamp__gte=since, operation_id__isnull=False)
+        .order_by("-timestamp")
+    )
+
+
+def _charted() -> QuerySet[HistoryEvent]:
+    """The events the charts' index holds, its condition repeated word for word (LiteralIn)."""
+    return HistoryEvent.objects.filter(event_type__literal_in=CHARTED_EVENTS)
 
 
 def step_latency(since: datetime, unit: str) -> tuple[list[Latency], bool]:

@@ -10,14 +10,16 @@ from django.db.models import Lookup, Q
 
 from durable.identifier import new_execution_id
 
-_WORD = re.compile(r"[A-Z][A-Z_]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z_]*")
 
 
 class LiteralIn(Lookup):
     """`field__literal_in=(...)`: IN, its values written into the statement rather than bound.
-    SQLite uses a partial index only for a query whose conditions it can see imply the index's,
-    and it cannot see through a bound value; with the index's own words written out (in its
-    order) it can. For the engine's constant words only: anything else is refused, not quoted."""
+    SQLite uses a partial index only for a query whose conditions it can see imply the index's;
+    it sees through a bound value only by preparing the statement again for each new value
+    (SQLite 3.40 here), and not at all on a plan made before the value was bound. The index's
+    own words written out, in its order, match it at once. For the engine's constant words only:
+    anything else is refused, not quoted."""
 
     lookup_name = "literal_in"
     prepare_rhs = False
@@ -26,7 +28,7 @@ class LiteralIn(Lookup):
         lhs, params = self.process_lhs(compiler, connection)
         words = tuple(self.rhs)
         if not words or not all(isinstance(w, str) and _WORD.fullmatch(w) for w in words):
-            raise ValueError(f"literal_in takes upper-case words only, not {words!r}")
+            raise ValueError(f"literal_in takes plain words only, not {words!r}")
         return f"{lhs} IN ({', '.join(repr(w) for w in words)})", tuple(params)
 
 
@@ -36,6 +38,10 @@ class ExecutionStatus(models.TextChoices):
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
     STOPPED = "STOPPED"
+
+
+# The condition of the partial index durable_exec_timeout, which its query repeats (LiteralIn).
+RUNNING_ONLY = ("RUNNING",)
 
 
 class Execution(models.Model):
@@ -106,7 +112,10 @@ class Execution(models.Model):
                 condition=Q(lease_expires_at__isnull=False),
                 name="durable_exec_lease",
             ),
-            models.Index(fields=["status", "timeout_at"], name="durable_exec_timeout"),
+            # Running executions only (issue 19): an end takes its entry out and writes none.
+            models.Index(
+                fields=["status", "timeout_at"], condition=Q(status__in=RUNNING_ONLY), name="durable_exec_timeout"
+            ),
             # The admin's list, newest first (its order ends in -pk), whole or by status or function,
             # read a page at a time instead of sorting every matching row (durable_exec_list also
             # serves every range of creation dates); and a search by a whole name. Ascending, read
@@ -194,7 +203,13 @@ class Operation(models.Model):
         return f"{self.type} {self.name or self.operation_id[:12]} ({self.status})"
 
 
+Execution._meta.get_field("status").register_lookup(LiteralIn)
 Operation._meta.get_field("status").register_lookup(LiteralIn)
+
+
+# The kinds of history event the operations page's charts read (durable.dashboard): the condition
+# of the partial index durable_history_time_type, which their queries repeat (LiteralIn).
+CHARTED_EVENTS = ("StepStarted", "StepSucceeded", "StepFailed", "ExecutionFailed", "ExecutionTimedOut")
 
 
 class HistoryEvent(models.Model):
@@ -216,12 +231,20 @@ class HistoryEvent(models.Model):
             models.Index(fields=["execution", "id"], name="durable_history_order"),
             # The operations page's charts: events of a few kinds over a time window. By time
             # first (issue 19): a commit's events all go to the index's newest page, where by kind
-            # first each kind had a page of its own (up to four pages a commit).
-            models.Index(fields=["timestamp", "event_type"], name="durable_history_time_type"),
+            # first each kind had a page of its own (up to four pages a commit); and only the
+            # kinds the charts read (partial: an execution's start and end write no entry).
+            models.Index(
+                fields=["timestamp", "event_type"],
+                condition=Q(event_type__in=CHARTED_EVENTS),
+                name="durable_history_time_type",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.name or ''}".strip()
+
+
+HistoryEvent._meta.get_field("event_type").register_lookup(LiteralIn)
 
 
 class EventDeliveryStatus(models.TextChoices):

@@ -32,7 +32,7 @@ from durable.exceptions import (
     DatabaseUnreachableError,
     LeaseLostError,
 )
-from durable.models import OPEN_STATUSES, Execution, ExecutionStatus, Operation
+from durable.models import OPEN_STATUSES, RUNNING_ONLY, Execution, ExecutionStatus, Operation
 from durable.outbox import OutboxRecord
 from durable.state import Checkpoint, HistoryRecord, OperationRecord, OperationStatus, OperationType
 from durable.store import outbox as outbox_store
@@ -164,8 +164,9 @@ def due_query(now: datetime) -> QuerySet[Execution]:
 
 
 def timed_out_query(now: datetime) -> QuerySet[Execution]:
-    """Executions past their timeout whose lease is free (index durable_exec_timeout)."""
-    return _running().filter(timeout_at__lte=now).filter(_lease_free(now))
+    """Executions past their timeout whose lease is free (index durable_exec_timeout, whose
+    condition the query repeats)."""
+    return _running().filter(status__literal_in=RUNNING_ONLY, timeout_at__lte=now).filter(_lease_free(now))
 
 
 def expired_leases_query(now: datetime) -> QuerySet[Execution]:
