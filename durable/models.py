@@ -152,7 +152,8 @@ class Operation(models.Model):
     """One operation of an execution; its primary key orders the journal."""
 
     id = models.BigAutoField(primary_key=True)
-    # No index of its own: durable_op_journal and durable_operation_unique lead with it.
+    # No index of its own: durable_operation_unique leads with it (and serves the journal's load,
+    # sorted by id: issue 19 dropped the index by (execution, id), a page a step's commit).
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations", db_index=False)
     operation_id = models.CharField(max_length=64)
     parent_id = models.CharField(max_length=64, null=True, blank=True)
@@ -183,7 +184,6 @@ class Operation(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["execution", "operation_id"], name="durable_operation_unique")]
         indexes = [
-            models.Index(fields=["execution", "id"], name="durable_op_journal"),
             # Partial (invokes only): a step's row is not written into it. A lookup by value
             # (`= ?`, `IN`) implies IS NOT NULL, so both databases use it.
             models.Index(

@@ -142,7 +142,7 @@ class Statements:
         )
         self.extend_callback = f"UPDATE {self.op_table} SET {qn('heartbeat_deadline')} = %s WHERE {qn('id')} = %s"
         self.wake_execution = f"UPDATE {self.exec_table} SET {qn('wake_at')} = %s WHERE {qn('id')} = %s"
-        # The whole journal of one execution, in order (index durable_op_journal), its columns in
+        # The whole journal of one execution, in order (the unique index's rows, sorted), its columns in
         # OperationRecord's order: raw SQL, since the ORM's row machinery cost more than the
         # database's work (bench/steps.py's replay breakdown gives the figures).
         self.load_journal = (

@@ -2,7 +2,8 @@
 and the purge's ended index hold only the rows with a wake-up, a lease or an end (an execution's
 start and end write no entry into them), the history's chart index leads with the time (a
 commit's events share one page of it), the admin list's indexes are ascending (a start's entries
-go to their right edge), the open operations' index holds open operations only; and every query
+go to their right edge), the open operations' index holds open operations only, the journal has no
+index of its own (it loads from the unique one); and every query
 that read them still reads them, on both databases, with rows outside them that a scan would
 show (the list's: tests/durable/test_scale.py)."""
 
@@ -15,6 +16,7 @@ from durable import clock
 from durable.dashboard import attempt_events, failure_events
 from durable.listing import open_operations
 from durable.models import OPEN_STATUSES, Execution, HistoryEvent, Operation
+from durable.store import journal_store, sql
 from durable.store.base import _expired_callbacks, due_query, expired_leases_query, timed_out_query
 from durable.store.purge import expired_query
 from tests.durable.test_write_indexes import assert_index_read, family
@@ -164,3 +166,25 @@ def test_the_literal_lookup_writes_words_only():
         list(Operation.objects.filter(status__literal_in=()))
     sql = str(Operation.objects.filter(status__literal_in=OPEN_STATUSES).query)
     assert "IN ('STARTED', 'PENDING')" in sql, sql
+
+
+def test_the_journal_loads_from_the_unique_index_sorted_with_no_index_of_its_own():
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, "durable_operation")
+    assert not [name for name, c in found.items() if c["index"] and c["columns"] == ["execution_id", "id"]]
+    parent, _ = family(children=1, operations=40)
+    load = sql.statements().load_journal
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + load.replace("%s", "?"), [parent.pk.hex])
+            plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+            assert "USING INDEX sqlite_autoindex_durable_operation" in plan, plan
+        else:
+            cursor.execute("SET enable_seqscan = off")
+            cursor.execute("EXPLAIN " + load, [parent.pk])
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            cursor.execute("RESET enable_seqscan")
+            assert "durable_operation_unique" in plan, plan
+    journal = journal_store().load_journal(str(parent.pk))
+    ids = list(Operation.objects.filter(execution=parent).order_by("id").values_list("operation_id", flat=True))
+    assert list(journal) == ids  # in the order the operations were first written
