@@ -13,7 +13,7 @@
   took 6.6 to 7.1 ms against 6.3 to 6.7, bench/steps.py), and a step's commit writes a page less.
 The queries whose index's condition names words (a status, a kind of event) repeat it word for
 word (`__literal_in`, durable.models.LiteralIn). On SQLite, a 3-step execution's commits (its
-start included) wrote FRAMES pages to the WAL where they wrote 86 (2 KB each; 2,000 executions
+start included) wrote 57 pages to the WAL where they wrote 86 (2 KB each; 2,000 executions
 queued, then 200 started and run by one worker).
 """
 
