@@ -41,7 +41,7 @@ class ExecutionStatus(models.TextChoices):
 
 
 # The condition of the partial index durable_exec_timeout, which its query repeats (LiteralIn).
-RUNNING_ONLY = ("RUNNING",)
+RUNNING_ONLY = (ExecutionStatus.RUNNING.value,)
 
 
 class Execution(models.Model):
@@ -203,10 +203,6 @@ class Operation(models.Model):
         return f"{self.type} {self.name or self.operation_id[:12]} ({self.status})"
 
 
-Execution._meta.get_field("status").register_lookup(LiteralIn)
-Operation._meta.get_field("status").register_lookup(LiteralIn)
-
-
 # The kinds of history event the operations page's charts read (durable.dashboard): the condition
 # of the partial index durable_history_time_type, which their queries repeat (LiteralIn).
 CHARTED_EVENTS = ("StepStarted", "StepSucceeded", "StepFailed", "ExecutionFailed", "ExecutionTimedOut")
@@ -244,6 +240,9 @@ class HistoryEvent(models.Model):
         return f"{self.event_type} {self.name or ''}".strip()
 
 
+# The fields whose partial indexes name words, for their queries to repeat (LiteralIn).
+Execution._meta.get_field("status").register_lookup(LiteralIn)
+Operation._meta.get_field("status").register_lookup(LiteralIn)
 HistoryEvent._meta.get_field("event_type").register_lookup(LiteralIn)
 
 

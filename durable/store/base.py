@@ -166,7 +166,7 @@ def due_query(now: datetime) -> QuerySet[Execution]:
 def timed_out_query(now: datetime) -> QuerySet[Execution]:
     """Executions past their timeout whose lease is free (index durable_exec_timeout, whose
     condition the query repeats)."""
-    return _running().filter(status__literal_in=RUNNING_ONLY, timeout_at__lte=now).filter(_lease_free(now))
+    return Execution.objects.filter(status__literal_in=RUNNING_ONLY, timeout_at__lte=now).filter(_lease_free(now))
 
 
 def expired_leases_query(now: datetime) -> QuerySet[Execution]:
