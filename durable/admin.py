@@ -366,7 +366,8 @@ class ExecutionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
         # A large journal's history is long too: the first HISTORY_ROWS events, and a way to all.
         limit = TIMELINE_MAX_ROWS * 4 if request.GET.get("history") == "all" else HISTORY_ROWS
-        events = list(execution.history.order_by("id")[: limit + 1])
+        # Rows, each one event or two (a step's start and end written together): cut by events.
+        events = [e for row in execution.history.order_by("id")[: limit + 1] for e in row.events()][: limit + 1]
         history = [{"event": event, "details": preview(pretty_value(event.details), 2000)} for event in events[:limit]]
         context = {
             **self.admin_site.each_context(request),

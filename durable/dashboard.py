@@ -140,16 +140,19 @@ def step_latency(since: datetime, unit: str) -> tuple[list[Latency], bool]:
     StepFailed) by the bucket the attempt ended in; True when the window held more events
     than are read (the newest MAX_LATENCY_EVENTS are)."""
     rows = list(
-        attempt_events(since).values_list("execution_id", "operation_id", "event_type", "timestamp")[
+        attempt_events(since).values_list("execution_id", "operation_id", "event_type", "timestamp", "started_at")[
             : MAX_LATENCY_EVENTS + 1
         ]
     )
     sampled = len(rows) > MAX_LATENCY_EVENTS
     started: dict[tuple[object, str], datetime] = {}
     durations: dict[datetime, list[float]] = defaultdict(list)
-    for execution_id, operation_id, event_type, at in sorted(rows[:MAX_LATENCY_EVENTS], key=lambda r: r[3]):
+    for execution_id, operation_id, event_type, at, began in sorted(rows[:MAX_LATENCY_EVENTS], key=lambda r: r[3]):
         key = (execution_id, str(operation_id))
-        if event_type == "StepStarted":
+        if began is not None:  # an attempt's start and end in one row
+            started.pop(key, None)
+            durations[_floor(at, unit)].append((at - began).total_seconds())
+        elif event_type == "StepStarted":
             started[key] = at
         elif key in started:
             durations[_floor(at, unit)].append((at - started.pop(key)).total_seconds())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from durable.events import RESULT_EVENTS
-from durable.models import Execution
+from durable.models import START_OF, Execution
 
 _PAYLOAD_KEYS = ("Input", "Result")
 
@@ -13,9 +14,9 @@ _PAYLOAD_KEYS = ("Input", "Result")
 def history_events(execution: Execution, *, include_execution_data: bool = True) -> list[dict[str, Any]]:
     """Each event with its rank as EventId; payloads elided unless `include_execution_data`."""
     events = []
-    rows = list(
+    rows = expand_rows(
         execution.history.order_by("id").values_list(
-            "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details"
+            "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details", "started_at"
         )
     )
     results: dict[str | None, str | None] | None = None
@@ -41,4 +42,19 @@ def history_events(execution: Execution, *, include_execution_data: bool = True)
                     body[key] = {"Truncated": True}
         event[f"{event_type}Details"] = body
         events.append(event)
+    return events
+
+
+Row = tuple[str, Any, Any, Any, Any, Any, Any]
+
+
+def expand_rows(rows: Iterable[tuple[Any, ...]]) -> list[Row]:
+    """History rows (event type, operation id, parent id, name, sub type, timestamp, details,
+    started_at) as the events they stand for, in order: a row with `started_at` is its
+    operation's start (no details) at that time, then itself (HistoryEvent.events)."""
+    events: list[Row] = []
+    for event_type, op_id, parent_id, name, sub_type, timestamp, details, started_at in rows:
+        if started_at is not None:
+            events.append((START_OF[event_type], op_id, parent_id, name, sub_type, started_at, {}))
+        events.append((event_type, op_id, parent_id, name, sub_type, timestamp, details))
     return events

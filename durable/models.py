@@ -221,6 +221,10 @@ class HistoryEvent(models.Model):
     sub_type = models.CharField(max_length=64, null=True, blank=True)
     timestamp = models.DateTimeField()
     details = models.JSONField(default=dict, blank=True)
+    # Set when the row also stands for its operation's start (StepStarted, ContextStarted: no
+    # details of their own), written in the same commit just before this end: one row for the
+    # two events, read back as both (`events`, durable.history.expand_rows).
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -238,6 +242,32 @@ class HistoryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.name or ''}".strip()
+
+    def events(self) -> list[HistoryEvent]:
+        """The events this row stands for, in order: its operation's start first when the row
+        holds one (`started_at`; an unsaved copy), then itself."""
+        if self.started_at is None:
+            return [self]
+        start = HistoryEvent(
+            execution_id=self.execution_id,
+            event_type=START_OF[self.event_type],
+            operation_id=self.operation_id,
+            parent_id=self.parent_id,
+            name=self.name,
+            sub_type=self.sub_type,
+            timestamp=self.started_at,
+            details={},
+        )
+        return [start, self]
+
+
+# An operation's start event with no details, by the ends one row can hold it with.
+START_OF = {
+    "StepSucceeded": "StepStarted",
+    "StepFailed": "StepStarted",
+    "ContextSucceeded": "ContextStarted",
+    "ContextFailed": "ContextStarted",
+}
 
 
 # The fields whose partial indexes name words, for their queries to repeat (LiteralIn).

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import Q
+
 from durable import clock
-from durable.models import Execution, Operation
+from durable.models import START_OF, Execution, Operation
 
 PREVIEW_CHARS = 200
 
@@ -213,12 +215,18 @@ def _attempt_events(execution: Execution, step_ids: set[str]) -> dict[str, list[
         return {}
     found: dict[str, list[AttemptEvent]] = {}
     rows = (
-        execution.history.filter(event_type__in=_ATTEMPT_EVENTS, operation_id__in=step_ids)
+        execution.history.filter(
+            Q(event_type__in=_ATTEMPT_EVENTS) | Q(started_at__isnull=False), operation_id__in=step_ids
+        )
         .order_by("id")
-        .values_list("operation_id", "event_type", "timestamp", "details")
+        .values_list("operation_id", "event_type", "timestamp", "details", "started_at")
     )
-    for operation_id, event_type, timestamp, details in rows:
-        found.setdefault(str(operation_id), []).append((event_type, timestamp, _failure(details)))
+    for operation_id, event_type, timestamp, details, started_at in rows:
+        attempts = found.setdefault(str(operation_id), [])
+        if started_at is not None:  # the row holds the attempt's start too
+            attempts.append((START_OF[event_type], started_at, ""))
+        if event_type in _ATTEMPT_EVENTS:
+            attempts.append((event_type, timestamp, _failure(details)))
     return found
 
 

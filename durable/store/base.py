@@ -398,7 +398,7 @@ class SqlJournalStore:
         return sql.record(row) if row else None
 
     def append_events(self, execution_id: str, events: Iterable[HistoryRecord]) -> None:
-        rows = [sql.event_params(sql.execution_pk(execution_id), e) for e in events]
+        rows = sql.event_rows(sql.execution_pk(execution_id), events)
         with sql.cursor() as cursor:
             cursor.executemany(sql.statements().insert_events(1), rows)
 
@@ -413,7 +413,7 @@ class SqlJournalStore:
         statements = sql.statements()
         params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
-        event_rows = [sql.event_params(pk, e) for e in events]
+        event_rows = sql.event_rows(pk, events)
         outbox_rows = outbox_store.Prepared(outbox)
         with transaction.atomic(), sql.cursor() as cursor:
             cursor.execute(statements.insert_execution, params)

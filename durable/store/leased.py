@@ -130,7 +130,7 @@ class LeasedJournal:
             error = sql.adapt_json(record.error)
             params = [record.status.value, error, ops.adapt_datetimefield_value(record.ended_at)]
             params += [self.pk, record.operation_id, OperationStatus.STARTED.value, at, at]
-            event_rows = [sql.event_params(self.pk, e) for e in events]
+            event_rows = sql.event_rows(self.pk, events)
             statements = sql.statements()
             with transaction.atomic(), sql.cursor() as cursor:
                 cursor.execute(fence_sql, fence_params)
@@ -190,7 +190,7 @@ class LeasedJournal:
         with checkpoint_guard(self.execution_id):
             fence_sql, fence_params = self.fence(changes)
             operations, event_rows = sql.checkpoint_rows(self.pk, checkpoints)
-            event_rows += [sql.event_params(self.pk, e) for e in events]
+            event_rows += sql.event_rows(self.pk, events)
             statements = sql.statements()
             outbox_rows = outbox_store.Prepared(self.with_operation_events(checkpoints, outbox))
             taking = next_lease() if next_lease is not None and not connection.in_atomic_block else None

@@ -380,7 +380,7 @@ class PostgresJournalStore(SqlJournalStore):
             fence_sql, params = journal.fence(changes)
             queries = [f"WITH fenced AS ({fence_sql} RETURNING 1) SELECT 1 / (SELECT count(*) FROM fenced)"]
             operations, event_rows = sql.checkpoint_rows(journal.pk, checkpoints)
-            event_rows += [sql.event_params(journal.pk, e) for e in events]
+            event_rows += sql.event_rows(journal.pk, events)
             statements = sql.statements()
             if operations:
                 queries.append(statements.upsert_operations(len(operations)))
@@ -441,7 +441,7 @@ class PostgresJournalStore(SqlJournalStore):
         statements = sql.statements()
         params = sql.execution_params(values)
         pk = sql.execution_pk(str(values["id"]))
-        event_rows = [sql.event_params(pk, e) for e in events]
+        event_rows = sql.event_rows(pk, events)
         queries = [statements.insert_execution]
         if event_rows:
             queries.append(statements.insert_events(len(event_rows)))

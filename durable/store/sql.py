@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
-from durable.models import Execution, HistoryEvent, Operation
+from durable.models import START_OF, Execution, HistoryEvent, Operation
 from durable.state import (
     TERMINAL_STATUSES,
     Checkpoint,
@@ -58,7 +58,17 @@ RECORD_FIELDS = tuple(f.name for f in fields(OperationRecord))
 assert sorted(RECORD_FIELDS) == sorted(OPERATION_FIELDS)
 # What an upsert may change of an operation that exists (its identity never changes).
 _UPDATABLE_FIELDS = [f for f in OPERATION_FIELDS if f not in ("operation_id", "parent_id", "type", "sub_type", "name")]
-_EVENT_COLUMNS = ("execution_id", "event_type", "operation_id", "parent_id", "name", "sub_type", "timestamp", "details")
+_EVENT_COLUMNS = (
+    "execution_id",
+    "event_type",
+    "operation_id",
+    "parent_id",
+    "name",
+    "sub_type",
+    "timestamp",
+    "details",
+    "started_at",
+)
 
 
 def _qn(name: str) -> str:
@@ -381,7 +391,9 @@ def _adapt(ops: Any, field: str, value: Any) -> Any:
     return value
 
 
-def event_params(pk: Any, event: HistoryRecord, ops: Any = None) -> list[Any]:
+def event_params(pk: Any, event: HistoryRecord, ops: Any = None, started: datetime | None = None) -> list[Any]:
+    """The parameters of `Statements.insert_events` for one event (`started`: the time of its
+    operation's start, which the row then stands for too; see `event_rows`)."""
     op = event.operation
     ops = ops or connection.ops
     assert event.timestamp is not None
@@ -394,7 +406,42 @@ def event_params(pk: Any, event: HistoryRecord, ops: Any = None) -> list[Any]:
         op.sub_type if op else None,
         ops.adapt_datetimefield_value(event.timestamp),
         ops.adapt_json_value(event.details, DjangoJSONEncoder),
+        None if started is None else ops.adapt_datetimefield_value(started),
     ]
+
+
+def _start_held_by(start: HistoryRecord, end: HistoryRecord) -> bool:
+    """Whether `end`'s row can stand for `start` too: the start of the same operation, with no
+    details of its own, just before it."""
+    return (
+        START_OF.get(end.event_type) == start.event_type
+        and not start.details
+        and start.operation is not None
+        and end.operation is not None
+        and start.operation.operation_id == end.operation.operation_id
+        and start.timestamp is not None
+    )
+
+
+def event_rows(pk: Any, events: Sequence[HistoryRecord], ops: Any = None) -> list[list[Any]]:
+    """The rows of these events, written together in this order: a step's (or child context's)
+    start followed at once by its end is one row, the end's with the start's time in
+    `started_at` (HistoryEvent.events reads it back as both). Most steps start and end in one
+    commit, so a step writes one history row and one entry in each history index, not two."""
+    ops = ops or connection.ops
+    rows: list[list[Any]] = []
+    held = False
+    for i, event in enumerate(events):
+        if held:
+            held = False
+            continue
+        after = events[i + 1] if i + 1 < len(events) else None
+        if after is not None and _start_held_by(event, after):
+            rows.append(event_params(pk, after, ops, started=event.timestamp))
+            held = True
+        else:
+            rows.append(event_params(pk, event, ops))
+    return rows
 
 
 def checkpoint_rows(pk: Any, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
@@ -410,4 +457,4 @@ def checkpoint_rows(pk: Any, checkpoints: Iterable[Checkpoint]) -> tuple[list[li
     operations = [
         [pk] + [_adapt(ops, field, getattr(op, field)) for field in OPERATION_FIELDS] for op in latest.values()
     ]
-    return operations, [event_params(pk, e, ops) for e in events]
+    return operations, event_rows(pk, events, ops)

@@ -109,11 +109,16 @@ def test_many_checkpoints_in_one_write_keep_the_last_state_of_each_operation_and
     ops = dict(Operation.objects.filter(execution_id=execution.pk).values_list("operation_id", "result"))
     assert ops == {"a": '"one"', "b": "2"}
     assert Operation.objects.get(execution_id=execution.pk, operation_id="a").status == "SUCCEEDED"
-    events = HistoryEvent.objects.filter(execution_id=execution.pk).exclude(event_type="ExecutionStarted")
-    assert list(events.order_by("id").values_list("event_type", flat=True)) == [
+    stored = HistoryEvent.objects.filter(execution_id=execution.pk).exclude(event_type="ExecutionStarted")
+    assert [e.event_type for row in stored.order_by("id") for e in row.events()] == [
         "StepStarted",
         "StepSucceeded",
         "StepSucceeded",
+    ]
+    # a's start and end in one row (its start's time held in started_at), b's end in another.
+    assert [(e.event_type, e.started_at is None) for e in stored.order_by("id")] == [
+        ("StepSucceeded", False),
+        ("StepSucceeded", True),
     ]
 
 

@@ -70,11 +70,11 @@ def test_polls_suspend_between_checks_with_backoff_and_return_the_last_state():
     assert (step.status, step.attempt) == ("SUCCEEDED", 3)
     # Backoff 2 s, then 4 s (x2): the polls ran at +0, +2 and +6 seconds.
     assert step.end_timestamp - start == timedelta(seconds=6)
-    events = list(
-        HistoryEvent.objects.filter(execution_id=execution_id, name="poll")
-        .order_by("id")
-        .values_list("event_type", "details")
-    )
+    events = [
+        (e.event_type, e.details)
+        for row in HistoryEvent.objects.filter(execution_id=execution_id, name="poll").order_by("id")
+        for e in row.events()
+    ]
     assert [e for e, _ in events] == ["StepStarted", "StepSucceeded"] * 3
     assert [d.get("RetryDetails") for e, d in events if e == "StepSucceeded"] == [
         {"CurrentAttempt": 1, "NextAttemptDelaySeconds": 2},
