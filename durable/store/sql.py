@@ -423,25 +423,32 @@ def _start_held_by(start: HistoryRecord, end: HistoryRecord) -> bool:
     )
 
 
-def event_rows(pk: Any, events: Sequence[HistoryRecord], ops: Any = None) -> list[list[Any]]:
+def event_rows(pk: Any, events: Iterable[HistoryRecord], ops: Any = None) -> list[list[Any]]:
     """The rows of these events, written together in this order: a step's (or child context's)
     start followed at once by its end is one row, the end's with the start's time in
     `started_at` (HistoryEvent.events reads it back as both). Most steps start and end in one
     commit, so a step writes one history row and one entry in each history index, not two."""
     ops = ops or connection.ops
     rows: list[list[Any]] = []
-    held = False
-    for i, event in enumerate(events):
-        if held:
-            held = False
-            continue
-        after = events[i + 1] if i + 1 < len(events) else None
-        if after is not None and _start_held_by(event, after):
-            rows.append(event_params(pk, after, ops, started=event.timestamp))
-            held = True
+    start: HistoryRecord | None = None  # a start not written yet: the next event may hold it
+    for event in events:
+        if start is not None:
+            if _start_held_by(start, event):
+                rows.append(event_params(pk, event, ops, started=start.timestamp))
+                start = None
+                continue
+            rows.append(event_params(pk, start, ops))
+            start = None
+        if event.event_type in _HELD_STARTS:
+            start = event
         else:
             rows.append(event_params(pk, event, ops))
+    if start is not None:
+        rows.append(event_params(pk, start, ops))
     return rows
+
+
+_HELD_STARTS = frozenset(START_OF.values())
 
 
 def checkpoint_rows(pk: Any, checkpoints: Iterable[Checkpoint]) -> tuple[list[list[Any]], list[list[Any]]]:
