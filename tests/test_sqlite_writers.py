@@ -94,3 +94,97 @@ def test_a_writer_waits_for_the_writer_ahead_and_goes_the_moment_it_lets_go(lock
     assert 0 <= took - let_go_at[0] < 0.1  # woken at once, not after a sleep
     assert Execution.objects.count() == 1
     assert not held_elsewhere(lock_path)
+
+
+def write_in_thread(background: bool, done: list[str], name: str) -> threading.Thread:
+    """A writer on a connection of its own (as another process's would be), `background` as a
+    worker's (durable.backends.sqlite3.base.set_background)."""
+
+    def write() -> None:
+        try:
+            connection.background = background
+            with transaction.atomic():
+                make_waiting(1)
+            done.append(name)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def test_background_writers_queue_among_themselves_first_and_a_request_does_not(lock_path):
+    gate_path = f"{connection.settings_dict['NAME']}-workers.lock"
+    fd = os.open(gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a worker of another process has the background writers' turn
+    done: list[str] = []
+    try:
+        worker = write_in_thread(True, done, "worker")
+        time.sleep(0.3)
+        assert done == []  # the writers' lock is free, but it waits for its turn among workers
+        assert not held_elsewhere(lock_path)
+        request = write_in_thread(False, done, "request")
+        request.join(5)
+        assert done == ["request"]  # a request's write does not queue behind workers
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    worker.join(5)
+    assert done == ["request", "worker"]
+    assert Execution.objects.count() == 2
+    assert held(gate_path, lock_path) == [False, False]
+
+
+def held(*paths: str) -> list[bool]:
+    return [held_elsewhere(path) for path in paths]
+
+
+def test_a_background_write_holds_its_turn_until_it_commits_or_rolls_back(lock_path):
+    gate_path = f"{connection.settings_dict['NAME']}-workers.lock"
+
+    def write_then_fail() -> None:
+        with transaction.atomic():
+            make_waiting(1)
+            assert held(gate_path, lock_path) == [True, True]
+            raise ZeroDivisionError
+
+    connection.background = True
+    try:
+        with transaction.atomic():
+            make_waiting(1)
+            assert held(gate_path, lock_path) == [True, True]
+        assert held(gate_path, lock_path) == [False, False]
+        with pytest.raises(ZeroDivisionError):
+            write_then_fail()
+        assert held(gate_path, lock_path) == [False, False]
+    finally:
+        connection.background = None
+    with transaction.atomic():  # a request's write takes the writers' lock only
+        make_waiting(1)
+        assert held(gate_path, lock_path) == [False, True]
+    assert Execution.objects.count() == 2
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(60)
+def test_a_worker_process_writes_as_background_work(lock_path, workers):
+    from durable.client import start_execution
+    from tests import workflows
+    from tests.processes import wait_until
+
+    gate_path = f"{connection.settings_dict['NAME']}-workers.lock"
+    fd = os.open(gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the background writers' turn, held here
+    try:
+        workers(1)
+        execution = start_execution(workflows.three_steps, {})  # a request's write: not held up
+        time.sleep(1.5)
+        # The worker has the job but waits for its turn to write the lease.
+        assert Execution.objects.filter(pk=execution.pk, status="RUNNING", invocation_count=0).exists()
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    wait_until(
+        lambda: Execution.objects.filter(pk=execution.pk, status="SUCCEEDED").exists(), 30, message="the execution"
+    )

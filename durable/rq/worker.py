@@ -23,6 +23,7 @@ from rq.utils import as_text
 from rq.worker import WorkerStatus
 
 from durable import conf, runtime, sinks
+from durable.backends.sqlite3 import base as sqlite_backend
 from durable.exceptions import DatabaseUnreachableError
 from durable.retention import purge_try_seconds, purge_with_lock
 from durable.rq import liveness
@@ -90,6 +91,9 @@ class SweepingWorkerMixin:
         # worker's children share those pages untouched, too.
         gc.collect()
         gc.freeze()
+        # On SQLite, this process's writes queue behind one another's before the writers' lock,
+        # so that the processes serving requests wait for at most one worker's write.
+        sqlite_backend.set_background(True)
         poller = TimerPoller(self.connection, self.name)  # type: ignore[attr-defined]
         poller.start()
         heartbeat = liveness.Heartbeat(conf.get("WORKER_HEARTBEAT_FILE"), self.answering)

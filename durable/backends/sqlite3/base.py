@@ -69,6 +69,24 @@ RESTART_WAIT = 0.02
 RESTART_BYTES = 32 * 1024 * 1024
 
 
+# Whether this process's write transactions are background work (a worker's: set_background).
+_background = False
+
+
+def set_background(on: bool = True) -> None:
+    """Mark this process's write transactions as background work (the engine's workers call it
+    as they start): each first queues among the background writers of the machine on
+    `<database>-workers.lock`, then takes the writers' lock. So at most one background writer
+    at a time waits for the writers' lock beside the processes that serve requests, and a
+    request's write (an execution's start, a callback's completion) waits for the transaction
+    under way and at most one worker's, not for every worker's in turn: `flock` lets go to
+    whichever waiter runs first, and with four workers on two cores the process starting
+    executions waited 0.65 ms a start for the lock and the CPU, against 0.05 ms with one
+    worker (README, "Against DBOS")."""
+    global _background
+    _background = on
+
+
 def _lock_file(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
@@ -216,6 +234,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().__init__(*args, **kwargs)
         self._writers_fd: int | None = None
         self._holding_writers_lock = False
+        self._gate_fd: int | None = None  # <database>-workers.lock, opened by a background writer
+        self._holding_gate = False
+        self.background: bool | None = None  # a background writer (set_background), unless set here
         self._commits = 0
         self._path = ""  # the database file's, set at each connection (a test's database is named later)
         self._checkpoint_fd: int | None = None
@@ -313,20 +334,40 @@ class DatabaseWrapper(base.DatabaseWrapper):
             super()._close()  # type: ignore[misc]
         finally:
             self._let_go_writers_lock()
-            for fd in (self._writers_fd, self._checkpoint_fd):
+            for fd in (self._writers_fd, self._checkpoint_fd, self._gate_fd):
                 if fd is not None:
                     with contextlib.suppress(OSError):
                         os.close(fd)
-            self._writers_fd = self._checkpoint_fd = None
+            self._writers_fd = self._checkpoint_fd = self._gate_fd = None
 
     def _take_writers_lock(self) -> None:
         if self._writers_fd is None or self._holding_writers_lock:
             return
+        if _background if self.background is None else self.background:
+            self._take_gate()
         try:
             fcntl.flock(self._writers_fd, fcntl.LOCK_EX)  # the GIL is released while waiting
         except OSError:
+            self._let_go_gate()
             return  # SQLite's own lock decides alone
         self._holding_writers_lock = True
+
+    def _take_gate(self) -> None:
+        """The background writers' turn (set_background); none if its file cannot be had."""
+        try:
+            if self._gate_fd is None:
+                self._gate_fd = _lock_file(f"{self._path}-workers.lock")
+            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
+        except OSError:
+            return
+        self._holding_gate = True
+
+    def _let_go_gate(self) -> None:
+        if self._holding_gate:
+            self._holding_gate = False
+            if self._gate_fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
 
     def _let_go_writers_lock(self) -> None:
         if self._holding_writers_lock:
@@ -334,6 +375,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if self._writers_fd is not None:
                 with contextlib.suppress(OSError):
                     fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
+        self._let_go_gate()  # after the writers' lock: a request's writer waiting for it goes first
 
 
 @functools.lru_cache(maxsize=1024)
