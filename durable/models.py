@@ -246,16 +246,17 @@ class HistoryEvent(models.Model):
     def events(self) -> list[HistoryEvent]:
         """The events this row stands for, in order: its operation's start first when the row
         holds one (`started_at`; an unsaved copy), then itself."""
-        if self.started_at is None:
+        started, kind = self.started_at, START_OF.get(self.event_type)
+        if started is None or kind is None:
             return [self]
         start = HistoryEvent(
             execution_id=self.execution_id,
-            event_type=START_OF[self.event_type],
+            event_type=kind,
             operation_id=self.operation_id,
             parent_id=self.parent_id,
             name=self.name,
             sub_type=self.sub_type,
-            timestamp=self.started_at,
+            timestamp=started,
             details={},
         )
         return [start, self]

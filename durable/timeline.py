@@ -223,7 +223,7 @@ def _attempt_events(execution: Execution, step_ids: set[str]) -> dict[str, list[
     )
     for operation_id, event_type, timestamp, details, started_at in rows:
         attempts = found.setdefault(str(operation_id), [])
-        if started_at is not None:  # the row holds the attempt's start too
+        if started_at is not None and event_type in START_OF:  # the row holds the attempt's start too
             attempts.append((START_OF[event_type], started_at, ""))
         if event_type in _ATTEMPT_EVENTS:
             attempts.append((event_type, timestamp, _failure(details)))

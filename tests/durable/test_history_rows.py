@@ -202,3 +202,14 @@ def test_the_step_latency_chart_reads_attempts_from_either_kind_of_row():
     )
     (latency,), sampled = step_latency(since, "hour")
     assert (latency.count, latency.p50, latency.p95, sampled) == (2, 2.0, 4.0, False)
+
+
+def test_a_start_time_on_an_end_that_holds_no_start_is_ignored():
+    """Only the engine writes `started_at`, on the ends in START_OF; a row edited by hand with
+    it elsewhere still reads back as its one event."""
+    done = run(three_steps)
+    row = HistoryEvent.objects.filter(execution_id=done.execution_id, event_type="InvocationCompleted").get()
+    before = get_history(done.execution_id)["Events"]
+    HistoryEvent.objects.filter(pk=row.pk).update(started_at=row.timestamp)
+    assert get_history(done.execution_id)["Events"] == before
+    assert [e.event_type for e in HistoryEvent.objects.get(pk=row.pk).events()] == ["InvocationCompleted"]
