@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from durable.events import RESULT_EVENTS
-from durable.models import START_OF, Execution
+from durable.models import Execution, held_start
 
 _PAYLOAD_KEYS = ("Input", "Result")
 
@@ -54,7 +54,8 @@ def expand_rows(rows: Iterable[tuple[Any, ...]]) -> list[Row]:
     operation's start (no details) at that time, then itself (HistoryEvent.events)."""
     events: list[Row] = []
     for event_type, op_id, parent_id, name, sub_type, timestamp, details, started_at in rows:
-        if started_at is not None and event_type in START_OF:
-            events.append((START_OF[event_type], op_id, parent_id, name, sub_type, started_at, {}))
+        start = held_start(event_type, started_at)
+        if start is not None:
+            events.append((start, op_id, parent_id, name, sub_type, started_at, {}))
         events.append((event_type, op_id, parent_id, name, sub_type, timestamp, details))
     return events

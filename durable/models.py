@@ -246,7 +246,7 @@ class HistoryEvent(models.Model):
     def events(self) -> list[HistoryEvent]:
         """The events this row stands for, in order: its operation's start first when the row
         holds one (`started_at`; an unsaved copy), then itself."""
-        started, kind = self.started_at, START_OF.get(self.event_type)
+        started, kind = self.started_at, held_start(self.event_type, self.started_at)
         if started is None or kind is None:
             return [self]
         start = HistoryEvent(
@@ -269,6 +269,12 @@ START_OF = {
     "ContextSucceeded": "ContextStarted",
     "ContextFailed": "ContextStarted",
 }
+
+
+def held_start(event_type: str, started_at: object) -> str | None:
+    """The start event a history row of this type and `started_at` also stands for, if any
+    (only the ends in START_OF hold one: `started_at` on any other row is ignored)."""
+    return START_OF.get(event_type) if started_at is not None else None
 
 
 # The fields whose partial indexes name words, for their queries to repeat (LiteralIn).

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Q
 
 from durable import clock
-from durable.models import START_OF, Execution, Operation
+from durable.models import Execution, Operation, held_start
 
 PREVIEW_CHARS = 200
 
@@ -223,8 +223,9 @@ def _attempt_events(execution: Execution, step_ids: set[str]) -> dict[str, list[
     )
     for operation_id, event_type, timestamp, details, started_at in rows:
         attempts = found.setdefault(str(operation_id), [])
-        if started_at is not None and event_type in START_OF:  # the row holds the attempt's start too
-            attempts.append((START_OF[event_type], started_at, ""))
+        start = held_start(event_type, started_at)
+        if start is not None and started_at is not None:  # the row holds the attempt's start too
+            attempts.append((start, started_at, ""))
         if event_type in _ATTEMPT_EVENTS:
             attempts.append((event_type, timestamp, _failure(details)))
     return found

@@ -168,19 +168,24 @@ def test_a_background_write_holds_its_turn_until_it_commits_or_rolls_back(lock_p
 
 @pytest.mark.processes
 @pytest.mark.timeout(60)
-def test_a_worker_process_writes_as_background_work(lock_path, workers):
+def test_a_worker_process_writes_as_background_work(lock_path, workers, redis_server):
     from durable.client import start_execution
     from tests import workflows
-    from tests.processes import wait_until
+    from tests.processes import blocked_on_the_queue, wait_until
 
     gate_path = f"{connection.settings_dict['NAME']}-workers.lock"
     fd = os.open(gate_path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)  # the background writers' turn, held here
     try:
         workers(1)
+        client = redis_server.client()
+        wait_until(lambda: blocked_on_the_queue(client) == 1, 30, message="the worker to wait for a job")
         execution = start_execution(workflows.three_steps, {})  # a request's write: not held up
-        time.sleep(1.5)
-        # The worker has the job but waits for its turn to write the lease.
+        # The worker takes the job off the queue and stops waiting for one...
+        wait_until(
+            lambda: client.llen("rq:queue:default") == 0 and blocked_on_the_queue(client) == 0, 10, message="the take"
+        )
+        time.sleep(0.5)  # ...then, unmarked, it would take the lease in a few milliseconds
         assert Execution.objects.filter(pk=execution.pk, status="RUNNING", invocation_count=0).exists()
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -87,6 +87,12 @@ def set_background(on: bool = True) -> None:
     _background = on
 
 
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _lock_file(path: str) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
@@ -365,16 +371,12 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _let_go_gate(self) -> None:
         if self._holding_gate:
             self._holding_gate = False
-            if self._gate_fd is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
+            _unlock(self._gate_fd)
 
     def _let_go_writers_lock(self) -> None:
         if self._holding_writers_lock:
             self._holding_writers_lock = False
-            if self._writers_fd is not None:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(self._writers_fd, fcntl.LOCK_UN)
+            _unlock(self._writers_fd)
         self._let_go_gate()  # after the writers' lock: a request's writer waiting for it goes first
 
 
