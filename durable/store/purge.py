@@ -5,8 +5,9 @@ time), in the order of their end with a cursor past the last one read, so execut
 product's hold are read once per purge, not once per batch. Each batch is deleted in a short
 transaction of its own: the executions still ended and past the cutoff are locked (a redrive of
 one waits, then finds it gone: whoever commits first wins), their history and operations deleted
-by execution id, the links to them from other executions cleared (what the models' SET_NULL says)
-and the executions deleted, five statements each built whole for the batch's size.
+by execution id (the starts their rows hold counted first: a row may be two events), the links to
+them from other executions cleared (what the models' SET_NULL says) and the executions deleted,
+six statements each built whole for the batch's size.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from durable.models import Execution, ExecutionStatus, HistoryEvent, Operation
 
@@ -66,7 +67,12 @@ def count_operations(execution_ids: list[uuid.UUID]) -> int:
 
 
 def count_events(execution_ids: list[uuid.UUID]) -> int:
-    return HistoryEvent.objects.filter(execution_id__in=execution_ids).count()
+    """The history events of these executions: a row that holds its operation's start as well
+    as its end (`HistoryEvent.started_at`) is two."""
+    counted = HistoryEvent.objects.filter(execution_id__in=execution_ids).aggregate(
+        rows=Count("pk"), starts=Count("started_at")
+    )
+    return int(counted["rows"]) + int(counted["starts"])
 
 
 def delete_executions(execution_ids: list[uuid.UUID], cutoff: datetime) -> Deleted:
@@ -91,9 +97,9 @@ def delete_executions(execution_ids: list[uuid.UUID], cutoff: datetime) -> Delet
         with connection.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement, params)
-                counts.append(cursor.rowcount)
-    events, operations, _, _, executions = counts
-    return Deleted(executions=executions, operations=operations, events=events)
+                counts.append(cursor.fetchone()[0] if statement.startswith("SELECT") else cursor.rowcount)
+    held_starts, rows, operations, _, _, executions = counts
+    return Deleted(executions=executions, operations=operations, events=rows + held_starts)
 
 
 @cache
@@ -107,6 +113,9 @@ def _statements_for(vendor: str, count: int) -> tuple[str, ...]:
         return str(qn(model._meta.get_field(field).column))
 
     return (
+        # The starts the history rows hold beside their ends (two events in one row).
+        f"SELECT COUNT({column(HistoryEvent, 'started_at')}) FROM {event} "
+        f"WHERE {column(HistoryEvent, 'execution')} IN ({marks})",
         f"DELETE FROM {event} WHERE {column(HistoryEvent, 'execution')} IN ({marks})",
         f"DELETE FROM {operation} WHERE {column(Operation, 'execution')} IN ({marks})",
         # The models' SET_NULL: an invoked child outlives its purged parent, and the reverse.

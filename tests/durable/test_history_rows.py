@@ -213,3 +213,21 @@ def test_a_start_time_on_an_end_that_holds_no_start_is_ignored():
     HistoryEvent.objects.filter(pk=row.pk).update(started_at=row.timestamp)
     assert get_history(done.execution_id)["Events"] == before
     assert [e.event_type for e in HistoryEvent.objects.get(pk=row.pk).events()] == ["InvocationCompleted"]
+
+
+def test_the_purge_counts_events_not_rows():
+    """A row that holds a step's start and end is two of the purge's "history events", in a dry
+    run and in a real one, so its figures match the history a reader was shown."""
+    from durable import retention
+
+    done = run(three_steps)
+    events = len(get_history(done.execution_id)["Events"])
+    rows = len(stored(done.execution_id))
+    assert (events, rows) == (9, 6)  # three steps' starts held in their ends' rows
+    now = datetime.now(UTC)
+    Execution.objects.filter(pk=done.execution_id).update(ended_at=now - timedelta(days=400))
+    dry = retention.purge(function_name=three_steps.name, dry_run=True, now=now)
+    assert (dry.executions, dry.events) == (1, events)
+    report = retention.purge(function_name=three_steps.name, now=now)
+    assert (report.executions, report.events) == (1, events)
+    assert not HistoryEvent.objects.filter(execution_id=done.execution_id).exists()
