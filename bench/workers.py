@@ -11,7 +11,7 @@ With --dbos, DBOS 3.4 does the same work on the same database with the same conc
 (bench/dbos_workers.py, in a process of its own), and the ratios are printed. Throughput is
 measured in --rounds rounds, each ours then DBOS; the tables show medians.
 
-Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 3] [--fork] [--dbos]
+Usage: python bench/workers.py [--executions 500] [--samples 20] [--workers 1,2,4] [--rounds 5] [--fork] [--dbos]
        [--only timers] [--timer-spacing 0.05] [--engine-only] [--listen]
 """
 
@@ -41,7 +41,12 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=500)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (ours, then DBOS) per count")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="throughput rounds (ours, then DBOS) per count: the rows are their medians",
+    )
     parser.add_argument("--fork", action="store_true", help="also measure RQ's forking worker")
     parser.add_argument("--dbos", action="store_true", help="also measure DBOS on the same database")
     parser.add_argument("--only", choices=("timers",), help="measure timer lateness only (no throughput, no callbacks)")
