@@ -93,12 +93,15 @@ def delete_executions(execution_ids: list[uuid.UUID], cutoff: datetime) -> Delet
         pk = Execution._meta.pk
         assert pk is not None
         params: list[Any] = [pk.get_db_prep_value(value, connection) for value in ids]
+        count_starts, *writes = statements
         counts = []
         with connection.cursor() as cursor:
-            for statement in statements:
+            cursor.execute(count_starts, params)
+            held_starts = int(cursor.fetchone()[0])
+            for statement in writes:
                 cursor.execute(statement, params)
-                counts.append(cursor.fetchone()[0] if statement.startswith("SELECT") else cursor.rowcount)
-    held_starts, rows, operations, _, _, executions = counts
+                counts.append(cursor.rowcount)
+    rows, operations, _, _, executions = counts
     return Deleted(executions=executions, operations=operations, events=rows + held_starts)
 
 
